@@ -1,0 +1,50 @@
+package ws
+
+import "context"
+
+// MessageBroker carries publications between the nodes of a cluster.
+//
+// The Hub owns its broker: it calls Subscribe when the first local client
+// joins a channel and Unsubscribe when the last one leaves, so a broker
+// holds at most one subscription per channel per node. Payloads are opaque
+// bytes produced by the Hub; a broker must deliver them unchanged.
+//
+// Implementations must be safe for concurrent use. NewMemoryBroker (one
+// process) and NewRedisBroker (many nodes) are the two that ship with ws.
+type MessageBroker interface {
+	// Publish sends payload to every subscriber of channel on every node,
+	// this node included, exactly once each while the broker is healthy.
+	// Publications made by one goroutine on one channel are delivered in
+	// the order they were published. Publish returns an error when the
+	// publication could not be handed to the transport (for example Redis
+	// is unreachable); it does not wait for delivery. It may block for
+	// network I/O and must honour ctx.
+	Publish(ctx context.Context, channel string, payload []byte) error
+
+	// Subscribe starts delivering channel's publications to handler. It
+	// returns only once the subscription is confirmed, so every
+	// publication made after Subscribe returns reaches handler. handler is
+	// called from one goroutine per broker (or per channel), one payload
+	// at a time, in publication order; it must not block and must not
+	// keep payload after it returns unless it copies it. The Hub calls
+	// Subscribe at most once per channel until the matching Unsubscribe.
+	// It may block for network I/O and must honour ctx.
+	Subscribe(ctx context.Context, channel string, handler func(payload []byte)) error
+
+	// Unsubscribe stops delivery for channel. Once it returns, handler is
+	// not called again for that channel. Unsubscribing a channel that is
+	// not subscribed is not an error. It may block for network I/O.
+	Unsubscribe(ctx context.Context, channel string) error
+
+	// Close releases the broker's resources. The Hub calls it once when
+	// Run returns; no other method is called after Close.
+	Close() error
+}
+
+// BrokerHealth is implemented by brokers that can lose their connection
+// (RedisBroker). The Hub reports it in Stats and in its health handler.
+type BrokerHealth interface {
+	// Healthy reports whether the broker is currently connected and its
+	// subscriptions are live. It must not block.
+	Healthy() bool
+}

@@ -1,0 +1,196 @@
+package ws
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// RateLimit bounds how many frames one connection may send.
+type RateLimit struct {
+	// Messages allowed per Interval. Zero disables the limit.
+	Messages int
+	// Interval over which Messages are allowed. Zero with Messages > 0
+	// means one second.
+	Interval time.Duration
+}
+
+// Config tunes a Hub. It is passed by value; the zero value of every field
+// means the default written on it, so Config{} is a working configuration.
+type Config struct {
+	// PingInterval is how often the server pings each connection.
+	// Zero means 30s.
+	PingInterval time.Duration
+	// PongTimeout is how long a connection may stay silent (no frame, no
+	// pong) before it is closed. It must exceed PingInterval.
+	// Zero means twice PingInterval.
+	PongTimeout time.Duration
+	// WriteTimeout bounds every socket write. Zero means 10s.
+	WriteTimeout time.Duration
+
+	// ReadBufferSize is the size in bytes of the connection's read buffer.
+	// Zero means 1024. Frames larger than this still work; it is a buffer,
+	// not a limit (see MaxMessageSize).
+	ReadBufferSize int
+	// WriteBufferSize is the size in bytes of the buffer used to write the
+	// upgrade response. Frames are written straight from shared encoded
+	// bytes, so no per-connection write buffer is kept. Zero means 1024.
+	WriteBufferSize int
+	// MaxMessageSize is the largest client frame accepted, in bytes; a
+	// larger one closes the connection with 1009 (message too big).
+	// Zero means 64 KiB.
+	MaxMessageSize int64
+
+	// SendQueueSize is how many frames may wait to be written to one
+	// connection. A client whose queue is full is disconnected as a slow
+	// consumer (close code 4008) rather than slowing anyone else down.
+	// Zero means 1024.
+	SendQueueSize int
+	// SendQueueBytes bounds the bytes waiting for one connection, with the
+	// same slow-consumer policy. Zero means 4 MiB.
+	SendQueueBytes int
+
+	// RateLimit bounds frames per connection. Zero means unlimited.
+	RateLimit RateLimit
+
+	// MaxConnections caps the connections this node accepts. Zero means
+	// no limit.
+	MaxConnections int
+	// MaxConnectionsPerIP caps the connections from one client IP on this
+	// node. Zero means no limit.
+	MaxConnectionsPerIP int
+	// MaxChannelsPerClient caps the channels one connection may be
+	// subscribed to at once. Zero means 100.
+	MaxChannelsPerClient int
+
+	// AllowedOrigins lists the Origin header values accepted, with "*"
+	// wildcards (https://*.example.com). Empty means same-origin only
+	// (the Origin host must equal the request Host), as gorilla does; a
+	// request without an Origin header (a non-browser client) is accepted.
+	AllowedOrigins []string
+
+	// PresenceUsersLimit is the largest presence channel whose join and
+	// leave frames still carry the full users list. Above it they carry
+	// only the user who joined or left and the member count, so a join
+	// costs O(1) frame bytes instead of O(members). Zero means 100.
+	PresenceUsersLimit int
+
+	// ShouldLogStats logs a statistics line every StatsInterval through
+	// Logger.
+	ShouldLogStats bool
+	// StatsInterval is how often statistics are logged. Zero means 1m.
+	StatsInterval time.Duration
+
+	// Logger receives the hub's log lines. Nil means silent.
+	Logger *slog.Logger
+}
+
+const (
+	defaultPingInterval   = 30 * time.Second
+	defaultWriteTimeout   = 10 * time.Second
+	defaultBufferSize     = 1024
+	defaultMaxMessageSize = 64 << 10
+	defaultSendQueueSize  = 1024
+	defaultSendQueueBytes = 4 << 20
+	defaultMaxChannels    = 100
+	defaultPresenceLimit  = 100
+	defaultStatsInterval  = time.Minute
+)
+
+// withDefaults returns c with every zero field replaced by its default.
+func (c Config) withDefaults() Config {
+	if c.PingInterval == 0 {
+		c.PingInterval = defaultPingInterval
+	}
+	if c.PongTimeout == 0 {
+		c.PongTimeout = 2 * c.PingInterval
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = defaultWriteTimeout
+	}
+	if c.ReadBufferSize == 0 {
+		c.ReadBufferSize = defaultBufferSize
+	}
+	if c.WriteBufferSize == 0 {
+		c.WriteBufferSize = defaultBufferSize
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = defaultMaxMessageSize
+	}
+	if c.SendQueueSize == 0 {
+		c.SendQueueSize = defaultSendQueueSize
+	}
+	if c.SendQueueBytes == 0 {
+		c.SendQueueBytes = defaultSendQueueBytes
+	}
+	if c.RateLimit.Messages > 0 && c.RateLimit.Interval == 0 {
+		c.RateLimit.Interval = time.Second
+	}
+	if c.MaxChannelsPerClient == 0 {
+		c.MaxChannelsPerClient = defaultMaxChannels
+	}
+	if c.PresenceUsersLimit == 0 {
+		c.PresenceUsersLimit = defaultPresenceLimit
+	}
+	if c.StatsInterval == 0 {
+		c.StatsInterval = defaultStatsInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return c
+}
+
+// Validate reports the first impossible setting in c, as a *ConfigError
+// naming the field and what is wrong with it. Zero fields are valid: they
+// take their defaults.
+func (c Config) Validate() error {
+	var errs []error
+	neg := func(field string, v int64) {
+		if v < 0 {
+			errs = append(errs, &ConfigError{Field: field, Reason: "must not be negative"})
+		}
+	}
+	neg("PingInterval", int64(c.PingInterval))
+	neg("PongTimeout", int64(c.PongTimeout))
+	neg("WriteTimeout", int64(c.WriteTimeout))
+	neg("ReadBufferSize", int64(c.ReadBufferSize))
+	neg("WriteBufferSize", int64(c.WriteBufferSize))
+	neg("MaxMessageSize", c.MaxMessageSize)
+	neg("SendQueueSize", int64(c.SendQueueSize))
+	neg("SendQueueBytes", int64(c.SendQueueBytes))
+	neg("RateLimit.Messages", int64(c.RateLimit.Messages))
+	neg("RateLimit.Interval", int64(c.RateLimit.Interval))
+	neg("MaxConnections", int64(c.MaxConnections))
+	neg("MaxConnectionsPerIP", int64(c.MaxConnectionsPerIP))
+	neg("MaxChannelsPerClient", int64(c.MaxChannelsPerClient))
+	neg("PresenceUsersLimit", int64(c.PresenceUsersLimit))
+	neg("StatsInterval", int64(c.StatsInterval))
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	d := c.withDefaults()
+	if d.PongTimeout <= d.PingInterval {
+		errs = append(errs, &ConfigError{Field: "PongTimeout",
+			Reason: "must exceed PingInterval (" + d.PingInterval.String() + "), or no pong could ever arrive in time; got " + d.PongTimeout.String()})
+	}
+	if c.MaxConnections > 0 && c.MaxConnectionsPerIP > c.MaxConnections {
+		errs = append(errs, &ConfigError{Field: "MaxConnectionsPerIP",
+			Reason: "exceeds MaxConnections; lower it or raise MaxConnections"})
+	}
+	if c.RateLimit.Interval > 0 && c.RateLimit.Messages == 0 {
+		errs = append(errs, &ConfigError{Field: "RateLimit.Messages",
+			Reason: "is zero while RateLimit.Interval is set; set both, or neither to disable the limit"})
+	}
+	if d.SendQueueBytes < int(d.MaxMessageSize) && c.SendQueueBytes != 0 {
+		errs = append(errs, &ConfigError{Field: "SendQueueBytes",
+			Reason: "is smaller than MaxMessageSize, so one whisper could overflow a queue"})
+	}
+	for _, o := range c.AllowedOrigins {
+		if o == "" {
+			errs = append(errs, &ConfigError{Field: "AllowedOrigins", Reason: "contains an empty pattern"})
+		}
+	}
+	return errors.Join(errs...)
+}
