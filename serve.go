@@ -255,6 +255,9 @@ func (hs *Handshake) Serve(conn Conn) error {
 // socket (after a close frame when possible), leaves every channel and
 // presence set, and calls OnDisconnect once.
 func (c *Client) teardown(readErr error) {
+	// Deferred so that a panic in OnDisconnect (net/http recovers handler
+	// panics) cannot keep the hub waiting for this client forever.
+	defer func() { _ = c.hub.send(&hubOp{kind: opRemove, client: c}) }()
 	c.mu.Lock()
 	if c.reason == nil {
 		c.reason = readErr
