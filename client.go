@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vortechron/go-ws/internal/frame"
@@ -38,6 +39,8 @@ type Client struct {
 	hub     *Hub
 	opts    *Options
 	nc      net.Conn
+	raw     syscall.RawConn // nc's descriptor for non-blocking writes; nil if none
+	shard   int             // index of the write shard that serves it
 	ctx     context.Context // the upgrade request's, without its cancel
 	release func()          // gives back the admission slot
 	info    json.RawMessage // presence info from Options.GetUserInfo
