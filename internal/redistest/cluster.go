@@ -28,7 +28,7 @@ type Cluster struct {
 func StartCluster(tb testing.TB) *Cluster {
 	tb.Helper()
 	if _, err := exec.LookPath("redis-cli"); err != nil {
-		tb.Skip("redis-cli not installed (apt-get install redis-tools); skipping a Redis Cluster test")
+		skip(tb, "redis-cli not installed (apt-get install redis-tools); skipping a Redis Cluster test")
 	}
 	root := tb.TempDir()
 	c := &Cluster{}

@@ -28,7 +28,7 @@ var runID = func() string {
 }()
 
 // Addr returns the shared Redis address, or skips tb if nothing answers
-// PING there within a second.
+// PING there within a second (fails it instead when WS_REQUIRE_REDIS=1).
 func Addr(tb testing.TB) string {
 	tb.Helper()
 	addr := os.Getenv("WS_REDIS_ADDR")
@@ -36,7 +36,7 @@ func Addr(tb testing.TB) string {
 		addr = DefaultAddr
 	}
 	if err := ping(addr, time.Second); err != nil {
-		tb.Skipf("redis not reachable at %s (%v); start one with `redis-server --port 6379 --save '' --appendonly no` or run `make test`", addr, err)
+		skip(tb, "redis not reachable at %s (%v); start one with `redis-server --port 6379 --save '' --appendonly no` or run `make test`", addr, err)
 	}
 	return addr
 }
@@ -67,6 +67,16 @@ func CleanupKeys(tb testing.TB, addr, prefix string) {
 			c.Del(ctx, keys...)
 		}
 	})
+}
+
+// skip skips tb, or fails it when WS_REQUIRE_REDIS=1 says Redis must be
+// there (as `make test` and CI do).
+func skip(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	if os.Getenv("WS_REQUIRE_REDIS") == "1" {
+		tb.Fatalf("WS_REQUIRE_REDIS=1 but "+format, args...)
+	}
+	tb.Skipf(format, args...)
 }
 
 func ping(addr string, timeout time.Duration) error {

@@ -46,7 +46,7 @@ func StartServer(tb testing.TB) *Server {
 func startServer(tb testing.TB, dir string, extra ...string) *Server {
 	tb.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		tb.Skip("redis-server not installed (apt-get install redis-server); skipping a test that starts its own Redis")
+		skip(tb, "redis-server not installed (apt-get install redis-server); skipping a test that starts its own Redis")
 	}
 	var lastErr error
 	for range 20 {
