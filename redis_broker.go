@@ -160,6 +160,9 @@ func (b *RedisBroker) Subscribe(ctx context.Context, channel string, handler fun
 	if b.closed.Load() {
 		return ErrHubClosed
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: redis subscribe %q: %w", ErrBrokerUnavailable, channel, err)
+	}
 	unlock, err := b.ops.lock(ctx, channel)
 	if err != nil {
 		return fmt.Errorf("%w: redis subscribe %q: %w", ErrBrokerUnavailable, channel, err)
