@@ -24,16 +24,16 @@ import (
 // heartbeat expires and ReapPresence (on any node) removes its
 // connections within NodeTTL + ReapInterval.
 //
-// Keys, with P the KeyPrefix ("ws:") and C a channel name:
+// Keys, with the default KeyPrefix "ws:", ID a node ID and C a channel:
 //
-//	P nodes                    SET    IDs of nodes that may own entries
-//	P node:{ID}:alive          STRING heartbeat, expires after NodeTTL
-//	P node:{ID}:channels       SET    channels the node has entries in
-//	P presence:{C}:conns       HASH   connID -> "nodeID|userID"
-//	P presence:{C}:users       HASH   userID -> number of connections
-//	P presence:{C}:info        HASH   userID -> info JSON
-//	P presence:{C}:nodes       HASH   nodeID -> number of connections
-//	P presence:{C}:dead        SET    nodes reaped here (tombstones)
+//	ws:nodes                    SET    IDs of nodes that may own entries
+//	ws:node:{ID}:alive          STRING heartbeat, expires after NodeTTL
+//	ws:node:{ID}:channels       SET    channels the node has entries in
+//	ws:presence:{C}:conns       HASH   connID -> "nodeID|userID"
+//	ws:presence:{C}:users       HASH   userID -> number of connections
+//	ws:presence:{C}:info        HASH   userID -> info JSON
+//	ws:presence:{C}:nodes       HASH   nodeID -> number of connections
+//	ws:presence:{C}:dead        SET    nodes reaped here (tombstones)
 //
 // The braces are Redis Cluster hash tags: one channel's keys share a slot,
 // so its scripts run on Redis Cluster. Nothing scans the keyspace; the

@@ -16,7 +16,9 @@ import (
 // more: one script per channel in their index. Several nodes may reap at
 // once: each channel's removal is one atomic script, so each departure is
 // returned to exactly one caller. On error it returns the departures it
-// did make together with the error, and a later call finishes the rest.
+// did make together with the error: they are already removed from Redis,
+// so the caller must announce them even then. A later call finishes the
+// rest.
 func (s *RedisStorage) ReapPresence(ctx context.Context) ([]PresenceConn, error) {
 	ids, err := s.client.SMembers(ctx, s.keys.nodes()).Result()
 	if err != nil {
