@@ -58,7 +58,8 @@ func CleanupKeys(tb testing.TB, addr, prefix string) {
 		defer cancel()
 		c := redis.NewClient(&redis.Options{Addr: addr})
 		defer c.Close()
-		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		glob := strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`, "]", `\]`).Replace(prefix)
+		iter := c.Scan(ctx, 0, glob+"*", 1000).Iterator()
 		var keys []string
 		for iter.Next(ctx) {
 			keys = append(keys, iter.Val())
