@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/vortechron/go-ws/internal/redistest"
 )
 
 // Shared contract suites for MessageBroker and StorageClient. Every
@@ -396,4 +399,67 @@ func TestMemoryStorageContract(t *testing.T) {
 		t.Cleanup(func() { _ = s.Close() })
 		return s
 	})
+}
+
+// TestRedisClusterContract runs both contracts against a 3-master Redis
+// Cluster of the test's own, with the broker on sharded pub/sub.
+func TestRedisClusterContract(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster; skipped with -short")
+	}
+	noLeaks(t)
+	started := time.Now()
+	cluster := redistest.StartCluster(t)
+	t.Logf("3-node cluster up in %v", time.Since(started).Round(time.Millisecond))
+	opts := func(t *testing.T) RedisOptions {
+		return RedisOptions{Addrs: cluster.Addrs, KeyPrefix: redistest.Prefix(t), ClusterShards: 4}
+	}
+	newBroker := func(t *testing.T) MessageBroker {
+		b := newTestRedisBroker(t, opts(t))
+		require.True(t, b.sharded, "broker on Redis Cluster must use sharded pub/sub")
+		return b
+	}
+	newStorage := func(t *testing.T) StorageClient { return newTestRedisStorage(t, opts(t)) }
+	t.Run("broker", func(t *testing.T) {
+		testBrokerContract(t, newBroker)
+		testBrokerMultiNode(t, newBroker)
+	})
+	t.Run("storage", func(t *testing.T) {
+		testStorageContract(t, newStorage)
+		testStorageMultiNode(t, newStorage)
+	})
+	t.Run("subscriptions are shard channels", func(t *testing.T) {
+		b := newBroker(t).(*RedisBroker)
+		ctx := testCtx(t)
+		require.NoError(t, b.Subscribe(ctx, "sharded", func([]byte) {}))
+		want := b.redisChannel(b.shardOf("sharded"), "sharded")
+		var found []string
+		for _, addr := range cluster.Addrs {
+			c := redis.NewClient(&redis.Options{Addr: addr})
+			chans, err := c.PubSubShardChannels(ctx, want).Result()
+			_ = c.Close()
+			require.NoError(t, err)
+			found = append(found, chans...)
+		}
+		require.Equal(t, []string{want}, found, "got shard channels %v, want %q on exactly one node", found, want)
+	})
+	t.Run("reaping a closed node", func(t *testing.T) {
+		ctx := testCtx(t)
+		a, err := NewRedisStorageWithOptions(opts(t))
+		require.NoError(t, err)
+		b := newStorage(t).(*RedisStorage)
+		for _, ch := range []string{"presence-1", "presence-2", "presence-3"} {
+			_, err := a.AddPresence(ctx, conn(ch, "a-"+ch, "alice"))
+			require.NoError(t, err)
+		}
+		require.NoError(t, a.Close())
+		left, err := b.ReapPresence(ctx)
+		require.NoError(t, err)
+		require.ElementsMatch(t, []PresenceConn{
+			conn("presence-1", "a-presence-1", "alice"),
+			conn("presence-2", "a-presence-2", "alice"),
+			conn("presence-3", "a-presence-3", "alice"),
+		}, left)
+	})
+	t.Logf("cluster test total %v", time.Since(started).Round(time.Millisecond))
 }
