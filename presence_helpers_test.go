@@ -286,3 +286,26 @@ func (s *countingStorage) PresenceCount(ctx context.Context, channel string) (in
 	s.countCalls.Add(1)
 	return s.MemoryStorage.PresenceCount(ctx, channel)
 }
+
+// failingStorage wraps MemoryStorage and fails the calls it is told to.
+type failingStorage struct {
+	*ws.MemoryStorage
+	failAdd  atomic.Bool
+	failList atomic.Bool
+}
+
+var errStorageDown = errors.New("storage down")
+
+func (s *failingStorage) AddPresence(ctx context.Context, conn ws.PresenceConn) (bool, error) {
+	if s.failAdd.Load() {
+		return false, errStorageDown
+	}
+	return s.MemoryStorage.AddPresence(ctx, conn)
+}
+
+func (s *failingStorage) PresenceMembers(ctx context.Context, channel string) ([]ws.PresenceMember, error) {
+	if s.failList.Load() {
+		return nil, errStorageDown
+	}
+	return s.MemoryStorage.PresenceMembers(ctx, channel)
+}

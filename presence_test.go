@@ -321,3 +321,38 @@ func TestPresenceMembersAPI(t *testing.T) {
 	_, err = n.hub.PresenceMembers(context.Background(), "bad name")
 	require.ErrorIs(t, err, ws.ErrInvalidChannel)
 }
+
+// TestPresenceStorageFailures checks what clients see when the presence
+// storage fails: a failed add refuses the subscription (error, then
+// unsubscribed) and nobody hears of a join; a failed list still announces
+// the join, without a users list that would claim the channel is empty,
+// and tells the joiner its list is unavailable.
+func TestPresenceStorageFailures(t *testing.T) {
+	storage := &failingStorage{MemoryStorage: ws.NewMemoryStorage()}
+	var log errorLog
+	n := newNode(t, nil, storage, ws.Config{}, presenceOptions(&log))
+	const ch = "presence-room-1"
+	bob := n.dial(t, "bob")
+	bob.subscribePresence(ch, "bob")
+
+	storage.failAdd.Store(true)
+	alice := n.dial(t, "alice")
+	alice.subscribe(ch)
+	m := alice.expect(map[string]any{"type": "error", "code": ws.CodeUnavailable, "action": "subscribe", "channel": ch})
+	require.Contains(t, m["error"], "storage down")
+	alice.expect(map[string]any{"type": "unsubscribed", "channel": ch})
+	require.ErrorIs(t, lastError[*ws.ProtocolError](t, &log), errStorageDown)
+	bob.expectQuiet()
+	require.Equal(t, []string{"bob"}, n.members(t, ch))
+	storage.failAdd.Store(false)
+
+	storage.failList.Store(true)
+	alice.subscribe(ch)
+	alice.expect(map[string]any{"type": "error", "code": ws.CodeUnavailable, "action": "subscribe", "channel": ch})
+	bob.expectPresence(ch, ws.PresenceJoinEvent, "alice", nil, 0)
+	storage.failList.Store(false)
+	require.Equal(t, []string{"alice", "bob"}, n.members(t, ch))
+
+	alice.conn.Close()
+	bob.expectPresence(ch, ws.PresenceLeaveEvent, "alice", []string{"bob"}, 1)
+}
