@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -277,10 +278,13 @@ func TestWhisperRefusals(t *testing.T) {
 // to FromID and ChannelName have no effect.
 func TestWhisperMiddlewareMayRewrite(t *testing.T) {
 	var log errorLog
-	var seen []ws.WhisperEvent
+	var mu sync.Mutex
+	var seen []ws.WhisperEvent // guarded by mu
 	opts := presenceOptions(&log)
 	opts.WhisperMiddleware = func(w *ws.WhisperEvent) bool {
-		seen = append(seen, *w) // called on alice's read goroutine only
+		mu.Lock()
+		seen = append(seen, *w)
+		mu.Unlock()
 		w.Event = "typing-v2"
 		w.Data = json.RawMessage(`{"censored":true}`)
 		w.FromID = "admin"
@@ -299,6 +303,8 @@ func TestWhisperMiddlewareMayRewrite(t *testing.T) {
 	bob.expect(map[string]any{"type": "whisper", "from": "alice", "event": "typing-v2", "channel": ch,
 		"data": map[string]any{"censored": true}})
 	alice.expectQuiet()
+	mu.Lock()
+	defer mu.Unlock()
 	require.Len(t, seen, 1)
 	require.Equal(t, "alice", seen[0].FromID)
 	require.Equal(t, ch, seen[0].ChannelName)
