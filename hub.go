@@ -102,6 +102,16 @@ func NewHub(ctx context.Context, broker MessageBroker, storage StorageClient, co
 	return h
 }
 
+// NewWebSocketServer returns a Hub backed by Redis at redisAddr for both
+// the broker and presence storage: the quickest way to run several nodes
+// behind a load balancer. It fails when config is invalid.
+func NewWebSocketServer(ctx context.Context, redisAddr string, config Config) (*Hub, error) {
+	if err := config.Validate(); err != nil {
+		return nil, err
+	}
+	return NewHub(ctx, NewRedisBroker(redisAddr), NewRedisStorage(redisAddr), config), nil
+}
+
 // Err returns the configuration error the Hub was created with, or nil.
 func (h *Hub) Err() error { return h.cfgErr }
 
