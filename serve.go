@@ -234,26 +234,40 @@ func (hs *Handshake) Serve(conn Conn) error {
 			if b, err := json.Marshal(info); err == nil {
 				c.info = b
 			} else {
+				h.stats.errors[errKindConnection].Add(1)
 				hs.report(&ConnectionError{ClientID: c.ID, RemoteAddr: c.RemoteAddr, Op: "admit", Reason: "GetUserInfo returned a value that is not JSON-encodable", Err: err})
 			}
 		}
 	}
 	if res := h.call(&hubOp{kind: opRegister, client: c}); res.err != nil {
+		// Shutdown began during the upgrade: the connection was never
+		// registered, so neither OnConnect nor OnDisconnect sees it.
+		h.stats.refused.Add(1)
+		h.stats.errors[errKindConnection].Add(1)
 		c.Close(CloseGoingAway, "server shutting down")
 		<-c.writerDone
 		return res.err
 	}
+	// teardown is deferred so that a panic in OnConnect or in a handler
+	// called by the read loop still ends the connection once, calls
+	// OnDisconnect and lets a shutdown finish; the panic then goes on up.
+	readErr := errHandlerPanicked
+	defer func() { c.teardown(readErr) }()
 	if hs.opts.OnConnect != nil {
 		hs.opts.OnConnect(c)
 	}
-	err := c.readLoop()
-	c.teardown(err)
+	readErr = c.readLoop()
 	return nil
 }
 
+// errHandlerPanicked is the disconnect reason of a connection whose
+// OnConnect, or a handler its read loop called, panicked.
+var errHandlerPanicked = errors.New("ws: a handler panicked")
+
 // teardown ends the connection after the read loop stopped: it closes the
 // socket (after a close frame when possible), leaves every channel and
-// presence set, and calls OnDisconnect once.
+// presence set, calls OnDisconnect once and then tells the hub, whose
+// shutdown waits for that.
 func (c *Client) teardown(readErr error) {
 	c.mu.Lock()
 	if c.reason == nil {
@@ -271,6 +285,8 @@ func (c *Client) teardown(readErr error) {
 	c.mu.Unlock()
 	<-c.writerDone
 
+	// The hub's shutdown waits for this, even if OnDisconnect panics.
+	defer func() { _ = c.hub.send(&hubOp{kind: opGone, client: c}) }()
 	res := c.hub.call(&hubOp{kind: opUnregister, client: c})
 	for _, name := range res.channels {
 		c.leavePresence(name)
