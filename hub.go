@@ -45,6 +45,7 @@ type Hub struct {
 	started atomic.Bool
 	closing atomic.Bool  // set once shutdown begins; no new clients
 	forced  atomic.Int64 // connections the shutdown had to close hard
+	unended atomic.Int64 // teardowns still running when drain gave up
 	stats   counters
 
 	finishOnce sync.Once
@@ -520,8 +521,9 @@ func (h *Hub) deliver(ch *channel, payload []byte) {
 // the sockets still open are closed without a close handshake; at the
 // deadline Run returns whatever is left. Shutdown returns nil when every
 // connection closed gracefully, an error wrapping
-// context.DeadlineExceeded when some had to be closed hard, or ctx.Err()
-// if ctx ends before Run has returned. Cancelling the ctx given to NewHub
+// context.DeadlineExceeded when some had to be closed hard or were still
+// tearing down at the deadline, or ctx.Err() if ctx ends before Run has
+// returned. Cancelling the ctx given to NewHub
 // has the same effect, with a deadline of WriteTimeout plus 5s unless
 // Shutdown sets one.
 //
@@ -549,8 +551,10 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 	select {
 	case <-h.done:
-		if n := h.forced.Load(); n > 0 {
-			return fmt.Errorf("ws: shutdown: %d connections closed hard at the deadline: %w", n, context.DeadlineExceeded)
+		forced, unended := h.forced.Load(), h.unended.Load()
+		if forced > 0 || unended > 0 {
+			return fmt.Errorf("ws: shutdown: %d connections closed hard, %d still tearing down at the deadline: %w",
+				forced, unended, context.DeadlineExceeded)
 		}
 		return nil
 	case <-ctx.Done():
@@ -633,7 +637,7 @@ wait:
 	h.ioStop()
 	reaps.Wait()
 	h.finish()
-	h.log.Info("ws: shut down", "took", time.Since(start).Round(time.Millisecond), "closed_hard", h.forced.Load())
+	h.log.Info("ws: shut down", "took", time.Since(start).Round(time.Millisecond), "closed_hard", h.forced.Load(), "unfinished", h.unended.Load())
 }
 
 // abandon unregisters the clients and forgets the channels that are still
@@ -643,6 +647,7 @@ func (h *Hub) abandon() {
 	if h.live == 0 && h.inflight == 0 {
 		return
 	}
+	h.unended.Store(int64(h.live))
 	leftPresence := 0
 	for c := range h.clients {
 		leftPresence += len(h.unregister(c))
