@@ -233,7 +233,9 @@ func TestOnDisconnectOncePerConnection(t *testing.T) {
 		},
 		{
 			name: "slow consumer",
-			cfg:  ws.Config{SendQueueSize: 8},
+			// The writer may be blocked on the full socket: WriteTimeout
+			// bounds how long the disconnect takes.
+			cfg: ws.Config{SendQueueSize: 8, WriteTimeout: time.Second},
 			end: func(t *testing.T, n *testNode, c *testClient) {
 				c.subscribe("firehose")
 				payload := strings.Repeat("x", 32<<10)
@@ -289,7 +291,10 @@ func TestOnDisconnectOncePerConnection(t *testing.T) {
 			n := newNode(t, nil, nil, tc.cfg, opts)
 			// A bystander that reads (and so answers pings) until the end.
 			bystander := n.dial(t, "")
+			bystander.send(map[string]any{"action": "ping"}) // answered after OnConnect
+			bystander.expect(map[string]any{"type": "pong"})
 			bystanderCode := make(chan int, 1)
+			require.NoError(t, bystander.conn.SetReadDeadline(time.Time{}))
 			go func() {
 				for {
 					if _, _, err := bystander.conn.ReadMessage(); err != nil {
