@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,13 +41,16 @@ type Hub struct {
 	log     *slog.Logger
 	nodeID  string
 
-	ops     chan *hubOp   // operations for the Run goroutine
-	done    chan struct{} // closed when Run returns
-	started atomic.Bool
-	closing atomic.Bool  // set once shutdown begins; no new clients
-	forced  atomic.Int64 // connections the shutdown had to close hard
-	unended atomic.Int64 // teardowns still running when drain gave up
-	stats   counters
+	ops           chan *hubOp // operations for the Run goroutine
+	shards        []*writeShard
+	nextShard     atomic.Uint64
+	shardsRunning atomic.Bool
+	done          chan struct{} // closed when Run returns
+	started       atomic.Bool
+	closing       atomic.Bool  // set once shutdown begins; no new clients
+	forced        atomic.Int64 // connections still there when shutdown closed sockets hard
+	unended       atomic.Int64 // connections still tearing down when drain gave up
+	stats         counters
 
 	finishOnce sync.Once
 
@@ -62,7 +66,6 @@ type Hub struct {
 	clients  map[*Client]struct{}
 	channels map[string]*channel
 	inflight int // broker calls started and not yet reported back
-	live     int // registered connections whose teardown has not finished
 }
 
 // NewHub returns a Hub that uses broker to reach other nodes and storage
@@ -101,6 +104,9 @@ func NewHub(ctx context.Context, broker MessageBroker, storage StorageClient, co
 		perIP:         make(map[string]int),
 		clients:       make(map[*Client]struct{}),
 		channels:      make(map[string]*channel),
+	}
+	for range runtime.GOMAXPROCS(0) {
+		h.shards = append(h.shards, newWriteShard(h))
 	}
 	return h
 }
@@ -181,7 +187,7 @@ const (
 	opUnsubscribe
 	opBrokerSubscribed
 	opBrokerUnsubscribed
-	opGone // a registered client's teardown has finished
+	opRemove
 )
 
 // hubOp is one request to the Run goroutine. reply, when set, has room for
@@ -237,7 +243,7 @@ func (h *Hub) Run() error {
 	if !h.started.CompareAndSwap(false, true) {
 		return errors.New("ws: Hub.Run called twice")
 	}
-	if h.isDone() { // Shutdown was called before Run
+	if h.isDone() { // Shutdown came first
 		return nil
 	}
 	ping := time.NewTicker(h.cfg.PingInterval)
@@ -262,6 +268,18 @@ func (h *Hub) Run() error {
 		defer t.Stop()
 		reapC = t.C
 	}
+	shardsDone := make(chan struct{})
+	var shardWG sync.WaitGroup
+	for _, s := range h.shards {
+		shardWG.Add(1)
+		go func() { defer shardWG.Done(); s.run(shardsDone) }()
+	}
+	h.shardsRunning.Store(true)
+	defer func() {
+		h.shardsRunning.Store(false)
+		close(shardsDone)
+		shardWG.Wait()
+	}()
 	pingFrame := frame.Ping()
 	for {
 		select {
@@ -298,12 +316,16 @@ func (h *Hub) handle(op *hubOp) {
 			return
 		}
 		h.clients[op.client] = struct{}{}
-		h.live++
 		h.stats.connections.Add(1)
 		h.stats.connectionsTotal.Add(1)
 		op.reply <- opResult{}
 	case opUnregister:
 		op.reply <- opResult{channels: h.unregister(op.client)}
+	case opRemove:
+		if _, ok := h.clients[op.client]; ok {
+			delete(h.clients, op.client)
+			h.stats.connections.Add(-1)
+		}
 	case opSubscribe:
 		h.subscribe(op)
 	case opUnsubscribe:
@@ -314,8 +336,6 @@ func (h *Hub) handle(op *hubOp) {
 	case opBrokerUnsubscribed:
 		h.inflight--
 		h.brokerUnsubscribed(op.ch)
-	case opGone:
-		h.live--
 	}
 }
 
@@ -391,12 +411,12 @@ func (h *Hub) unsubscribe(c *Client, name string) error {
 
 // unregister removes c from every channel and returns the presence
 // channels it was in, for the caller to clean up off the Run goroutine.
+// c stays in h.clients until opRemove, so shutdown waits for that
+// cleanup before it closes the storage.
 func (h *Hub) unregister(c *Client) []string {
 	if _, ok := h.clients[c]; !ok {
 		return nil
 	}
-	delete(h.clients, c)
-	h.stats.connections.Add(-1)
 	var presence []string
 	for name, ch := range c.subs {
 		ch.remove(c)
@@ -616,7 +636,7 @@ func (h *Hub) drain(reaps *sync.WaitGroup) {
 		h.forced.Add(int64(len(h.clients)))
 	}
 wait:
-	for h.live > 0 || h.inflight > 0 {
+	for len(h.clients) > 0 || h.inflight > 0 {
 		select {
 		case op := <-h.ops:
 			h.handle(op)
@@ -644,20 +664,22 @@ wait:
 // there when drain stops waiting, so Stats end at zero. Their pending
 // subscribes fail with ErrHubClosed as soon as Run returns.
 func (h *Hub) abandon() {
-	if h.live == 0 && h.inflight == 0 {
+	if len(h.clients) == 0 && h.inflight == 0 {
 		return
 	}
-	h.unended.Store(int64(h.live))
+	h.unended.Store(int64(len(h.clients)))
 	leftPresence := 0
 	for c := range h.clients {
 		leftPresence += len(h.unregister(c))
+		delete(h.clients, c)
+		h.stats.connections.Add(-1)
 	}
 	for name := range h.channels {
 		delete(h.channels, name)
 		h.stats.channels.Add(-1)
 	}
 	h.log.Warn("ws: shutdown deadline passed; gave up waiting",
-		"connections", h.live, "broker_calls", h.inflight, "presence_not_removed", leftPresence)
+		"connections", h.unended.Load(), "broker_calls", h.inflight, "presence_not_removed", leftPresence)
 }
 
 // finish closes the broker and storage and marks the hub done, once.
