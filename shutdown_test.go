@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	ws "github.com/vortechron/go-ws"
+	"github.com/vortechron/go-ws/internal/redistest"
 )
 
 // backend makes the broker and storage of a scenario. Every storage it
@@ -37,9 +38,36 @@ func memoryBackend() backend {
 	}
 }
 
-// shutdownBackends are the backends the shutdown scenario runs on. The
-// Redis backend joins this table when RedisStorage lands.
-func shutdownBackends() []backend { return []backend{memoryBackend()} }
+// redisBackend uses the shared test Redis (skipping without one) under a
+// key prefix of the test's own.
+func redisBackend(tb testing.TB) backend {
+	addr := redistest.Addr(tb)
+	prefix := redistest.Prefix(tb)
+	redistest.CleanupKeys(tb, addr, prefix)
+	opts := ws.RedisOptions{Addrs: []string{addr}, KeyPrefix: prefix}
+	return backend{
+		name: "redis",
+		newBroker: func(tb testing.TB) ws.MessageBroker {
+			b, err := ws.NewRedisBrokerWithOptions(opts)
+			require.NoError(tb, err)
+			return b
+		},
+		newStorage: func(tb testing.TB) ws.StorageClient {
+			s, err := ws.NewRedisStorageWithOptions(opts)
+			require.NoError(tb, err)
+			return s
+		},
+	}
+}
+
+// shutdownBackends are the backends the shutdown scenario runs on, one
+// table for all; each is made inside its subtest.
+func shutdownBackends() map[string]func(testing.TB) backend {
+	return map[string]func(testing.TB) backend{
+		"memory": func(testing.TB) backend { return memoryBackend() },
+		"redis":  redisBackend,
+	}
+}
 
 // leaveCounter counts the presence leave announcements published through
 // it: what the other nodes of a cluster would receive.
@@ -61,8 +89,8 @@ func TestShutdownWithThousandClients(t *testing.T) {
 	if testing.Short() {
 		clients = 100
 	}
-	for _, be := range shutdownBackends() {
-		t.Run(be.name, func(t *testing.T) { runShutdownScenario(t, be, clients) })
+	for name, makeBackend := range shutdownBackends() {
+		t.Run(name, func(t *testing.T) { runShutdownScenario(t, makeBackend(t), clients) })
 	}
 }
 
@@ -196,7 +224,8 @@ func runShutdownScenario(t *testing.T, be backend, clients int) {
 	require.False(t, s.BrokerHealthy, "the broker is closed")
 	require.Equal(t, int64(clients), broker.leaves.Load(), "leave announcements published")
 
-	check := be.newStorage(t)
+	check := be.newStorage(t) // a fresh client: the hub closed its own
+	t.Cleanup(func() { _ = check.Close() })
 	for i := range rooms {
 		members, err := check.PresenceMembers(context.Background(), room(i))
 		require.NoError(t, err)
