@@ -25,7 +25,7 @@ func (h *Hub) PresenceMembers(ctx context.Context, channel string) ([]PresenceMe
 }
 
 func (h *Hub) presenceCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(h.ctx), brokerTimeout)
+	return context.WithTimeout(h.ioCtx, brokerTimeout)
 }
 
 func (c *Client) presenceConn(channel string) PresenceConn {

@@ -251,21 +251,40 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 			if b, err := json.Marshal(info); err == nil {
 				c.info = b
 			} else {
+				h.stats.errors[errKindConnection].Add(1)
 				hs.report(&ConnectionError{ClientID: c.ID, RemoteAddr: c.RemoteAddr, Op: "admit", Reason: "GetUserInfo returned a value that is not JSON-encodable", Err: err})
 			}
 		}
 	}
 	if res := h.call(&hubOp{kind: opRegister, client: c}); res.err != nil {
+		// Shutdown began during the upgrade: the connection was never
+		// registered, so neither OnConnect nor OnDisconnect sees it.
+		h.stats.refused.Add(1)
+		h.stats.errors[errKindConnection].Add(1)
 		c.Close(CloseGoingAway, "server shutting down")
 		<-c.writerDone
 		c.release()
 		return nil, res.err
 	}
+	// If OnConnect panics (net/http recovers handler panics), end the
+	// connection here, or it would hold its slot and keep a shutdown
+	// waiting until the deadline; the panic then goes on up.
+	started := false
+	defer func() {
+		if !started {
+			c.Close(closeInternalError, "internal error")
+			c.teardown()
+		}
+	}()
 	if hs.opts.OnConnect != nil {
 		hs.opts.OnConnect(c)
 	}
+	started = true
 	return c, nil
 }
+
+// closeInternalError (1011) closes a connection whose OnConnect panicked.
+const closeInternalError = 1011
 
 // run reads until the connection ends, then tears it down.
 func (c *Client) run() {
