@@ -44,6 +44,8 @@ type Hub struct {
 	closing atomic.Bool // set once shutdown begins; no new clients
 	stats   counters
 
+	finishMu sync.Mutex // serialises finish
+
 	shutdownMu       sync.Mutex
 	shutdownDeadline time.Time // guarded by shutdownMu
 
@@ -169,7 +171,7 @@ const (
 	opUnsubscribe
 	opBrokerSubscribed
 	opBrokerUnsubscribed
-	opShutdown
+	opRemove
 )
 
 // hubOp is one request to the Run goroutine. reply, when set, has room for
@@ -224,6 +226,9 @@ func (h *Hub) Run() error {
 	}
 	if !h.started.CompareAndSwap(false, true) {
 		return errors.New("ws: Hub.Run called twice")
+	}
+	if h.isDone() { // Shutdown came first
+		return nil
 	}
 	ping := time.NewTicker(h.cfg.PingInterval)
 	defer ping.Stop()
@@ -284,6 +289,11 @@ func (h *Hub) handle(op *hubOp) {
 		op.reply <- opResult{}
 	case opUnregister:
 		op.reply <- opResult{channels: h.unregister(op.client)}
+	case opRemove:
+		if _, ok := h.clients[op.client]; ok {
+			delete(h.clients, op.client)
+			h.stats.connections.Add(-1)
+		}
 	case opSubscribe:
 		h.subscribe(op)
 	case opUnsubscribe:
@@ -369,12 +379,12 @@ func (h *Hub) unsubscribe(c *Client, name string) error {
 
 // unregister removes c from every channel and returns the presence
 // channels it was in, for the caller to clean up off the Run goroutine.
+// c stays in h.clients until opRemove, so shutdown waits for that
+// cleanup before it closes the storage.
 func (h *Hub) unregister(c *Client) []string {
 	if _, ok := h.clients[c]; !ok {
 		return nil
 	}
-	delete(h.clients, c)
-	h.stats.connections.Add(-1)
 	var presence []string
 	for name, ch := range c.subs {
 		ch.remove(c)
@@ -545,12 +555,10 @@ func (h *Hub) drain() {
 	h.finish()
 }
 
-var finishMu sync.Mutex
-
 // finish closes the broker and storage and marks the hub done, once.
 func (h *Hub) finish() {
-	finishMu.Lock()
-	defer finishMu.Unlock()
+	h.finishMu.Lock()
+	defer h.finishMu.Unlock()
 	if h.isDone() {
 		return
 	}
