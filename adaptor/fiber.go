@@ -2,6 +2,7 @@ package adaptor
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -35,16 +36,16 @@ func FiberHandler(hub *ws.Hub, options *ws.Options) fiber.Handler {
 	if options == nil {
 		options = &ws.Options{}
 	}
-	cfg := hub.Config()
+	// ws reads and writes frames itself after the handshake, so the
+	// upgrader's own buffers serve the handshake only.
 	up := &websocket.FastHTTPUpgrader{
-		ReadBufferSize:  cfg.ReadBufferSize,
-		WriteBufferSize: cfg.WriteBufferSize,
 		WriteBufferPool: writeBufferPool,
 		CheckOrigin:     func(*fasthttp.RequestCtx) bool { return true }, // checked by Accept
 		Error:           handshakeError,
 	}
+	writeTimeout := hub.Config().WriteTimeout
 	return func(c *fiber.Ctx) error {
-		serve(c, hub, up, options, cfg.WriteTimeout)
+		serve(c, hub, up, options, writeTimeout)
 		return nil
 	}
 }
@@ -58,8 +59,8 @@ func handshakeError(ctx *fasthttp.RequestCtx, status int, _ error) {
 	ctx.Response.Header.Set("Sec-Websocket-Version", "13")
 }
 
-// writeBufferPool keeps fasthttp/websocket from holding a write buffer per
-// connection; ws writes frames without it.
+// writeBufferPool keeps fasthttp/websocket from allocating a write buffer
+// per connection; ws writes frames without it.
 var writeBufferPool = &sync.Pool{}
 
 func serve(c *fiber.Ctx, hub *ws.Hub, up *websocket.FastHTTPUpgrader, options *ws.Options, writeTimeout time.Duration) {
@@ -85,20 +86,15 @@ func serve(c *fiber.Ctx, hub *ws.Hub, up *websocket.FastHTTPUpgrader, options *w
 	var resp []byte // the 101 response, written by the hijack handler
 	err = up.Upgrade(fctx, func(conn *websocket.Conn) {
 		defer cancel()
-		// fasthttp's hijackConn does not close on Close (fasthttp closes it
-		// after this function returns) and hides the TCP connection's
-		// writev. ws closes the socket to end a connection it gave up on
-		// (slow consumer, shutdown deadline), so it gets the real one.
-		nc := conn.NetConn()
-		if u, ok := nc.(interface{ UnsafeConn() net.Conn }); ok {
-			nc = u.UnsafeConn()
-		}
+		nc := hijacked(conn.NetConn())
 		_ = nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		if _, err := nc.Write(resp); err != nil {
 			_ = hs.Fail(err)
 			return
 		}
-		if err := hs.Serve(wsConn{Conn: conn, nc: nc}); err != nil && options.ErrorHandler != nil {
+		// Serve blocks for the connection's lifetime, which is what this
+		// goroutine is for: fasthttp closes the connection when it returns.
+		if err := hs.Serve(netConn{nc}); err != nil && options.ErrorHandler != nil {
 			options.ErrorHandler(err)
 		}
 	})
@@ -116,14 +112,41 @@ func serve(c *fiber.Ctx, hub *ws.Hub, up *websocket.FastHTTPUpgrader, options *w
 	fctx.HijackSetNoResponse(true)
 }
 
-// wsConn is an upgraded connection as ws sees it: fasthttp/websocket reads
-// frames, and ws writes to, and closes, the TCP connection itself.
-type wsConn struct {
-	*websocket.Conn
-	nc net.Conn
+// hijacked returns the connection ws should serve for fasthttp's hijacked
+// connection hc. hc's Close does nothing (fasthttp closes the connection
+// after the hijack handler returns), but ws closes the socket to end a
+// connection it gave up on (slow consumer, shutdown deadline, a peer that
+// does not answer a close), so writes, deadlines and Close go to the TCP
+// connection itself. Reads still go through hc: its reader may hold bytes
+// the client sent right behind its handshake.
+func hijacked(hc net.Conn) net.Conn {
+	u, ok := hc.(interface{ UnsafeConn() net.Conn })
+	if !ok {
+		return hc
+	}
+	if tc, ok := u.UnsafeConn().(*net.TCPConn); ok {
+		return &hijackedTCP{TCPConn: tc, r: hc} // keeps TCPConn's writev
+	}
+	return &hijackedConn{Conn: u.UnsafeConn(), r: hc}
 }
 
-var _ ws.Conn = wsConn{}
+type hijackedTCP struct {
+	*net.TCPConn
+	r io.Reader
+}
 
-// NetConn returns the TCP (or TLS) connection under the WebSocket.
-func (c wsConn) NetConn() net.Conn { return c.nc }
+func (c *hijackedTCP) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+type hijackedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *hijackedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// netConn hands an upgraded connection to Handshake.Serve.
+type netConn struct{ nc net.Conn }
+
+var _ ws.Conn = netConn{}
+
+func (c netConn) NetConn() net.Conn { return c.nc }

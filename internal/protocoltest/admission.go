@@ -104,6 +104,7 @@ func middleware(t *testing.T, newServer NewServer) {
 		})
 	})
 	errs := newErrors()
+	connectedAs := make(chan any, 1)
 	hub, u := newServer(t, ws.Config{}, &ws.Options{
 		Middleware: []ws.Middleware{record("first"), auth, record("last")},
 		GetUserID: func(r *http.Request) string {
@@ -112,6 +113,7 @@ func middleware(t *testing.T, newServer NewServer) {
 		},
 		AuthHandler:  func(userID, channel string) bool { return channel == "private-user."+userID },
 		ErrorHandler: errs.handle,
+		OnConnect:    func(c *ws.Client) { connectedAs <- c.Context().Value(userKey{}) },
 	})
 
 	resp, body := dialRefused(t, u, nil)
@@ -125,6 +127,7 @@ func middleware(t *testing.T, newServer NewServer) {
 
 	c := dial(t, u, http.Header{"Authorization": {"Bearer alice"}})
 	c.subscribe("private-user.alice") // GetUserID saw the middleware's request
+	require.Equal(t, "alice", <-connectedAs, "value the middleware put in Client.Context()")
 	mu.Lock()
 	require.Equal(t, []string{"first", "last"}, order, "middleware order")
 	mu.Unlock()

@@ -73,14 +73,14 @@ func dialAs(tb testing.TB, id identity, wsURL, user string) *client {
 	return dial(tb, u, h)
 }
 
-// realRequest checks that GetUserID, GetUserInfo and Client.Request see
-// the handshake request as net/http would present it.
+// realRequest checks that GetUserID sees the handshake request as
+// net/http would present it, and the Client what it was told.
 func realRequest(t *testing.T, newServer NewServer) {
 	type seen struct {
 		method, path, query, host, remote, user, cookie, key string
 	}
 	got := make(chan seen, 1)
-	connected := make(chan *http.Request, 1)
+	connected := make(chan *ws.Client, 1)
 	_, u := newServer(t, ws.Config{}, &ws.Options{
 		GetUserID: func(r *http.Request) string {
 			ck, _ := r.Cookie("session")
@@ -92,7 +92,7 @@ func realRequest(t *testing.T, newServer NewServer) {
 				r.Header.Get("X-User"), c, r.Header.Get("Sec-Websocket-Key")}
 			return r.Header.Get("X-User")
 		},
-		OnConnect: func(c *ws.Client) { connected <- c.Request() },
+		OnConnect: func(c *ws.Client) { connected <- c },
 	})
 	h := withUser("alice")
 	h.Set("Cookie", "session=s3cret")
@@ -115,7 +115,9 @@ func realRequest(t *testing.T, newServer NewServer) {
 	require.NotEqual(t, "0", port, "RemoteAddr port")
 	require.Equal(t, c.conn.LocalAddr().String(), s.remote, "RemoteAddr is the client's end of the TCP connection")
 
-	r := <-connected
-	require.Equal(t, "alice", r.Header.Get("X-User"), "Client.Request().Header after the upgrade")
-	require.NoError(t, r.Context().Err(), "Client.Context() is live while the connection is")
+	sc := <-connected
+	require.Equal(t, "alice", sc.UserID, "Client.UserID")
+	require.Equal(t, s.remote, sc.RemoteAddr, "Client.RemoteAddr")
+	require.Equal(t, "127.0.0.1", sc.RemoteIP, "Client.RemoteIP")
+	require.NoError(t, sc.Context().Err(), "Client.Context() is live while the connection is")
 }
