@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vortechron/go-ws/internal/frame"
@@ -38,6 +39,8 @@ type Client struct {
 	hub     *Hub
 	opts    *Options
 	nc      net.Conn
+	raw     syscall.RawConn // nc's descriptor for non-blocking writes; nil if none
+	shard   int             // index of the write shard that serves it
 	ctx     context.Context // the upgrade request's, without its cancel
 	release func()          // gives back the admission slot
 	info    json.RawMessage // presence info from Options.GetUserInfo
@@ -177,6 +180,9 @@ func (c *Client) isClosing() bool {
 func (c *Client) dispatch(b []byte) {
 	in, err := decodeInbound(b)
 	if err != nil {
+		if c.malformedWhisper(b, err) {
+			return
+		}
 		c.fail("", "", CodeBadRequest, "malformed frame: "+err.Error()+`; send one JSON object like {"action":"subscribe","channel":"news"}`, err)
 		return
 	}
@@ -257,12 +263,13 @@ func (c *Client) handleUnsubscribe(name string) {
 	}
 }
 
-// fail answers the client with an error frame and reports err (or a
-// *ProtocolError built from the arguments) to Options.ErrorHandler.
+// fail reports a *ProtocolError built from the arguments to
+// Options.ErrorHandler and answers the client with an error frame, in
+// that order, so the handler has run by the time the client sees it.
 func (c *Client) fail(action, channel, code, msg string, err error) {
-	c.sendJSON(encodeError(code, msg, action, channel))
 	c.hub.stats.errors[errKindProtocol].Add(1)
 	c.reportError(&ProtocolError{ClientID: c.ID, UserID: c.UserID, Action: action, Channel: channel, Code: code, Message: msg, Err: err})
+	c.sendJSON(encodeError(code, msg, action, channel))
 }
 
 // reportError hands err to Options.ErrorHandler, if there is one.

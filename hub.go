@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,11 +39,14 @@ type Hub struct {
 	log     *slog.Logger
 	nodeID  string
 
-	ops     chan *hubOp   // operations for the Run goroutine
-	done    chan struct{} // closed when Run returns
-	started atomic.Bool
-	closing atomic.Bool // set once shutdown begins; no new clients
-	stats   counters
+	ops           chan *hubOp // operations for the Run goroutine
+	shards        []*writeShard
+	nextShard     atomic.Uint64
+	shardsRunning atomic.Bool
+	done          chan struct{} // closed when Run returns
+	started       atomic.Bool
+	closing       atomic.Bool // set once shutdown begins; no new clients
+	stats         counters
 
 	finishMu sync.Mutex // serialises finish
 
@@ -91,6 +95,9 @@ func NewHub(ctx context.Context, broker MessageBroker, storage StorageClient, co
 		perIP:    make(map[string]int),
 		clients:  make(map[*Client]struct{}),
 		channels: make(map[string]*channel),
+	}
+	for range runtime.GOMAXPROCS(0) {
+		h.shards = append(h.shards, newWriteShard(h))
 	}
 	return h
 }
@@ -247,6 +254,18 @@ func (h *Hub) Run() error {
 		defer t.Stop()
 		reapC = t.C
 	}
+	shardsDone := make(chan struct{})
+	var shardWG sync.WaitGroup
+	for _, s := range h.shards {
+		shardWG.Add(1)
+		go func() { defer shardWG.Done(); s.run(shardsDone) }()
+	}
+	h.shardsRunning.Store(true)
+	defer func() {
+		h.shardsRunning.Store(false)
+		close(shardsDone)
+		shardWG.Wait()
+	}()
 	pingFrame := frame.Ping()
 	for {
 		select {

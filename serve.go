@@ -246,10 +246,12 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 		hub:         h,
 		opts:        hs.opts,
 		nc:          conn.NetConn(),
+		shard:       int(h.nextShard.Add(1) % uint64(len(h.shards))),
 		ctx:         context.WithoutCancel(hs.r.Context()),
 		release:     func() { h.release(ip) },
 		writerDone:  make(chan struct{}),
 	}
+	c.raw = rawConn(c.nc)
 	if rl := h.cfg.RateLimit; rl.Messages > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(float64(rl.Messages)/rl.Interval.Seconds()), rl.Messages)
 	}
