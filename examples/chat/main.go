@@ -5,6 +5,8 @@
 // embedded in the binary.
 //
 //	go run ./examples/chat             # then open http://127.0.0.1:8080
+//
+// With -redis ADDR several chat processes share rooms and presence.
 package main
 
 import (
@@ -23,13 +25,19 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
+	redisAddr := flag.String("redis", "", "Redis address, to share the chat with other processes; empty: in memory")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger := log.Default()
 
-	hub := ws.NewHub(ctx, nil, nil, ws.Config{ // nil, nil: in memory
+	var broker ws.MessageBroker // nil: in memory, one process
+	var storage ws.StorageClient
+	if *redisAddr != "" {
+		broker, storage = ws.NewRedisBroker(*redisAddr), ws.NewRedisStorage(*redisAddr)
+	}
+	hub := ws.NewHub(ctx, broker, storage, ws.Config{
 		RateLimit: ws.RateLimit{Messages: 50, Interval: 10 * time.Second},
 	})
 	go hub.Run()
