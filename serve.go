@@ -126,11 +126,7 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, options *Options
 	}
 	conn, err := up.Upgrade(w, r, nil)
 	if err != nil {
-		hs.Release()
-		cerr := &ConnectionError{RemoteAddr: r.RemoteAddr, Op: "upgrade", Err: err}
-		h.stats.errors[errKindConnection].Add(1)
-		hs.report(cerr)
-		return cerr
+		return hs.Fail(err)
 	}
 	c, err := hs.start(conn)
 	if err != nil {
@@ -142,7 +138,7 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, options *Options
 
 // Handshake is a request that passed the hub's pre-upgrade checks and
 // holds a connection slot. Adaptors for other HTTP stacks use it: Accept,
-// upgrade with their own library, then Serve (or Release if the upgrade
+// upgrade with their own library, then Serve (or Fail if the upgrade
 // failed). ServeWS does all three.
 type Handshake struct {
 	hub      *Hub
@@ -202,6 +198,19 @@ func (hs *Handshake) Release() {
 		hs.released = true
 		hs.hub.release(hs.ip)
 	}
+}
+
+// Fail ends a handshake whose upgrade failed, as ServeWS does for its
+// own: it releases the connection slot, counts the failure in
+// Stats.Errors["connection"] and hands err, wrapped in a *ConnectionError
+// with Op "upgrade", to Options.ErrorHandler. It returns that error. The
+// HTTP answer to the failed upgrade is the upgrading library's to write.
+func (hs *Handshake) Fail(err error) error {
+	hs.Release()
+	cerr := &ConnectionError{RemoteAddr: hs.r.RemoteAddr, Op: "upgrade", Err: err}
+	hs.hub.stats.errors[errKindConnection].Add(1)
+	hs.report(cerr)
+	return cerr
 }
 
 func (hs *Handshake) report(err error) {
