@@ -1,0 +1,32 @@
+# Targets for developing ws. `make test` is what CI runs.
+GO        ?= go
+REDIS_ADDR ?= 127.0.0.1:6379
+
+.PHONY: test race unit bench bench-peers lint run fuzz
+
+# test runs every test with -race, against the real Redis at $(REDIS_ADDR)
+# (tests that need it skip with a message when it is not there), plus a
+# short fuzz run and the build of the benchmark harness.
+test:
+	WS_REDIS_ADDR=$(REDIS_ADDR) WS_REQUIRE_REDIS=1 $(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
+	@if [ -d bench ]; then cd bench && $(GO) build ./... && $(GO) vet ./...; fi
+
+# race is the plain race-enabled run, without the extra checks.
+race:
+	$(GO) test -race -count=1 ./...
+
+# unit runs what needs no service at all.
+unit:
+	$(GO) test -count=1 -short ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+lint:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
+
+run:
+	$(GO) run ./examples/basic

@@ -1,0 +1,576 @@
+package ws
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vortechron/go-ws/internal/frame"
+)
+
+// brokerTimeout bounds each broker and storage call the Hub makes on its
+// own behalf (subscribe, unsubscribe, presence updates).
+const brokerTimeout = 5 * time.Second
+
+// Hub is the centre of one node: it owns channel membership, talks to the
+// MessageBroker and StorageClient, and fans publications out to its
+// clients.
+//
+// One goroutine, Run, owns every membership map; clients and broker calls
+// reach it through a queue of operations, and it never does network I/O
+// itself. Fan-out does not go through Run: a broker delivery reads an
+// immutable snapshot of the channel's subscribers and enqueues the frame,
+// encoded once, on each of them without blocking.
+type Hub struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	cfg     Config
+	cfgErr  error
+	broker  MessageBroker
+	storage StorageClient
+	log     *slog.Logger
+	nodeID  string
+
+	ops     chan *hubOp   // operations for the Run goroutine
+	done    chan struct{} // closed when Run returns
+	started atomic.Bool
+	closing atomic.Bool // set once shutdown begins; no new clients
+	stats   counters
+
+	shutdownMu       sync.Mutex
+	shutdownDeadline time.Time // guarded by shutdownMu
+
+	admitMu sync.Mutex
+	conns   int            // guarded by admitMu
+	perIP   map[string]int // guarded by admitMu
+
+	// owned by the Hub.Run goroutine
+	clients  map[*Client]struct{}
+	channels map[string]*channel
+	inflight int // broker calls started and not yet reported back
+}
+
+// NewHub returns a Hub that uses broker to reach other nodes and storage
+// to keep presence. A nil broker means NewMemoryBroker and a nil storage
+// means NewMemoryStorage, so one process needs no Redis at all. The Hub
+// owns both from now on and closes them when Run returns.
+//
+// Cancelling ctx shuts the hub down gracefully: see Shutdown. If config is
+// invalid, NewHub still returns a Hub, whose Run and ServeWS return the
+// *ConfigError (see Err); call config.Validate first to fail early.
+func NewHub(ctx context.Context, broker MessageBroker, storage StorageClient, config Config) *Hub {
+	if broker == nil {
+		broker = NewMemoryBroker()
+	}
+	if storage == nil {
+		storage = NewMemoryStorage()
+	}
+	cfgErr := config.Validate()
+	cfg := config.withDefaults()
+	ctx, cancel := context.WithCancel(ctx)
+	h := &Hub{
+		ctx:      ctx,
+		cancel:   cancel,
+		cfg:      cfg,
+		cfgErr:   cfgErr,
+		broker:   broker,
+		storage:  storage,
+		log:      cfg.Logger,
+		nodeID:   newID(),
+		ops:      make(chan *hubOp, 256),
+		done:     make(chan struct{}),
+		perIP:    make(map[string]int),
+		clients:  make(map[*Client]struct{}),
+		channels: make(map[string]*channel),
+	}
+	return h
+}
+
+// Err returns the configuration error the Hub was created with, or nil.
+func (h *Hub) Err() error { return h.cfgErr }
+
+// NodeID returns this hub's random node identifier.
+func (h *Hub) NodeID() string { return h.nodeID }
+
+// Done is closed when Run has returned.
+func (h *Hub) Done() <-chan struct{} { return h.done }
+
+// Config returns the configuration in use, with defaults filled in.
+func (h *Hub) Config() Config { return h.cfg }
+
+// Publish sends message to every subscriber of channel on every node.
+// message is encoded to JSON once (a json.RawMessage or []byte that holds
+// JSON is used as is; a string becomes a JSON string) and the same bytes
+// reach every subscriber as {"type":"message","channel":...,"message":...}.
+// Publications from one goroutine on one channel arrive in order.
+func (h *Hub) Publish(ctx context.Context, channel string, message any) error {
+	if err := ValidChannelName(channel); err != nil {
+		return err
+	}
+	if h.isDone() {
+		return ErrHubClosed
+	}
+	raw, err := marshalMessage(message)
+	if err != nil {
+		return err
+	}
+	env := encodeEnvelope(kindMessage, "", encodeMessage(channel, raw))
+	h.stats.publishes.Add(1)
+	if err := h.broker.Publish(ctx, channel, env); err != nil {
+		h.stats.brokerPublishFailures.Add(1)
+		return fmt.Errorf("%w: publish on %q: %w", ErrBrokerUnavailable, channel, err)
+	}
+	return nil
+}
+
+func marshalMessage(message any) (json.RawMessage, error) {
+	switch m := message.(type) {
+	case json.RawMessage:
+		if !json.Valid(m) {
+			return nil, errors.New("ws: publish: message is a json.RawMessage that is not valid JSON")
+		}
+		return m, nil
+	case []byte:
+		if !json.Valid(m) {
+			return nil, errors.New("ws: publish: message is a []byte that is not valid JSON; pass a string to send text")
+		}
+		return m, nil
+	}
+	b, err := json.Marshal(message)
+	if err != nil {
+		return nil, fmt.Errorf("ws: publish: encode message: %w", err)
+	}
+	return b, nil
+}
+
+func (h *Hub) isDone() bool {
+	select {
+	case <-h.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// opKind names the operations the Run goroutine performs.
+type opKind int
+
+const (
+	opRegister opKind = iota
+	opUnregister
+	opSubscribe
+	opUnsubscribe
+	opBrokerSubscribed
+	opBrokerUnsubscribed
+	opShutdown
+)
+
+// hubOp is one request to the Run goroutine. reply, when set, has room for
+// one answer so Run never blocks on it.
+type hubOp struct {
+	kind    opKind
+	client  *Client
+	channel string
+	ch      *channel
+	err     error
+	reply   chan opResult
+}
+
+type opResult struct {
+	err      error
+	channels []string // for opUnregister: presence channels the client was in
+}
+
+// send hands op to Run. It fails once Run has returned.
+func (h *Hub) send(op *hubOp) error {
+	select {
+	case h.ops <- op:
+		return nil
+	case <-h.done:
+		return ErrHubClosed
+	}
+}
+
+// call sends op and waits for its answer.
+func (h *Hub) call(op *hubOp) opResult {
+	op.reply = make(chan opResult, 1)
+	if err := h.send(op); err != nil {
+		return opResult{err: err}
+	}
+	select {
+	case r := <-op.reply:
+		return r
+	case <-h.done:
+		return opResult{err: ErrHubClosed}
+	}
+}
+
+// Run runs the hub until its context is cancelled or Shutdown is called,
+// then shuts down gracefully and returns. Call it once, usually as
+// `go hub.Run()`. It returns the configuration error if the Hub was made
+// with an invalid Config.
+func (h *Hub) Run() error {
+	if h.cfgErr != nil {
+		h.closing.Store(true)
+		h.finish()
+		return h.cfgErr
+	}
+	if !h.started.CompareAndSwap(false, true) {
+		return errors.New("ws: Hub.Run called twice")
+	}
+	ping := time.NewTicker(h.cfg.PingInterval)
+	defer ping.Stop()
+	var statsC <-chan time.Time
+	if h.cfg.ShouldLogStats {
+		t := time.NewTicker(h.cfg.StatsInterval)
+		defer t.Stop()
+		statsC = t.C
+	}
+	var reapC <-chan time.Time
+	reaper, _ := h.storage.(PresenceReaper)
+	var reaping atomic.Bool
+	var reapWG sync.WaitGroup
+	if reaper != nil && reaper.ReapInterval() > 0 {
+		t := time.NewTicker(reaper.ReapInterval())
+		defer t.Stop()
+		reapC = t.C
+	}
+	pingFrame := frame.Ping()
+	for {
+		select {
+		case op := <-h.ops:
+			h.handle(op)
+		case <-ping.C:
+			for c := range h.clients {
+				c.enqueueControl(pingFrame)
+			}
+		case <-statsC:
+			h.logStats()
+		case <-reapC:
+			if reaping.CompareAndSwap(false, true) {
+				reapWG.Add(1)
+				go func() {
+					defer reapWG.Done()
+					defer reaping.Store(false)
+					h.reap(reaper)
+				}()
+			}
+		case <-h.ctx.Done():
+			reapWG.Wait()
+			h.drain()
+			return nil
+		}
+	}
+}
+
+// handle performs one operation. Called only by the Run goroutine.
+func (h *Hub) handle(op *hubOp) {
+	switch op.kind {
+	case opRegister:
+		if h.closing.Load() {
+			op.reply <- opResult{err: ErrHubClosed}
+			return
+		}
+		h.clients[op.client] = struct{}{}
+		h.stats.connections.Add(1)
+		h.stats.connectionsTotal.Add(1)
+		op.reply <- opResult{}
+	case opUnregister:
+		op.reply <- opResult{channels: h.unregister(op.client)}
+	case opSubscribe:
+		h.subscribe(op)
+	case opUnsubscribe:
+		op.reply <- opResult{err: h.unsubscribe(op.client, op.channel)}
+	case opBrokerSubscribed:
+		h.inflight--
+		h.brokerSubscribed(op.ch, op.err)
+	case opBrokerUnsubscribed:
+		h.inflight--
+		h.brokerUnsubscribed(op.ch)
+	}
+}
+
+var (
+	errTooManyChannels = errors.New("too many channels")
+	errNotSubscribed   = errors.New("not subscribed")
+)
+
+func (h *Hub) subscribe(op *hubOp) {
+	c := op.client
+	if h.closing.Load() {
+		op.reply <- opResult{err: ErrHubClosed}
+		return
+	}
+	if _, ok := h.clients[c]; !ok {
+		op.reply <- opResult{err: ErrHubClosed}
+		return
+	}
+	if _, ok := c.subs[op.channel]; ok {
+		c.sendJSON(encodeAck(TypeSubscribed, op.channel))
+		op.reply <- opResult{}
+		return
+	}
+	if len(c.subs) >= h.cfg.MaxChannelsPerClient {
+		op.reply <- opResult{err: errTooManyChannels}
+		return
+	}
+	ch := h.channels[op.channel]
+	if ch == nil {
+		ch = newChannel(op.channel)
+		h.channels[op.channel] = ch
+		h.stats.channels.Add(1)
+		ch.pending = append(ch.pending, op)
+		h.startBrokerSubscribe(ch)
+		return
+	}
+	if ch.state != chanActive {
+		ch.pending = append(ch.pending, op)
+		return
+	}
+	h.join(ch, c)
+	op.reply <- opResult{}
+}
+
+// join adds c to an active channel. The ack is queued before c enters the
+// snapshot, so c sees "subscribed" before any message of the channel.
+func (h *Hub) join(ch *channel, c *Client) {
+	if c.subs == nil {
+		c.subs = make(map[string]*channel)
+	}
+	c.subs[ch.name] = ch
+	// c.mu is held across both steps: a delivery that sees c in the new
+	// snapshot waits for it, so its frame lands after the ack.
+	c.mu.Lock()
+	c.appendLocked(frame.Text(encodeAck(TypeSubscribed, ch.name)))
+	ch.add(c)
+	c.mu.Unlock()
+	h.stats.subscriptions.Add(1)
+}
+
+func (h *Hub) unsubscribe(c *Client, name string) error {
+	ch, ok := c.subs[name]
+	if !ok {
+		return errNotSubscribed
+	}
+	delete(c.subs, name)
+	ch.remove(c)
+	h.stats.subscriptions.Add(-1)
+	c.sendJSON(encodeAck(TypeUnsubscribed, name))
+	h.maybeRelease(ch)
+	return nil
+}
+
+// unregister removes c from every channel and returns the presence
+// channels it was in, for the caller to clean up off the Run goroutine.
+func (h *Hub) unregister(c *Client) []string {
+	if _, ok := h.clients[c]; !ok {
+		return nil
+	}
+	delete(h.clients, c)
+	h.stats.connections.Add(-1)
+	var presence []string
+	for name, ch := range c.subs {
+		ch.remove(c)
+		h.stats.subscriptions.Add(-1)
+		if ch.kind == PresenceChannel {
+			presence = append(presence, name)
+		}
+		h.maybeRelease(ch)
+	}
+	c.subs = nil
+	return presence
+}
+
+// maybeRelease drops the broker subscription of a channel that has no
+// local subscriber left.
+func (h *Hub) maybeRelease(ch *channel) {
+	if ch.size() > 0 || ch.state != chanActive {
+		return
+	}
+	ch.state = chanUnsubscribing
+	h.inflight++
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), brokerTimeout)
+		defer cancel()
+		if err := h.broker.Unsubscribe(ctx, ch.name); err != nil {
+			h.log.Warn("ws: broker unsubscribe failed", "channel", ch.name, "err", err)
+		}
+		h.ops <- &hubOp{kind: opBrokerUnsubscribed, ch: ch}
+	}()
+}
+
+func (h *Hub) startBrokerSubscribe(ch *channel) {
+	ch.state = chanSubscribing
+	h.inflight++
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), brokerTimeout)
+		defer cancel()
+		err := h.broker.Subscribe(ctx, ch.name, func(p []byte) { h.deliver(ch, p) })
+		h.ops <- &hubOp{kind: opBrokerSubscribed, ch: ch, err: err}
+	}()
+}
+
+func (h *Hub) brokerSubscribed(ch *channel, err error) {
+	pending := ch.pending
+	ch.pending = nil
+	if err != nil {
+		h.log.Warn("ws: broker subscribe failed", "channel", ch.name, "err", err)
+		err = fmt.Errorf("%w: subscribe %q: %w", ErrBrokerUnavailable, ch.name, err)
+		for _, op := range pending {
+			op.reply <- opResult{err: err}
+		}
+		delete(h.channels, ch.name)
+		h.stats.channels.Add(-1)
+		return
+	}
+	ch.state = chanActive
+	for _, op := range pending {
+		if _, ok := h.clients[op.client]; !ok || h.closing.Load() {
+			op.reply <- opResult{err: ErrHubClosed}
+			continue
+		}
+		h.join(ch, op.client)
+		op.reply <- opResult{}
+	}
+	h.maybeRelease(ch)
+}
+
+func (h *Hub) brokerUnsubscribed(ch *channel) {
+	if len(ch.pending) > 0 && !h.closing.Load() {
+		h.startBrokerSubscribe(ch)
+		return
+	}
+	for _, op := range ch.pending {
+		op.reply <- opResult{err: ErrHubClosed}
+	}
+	ch.pending = nil
+	delete(h.channels, ch.name)
+	h.stats.channels.Add(-1)
+}
+
+// deliver fans one broker payload out to the channel's local subscribers.
+// It runs on the broker's delivery goroutine, reads the lock-free snapshot
+// and never blocks: a full client queue disconnects that client alone.
+func (h *Hub) deliver(ch *channel, payload []byte) {
+	kind, except, body, err := decodeEnvelope(payload)
+	if err != nil {
+		h.stats.errors[errKindProtocol].Add(1)
+		h.log.Warn("ws: dropped broker payload", "channel", ch.name, "err", err)
+		return
+	}
+	subs := ch.subscribers()
+	if len(subs) == 0 {
+		return
+	}
+	f := frame.Text(body)
+	var n int64
+	for _, chunk := range subs {
+		for _, c := range chunk {
+			if except != "" && c.ID == except {
+				continue
+			}
+			if c.enqueue(f) {
+				n++
+			}
+		}
+	}
+	h.stats.messagesOut.Add(n)
+	if kind == kindWhisper {
+		h.stats.whispersOut.Add(n)
+	}
+}
+
+// Shutdown stops the hub gracefully and waits until Run has returned or
+// ctx is done. Every client gets a going-away close frame (1001) so it
+// reconnects elsewhere, this node's presence members are removed (others
+// see leave), broker subscriptions are dropped and the broker and storage
+// are closed. If ctx expires first, remaining sockets are closed hard.
+//
+// http.Server.Shutdown does not wait for hijacked (WebSocket) connections;
+// wire the two together with
+//
+//	server.RegisterOnShutdown(func() { hub.Shutdown(ctx) })
+func (h *Hub) Shutdown(ctx context.Context) error {
+	if dl, ok := ctx.Deadline(); ok {
+		h.shutdownMu.Lock()
+		h.shutdownDeadline = dl
+		h.shutdownMu.Unlock()
+	}
+	h.closing.Store(true)
+	h.cancel()
+	if !h.started.Load() {
+		h.finish()
+		return nil
+	}
+	select {
+	case <-h.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// drain closes every client and waits for them to leave, then releases
+// the broker and storage. Called by the Run goroutine on shutdown.
+func (h *Hub) drain() {
+	h.closing.Store(true)
+	h.shutdownMu.Lock()
+	deadline := h.shutdownDeadline
+	h.shutdownMu.Unlock()
+	if deadline.IsZero() {
+		deadline = time.Now().Add(h.cfg.WriteTimeout + brokerTimeout)
+	}
+	for c := range h.clients {
+		c.Close(CloseGoingAway, "server shutting down")
+	}
+	hard := time.NewTimer(time.Until(deadline))
+	defer hard.Stop()
+	for len(h.clients) > 0 || h.inflight > 0 {
+		select {
+		case op := <-h.ops:
+			h.handle(op)
+		case <-hard.C:
+			for c := range h.clients {
+				c.closeNow()
+			}
+		}
+	}
+	h.finish()
+}
+
+var finishMu sync.Mutex
+
+// finish closes the broker and storage and marks the hub done, once.
+func (h *Hub) finish() {
+	finishMu.Lock()
+	defer finishMu.Unlock()
+	if h.isDone() {
+		return
+	}
+	if err := h.broker.Close(); err != nil {
+		h.log.Warn("ws: closing broker", "err", err)
+	}
+	if err := h.storage.Close(); err != nil {
+		h.log.Warn("ws: closing storage", "err", err)
+	}
+	close(h.done)
+}
+
+func (h *Hub) logStats() {
+	s := h.Stats()
+	h.log.Info("ws: stats", s.logAttrs()...)
+}
+
+// newID returns 128 random bits in hex.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,226 @@
+package ws_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	ws "github.com/vortechron/go-ws"
+)
+
+func TestPublishReachesEverySubscriber(t *testing.T) {
+	n := newNode(t, nil, nil, ws.Config{}, nil)
+	a, b, other := n.dial(t, ""), n.dial(t, ""), n.dial(t, "")
+	a.subscribe("news")
+	b.subscribe("news")
+	other.subscribe("sport")
+
+	require.NoError(t, n.hub.Publish(context.Background(), "news", map[string]string{"title": "hi"}))
+	want := map[string]any{"type": "message", "channel": "news", "message": map[string]any{"title": "hi"}}
+	a.expect(want)
+	b.expect(want)
+
+	require.NoError(t, n.hub.Publish(context.Background(), "sport", "goal"))
+	other.expect(map[string]any{"type": "message", "channel": "sport", "message": "goal"})
+}
+
+func TestPublishOrder(t *testing.T) {
+	n := newNode(t, nil, nil, ws.Config{}, nil)
+	c := n.dial(t, "")
+	c.subscribe("ticks")
+	const total = 1000
+	go func() {
+		for i := range total {
+			if err := n.hub.Publish(context.Background(), "ticks", i); err != nil {
+				return
+			}
+		}
+	}()
+	for i := range total {
+		m := c.expect(map[string]any{"type": "message"})
+		require.Equal(t, float64(i), m["message"], "message %d arrived out of order", i)
+	}
+}
+
+func TestUnsubscribeStopsDeliveryAndFreesChannel(t *testing.T) {
+	n := newNode(t, nil, nil, ws.Config{}, nil)
+	c := n.dial(t, "")
+	c.subscribe("a")
+	c.subscribe("b")
+	c.send(map[string]any{"action": "unsubscribe", "channel": "a"})
+	c.expect(map[string]any{"type": "unsubscribed", "channel": "a"})
+	require.Eventually(t, func() bool { return n.hub.Stats().Channels == 1 }, 5*time.Second, 5*time.Millisecond)
+
+	require.NoError(t, n.hub.Publish(context.Background(), "a", "lost"))
+	require.NoError(t, n.hub.Publish(context.Background(), "b", "kept"))
+	c.expect(map[string]any{"type": "message", "channel": "b", "message": "kept"})
+
+	c.send(map[string]any{"action": "unsubscribe", "channel": "a"})
+	c.expect(map[string]any{"type": "error", "code": ws.CodeNotSubscribed, "action": "unsubscribe", "channel": "a"})
+
+	c.conn.Close()
+	require.Eventually(t, func() bool {
+		s := n.hub.Stats()
+		return s.Channels == 0 && s.Subscriptions == 0 && s.Connections == 0
+	}, 5*time.Second, 5*time.Millisecond)
+}
+
+func TestMalformedInputGetsErrorFrames(t *testing.T) {
+	var reported atomic.Int64
+	opts := &ws.Options{ErrorHandler: func(err error) {
+		var pe *ws.ProtocolError
+		if errors.As(err, &pe) {
+			reported.Add(1)
+		}
+	}}
+	n := newNode(t, nil, nil, ws.Config{}, opts)
+	c := n.dial(t, "")
+	cases := []struct {
+		name, frame, code string
+	}{
+		{"not json", `hello`, ws.CodeBadRequest},
+		{"truncated", `{"action":"subscribe"`, ws.CodeBadRequest},
+		{"array", `[1,2]`, ws.CodeBadRequest},
+		{"two objects", `{"action":"ping"}{"action":"ping"}`, ws.CodeBadRequest},
+		{"missing action", `{"channel":"x"}`, ws.CodeBadRequest},
+		{"unknown action", `{"action":"explode","channel":"x"}`, ws.CodeUnknownAction},
+		{"bad channel", `{"action":"subscribe","channel":"a b"}`, ws.CodeInvalidChannel},
+		{"empty channel", `{"action":"subscribe","channel":""}`, ws.CodeInvalidChannel},
+		{"client publish", `{"action":"publish","channel":"x","message":1}`, ws.CodeForbidden},
+		{"channel wrong type", `{"action":"subscribe","channel":5}`, ws.CodeBadRequest},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c.tb = t
+			c.sendRaw(tc.frame)
+			m := c.expect(map[string]any{"type": "error", "code": tc.code})
+			require.NotEmpty(t, m["error"])
+			require.Equal(t, int64(i+1), reported.Load())
+		})
+	}
+	c.tb = t
+	c.subscribe("still-works")
+	c.send(map[string]any{"action": "ping"})
+	c.expect(map[string]any{"type": "pong"})
+}
+
+func TestSlowConsumerIsDisconnectedAlone(t *testing.T) {
+	cfg := ws.Config{SendQueueBytes: 256 << 10, WriteTimeout: 2 * time.Second}
+	var disconnected atomic.Int64
+	var reason atomic.Value
+	opts := &ws.Options{OnDisconnect: func(c *ws.Client) {
+		disconnected.Add(1)
+		reason.Store(c.DisconnectReason())
+	}}
+	n := newNode(t, nil, nil, cfg, opts)
+	slow := n.dial(t, "")
+	slow.subscribe("firehose")
+	fast := n.dial(t, "")
+	fast.subscribe("firehose")
+
+	// The slow client never reads again. The fast one reads each message
+	// before the next is published, so only the slow queue grows.
+	payload := strings.Repeat("x", 32<<10)
+	sent := 0
+	for ; sent < 5000 && n.hub.Stats().SlowConsumers == 0; sent++ {
+		require.NoError(t, n.hub.Publish(context.Background(), "firehose", payload))
+		fast.expect(map[string]any{"type": "message"})
+	}
+	require.Equal(t, int64(1), n.hub.Stats().SlowConsumers, "slow consumer not detected after %d messages", sent)
+	require.Eventually(t, func() bool { return disconnected.Load() == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.ErrorIs(t, reason.Load().(error), ws.ErrSlowConsumer)
+	for range 10 {
+		require.NoError(t, n.hub.Publish(context.Background(), "firehose", "after"))
+		fast.expect(map[string]any{"type": "message", "message": "after"})
+	}
+	require.Equal(t, int64(1), n.hub.Stats().Connections)
+}
+
+func TestShutdownClosesClientsWithGoingAway(t *testing.T) {
+	n := newNode(t, nil, nil, ws.Config{}, nil)
+	cs := []*testClient{n.dial(t, ""), n.dial(t, "")}
+	for _, c := range cs {
+		c.subscribe("x")
+	}
+	n.cancel()
+	for _, c := range cs {
+		require.Equal(t, ws.CloseGoingAway, c.expectClose())
+	}
+	select {
+	case err := <-n.runErr:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	require.ErrorIs(t, n.hub.Publish(context.Background(), "x", 1), ws.ErrHubClosed)
+}
+
+func TestPingTimeoutClosesSilentClient(t *testing.T) {
+	cfg := ws.Config{PingInterval: 50 * time.Millisecond, PongTimeout: 200 * time.Millisecond}
+	var reason atomic.Value
+	gone := make(chan struct{})
+	opts := &ws.Options{OnDisconnect: func(c *ws.Client) { reason.Store(c.DisconnectReason()); close(gone) }}
+	n := newNode(t, nil, nil, cfg, opts)
+	c := n.dial(t, "")
+	c.subscribe("x")
+	// The client stops reading, so it never answers a ping.
+	select {
+	case <-gone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("silent client was not disconnected")
+	}
+	var cr *ws.CloseReason
+	require.ErrorAs(t, reason.Load().(error), &cr)
+	require.Equal(t, ws.ClosePingTimeout, cr.Code)
+}
+
+func TestReadingClientSurvivesPings(t *testing.T) {
+	cfg := ws.Config{PingInterval: 20 * time.Millisecond, PongTimeout: 100 * time.Millisecond}
+	n := newNode(t, nil, nil, cfg, nil)
+	c := n.dial(t, "")
+	c.subscribe("x")
+	// gorilla answers pings while ReadMessage runs; 20 ping periods pass.
+	deadline := time.Now().Add(400 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		c.send(map[string]any{"action": "ping"})
+		c.expect(map[string]any{"type": "pong"})
+	}
+	require.NoError(t, n.hub.Publish(context.Background(), "x", 1))
+	c.expect(map[string]any{"type": "message"})
+}
+
+func TestOversizeFrameCloses1009(t *testing.T) {
+	n := newNode(t, nil, nil, ws.Config{MaxMessageSize: 1024}, nil)
+	bystander := n.dial(t, "")
+	bystander.subscribe("x")
+	c := n.dial(t, "")
+	c.sendRaw(fmt.Sprintf(`{"action":"subscribe","channel":"%0990d"}`, 0)[:0] + string(make([]byte, 2048)))
+	require.Equal(t, ws.CloseMessageTooBig, c.expectClose())
+	require.NoError(t, n.hub.Publish(context.Background(), "x", 1))
+	bystander.expect(map[string]any{"type": "message"})
+}
+
+func TestInvalidConfigIsReported(t *testing.T) {
+	cfg := ws.Config{PingInterval: time.Minute, PongTimeout: time.Second}
+	err := cfg.Validate()
+	var ce *ws.ConfigError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, "PongTimeout", ce.Field)
+	hub := ws.NewHub(context.Background(), nil, nil, cfg)
+	require.ErrorAs(t, hub.Run(), &ce)
+	require.ErrorAs(t, hub.Err(), &ce)
+}
+
+func TestPublishRejectsBadInput(t *testing.T) {
+	n := newNode(t, nil, nil, ws.Config{}, nil)
+	require.ErrorIs(t, n.hub.Publish(context.Background(), "bad name", 1), ws.ErrInvalidChannel)
+	require.Error(t, n.hub.Publish(context.Background(), "x", json.RawMessage("{")))
+	require.Error(t, n.hub.Publish(context.Background(), "x", func() {}))
+}

@@ -1,0 +1,145 @@
+package ws
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+)
+
+// PresenceCounter is implemented by storages that can count a presence
+// channel's members cheaply. The Hub uses it to skip fetching the member
+// list of channels larger than Config.PresenceUsersLimit when it only
+// needs the list for a join or leave frame.
+type PresenceCounter interface {
+	// PresenceCount returns the number of members (users) on channel.
+	PresenceCount(ctx context.Context, channel string) (int, error)
+}
+
+// PresenceMembers returns the members of a presence channel across the
+// cluster, one per user, ordered by user ID.
+func (h *Hub) PresenceMembers(ctx context.Context, channel string) ([]PresenceMember, error) {
+	if err := ValidChannelName(channel); err != nil {
+		return nil, err
+	}
+	return h.storage.PresenceMembers(ctx, channel)
+}
+
+func (h *Hub) presenceCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(h.ctx), brokerTimeout)
+}
+
+func (c *Client) presenceConn(channel string) PresenceConn {
+	return PresenceConn{Channel: channel, ConnID: c.ID, Member: PresenceMember{UserID: c.UserID, Info: c.info}}
+}
+
+// joinPresence records the client in a presence channel it has just
+// subscribed to, sends it the member list and, if it is the user's first
+// connection in the cluster, announces the join to everyone else.
+func (c *Client) joinPresence(channel string) {
+	h := c.hub
+	ctx, cancel := h.presenceCtx()
+	defer cancel()
+	conn := c.presenceConn(channel)
+	joined, err := h.storage.AddPresence(ctx, conn)
+	if err != nil {
+		c.fail(ActionSubscribe, channel, CodeUnavailable, "presence is unavailable: "+err.Error(), err)
+		c.handleUnsubscribe(channel)
+		return
+	}
+	members, err := h.storage.PresenceMembers(ctx, channel)
+	if err != nil {
+		c.fail(ActionSubscribe, channel, CodeUnavailable, "presence is unavailable: "+err.Error(), err)
+		return
+	}
+	c.sendJSON(encodePresence(channel, PresenceMembersEvent, nil, members, len(members), 0))
+	if joined {
+		h.announce(ctx, channel, PresenceJoinEvent, conn, members, len(members))
+	}
+}
+
+// leavePresence removes the client from a presence channel and, if it was
+// the user's last connection in the cluster, announces the leave.
+func (c *Client) leavePresence(channel string) {
+	h := c.hub
+	ctx, cancel := h.presenceCtx()
+	defer cancel()
+	conn := c.presenceConn(channel)
+	left, err := h.storage.RemovePresence(ctx, conn)
+	if err != nil {
+		h.stats.errors[errKindStorage].Add(1)
+		h.log.Warn("ws: presence remove failed", "channel", channel, "client", c.ID, "err", err)
+		c.reportError(fmt.Errorf("ws: presence leave of %q on %q: %w", c.UserID, channel, err))
+		return
+	}
+	if left {
+		h.announceLeave(ctx, conn)
+	}
+}
+
+// announceLeave publishes a leave frame for conn's user.
+func (h *Hub) announceLeave(ctx context.Context, conn PresenceConn) {
+	members, count, err := h.membersForEvent(ctx, conn.Channel)
+	if err != nil {
+		h.log.Warn("ws: presence list failed", "channel", conn.Channel, "err", err)
+	}
+	h.announce(ctx, conn.Channel, PresenceLeaveEvent, conn, members, count)
+}
+
+// membersForEvent fetches the member list for a join or leave frame, or
+// only the count when the channel is too large for the list to be sent.
+func (h *Hub) membersForEvent(ctx context.Context, channel string) ([]PresenceMember, int, error) {
+	if pc, ok := h.storage.(PresenceCounter); ok {
+		n, err := pc.PresenceCount(ctx, channel)
+		if err != nil {
+			return nil, 0, err
+		}
+		if n > h.cfg.PresenceUsersLimit {
+			return nil, n, nil
+		}
+	}
+	members, err := h.storage.PresenceMembers(ctx, channel)
+	return members, len(members), err
+}
+
+// announce publishes a join or leave frame to the channel's subscribers on
+// every node, except conn itself.
+func (h *Hub) announce(ctx context.Context, channel, event string, conn PresenceConn, members []PresenceMember, count int) {
+	payload := encodePresence(channel, event, &conn.Member, members, count, h.cfg.PresenceUsersLimit)
+	if err := h.broker.Publish(ctx, channel, encodeEnvelope(kindPresent, conn.ConnID, payload)); err != nil {
+		h.stats.brokerPublishFailures.Add(1)
+		h.log.Warn("ws: presence announce failed", "channel", channel, "event", event, "err", err)
+	}
+}
+
+// encodePresence builds a presence frame. users is left out when limit > 0
+// and the channel has more members than limit.
+func encodePresence(channel, event string, user *PresenceMember, users []PresenceMember, count, limit int) []byte {
+	f := presenceFrame{Type: TypePresence, Channel: channel, Event: event, User: user, Count: count}
+	if limit == 0 || count <= limit {
+		f.Users = users
+		if f.Users == nil {
+			f.Users = []PresenceMember{}
+		}
+	}
+	b, _ := json.Marshal(f)
+	return b
+}
+
+// reap asks the storage for members of dead nodes and announces each
+// departure. Runs on its own goroutine, started by Run.
+func (h *Hub) reap(r PresenceReaper) {
+	ctx, cancel := h.presenceCtx()
+	defer cancel()
+	gone, err := r.ReapPresence(ctx)
+	if err != nil {
+		h.stats.errors[errKindStorage].Add(1)
+		h.log.Warn("ws: presence reap failed", "err", err)
+		return
+	}
+	for _, conn := range gone {
+		h.announceLeave(ctx, conn)
+	}
+	if len(gone) > 0 {
+		h.log.Info("ws: removed presence of dead nodes", "leaves", len(gone))
+	}
+}

@@ -1,0 +1,281 @@
+package ws
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+)
+
+// Options configure how ServeWS treats the connections of one endpoint.
+// Every field is optional.
+type Options struct {
+	// AuthHandler decides whether userID may subscribe to a private- or
+	// presence- channel. With neither AuthHandler nor AuthProvider set,
+	// private and presence channels are refused. Anonymous connections
+	// (empty user ID) are always refused.
+	AuthHandler func(userID string, channelName string) bool
+	// AuthProvider is the object form of AuthHandler, with the request
+	// context and an error for the reason. When both are set AuthProvider
+	// decides and AuthHandler is not called.
+	AuthProvider AuthProvider
+
+	// GetUserID identifies the user behind a request, once at connect
+	// time. Nil, or an empty result, means an anonymous connection.
+	GetUserID func(r *http.Request) string
+	// GetUserInfo returns the info other members see for the user in
+	// presence channels (any JSON-encodable value). Called once at
+	// connect time for identified users. Nil means no info.
+	GetUserInfo func(r *http.Request, userID string) any
+
+	// ErrorHandler receives every error the endpoint meets: *AuthError,
+	// *RateLimitError, *ConnectionError, *WhisperError, *ProtocolError.
+	// It is called synchronously on the connection's goroutine.
+	ErrorHandler func(err error)
+
+	// Middleware wraps the upgrade in order: the first runs first.
+	Middleware []Middleware
+
+	// OnConnect is called once per connection after it is registered,
+	// before its first frame is read.
+	OnConnect func(client *Client)
+	// OnDisconnect is called once per connection after it has left every
+	// channel, whatever ended it; client.DisconnectReason says why.
+	OnDisconnect func(client *Client)
+
+	// EnableWhispers lets subscribed, identified clients send whispers.
+	EnableWhispers bool
+	// WhisperPrivateOnly restricts whispers to private- and presence-
+	// channels, as Pusher does, so only authorized users can whisper.
+	// The default allows whispers on every channel the sender joined.
+	WhisperPrivateOnly bool
+	// WhisperMiddleware may change a whisper or block it by returning
+	// false.
+	WhisperMiddleware func(whisper *WhisperEvent) bool
+}
+
+// Conn is the WebSocket connection a Client runs on. It is the read side
+// of *websocket.Conn from github.com/gorilla/websocket and of its fasthttp
+// fork, so ServeWS and the Fiber adaptor share one implementation. The
+// Client writes frames straight to NetConn.
+type Conn interface {
+	NextReader() (messageType int, r io.Reader, err error)
+	SetReadDeadline(t time.Time) error
+	SetPingHandler(h func(appData string) error)
+	SetPongHandler(h func(appData string) error)
+	SetCloseHandler(h func(code int, text string) error)
+	NetConn() net.Conn
+}
+
+// ServeWS upgrades the request to a WebSocket connection on hub and serves
+// it until the connection ends: it blocks for the connection's lifetime,
+// running its read loop on the calling goroutine. Before the upgrade it
+// runs options.Middleware and checks the origin and connection limits,
+// answering refused requests with an HTTP error. It returns nil when an
+// upgraded connection ends; an error when the request was refused
+// (*ConnectionError, ErrRequestRejected, ErrHubClosed) or the upgrade
+// failed.
+func ServeWS(hub *Hub, w http.ResponseWriter, r *http.Request, options *Options) error {
+	if options == nil {
+		options = &Options{}
+	}
+	var err error
+	reached := false
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached = true
+		err = hub.serveHTTP(w, r, options)
+	})
+	Chain(options.Middleware, inner).ServeHTTP(w, r)
+	if !reached {
+		return ErrRequestRejected
+	}
+	return err
+}
+
+// Handler returns an http.Handler that serves WebSocket connections on
+// hub with options, reporting errors to options.ErrorHandler.
+func Handler(hub *Hub, options *Options) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := ServeWS(hub, w, r, options)
+		if err != nil && options != nil && options.ErrorHandler != nil && !errors.Is(err, ErrRequestRejected) {
+			var ce *ConnectionError
+			if !errors.As(err, &ce) { // refusals were reported already
+				options.ErrorHandler(err)
+			}
+		}
+	})
+}
+
+// writeBufferPool keeps gorilla from holding a write buffer per
+// connection; frames are written without it.
+var writeBufferPool = &sync.Pool{}
+
+func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, options *Options) error {
+	hs, err := h.Accept(w, r, options)
+	if err != nil {
+		return err
+	}
+	up := websocket.Upgrader{
+		ReadBufferSize:  h.cfg.ReadBufferSize,
+		WriteBufferSize: h.cfg.WriteBufferSize,
+		WriteBufferPool: writeBufferPool,
+		CheckOrigin:     func(*http.Request) bool { return true }, // checked by Accept
+	}
+	conn, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		hs.Release()
+		cerr := &ConnectionError{RemoteAddr: r.RemoteAddr, Op: "upgrade", Err: err}
+		h.stats.errors[errKindConnection].Add(1)
+		hs.report(cerr)
+		return cerr
+	}
+	return hs.Serve(conn)
+}
+
+// Handshake is a request that passed the hub's pre-upgrade checks and
+// holds a connection slot. Adaptors for other HTTP stacks use it: Accept,
+// upgrade with their own library, then Serve (or Release if the upgrade
+// failed). ServeWS does all three.
+type Handshake struct {
+	hub      *Hub
+	opts     *Options
+	r        *http.Request
+	ip       string
+	userID   string
+	released bool
+}
+
+// Accept runs the checks made before an upgrade: the hub is running, the
+// Origin is allowed, and MaxConnections and MaxConnectionsPerIP have room.
+// A refused request gets its HTTP error written to w (403, 429 or 503)
+// and a *ConnectionError back, which also goes to options.ErrorHandler.
+// Middleware is not run here; ServeWS runs it around Accept.
+func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, options *Options) (*Handshake, error) {
+	if options == nil {
+		options = &Options{}
+	}
+	refuse := func(status int, reason string, err error) (*Handshake, error) {
+		cerr := &ConnectionError{RemoteAddr: r.RemoteAddr, Op: "admit", StatusCode: status, Reason: reason, Err: err}
+		h.stats.errors[errKindConnection].Add(1)
+		h.stats.refused.Add(1)
+		http.Error(w, http.StatusText(status)+": "+reason, status)
+		if options.ErrorHandler != nil {
+			options.ErrorHandler(cerr)
+		}
+		return nil, cerr
+	}
+	if h.cfgErr != nil {
+		return refuse(http.StatusInternalServerError, "invalid hub configuration", h.cfgErr)
+	}
+	if h.closing.Load() || h.isDone() {
+		return refuse(http.StatusServiceUnavailable, "server is shutting down", ErrHubClosed)
+	}
+	if !h.originAllowed(r) {
+		return refuse(http.StatusForbidden, "origin "+r.Header.Get("Origin")+" is not allowed", nil)
+	}
+	ip := remoteIP(r)
+	if status, reason := h.admit(ip); status != 0 {
+		return refuse(status, reason, nil)
+	}
+	hs := &Handshake{hub: h, opts: options, r: r, ip: ip}
+	if options.GetUserID != nil {
+		hs.userID = options.GetUserID(r)
+	}
+	return hs, nil
+}
+
+// UserID returns the user the handshake identified (empty if anonymous).
+func (hs *Handshake) UserID() string { return hs.userID }
+
+// Release gives the connection slot back without serving; for an upgrade
+// that failed. It is a no-op after Serve.
+func (hs *Handshake) Release() {
+	if !hs.released {
+		hs.released = true
+		hs.hub.release(hs.ip)
+	}
+}
+
+func (hs *Handshake) report(err error) {
+	if hs.opts.ErrorHandler != nil {
+		hs.opts.ErrorHandler(err)
+	}
+}
+
+// Serve runs an upgraded connection until it ends, on the calling
+// goroutine, and releases the connection slot.
+func (hs *Handshake) Serve(conn Conn) error {
+	h := hs.hub
+	defer hs.Release()
+	c := &Client{
+		ID:          newID(),
+		UserID:      hs.userID,
+		RemoteAddr:  hs.r.RemoteAddr,
+		RemoteIP:    hs.ip,
+		ConnectedAt: time.Now(),
+		hub:         h,
+		opts:        hs.opts,
+		conn:        conn,
+		nc:          conn.NetConn(),
+		request:     hs.r,
+		writerDone:  make(chan struct{}),
+	}
+	if rl := h.cfg.RateLimit; rl.Messages > 0 {
+		c.limiter = rate.NewLimiter(rate.Limit(float64(rl.Messages)/rl.Interval.Seconds()), rl.Messages)
+	}
+	if hs.opts.GetUserInfo != nil && c.UserID != "" {
+		if info := hs.opts.GetUserInfo(hs.r, c.UserID); info != nil {
+			if b, err := json.Marshal(info); err == nil {
+				c.info = b
+			} else {
+				hs.report(&ConnectionError{ClientID: c.ID, RemoteAddr: c.RemoteAddr, Op: "admit", Reason: "GetUserInfo returned a value that is not JSON-encodable", Err: err})
+			}
+		}
+	}
+	if res := h.call(&hubOp{kind: opRegister, client: c}); res.err != nil {
+		c.Close(CloseGoingAway, "server shutting down")
+		<-c.writerDone
+		return res.err
+	}
+	if hs.opts.OnConnect != nil {
+		hs.opts.OnConnect(c)
+	}
+	err := c.readLoop()
+	c.teardown(err)
+	return nil
+}
+
+// teardown ends the connection after the read loop stopped: it closes the
+// socket (after a close frame when possible), leaves every channel and
+// presence set, and calls OnDisconnect once.
+func (c *Client) teardown(readErr error) {
+	c.mu.Lock()
+	if c.reason == nil {
+		c.reason = readErr
+		var ne net.Error
+		if errors.As(readErr, &ne) && ne.Timeout() {
+			c.reason = &CloseReason{Code: ClosePingTimeout, Text: "ping timeout"}
+		}
+	}
+	code := CloseNormal
+	if _, ok := c.reason.(*CloseReason); ok {
+		code = c.reason.(*CloseReason).Code
+	}
+	c.beginCloseLocked(code, "", nil)
+	c.mu.Unlock()
+	<-c.writerDone
+
+	res := c.hub.call(&hubOp{kind: opUnregister, client: c})
+	for _, name := range res.channels {
+		c.leavePresence(name)
+	}
+	if c.opts.OnDisconnect != nil {
+		c.opts.OnDisconnect(c)
+	}
+}

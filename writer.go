@@ -1,0 +1,181 @@
+package ws
+
+import (
+	"net"
+	"time"
+
+	"github.com/vortechron/go-ws/internal/frame"
+)
+
+// Close codes the server sends besides the standard ones.
+const (
+	CloseNormal          = 1000
+	CloseGoingAway       = 1001 // server shutting down: reconnect elsewhere
+	ClosePolicyViolation = 1008 // sustained rate-limit abuse
+	CloseMessageTooBig   = 1009 // client frame over MaxMessageSize
+	CloseSlowConsumer    = 4008 // send queue overflowed
+	ClosePingTimeout     = 4009 // no pong within PongTimeout
+)
+
+// enqueue queues a data frame for the writer. It never blocks: when the
+// queue is over SendQueueSize frames or SendQueueBytes bytes the client
+// is disconnected as a slow consumer and enqueue reports false. f is
+// shared with other clients and must not be modified.
+func (c *Client) enqueue(f []byte) bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	if len(c.queue) >= c.hub.cfg.SendQueueSize || c.queued+len(f) > c.hub.cfg.SendQueueBytes {
+		c.queue = nil
+		c.queued = 0
+		c.beginCloseLocked(CloseSlowConsumer, "slow consumer", ErrSlowConsumer)
+		c.mu.Unlock()
+		c.hub.stats.slowConsumers.Add(1)
+		return false
+	}
+	c.queue = append(c.queue, f)
+	c.queued += len(f)
+	c.startWriterLocked()
+	c.mu.Unlock()
+	return true
+}
+
+// appendLocked queues f without bounds checks; c.mu is held.
+func (c *Client) appendLocked(f []byte) {
+	if c.closing {
+		return
+	}
+	c.queue = append(c.queue, f)
+	c.queued += len(f)
+	c.startWriterLocked()
+}
+
+// enqueueControl queues a ping or pong; control frames are tiny and are
+// not counted against the queue bounds.
+func (c *Client) enqueueControl(f []byte) {
+	c.mu.Lock()
+	if !c.closing {
+		c.queue = append(c.queue, f)
+		c.startWriterLocked()
+	}
+	c.mu.Unlock()
+}
+
+// Close disconnects the client with a close frame carrying code and reason,
+// after the frames already queued. It returns at once; the connection ends
+// within WriteTimeout.
+func (c *Client) Close(code int, reason string) {
+	c.mu.Lock()
+	c.beginCloseLocked(code, reason, nil)
+	c.mu.Unlock()
+}
+
+// beginCloseLocked marks the client closing; the writer sends the close
+// frame after what is queued and then closes the socket. c.mu is held.
+func (c *Client) beginCloseLocked(code int, reason string, cause error) {
+	if c.closing {
+		return
+	}
+	c.closing = true
+	c.closeFrame = frame.Close(code, reason)
+	c.closeCode = code
+	if cause == nil {
+		cause = &CloseReason{Code: code, Text: reason}
+	}
+	if c.reason == nil {
+		c.reason = cause
+	}
+	c.startWriterLocked()
+}
+
+// closeNow closes the socket without waiting for the writer; used when a
+// shutdown deadline has passed.
+func (c *Client) closeNow() {
+	c.mu.Lock()
+	c.beginCloseLocked(CloseGoingAway, "server shutting down", nil)
+	c.mu.Unlock()
+	_ = c.nc.Close()
+}
+
+// startWriterLocked starts the writer goroutine unless it runs already.
+// A client holds a writer goroutine only while it has something to write.
+func (c *Client) startWriterLocked() {
+	if c.writing || c.writerExited {
+		return
+	}
+	c.writing = true
+	go c.writeLoop()
+}
+
+// writeLoop writes queued frames until the queue is empty, coalescing
+// everything queued into one writev. It is the only code that writes to
+// the socket or sets its write deadline.
+func (c *Client) writeLoop() {
+	var bufs net.Buffers
+	for {
+		c.mu.Lock()
+		batch := c.queue
+		c.queue = nil
+		c.queued = 0
+		final := c.closing
+		if final && c.closeFrame != nil {
+			batch = append(batch, c.closeFrame)
+			c.closeFrame = nil
+		}
+		if len(batch) == 0 && !final {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+
+		err := c.write(batch, &bufs)
+		if final || err != nil {
+			c.mu.Lock()
+			if err != nil && !c.closing {
+				c.closing = true
+				c.reason = &ConnectionError{ClientID: c.ID, RemoteAddr: c.RemoteAddr, Op: "write", Err: err}
+			}
+			c.queue = nil
+			c.writing = false
+			c.writerExited = true
+			c.mu.Unlock()
+			_ = c.nc.Close()
+			close(c.writerDone)
+			return
+		}
+	}
+}
+
+func (c *Client) write(batch [][]byte, bufs *net.Buffers) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteTimeout))
+	var n int64
+	var err error
+	if len(batch) == 1 {
+		var m int
+		m, err = c.nc.Write(batch[0])
+		n = int64(m)
+	} else {
+		*bufs = append((*bufs)[:0], batch...)
+		b := *bufs
+		n, err = b.WriteTo(c.nc)
+	}
+	c.hub.stats.bytesOut.Add(n)
+	return err
+}
+
+// CloseReason is the disconnect reason of a client closed by the server
+// with a close frame (see Client.DisconnectReason).
+type CloseReason struct {
+	Code int
+	Text string
+}
+
+func (r *CloseReason) Error() string {
+	return "ws: closed by server: " + r.Text
+}
