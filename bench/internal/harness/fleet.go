@@ -10,7 +10,7 @@ import (
 )
 
 // perWorker is the most connections the harness gives one worker process.
-const perWorker = 18_000
+const perWorker = 10_000
 
 // fleet is the set of worker processes holding one scenario's
 // connections; each worker dials from its own 127.0.0.x source address so
@@ -102,4 +102,12 @@ func (f *fleet) stop() {
 		go func() { defer wg.Done(); w.stop() }()
 	}
 	wg.Wait()
+}
+
+func (f *fleet) pids() []int {
+	var pids []int
+	for _, w := range f.workers {
+		pids = append(pids, w.cmd.Process.Pid)
+	}
+	return pids
 }

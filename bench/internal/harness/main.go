@@ -31,9 +31,12 @@ func Main(args []string, stdout io.Writer) error {
 	fs.IntVar(&cfg.Size, "size", 100, "payload bytes")
 	fs.IntVar(&cfg.SteadyN, "steady-n", 100, "messages in the steady run")
 	fs.Float64Var(&cfg.SteadyRate, "steady-rate", 10, "messages per second in the steady run")
-	fs.IntVar(&cfg.SlowN, "slow-n", 400, "messages in the slow-consumer run")
+	fs.IntVar(&cfg.SlowConns, "slow-conns", 1000, "subscribers in the slow-consumer run")
+	fs.IntVar(&cfg.SlowN, "slow-n", 1200, "messages in the slow-consumer run (more than ws's 1024-frame send queue)")
+	fs.Float64Var(&cfg.SlowRate, "slow-rate", 150, "messages per second in the slow-consumer run")
 	fs.Float64Var(&cfg.SlowFrac, "slow-frac", 0.01, "share of subscribers that do not read in the slow-consumer run (0 skips it)")
 	fs.DurationVar(&cfg.Settle, "settle", 2*time.Second, "wait after subscribing before measuring idle memory")
+	slowRuns := fs.Int("slow-runs", 1, "runs (from the first) that include the slow-consumer scenario")
 	scaleConns := fs.Int("scale-conns", 18000, "subscribers on one ws node in the scale scenario")
 	clusterConns := fs.Int("cluster-conns", 50000, "subscribers over three ws nodes in the cluster scenario")
 	scaleServers := fs.String("scale-servers", "ws", "servers run in the scale scenario")
@@ -52,14 +55,18 @@ func Main(args []string, stdout io.Writer) error {
 		}
 	}
 	names = order(names)
-	rep := &report{cfg: cfg, runs: *runs, args: args}
+	rep := &report{cfg: cfg, runs: *runs, slowRuns: min(*slowRuns, *runs), args: args}
 	has := func(s string) bool { return *scenario == "all" || *scenario == s }
 
 	if has("core") {
 		for run := 1; run <= *runs; run++ {
 			for _, name := range names {
 				logf("run %d/%d: %s", run, *runs, name)
-				s, err := coreSession(name, cfg)
+				rc := cfg
+				if run > *slowRuns {
+					rc.SlowFrac = 0
+				}
+				s, err := coreSession(name, rc)
 				if err != nil {
 					logf("  %s: %v", name, err)
 					rep.errors = append(rep.errors, fmt.Sprintf("run %d, %s: %v", run, name, err))

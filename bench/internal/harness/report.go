@@ -10,27 +10,33 @@ import (
 )
 
 type report struct {
-	cfg     Config
-	runs    int
-	args    []string
-	core    []*Sample
-	scale   []*Sample
-	cluster *Sample
-	errors  []string
+	cfg      Config
+	runs     int
+	slowRuns int
+	args     []string
+	core     []*Sample
+	scale    []*Sample
+	cluster  *Sample
+	errors   []string
 }
 
 // metric reads one number off a sample (NaN when absent).
 type metric func(*Sample) float64
 
-func burstRate(s *Sample) float64 { return roundField(s.Burst, func(r *Round) float64 { return r.Rate }) }
-func burstP50(s *Sample) float64  { return roundField(s.Burst, func(r *Round) float64 { return r.P50 }) }
-func burstP99(s *Sample) float64  { return roundField(s.Burst, func(r *Round) float64 { return r.P99 }) }
-func steadyP50(s *Sample) float64 { return roundField(s.Steady, func(r *Round) float64 { return r.P50 }) }
-func steadyP99(s *Sample) float64 { return roundField(s.Steady, func(r *Round) float64 { return r.P99 }) }
-func slowRate(s *Sample) float64  { return roundField(s.Slow, func(r *Round) float64 { return r.Rate }) }
-func slowP99(s *Sample) float64   { return roundField(s.Slow, func(r *Round) float64 { return r.P99 }) }
-func idleGC(s *Sample) float64    { return s.IdleRSSGC }
-func idleRaw(s *Sample) float64   { return s.IdleRSS }
+func burstRate(s *Sample) float64 {
+	return roundField(s.Burst, func(r *Round) float64 { return r.Rate })
+}
+func burstP50(s *Sample) float64 { return roundField(s.Burst, func(r *Round) float64 { return r.P50 }) }
+func burstP99(s *Sample) float64 { return roundField(s.Burst, func(r *Round) float64 { return r.P99 }) }
+func steadyP50(s *Sample) float64 {
+	return roundField(s.Steady, func(r *Round) float64 { return r.P50 })
+}
+func steadyP99(s *Sample) float64 {
+	return roundField(s.Steady, func(r *Round) float64 { return r.P99 })
+}
+func slowP99(s *Sample) float64 { return roundField(s.Slow, func(r *Round) float64 { return r.P99 }) }
+func idleGC(s *Sample) float64  { return s.IdleRSSGC }
+func idleRaw(s *Sample) float64 { return s.IdleRSS }
 
 func roundField(r *Round, f func(*Round) float64) float64 {
 	if r == nil {
@@ -128,16 +134,16 @@ func (rep *report) markdown() string {
 		strings.Join(rep.args, " "), time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.Version(), runtime.GOMAXPROCS(0), runtime.GOOS+"/"+runtime.GOARCH)
 	if len(rep.core) > 0 {
 		fmt.Fprintf(&b, "Core: %d subscribers on one channel; burst = %d messages of %d B as fast as possible; steady = %d messages at %.0f/s; "+
-			"slow = %d messages while %.0f%% of subscribers do not read. Medians of %d runs; ratios are to the best peer (%s) and to the ceiling; "+
+			"slow = %d subscribers, %d messages at %.0f/s while %.0f%% of them do not read (in the first %d run(s)). Medians of %d runs; ratios are to the best peer (%s) and to the ceiling; "+
 			"for latency and memory lower is better.\n\n",
-			c.Conns, c.BurstN, c.Size, c.SteadyN, c.SteadyRate, c.SlowN, c.SlowFrac*100, rep.runs, strings.Join(peers, ", "))
+			c.Conns, c.BurstN, c.Size, c.SteadyN, c.SteadyRate, c.SlowConns, c.SlowN, c.SlowRate, c.SlowFrac*100, rep.slowRuns, rep.runs, strings.Join(peers, ", "))
 		bestRate, bestRateName := rep.best(burstRate, true)
 		bestP99, bestP99Name := rep.best(steadyP99, false)
 		bestMem, bestMemName := rep.best(idleGC, false)
 		ceilRate := rep.med("ceiling", burstRate)
 		ceilP99 := rep.med("ceiling", steadyP99)
 		ceilMem := rep.med("ceiling", idleGC)
-		fmt.Fprintf(&b, "| server | burst deliveries/s | vs best peer | vs ceiling | burst p50 / p99 ms | steady p50 / p99 ms | steady p99 vs best peer / ceiling | idle RSS per conn (after GC) | as left by runtime | RSS vs best peer / ceiling | missing / out-of-order / dup (all runs) | slow run: readers deliv/s, p99 ms | non-readers closed |\n")
+		fmt.Fprintf(&b, "| server | burst deliveries/s | vs best peer | vs ceiling | burst p50 / p99 ms | steady p50 / p99 ms | steady p99 vs best peer / ceiling | idle RSS per conn (after GC) | as left by runtime | RSS vs best peer / ceiling | missing / out-of-order / dup (all runs) | slow run: readers p99 ms, missing | non-readers closed / delivered of expected |\n")
 		fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, n := range rep.servers() {
 			r := rep.med(n, burstRate)
@@ -148,7 +154,11 @@ func (rep *report) markdown() string {
 			dup := rep.sum(n, func(s *Sample) *Round { return s.Burst }, func(r *Round) int64 { return r.Dup }) +
 				rep.sum(n, func(s *Sample) *Round { return s.Steady }, func(r *Round) int64 { return r.Dup })
 			closed := rep.sum(n, func(s *Sample) *Round { return s.SlowOf }, func(r *Round) int64 { return r.Closed })
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s / %s | %s / %s | %s / %s | %s | %s | %s / %s | %d / %d / %d | %s, %s | %d |\n",
+			slowConns := rep.sum(n, func(s *Sample) *Round { return s.SlowOf }, func(r *Round) int64 { return r.Conns })
+			slowGot := rep.sum(n, func(s *Sample) *Round { return s.SlowOf }, func(r *Round) int64 { return r.Delivered })
+			slowWant := rep.sum(n, func(s *Sample) *Round { return s.SlowOf }, func(r *Round) int64 { return r.Expected })
+			slowMiss := rep.sum(n, func(s *Sample) *Round { return s.Slow }, func(r *Round) int64 { return r.Missing })
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s / %s | %s / %s | %s / %s | %s | %s | %s / %s | %d / %d / %d | %s, %d | %d of %d / %d of %d |\n",
 				n, kdel(r), ratio(r, bestRate), ratio(r, ceilRate),
 				ms(rep.med(n, burstP50)), ms(rep.med(n, burstP99)),
 				ms(rep.med(n, steadyP50)), ms(rep.med(n, steadyP99)),
@@ -156,15 +166,15 @@ func (rep *report) markdown() string {
 				kb(rep.med(n, idleGC)), kb(rep.med(n, idleRaw)),
 				ratio(rep.med(n, idleGC), bestMem), ratio(rep.med(n, idleGC), ceilMem),
 				miss, ooo, dup,
-				kdel(rep.med(n, slowRate)), ms(rep.med(n, slowP99)), closed)
+				ms(rep.med(n, slowP99)), slowMiss, closed, slowConns, slowGot, slowWant)
 		}
 		fmt.Fprintf(&b, "\nBest peer: burst %s, steady p99 %s, memory %s.\n", bestRateName, bestP99Name, bestMemName)
-		fmt.Fprintf(&b, "\nPer run (burst deliveries/s; steady p99 ms; idle KB/conn after GC):\n\n")
+		fmt.Fprintf(&b, "\nPer run (burst deliveries/s [CPU share other processes took meanwhile]; steady p99 ms [other CPU]; idle KB/conn after GC):\n\n")
 		for _, n := range rep.servers() {
 			var parts []string
 			for _, s := range rep.core {
 				if s.Server == n {
-					parts = append(parts, fmt.Sprintf("%s; %s; %s", kdel(burstRate(s)), ms(steadyP99(s)), kb(idleGC(s))))
+					parts = append(parts, fmt.Sprintf("%s [%s]; %s [%s]; %s", kdel(burstRate(s)), pct(s.Burst), ms(steadyP99(s)), pct(s.Steady), kb(idleGC(s))))
 				}
 			}
 			fmt.Fprintf(&b, "- %s: %s\n", n, strings.Join(parts, " | "))
@@ -211,4 +221,11 @@ func (r *Round) ooo() int64 {
 		return 0
 	}
 	return r.OutOfOrder
+}
+
+func pct(r *Round) string {
+	if r == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%%", r.Foreign*100)
 }

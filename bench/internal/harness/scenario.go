@@ -34,13 +34,15 @@ type Round struct {
 	OutOfOrder int64
 	Dup        int64
 	Closed     int64
+	Conns      int64
 	Elapsed    time.Duration
+	Foreign    float64 // share of the machine's CPU other processes used meanwhile
 }
 
 func summarise(r *loadgen.Result, t0 int64) *Round {
 	out := &Round{
 		Expected: r.Expected, Delivered: r.Delivered, Missing: r.Missing,
-		OutOfOrder: r.OutOfOrder, Dup: r.Dup, Closed: r.Closed,
+		OutOfOrder: r.OutOfOrder, Dup: r.Dup, Closed: r.Closed, Conns: r.Conns,
 		P50: float64(r.Hist.Quantile(0.50)), P99: float64(r.Hist.Quantile(0.99)), Max: float64(r.Hist.Quantile(1)),
 	}
 	if r.LastNs > t0 {
@@ -66,6 +68,7 @@ func publishRound(f *fleet, pub *serverProc, channel string, n, size int, rate f
 	if rate > 0 {
 		timeout += time.Duration(float64(n) / rate * float64(time.Second))
 	}
+	meter := startCPUMeter(append(f.pids(), pub.cmd.Process.Pid)...)
 	t0 := time.Now().UnixNano()
 	errc := make(chan error, 1)
 	go func() { errc <- pub.publish(channel, n, size, rate, start) }()
@@ -76,7 +79,9 @@ func publishRound(f *fleet, pub *serverProc, channel string, n, size int, rate f
 	if err != nil {
 		return nil, err
 	}
-	return summarise(res, t0), nil
+	r := summarise(res, t0)
+	r.Foreign = meter.foreign()
+	return r, nil
 }
 
 // Config is what the harness measures.
@@ -86,7 +91,9 @@ type Config struct {
 	Size       int     // payload bytes
 	SteadyN    int     // messages in the steady run
 	SteadyRate float64 // messages per second in the steady run
+	SlowConns  int     // subscribers in the slow-consumer run
 	SlowN      int     // messages in the slow-consumer run
+	SlowRate   float64 // messages per second in the slow-consumer run
 	SlowFrac   float64 // share of subscribers that do not read
 	Settle     time.Duration
 }
@@ -144,14 +151,13 @@ func coreSession(name string, cfg Config, serverArgs ...string) (*Sample, error)
 	logf("  %s: steady %s", name, s.Steady)
 	f.stop()
 
-	if cfg.SlowFrac > 0 {
-		fs, err := startFleet(protoOf(name), "S", cfg.SlowFrac, target{url, cfg.Conns})
+	if cfg.SlowFrac > 0 && cfg.SlowConns > 0 {
+		fs, err := startFleet(protoOf(name), "S", cfg.SlowFrac, target{url, cfg.SlowConns})
 		if err != nil {
 			return s, fmt.Errorf("slow: %w", err)
 		}
 		defer fs.stop()
-		time.Sleep(cfg.Settle)
-		if s.Slow, err = publishRound(fs, srv, "S", cfg.SlowN, cfg.Size, 0); err != nil {
+		if s.Slow, err = publishRound(fs, srv, "S", cfg.SlowN, cfg.Size, cfg.SlowRate); err != nil {
 			return s, fmt.Errorf("slow: %w", err)
 		}
 		res, err := fs.do(loadgen.Command{Cmd: "release", IdleMs: 2000, TimeoutMs: 20_000}, "result", time.Minute)
@@ -165,8 +171,8 @@ func coreSession(name string, cfg Config, serverArgs ...string) (*Sample, error)
 }
 
 func (r *Round) String() string {
-	return fmt.Sprintf("%.0f deliv/s in %v, p50 %.1fms p99 %.1fms max %.1fms, %d/%d delivered, %d missing, %d out of order, %d dup, %d closed",
-		r.Rate, r.Elapsed.Round(time.Millisecond), r.P50/1000, r.P99/1000, r.Max/1000, r.Delivered, r.Expected, r.Missing, r.OutOfOrder, r.Dup, r.Closed)
+	return fmt.Sprintf("%.0f deliv/s in %v (other processes used %.0f%% CPU), p50 %.1fms p99 %.1fms max %.1fms, %d/%d delivered, %d missing, %d out of order, %d dup, %d closed",
+		r.Rate, r.Elapsed.Round(time.Millisecond), r.Foreign*100, r.P50/1000, r.P99/1000, r.Max/1000, r.Delivered, r.Expected, r.Missing, r.OutOfOrder, r.Dup, r.Closed)
 }
 
 // median returns the median of the non-NaN xs (NaN when none).
