@@ -39,6 +39,7 @@ func Main(args []string, stdout io.Writer) error {
 	slowRuns := fs.Int("slow-runs", 1, "runs (from the first) that include the slow-consumer scenario")
 	scaleConns := fs.Int("scale-conns", 18000, "subscribers on one ws node in the scale scenario")
 	clusterConns := fs.Int("cluster-conns", 50000, "subscribers over three ws nodes in the cluster scenario")
+	fs.IntVar(&cfg.ScaleN, "scale-n", 50, "messages in the scale and cluster bursts")
 	scaleServers := fs.String("scale-servers", "ws", "servers run in the scale scenario")
 	redis := fs.String("redis", "127.0.0.1:6379", "Redis for the cluster scenario")
 	out := fs.String("out", "", "also write the markdown report to this file")

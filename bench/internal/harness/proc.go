@@ -19,7 +19,7 @@ import (
 )
 
 // httpc talks to the servers' control API; every call is bounded.
-var httpc = &http.Client{Timeout: 120 * time.Second}
+var httpc = &http.Client{Timeout: 200 * time.Second}
 
 // serverProc is one server process started by the harness.
 type serverProc struct {

@@ -182,7 +182,7 @@ func (rep *report) markdown() string {
 		b.WriteString("\n")
 	}
 	if len(rep.scale) > 0 {
-		fmt.Fprintf(&b, "Scale (one run): subscribers on one node, load from several worker processes over 127.0.0.x; burst of %d × %d B.\n\n", c.BurstN, c.Size)
+		fmt.Fprintf(&b, "Scale (one run): subscribers on one node, load from several worker processes over 127.0.0.x; burst of %d × %d B.\n\n", c.ScaleN, c.Size)
 		b.WriteString("| server | subscribers | burst deliveries/s | p50 / p99 ms | missing / out-of-order | idle RSS per conn (after GC) |\n|---|---:|---:|---:|---:|---:|\n")
 		for _, s := range rep.scale {
 			fmt.Fprintf(&b, "| %s | %d | %s | %s / %s | %d / %d | %s |\n", s.Server, s.Conns, kdel(burstRate(s)), ms(burstP50(s)), ms(burstP99(s)),
@@ -193,7 +193,7 @@ func (rep *report) markdown() string {
 	if s := rep.cluster; s != nil {
 		fmt.Fprintf(&b, "Cluster (one run): three ws nodes sharing Redis, subscribers spread evenly, every publication made on node 1.\n\n")
 		b.WriteString("| scenario | subscribers | deliveries/s | p50 / p99 ms | missing / out-of-order | idle RSS per conn (after GC, node mean) |\n|---|---:|---:|---:|---:|---:|\n")
-		fmt.Fprintf(&b, "| burst %d × %d B | %d | %s | %s / %s | %d / %d | %s |\n", c.BurstN, c.Size, s.Conns, kdel(burstRate(s)), ms(burstP50(s)), ms(burstP99(s)), s.Burst.missing(), s.Burst.ooo(), kb(s.IdleRSSGC))
+		fmt.Fprintf(&b, "| burst %d × %d B | %d | %s | %s / %s | %d / %d | %s |\n", c.ScaleN, c.Size, s.Conns, kdel(burstRate(s)), ms(burstP50(s)), ms(burstP99(s)), s.Burst.missing(), s.Burst.ooo(), kb(s.IdleRSSGC))
 		if s.Steady != nil {
 			fmt.Fprintf(&b, "| steady %d at %.0f/s | %d | – | %s / %s | %d / %d | |\n", c.SteadyN, c.SteadyRate, s.Conns, ms(steadyP50(s)), ms(steadyP99(s)), s.Steady.missing(), s.Steady.ooo())
 		}

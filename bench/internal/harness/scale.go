@@ -26,7 +26,7 @@ func scaleSession(name string, conns int, cfg Config) (*Sample, error) {
 	time.Sleep(cfg.Settle)
 	rss1, _ := srv.rss(true)
 	s.IdleRSSGC = float64(rss1-rss0) / float64(max(f.conns, 1))
-	if s.Burst, err = publishRound(f, srv, "C", cfg.BurstN, cfg.Size, 0); err != nil {
+	if s.Burst, err = publishRoundIdle(f, srv, "C", cfg.ScaleN, cfg.Size, 0, 10*time.Second); err != nil {
 		return s, fmt.Errorf("burst: %w", err)
 	}
 	logf("  %s: %d subscribed, %.1f KB/conn after GC; burst %s", name, f.conns, s.IdleRSSGC/1024, s.Burst)

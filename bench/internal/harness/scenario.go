@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"net"
 	"math"
 	"time"
 
@@ -59,12 +60,18 @@ var seqBase int64
 // publishRound arms the fleet, has pub publish n payloads to channel, and
 // waits for the deliveries.
 func publishRound(f *fleet, pub *serverProc, channel string, n, size int, rate float64) (*Round, error) {
+	return publishRoundIdle(f, pub, channel, n, size, rate, 3*time.Second)
+}
+
+// publishRoundIdle is publishRound that gives up once no delivery arrived
+// for idle.
+func publishRoundIdle(f *fleet, pub *serverProc, channel string, n, size int, rate float64, idle time.Duration) (*Round, error) {
 	seqBase += 10_000_000
 	start := seqBase
 	if _, err := f.do(loadgen.Command{Cmd: "arm", Start: start, N: int64(n), Latency: true}, "armed", 30*time.Second); err != nil {
 		return nil, err
 	}
-	timeout := 60 * time.Second
+	timeout := 150 * time.Second
 	if rate > 0 {
 		timeout += time.Duration(float64(n) / rate * float64(time.Second))
 	}
@@ -72,7 +79,7 @@ func publishRound(f *fleet, pub *serverProc, channel string, n, size int, rate f
 	t0 := time.Now().UnixNano()
 	errc := make(chan error, 1)
 	go func() { errc <- pub.publish(channel, n, size, rate, start) }()
-	res, err := f.do(loadgen.Command{Cmd: "wait", IdleMs: 3000, TimeoutMs: timeout.Milliseconds()}, "result", timeout+30*time.Second)
+	res, err := f.do(loadgen.Command{Cmd: "wait", IdleMs: idle.Milliseconds(), TimeoutMs: timeout.Milliseconds()}, "result", timeout+30*time.Second)
 	if perr := <-errc; perr != nil && err == nil {
 		err = perr
 	}
@@ -95,14 +102,19 @@ type Config struct {
 	SlowN      int     // messages in the slow-consumer run
 	SlowRate   float64 // messages per second in the slow-consumer run
 	SlowFrac   float64 // share of subscribers that do not read
+	ScaleN     int     // messages in the scale and cluster bursts
 	Settle     time.Duration
 }
 
-var nextPort = 8700
-
+// newAddr returns a loopback address with a port that was free a moment
+// ago, so concurrent harness runs on a shared machine do not collide.
 func newAddr() string {
-	nextPort++
-	return fmt.Sprintf("127.0.0.1:%d", nextPort)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "127.0.0.1:8700"
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func protoOf(server string) string {
