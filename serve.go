@@ -1,9 +1,9 @@
 package ws
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -60,27 +60,23 @@ type Options struct {
 	WhisperMiddleware func(whisper *WhisperEvent) bool
 }
 
-// Conn is the WebSocket connection a Client runs on. It is the read side
-// of *websocket.Conn from github.com/gorilla/websocket and of its fasthttp
-// fork, so ServeWS and the Fiber adaptor share one implementation. The
-// Client writes frames straight to NetConn.
+// Conn is an upgraded WebSocket connection handed to Handshake.Serve:
+// *websocket.Conn from github.com/gorilla/websocket and from its fasthttp
+// fork both satisfy it, so ServeWS and the Fiber adaptor share one
+// implementation. The hub reads and writes frames on NetConn itself, so
+// nothing else may read or write the connection once it is handed over.
 type Conn interface {
-	NextReader() (messageType int, r io.Reader, err error)
-	SetReadDeadline(t time.Time) error
-	SetPingHandler(h func(appData string) error)
-	SetPongHandler(h func(appData string) error)
-	SetCloseHandler(h func(code int, text string) error)
 	NetConn() net.Conn
 }
 
-// ServeWS upgrades the request to a WebSocket connection on hub and serves
-// it until the connection ends: it blocks for the connection's lifetime,
-// running its read loop on the calling goroutine. Before the upgrade it
-// runs options.Middleware and checks the origin and connection limits,
-// answering refused requests with an HTTP error. It returns nil when an
-// upgraded connection ends; an error when the request was refused
-// (*ConnectionError, ErrRequestRejected, ErrHubClosed) or the upgrade
-// failed.
+// ServeWS upgrades the request to a WebSocket connection on hub. Before
+// the upgrade it runs options.Middleware and checks the origin and
+// connection limits, answering refused requests with an HTTP error. It
+// returns once the connection is upgraded and registered (after
+// OnConnect); the connection is then served on its own goroutine, so the
+// handler's goroutine and net/http's buffers are released. It returns an
+// error when the request was refused (*ConnectionError,
+// ErrRequestRejected, ErrHubClosed) or the upgrade failed.
 func ServeWS(hub *Hub, w http.ResponseWriter, r *http.Request, options *Options) error {
 	if options == nil {
 		options = &Options{}
@@ -121,8 +117,9 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, options *Options
 	if err != nil {
 		return err
 	}
+	// A zero read buffer size lets gorilla reuse net/http's reader for the
+	// handshake; the hub reads and writes frames itself afterwards.
 	up := websocket.Upgrader{
-		ReadBufferSize:  h.cfg.ReadBufferSize,
 		WriteBufferSize: h.cfg.WriteBufferSize,
 		WriteBufferPool: writeBufferPool,
 		CheckOrigin:     func(*http.Request) bool { return true }, // checked by Accept
@@ -135,7 +132,12 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, options *Options
 		hs.report(cerr)
 		return cerr
 	}
-	return hs.Serve(conn)
+	c, err := hs.start(conn)
+	if err != nil {
+		return err
+	}
+	go c.run()
+	return nil
 }
 
 // Handshake is a request that passed the hub's pre-upgrade checks and
@@ -209,10 +211,23 @@ func (hs *Handshake) report(err error) {
 }
 
 // Serve runs an upgraded connection until it ends, on the calling
-// goroutine, and releases the connection slot.
+// goroutine, and releases the connection slot. Adaptors whose HTTP stack
+// closes the connection when the handler returns use it; ServeWS instead
+// starts the connection and returns.
 func (hs *Handshake) Serve(conn Conn) error {
+	c, err := hs.start(conn)
+	if err != nil {
+		return err
+	}
+	c.run()
+	return nil
+}
+
+// start registers the connection with the hub and calls OnConnect.
+func (hs *Handshake) start(conn Conn) (*Client, error) {
 	h := hs.hub
-	defer hs.Release()
+	hs.released = true // the client releases the slot from now on
+	ip := hs.ip        // not hs: the client must not keep the request alive
 	c := &Client{
 		ID:          newID(),
 		UserID:      hs.userID,
@@ -221,11 +236,13 @@ func (hs *Handshake) Serve(conn Conn) error {
 		ConnectedAt: time.Now(),
 		hub:         h,
 		opts:        hs.opts,
-		conn:        conn,
 		nc:          conn.NetConn(),
-		request:     hs.r,
+		shard:       int(h.nextShard.Add(1) % uint64(len(h.shards))),
+		ctx:         context.WithoutCancel(hs.r.Context()),
+		release:     func() { h.release(ip) },
 		writerDone:  make(chan struct{}),
 	}
+	c.raw = rawConn(c.nc)
 	if rl := h.cfg.RateLimit; rl.Messages > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(float64(rl.Messages)/rl.Interval.Seconds()), rl.Messages)
 	}
@@ -241,36 +258,32 @@ func (hs *Handshake) Serve(conn Conn) error {
 	if res := h.call(&hubOp{kind: opRegister, client: c}); res.err != nil {
 		c.Close(CloseGoingAway, "server shutting down")
 		<-c.writerDone
-		return res.err
+		c.release()
+		return nil, res.err
 	}
 	if hs.opts.OnConnect != nil {
 		hs.opts.OnConnect(c)
 	}
-	err := c.readLoop()
-	c.teardown(err)
-	return nil
+	return c, nil
 }
 
-// teardown ends the connection after the read loop stopped: it closes the
-// socket (after a close frame when possible), leaves every channel and
-// presence set, and calls OnDisconnect once.
-func (c *Client) teardown(readErr error) {
-	c.mu.Lock()
-	if c.reason == nil {
-		c.reason = readErr
-		var ne net.Error
-		if errors.As(readErr, &ne) && ne.Timeout() {
-			c.reason = &CloseReason{Code: ClosePingTimeout, Text: "ping timeout"}
-		}
-	}
-	code := CloseNormal
-	if _, ok := c.reason.(*CloseReason); ok {
-		code = c.reason.(*CloseReason).Code
-	}
-	c.beginCloseLocked(code, "", nil)
-	c.mu.Unlock()
-	<-c.writerDone
+// run reads until the connection ends, then tears it down.
+func (c *Client) run() {
+	c.readLoop()
+	c.teardown()
+}
 
+// teardown ends the connection after the read loop stopped: it waits for
+// the writer to send the close frame and close the socket, leaves every
+// channel and presence set, and calls OnDisconnect once.
+func (c *Client) teardown() {
+	// Deferred so that a panic in OnDisconnect cannot keep the hub
+	// waiting for this client forever.
+	defer func() {
+		c.release()
+		_ = c.hub.send(&hubOp{kind: opRemove, client: c})
+	}()
+	<-c.writerDone
 	res := c.hub.call(&hubOp{kind: opUnregister, client: c})
 	for _, name := range res.channels {
 		c.leavePresence(name)
