@@ -9,7 +9,7 @@ require (
 	github.com/gorilla/websocket v1.5.3
 	github.com/olahol/melody v1.1.4
 	github.com/vortechron/go-ws v0.0.0-00010101000000-000000000000
-	golang.org/x/sys v0.49.0
+	golang.org/x/sys v0.50.0
 )
 
 require (

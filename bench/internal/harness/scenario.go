@@ -2,8 +2,8 @@ package harness
 
 import (
 	"fmt"
-	"net"
 	"math"
+	"net"
 	"time"
 
 	"github.com/vortechron/go-ws/bench/internal/loadgen"
