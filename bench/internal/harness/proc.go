@@ -37,6 +37,7 @@ func startServer(name, addr string, extra ...string) (*serverProc, error) {
 	}
 	args := append([]string{"server", "-server", name, "-addr", addr}, extra...)
 	cmd := exec.Command(self, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM} // never outlive the harness
 	cmd.Stdout = os.Stderr
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -116,6 +117,7 @@ func startWorker(args ...string) (*workerProc, error) {
 		return nil, err
 	}
 	cmd := exec.Command(self, append([]string{"worker"}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
