@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -42,21 +43,40 @@ func fakeClient(h *Hub) *Client {
 }
 
 // BenchmarkDeliver measures fan-out of one publication to n subscribers:
-// decode the envelope, frame once, enqueue on each client, with writer
-// goroutines draining into discarding connections.
+// frame once, post to the shards, enqueue on each client and drain into
+// discarding connections (through each client's goroutine writer, as for
+// connections without a raw descriptor). It waits until every byte is
+// written.
 func BenchmarkDeliver(b *testing.B) {
 	for _, n := range []int{100, 1000, 10000} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			h := benchHub(b)
-			ch := newChannel("bench")
-			for range n {
-				ch.add(fakeClient(h))
+			ch := newChannel("bench", len(h.shards))
+			conns := make([]*discardConn, n)
+			for i := range n {
+				c := fakeClient(h)
+				c.shard = i % len(h.shards)
+				conns[i] = c.nc.(*discardConn)
+				ch.add(c)
 			}
 			env := encodeEnvelope(kindMessage, "", encodeMessage("bench", []byte(`{"seq":1,"body":"0123456789012345678901234567890123456789012345678901234567890123456789"}`)))
+			_, _, body, _ := decodeEnvelope(env)
+			want := int64(len(frame.Text(body)))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
 				h.deliver(ch, env)
+			}
+			for _, d := range conns {
+				for {
+					d.mu.Lock()
+					done := d.n == want*int64(b.N)
+					d.mu.Unlock()
+					if done {
+						break
+					}
+					runtime.Gosched()
+				}
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)*float64(n)/b.Elapsed().Seconds(), "deliveries/s")
@@ -82,7 +102,7 @@ func BenchmarkSubscribeChurn(b *testing.B) {
 	for _, n := range []int{100, 10000} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			h := benchHub(b)
-			ch := newChannel("bench")
+			ch := newChannel("bench", len(h.shards))
 			for range n {
 				ch.add(fakeClient(h))
 			}

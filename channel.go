@@ -101,68 +101,101 @@ const (
 	chanUnsubscribing                     // broker Unsubscribe in flight
 )
 
-// channel is one channel with local subscribers on this node.
+// channel is one channel with local subscribers on this node. Its
+// subscribers are split by write shard: shard i fans a publication out to
+// sets[i] alone, so fan-out runs on every core and each client is always
+// served by the same shard, which keeps its frames in order.
 type channel struct {
 	name string
 	kind ChannelKind
+	sets []*memberSet // one per write shard
 
+	// sizeHint mirrors n for fan-out, which skips empty channels.
+	sizeHint atomic.Int64
+
+	// owned by the Hub.Run goroutine
+	n       int          // subscribers over all sets
+	state   channelState
+	pending []*hubOp // subscribes waiting for the broker
+}
+
+func newChannel(name string, shards int) *channel {
+	ch := &channel{name: name, kind: KindOf(name), sets: make([]*memberSet, shards)}
+	for i := range ch.sets {
+		ch.sets[i] = &memberSet{index: make(map[*Client]int)}
+	}
+	return ch
+}
+
+func (ch *channel) size() int { return ch.n }
+
+// add and remove change membership; called by the Hub.Run goroutine.
+func (ch *channel) add(c *Client) {
+	if ch.sets[c.shard].add(c) {
+		ch.n++
+		ch.sizeHint.Store(int64(ch.n))
+	}
+}
+
+func (ch *channel) remove(c *Client) {
+	if ch.sets[c.shard].remove(c) {
+		ch.n--
+		ch.sizeHint.Store(int64(ch.n))
+	}
+}
+
+// memberSet is the subscribers of one channel served by one shard.
+type memberSet struct {
 	// snap is the immutable subscriber list that fan-out reads. It is
 	// replaced (never modified in place) by the Hub.Run goroutine.
 	snap atomic.Pointer[[][]*Client]
 
 	// owned by the Hub.Run goroutine
-	state   channelState
-	index   map[*Client]int // position of each subscriber in chunks
-	chunks  [][]*Client     // the slice published in snap
-	pending []*hubOp        // subscribes waiting for the broker
+	index  map[*Client]int // position of each subscriber in chunks
+	chunks [][]*Client     // the slice published in snap
 }
 
-func newChannel(name string) *channel {
-	return &channel{name: name, kind: KindOf(name), index: make(map[*Client]int)}
-}
-
-func (ch *channel) size() int { return len(ch.index) }
-
-// add appends c to the snapshot. Called by the Hub.Run goroutine.
-func (ch *channel) add(c *Client) {
-	if _, ok := ch.index[c]; ok {
-		return
+// add appends c to the snapshot and reports whether it was new.
+func (ms *memberSet) add(c *Client) bool {
+	if _, ok := ms.index[c]; ok {
+		return false
 	}
-	n := len(ch.index)
+	n := len(ms.index)
 	ci, off := n/chunkSize, n%chunkSize
 	chunks := make([][]*Client, ci+1)
-	copy(chunks, ch.chunks)
+	copy(chunks, ms.chunks)
 	chunk := make([]*Client, off+1, chunkSize)
 	if off > 0 {
-		copy(chunk, ch.chunks[ci])
+		copy(chunk, ms.chunks[ci])
 	}
 	chunk[off] = c
 	chunks[ci] = chunk
-	ch.index[c] = n
-	ch.publish(chunks)
+	ms.index[c] = n
+	ms.publish(chunks)
+	return true
 }
 
 // remove takes c out of the snapshot by moving the last subscriber into
-// its place. Called by the Hub.Run goroutine.
-func (ch *channel) remove(c *Client) {
-	i, ok := ch.index[c]
+// its place, and reports whether c was there.
+func (ms *memberSet) remove(c *Client) bool {
+	i, ok := ms.index[c]
 	if !ok {
-		return
+		return false
 	}
-	delete(ch.index, c)
-	last := len(ch.index) // position of the last subscriber before removal
+	delete(ms.index, c)
+	last := len(ms.index) // position of the last subscriber before removal
 	li, loff := last/chunkSize, last%chunkSize
-	lastClient := ch.chunks[li][loff]
+	lastClient := ms.chunks[li][loff]
 
-	chunks := make([][]*Client, len(ch.chunks))
-	copy(chunks, ch.chunks)
+	chunks := make([][]*Client, len(ms.chunks))
+	copy(chunks, ms.chunks)
 	if i != last {
 		ci, off := i/chunkSize, i%chunkSize
 		chunk := make([]*Client, len(chunks[ci]), chunkSize)
 		copy(chunk, chunks[ci])
 		chunk[off] = lastClient
 		chunks[ci] = chunk
-		ch.index[lastClient] = i
+		ms.index[lastClient] = i
 	}
 	if loff == 0 {
 		chunks = chunks[:li]
@@ -171,20 +204,21 @@ func (ch *channel) remove(c *Client) {
 		copy(chunk, chunks[li][:loff])
 		chunks[li] = chunk
 	}
-	ch.publish(chunks)
+	ms.publish(chunks)
+	return true
 }
 
-func (ch *channel) publish(chunks [][]*Client) {
+func (ms *memberSet) publish(chunks [][]*Client) {
 	if len(chunks) == 0 {
 		chunks = nil
 	}
-	ch.chunks = chunks
-	ch.snap.Store(&chunks)
+	ms.chunks = chunks
+	ms.snap.Store(&chunks)
 }
 
 // subscribers returns the current snapshot; safe from any goroutine.
-func (ch *channel) subscribers() [][]*Client {
-	if p := ch.snap.Load(); p != nil {
+func (ms *memberSet) subscribers() [][]*Client {
+	if p := ms.snap.Load(); p != nil {
 		return *p
 	}
 	return nil

@@ -106,7 +106,7 @@ func NewHub(ctx context.Context, broker MessageBroker, storage StorageClient, co
 		channels:      make(map[string]*channel),
 	}
 	for range runtime.GOMAXPROCS(0) {
-		h.shards = append(h.shards, newWriteShard(h))
+		h.shards = append(h.shards, newWriteShard(h, len(h.shards)))
 	}
 	return h
 }
@@ -375,7 +375,7 @@ func (h *Hub) subscribe(op *hubOp) {
 	}
 	ch := h.channels[op.channel]
 	if ch == nil {
-		ch = newChannel(op.channel)
+		ch = newChannel(op.channel, len(h.shards))
 		h.channels[op.channel] = ch
 		h.stats.channels.Add(1)
 		ch.pending = append(ch.pending, op)
@@ -507,9 +507,11 @@ func (h *Hub) brokerUnsubscribed(ch *channel) {
 	h.stats.channels.Add(-1)
 }
 
-// deliver fans one broker payload out to the channel's local subscribers.
-// It runs on the broker's delivery goroutine, reads the lock-free snapshot
-// and never blocks: a full client queue disconnects that client alone.
+// deliver hands one broker payload to every write shard, which fan it out
+// to their share of the channel's local subscribers. It frames the
+// payload once; every subscriber gets the same bytes. It runs on the
+// broker's delivery goroutine and waits only when a shard is far behind
+// (see maxPosts), never on a client.
 func (h *Hub) deliver(ch *channel, payload []byte) {
 	kind, except, body, err := decodeEnvelope(payload)
 	if err != nil {
@@ -517,25 +519,12 @@ func (h *Hub) deliver(ch *channel, payload []byte) {
 		h.log.Warn("ws: dropped broker payload", "channel", ch.name, "err", err)
 		return
 	}
-	subs := ch.subscribers()
-	if len(subs) == 0 {
+	if ch.sizeHint.Load() == 0 {
 		return
 	}
-	f := frame.Text(body)
-	var n int64
-	for _, chunk := range subs {
-		for _, c := range chunk {
-			if except != "" && c.ID == except {
-				continue
-			}
-			if c.enqueue(f) {
-				n++
-			}
-		}
-	}
-	h.stats.messagesOut.Add(n)
-	if kind == kindWhisper {
-		h.stats.whispersOut.Add(n)
+	p := post{ch: ch, f: frame.Text(body), except: except, whisper: kind == kindWhisper}
+	for _, s := range h.shards {
+		s.post(p)
 	}
 }
 

@@ -1,47 +1,102 @@
 package ws
 
 import (
-	"errors"
 	"net"
+	"runtime"
+	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// writeShard is one of GOMAXPROCS goroutines that write queued frames to
-// many sockets without blocking: a client whose queue becomes non-empty is
-// put on its shard's ready list, and the shard writes the client's whole
-// queue with one non-blocking writev. When a socket cannot take all of it
-// (the peer reads slowly), the rest goes to a goroutine of that client's
-// own that blocks with a write deadline, so one slow socket never holds up
-// the others. Connections that offer no raw file descriptor (TLS, other
-// wrappers) always use their own goroutine.
+// writeShard is one of GOMAXPROCS goroutines that do the fan-out and the
+// socket writes of the clients assigned to it.
+//
+// A publication reaches every shard as one post. A shard takes all posts
+// waiting for it, appends each frame to the queue of its own subscribers
+// of the channel, and then writes each client's whole queue with one
+// non-blocking writev, so frames published close together reach a socket
+// in one system call. When a socket cannot take everything (the peer
+// reads slowly), the rest goes to a goroutine of that client's own that
+// blocks with a write deadline, so one slow socket never holds up the
+// others. Connections that offer no raw descriptor (TLS, other wrappers)
+// always write from their own goroutine. Frames queued outside fan-out
+// (acks, errors, pings) put their client on the shard's ready list.
 type writeShard struct {
-	hub   *Hub
-	wake  chan struct{}
-	mu    chan struct{} // a one-slot semaphore guarding ready
-	ready []*Client     // guarded by mu
+	hub  *Hub
+	idx  int
+	wake chan struct{}
+
+	mu    sync.Mutex
+	room  *sync.Cond // signalled when posts are taken; uses mu
+	posts []post     // guarded by mu
+	ready []*Client  // guarded by mu
+	live  bool       // guarded by mu; run is running
 }
 
-func newWriteShard(h *Hub) *writeShard {
-	s := &writeShard{hub: h, wake: make(chan struct{}, 1), mu: make(chan struct{}, 1)}
+// post is one publication waiting for a shard's fan-out.
+type post struct {
+	ch      *channel
+	f       []byte // the frame, shared by every subscriber
+	except  string // connection ID to skip (a whisper's sender)
+	whisper bool
+}
+
+// maxPosts bounds the publications waiting for one shard. A publisher
+// faster than the shards waits here, which is the backpressure that
+// keeps memory bounded.
+const maxPosts = 4096
+
+func newWriteShard(h *Hub, idx int) *writeShard {
+	s := &writeShard{hub: h, idx: idx, wake: make(chan struct{}, 1)}
+	s.room = sync.NewCond(&s.mu)
 	return s
 }
 
-func (s *writeShard) push(c *Client) {
-	s.mu <- struct{}{}
-	s.ready = append(s.ready, c)
-	<-s.mu
+func (s *writeShard) signal() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
 }
 
-// run writes ready clients until done is closed.
+// post queues a publication, waiting while the shard is far behind.
+func (s *writeShard) post(p post) {
+	s.mu.Lock()
+	for len(s.posts) >= maxPosts && s.live {
+		s.room.Wait()
+	}
+	if s.live {
+		s.posts = append(s.posts, p)
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+// push puts a client whose queue became non-empty on the ready list.
+func (s *writeShard) push(c *Client) {
+	s.mu.Lock()
+	s.ready = append(s.ready, c)
+	s.mu.Unlock()
+	s.signal()
+}
+
+// run fans out and writes until done is closed.
 func (s *writeShard) run(done <-chan struct{}) {
-	var spare []*Client
-	iovs := make([][]byte, 0, 64)
+	s.mu.Lock()
+	s.live = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.live = false
+		s.posts = nil
+		s.room.Broadcast()
+		s.mu.Unlock()
+	}()
+	var sparePosts []post
+	var spareReady, dirty []*Client
+	w := &vecWriter{}
 	for {
 		select {
 		case <-s.wake:
@@ -49,35 +104,98 @@ func (s *writeShard) run(done <-chan struct{}) {
 			return
 		}
 		for {
-			s.mu <- struct{}{}
-			list := s.ready
-			s.ready = spare[:0]
-			<-s.mu
-			if len(list) == 0 {
-				spare = list
+			s.mu.Lock()
+			posts, ready := s.posts, s.ready
+			s.posts, s.ready = sparePosts[:0], spareReady[:0]
+			s.room.Broadcast()
+			s.mu.Unlock()
+			if len(posts) == 0 && len(ready) == 0 {
+				sparePosts, spareReady = posts, ready
 				break
 			}
-			for _, c := range list {
-				iovs = c.flushFast(iovs[:0])
+			dirty = append(dirty[:0], ready...)
+			for _, p := range posts {
+				dirty = s.fanOut(p, dirty)
 			}
-			clear(list)
-			spare = list
+			for _, c := range dirty {
+				c.flushFast(w)
+			}
+			clear(posts)
+			clear(ready)
+			clear(dirty)
+			sparePosts, spareReady = posts, ready
 		}
 	}
+}
+
+// fanOut queues p's frame on this shard's subscribers of p's channel and
+// returns dirty extended by the clients this shard must now flush.
+func (s *writeShard) fanOut(p post, dirty []*Client) []*Client {
+	var n int64
+	for _, chunk := range p.ch.sets[s.idx].subscribers() {
+		for _, c := range chunk {
+			if p.except != "" && c.ID == p.except {
+				continue
+			}
+			ok, kick := c.enqueueShard(p.f)
+			if ok {
+				n++
+			}
+			if kick {
+				dirty = append(dirty, c)
+			}
+		}
+	}
+	s.hub.stats.messagesOut.Add(n)
+	if p.whisper {
+		s.hub.stats.whispersOut.Add(n)
+	}
+	return dirty
 }
 
 // maxIOV is the most buffers one writev takes (Linux IOV_MAX).
 const maxIOV = 1024
 
-// flushFast writes c's queue with non-blocking writev calls. Called only
-// by a shard that c was pushed to, so it owns c's socket until it either
-// finds the queue empty or hands the socket to c.writeLoop.
-func (c *Client) flushFast(iovs [][]byte) [][]byte {
+// vecWriter is a shard's reusable writev argument.
+type vecWriter struct {
+	iov []unix.Iovec
+}
+
+// writev writes bufs (at most maxIOV, none empty) to raw's descriptor with
+// one writev that does not wait; it returns how much the socket took, and
+// EAGAIN when it took nothing.
+func (w *vecWriter) writev(raw syscall.RawConn, bufs [][]byte) (int, error) {
+	w.iov = w.iov[:0]
+	for _, b := range bufs {
+		v := unix.Iovec{Base: &b[0]}
+		v.SetLen(len(b))
+		w.iov = append(w.iov, v)
+	}
+	var n uintptr
+	var errno syscall.Errno
+	err := raw.Write(func(fd uintptr) bool {
+		n, _, errno = syscall.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
+		return true
+	})
+	runtime.KeepAlive(bufs)
+	clear(w.iov) // drop the pointers so the frames can be collected
+	switch {
+	case err != nil:
+		return 0, err
+	case errno != 0:
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// flushFast writes c's queue with non-blocking writev calls. Only the
+// shard that owns c calls it, and only while c.writing is set for it.
+func (c *Client) flushFast(w *vecWriter) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		go c.writeLoop() // the close handshake blocks; not on a shard
-		return iovs
+		return
 	}
 	batch := c.queue
 	c.queue = nil
@@ -85,7 +203,7 @@ func (c *Client) flushFast(iovs [][]byte) [][]byte {
 	if len(batch) == 0 {
 		c.writing = false
 		c.mu.Unlock()
-		return iovs
+		return
 	}
 	c.mu.Unlock()
 
@@ -93,26 +211,21 @@ func (c *Client) flushFast(iovs [][]byte) [][]byte {
 	rest := batch
 	var err error
 	for len(rest) > 0 {
-		n := min(len(rest), maxIOV)
-		iovs = append(iovs[:0], rest[:n]...)
+		k := min(len(rest), maxIOV)
 		var m int
-		m, err = writevNow(c.raw, iovs)
+		m, err = w.writev(c.raw, rest[:k])
 		written += int64(m)
-		rest = rest[n:]
-		if m < lenAll(iovs) { // short write: keep what is left, in order
-			rest = append(trimWritten(iovs, m), rest...)
+		if want := lenAll(rest[:k]); m < want {
+			rest = append(trimWritten(rest[:k], m), rest[k:]...)
 			break
 		}
-		if err != nil {
-			break
-		}
+		rest = rest[k:]
 	}
 	c.hub.stats.bytesOut.Add(written)
-	clear(iovs)
 
 	c.mu.Lock()
 	switch {
-	case err != nil && !errors.Is(err, unix.EAGAIN):
+	case err != nil && err != unix.EAGAIN:
 		if !c.closing {
 			c.closing = true
 			if c.reason == nil {
@@ -121,41 +234,49 @@ func (c *Client) flushFast(iovs [][]byte) [][]byte {
 		}
 		c.queue = nil
 		c.mu.Unlock()
+		putQueue(batch)
 		go c.writeLoop()
 	case len(rest) > 0:
 		// The socket is full: the client's own goroutine waits for it.
-		c.queue = append(rest, c.queue...)
+		q := make([][]byte, 0, len(rest)+len(c.queue))
+		q = append(append(q, rest...), c.queue...)
 		for _, b := range rest {
 			c.queued += len(b)
 		}
+		putQueue(c.queue)
+		c.queue = q
 		c.mu.Unlock()
+		putQueue(batch)
 		go c.writeLoop()
-	case len(c.queue) > 0 || c.closing:
+	case c.closing:
+		// Closed while this flush was writing: the close handshake is
+		// the client goroutine's job.
 		c.mu.Unlock()
+		putQueue(batch)
+		go c.writeLoop()
+	case len(c.queue) > 0:
+		c.mu.Unlock()
+		putQueue(batch)
 		c.hub.shards[c.shard].push(c)
 	default:
 		c.writing = false
 		c.mu.Unlock()
+		putQueue(batch)
 	}
-	return iovs
 }
 
-// writevNow writes iovs with one writev that does not wait: it returns
-// how much the socket took, and EAGAIN when it took nothing.
-func writevNow(raw syscall.RawConn, iovs [][]byte) (int, error) {
-	var n int
-	var werr error
-	err := raw.Write(func(fd uintptr) bool {
-		n, werr = unix.Writev(int(fd), iovs)
-		return true
-	})
-	if n < 0 {
-		n = 0
+// queuePool recycles client queues, so an idle client holds none and a
+// busy one does not grow a new slice for every burst.
+var queuePool = sync.Pool{New: func() any { return make([][]byte, 0, 32) }}
+
+func getQueue() [][]byte { return queuePool.Get().([][]byte)[:0] }
+
+func putQueue(q [][]byte) {
+	if q == nil || cap(q) > 4096 {
+		return
 	}
-	if err != nil {
-		return n, err
-	}
-	return n, werr
+	clear(q[:cap(q)])
+	queuePool.Put(q[:0]) //nolint:staticcheck // a slice header is fine here
 }
 
 func lenAll(bufs [][]byte) int {
@@ -166,7 +287,8 @@ func lenAll(bufs [][]byte) int {
 	return n
 }
 
-// trimWritten returns what is left of bufs after n bytes were written.
+// trimWritten returns a copy of what is left of bufs after n bytes were
+// written.
 func trimWritten(bufs [][]byte, n int) [][]byte {
 	for len(bufs) > 0 && n >= len(bufs[0]) {
 		n -= len(bufs[0])
@@ -183,16 +305,14 @@ func trimWritten(bufs [][]byte, n int) [][]byte {
 // rawConn returns the socket's raw descriptor access when the connection
 // is a plain TCP or Unix socket.
 func rawConn(nc net.Conn) syscall.RawConn {
-	sc, ok := nc.(interface {
-		SyscallConn() (syscall.RawConn, error)
-	})
-	if !ok {
-		return nil
-	}
 	switch nc.(type) {
 	case *net.TCPConn, *net.UnixConn:
 	default:
 		return nil // a wrapper may buffer or transform what is written
+	}
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {

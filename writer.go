@@ -23,22 +23,51 @@ const (
 // shared with other clients and must not be modified.
 func (c *Client) enqueue(f []byte) bool {
 	c.mu.Lock()
+	ok := c.addLocked(f)
+	if ok {
+		c.startWriterLocked()
+	}
+	c.mu.Unlock()
+	return ok
+}
+
+// enqueueShard is enqueue for the client's own write shard during
+// fan-out: instead of putting the client on the ready list it reports
+// kick, and the shard flushes the client after the rest of its batch.
+func (c *Client) enqueueShard(f []byte) (ok, kick bool) {
+	c.mu.Lock()
+	ok = c.addLocked(f)
+	if ok && !c.writing && !c.writerExited {
+		if c.raw != nil {
+			c.writing = true
+			kick = true
+		} else {
+			c.startWriterLocked()
+		}
+	}
+	c.mu.Unlock()
+	return ok, kick
+}
+
+// addLocked appends f within the queue bounds, or disconnects the client
+// as a slow consumer. c.mu is held.
+func (c *Client) addLocked(f []byte) bool {
 	if c.closing {
-		c.mu.Unlock()
 		return false
 	}
 	if len(c.queue) >= c.hub.cfg.SendQueueSize || c.queued+len(f) > c.hub.cfg.SendQueueBytes {
+		putQueue(c.queue)
 		c.queue = nil
 		c.queued = 0
 		c.beginCloseLocked(CloseSlowConsumer, "slow consumer", ErrSlowConsumer)
-		c.mu.Unlock()
 		c.hub.stats.slowConsumers.Add(1)
 		return false
 	}
+	if c.queue == nil {
+		c.queue = getQueue()
+	}
 	c.queue = append(c.queue, f)
 	c.queued += len(f)
-	c.startWriterLocked()
-	c.mu.Unlock()
 	return true
 }
 
@@ -46,6 +75,9 @@ func (c *Client) enqueue(f []byte) bool {
 func (c *Client) appendLocked(f []byte) {
 	if c.closing {
 		return
+	}
+	if c.queue == nil {
+		c.queue = getQueue()
 	}
 	c.queue = append(c.queue, f)
 	c.queued += len(f)
@@ -57,6 +89,9 @@ func (c *Client) appendLocked(f []byte) {
 func (c *Client) enqueueControl(f []byte) {
 	c.mu.Lock()
 	if !c.closing {
+		if c.queue == nil {
+			c.queue = getQueue()
+		}
 		c.queue = append(c.queue, f)
 		c.startWriterLocked()
 	}
