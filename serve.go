@@ -147,6 +147,7 @@ type Handshake struct {
 	opts     *Options
 	r        *http.Request
 	ip       string
+	key      string // what per-IP limits count under (see ipKey)
 	userID   string
 	released bool
 }
@@ -180,12 +181,20 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, options *Options) (
 		return refuse(http.StatusForbidden, "origin "+r.Header.Get("Origin")+" is not allowed", nil)
 	}
 	ip := remoteIP(r)
-	if status, reason := h.admit(ip); status != 0 {
+	key := ipKey(ip)
+	if status, reason := h.admit(key); status != 0 {
 		return refuse(status, reason, nil)
 	}
-	hs := &Handshake{hub: h, opts: options, r: r, ip: ip}
+	hs := &Handshake{hub: h, opts: options, r: r, ip: ip, key: key}
 	if options.GetUserID != nil {
+		identified := false
+		defer func() {
+			if !identified {
+				hs.Release() // GetUserID panicked: the slot must not leak
+			}
+		}()
 		hs.userID = options.GetUserID(r)
+		identified = true
 	}
 	return hs, nil
 }
@@ -198,7 +207,7 @@ func (hs *Handshake) UserID() string { return hs.userID }
 func (hs *Handshake) Release() {
 	if !hs.released {
 		hs.released = true
-		hs.hub.release(hs.ip)
+		hs.hub.release(hs.key)
 	}
 }
 
@@ -243,18 +252,31 @@ func (hs *Handshake) Serve(conn Conn) error {
 		<-c.writerDone
 		return res.err
 	}
+	// teardown is deferred so that a panic in OnConnect or in a callback
+	// run by the read loop still closes the socket, frees the slot and
+	// unregisters the client before net/http sees the panic.
+	readErr := errHandlerPanic
+	defer func() {
+		if readErr == errHandlerPanic {
+			c.Close(CloseInternalError, "internal error")
+		}
+		c.teardown(readErr, hs.Release)
+	}()
 	if hs.opts.OnConnect != nil {
 		hs.opts.OnConnect(c)
 	}
-	err := c.readLoop()
-	c.teardown(err)
+	readErr = c.readLoop()
 	return nil
 }
 
+var errHandlerPanic = errors.New("ws: a handler panicked while serving the connection")
+
 // teardown ends the connection after the read loop stopped: it closes the
-// socket (after a close frame when possible), leaves every channel and
-// presence set, and calls OnDisconnect once.
-func (c *Client) teardown(readErr error) {
+// socket (after a close frame when possible), calls release to give the
+// connection slot back, leaves every channel and presence set, and calls
+// OnDisconnect once. The slot is free before the client leaves
+// Stats().Connections, so once that count drops a new connection fits.
+func (c *Client) teardown(readErr error, release func()) {
 	c.mu.Lock()
 	if c.reason == nil {
 		c.reason = readErr
@@ -270,6 +292,7 @@ func (c *Client) teardown(readErr error) {
 	c.beginCloseLocked(code, "", nil)
 	c.mu.Unlock()
 	<-c.writerDone
+	release()
 
 	res := c.hub.call(&hubOp{kind: opUnregister, client: c})
 	for _, name := range res.channels {
