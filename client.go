@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -107,7 +108,10 @@ func (c *Client) readLoop() error {
 	c.conn.SetPongHandler(func(string) error { extend(); return nil })
 	c.conn.SetPingHandler(func(appData string) error {
 		extend()
-		c.enqueueControl(frame.Pong([]byte(appData)))
+		// Pongs go through the bounded data queue: a client that floods
+		// pings without reading the pongs is a slow consumer, not a way
+		// to grow the queue without limit.
+		c.enqueue(frame.Pong([]byte(appData)))
 		return nil
 	})
 	c.conn.SetCloseHandler(func(code int, text string) error {
@@ -144,10 +148,13 @@ func (c *Client) readLoop() error {
 			return errMessageTooBig
 		}
 		c.hub.stats.messagesIn.Add(1)
-		if mt != textMessage {
-			c.fail("", "", CodeBinaryNotAllowed, "binary frames are not supported; send JSON text frames", nil)
-		} else if c.allow() {
-			c.dispatch(buf.Bytes())
+		// Every data frame counts against the rate limit, binary ones too.
+		if c.allow() {
+			if mt != textMessage {
+				c.fail("", "", CodeBinaryNotAllowed, "binary frames are not supported; send JSON text frames", nil)
+			} else {
+				c.dispatch(buf.Bytes())
+			}
 		}
 		if buf.Cap() <= 64<<10 {
 			readPool.Put(buf)
@@ -200,6 +207,12 @@ func (c *Client) dispatch(b []byte) {
 func (c *Client) handleSubscribe(name string) {
 	if err := ValidChannelName(name); err != nil {
 		c.fail(ActionSubscribe, name, CodeInvalidChannel, err.Error(), err)
+		return
+	}
+	if _, again := c.joined[name]; !again && len(c.joined) >= c.hub.cfg.MaxChannelsPerClient {
+		// Refused here, before authorization and without a trip through
+		// the hub, so a subscribe flood costs the hub nothing.
+		c.fail(ActionSubscribe, name, CodeTooManyChannels, "subscribed to too many channels; unsubscribe from one first", errTooManyChannels)
 		return
 	}
 	kind := KindOf(name)
@@ -271,10 +284,15 @@ func (c *Client) reportError(err error) {
 	}
 }
 
-// allow applies Config.RateLimit to one frame. Over the limit the frame is
-// dropped with a rate_limited error frame. A client that has more frames
-// dropped within one Interval than the limit allows in total (it sent at
-// least twice its limit) is disconnected with 1008.
+// allow applies Config.RateLimit to one data frame, text or binary. The
+// limit is a token bucket (golang.org/x/time/rate) refilled at Messages
+// per Interval with a burst of Messages, so a fresh connection may send
+// Messages frames at once. Over the limit the frame is dropped unread,
+// answered with a rate_limited error frame and reported as a
+// *RateLimitError. The abuse rule: a client that gets more frames dropped
+// within one Interval (counted from its first drop) than Messages, that
+// is one that keeps sending at well over twice its limit, is closed with
+// 1008 (policy violation) instead.
 func (c *Client) allow() bool {
 	if c.limiter == nil || c.limiter.Allow() {
 		return true
@@ -294,7 +312,7 @@ func (c *Client) allow() bool {
 		c.Close(ClosePolicyViolation, "rate limit exceeded")
 		return false
 	}
-	c.sendJSON(encodeError(CodeRateLimited, "rate limit exceeded; frame dropped", "", ""))
+	c.sendJSON(encodeError(CodeRateLimited, "rate limit of "+strconv.Itoa(rl.Messages)+" frames per "+rl.Interval.String()+" exceeded; frame dropped", "", ""))
 	return false
 }
 

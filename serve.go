@@ -58,6 +58,11 @@ type Options struct {
 	// WhisperMiddleware may change a whisper or block it by returning
 	// false.
 	WhisperMiddleware func(whisper *WhisperEvent) bool
+	// MaxWhisperSize is the largest whisper data, in bytes of JSON. A
+	// whisper is copied to every subscriber of its channel, so it is
+	// bounded well below MaxMessageSize. Zero means 10 KiB (Pusher's
+	// limit for client events).
+	MaxWhisperSize int
 }
 
 // Conn is the WebSocket connection a Client runs on. It is the read side
