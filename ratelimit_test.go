@@ -3,6 +3,7 @@ package ws_test
 import (
 	"errors"
 	"fmt"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -211,4 +212,28 @@ func TestRateLimitOptionsPanicOnNonsense(t *testing.T) {
 	require.Panics(t, func() { ws.WithMaxTrackedIPs(0) })
 	require.Panics(t, func() { ws.WithTrustedProxies("10.0.0.0/33") })
 	require.Panics(t, func() { ws.WithTrustedProxies("proxy.example.com") })
+}
+
+// The README's form: no arguments, sensible defaults.
+func ExampleRateLimitMiddleware() {
+	options := &ws.Options{
+		Middleware: []ws.Middleware{
+			ws.RateLimitMiddleware(),
+		},
+	}
+	_ = options
+}
+
+// Behind a load balancer at 10.0.0.0/8, with a tighter limit whose
+// refusals reach the endpoint's ErrorHandler.
+func ExampleRateLimitMiddleware_options() {
+	options := &ws.Options{ErrorHandler: func(err error) { log.Println(err) }}
+	options.Middleware = []ws.Middleware{
+		ws.RateLimitMiddleware(
+			ws.WithRate(10, time.Second),
+			ws.WithBurst(20),
+			ws.WithTrustedProxies("10.0.0.0/8"),
+			ws.WithOnRateLimited(func(_ *http.Request, err *ws.RateLimitError) { options.ErrorHandler(err) }),
+		),
+	}
 }
