@@ -10,11 +10,14 @@ import (
 // when both are set.
 type AuthProvider interface {
 	// Authorize returns nil to let userID subscribe to channel, or an
-	// error that says why not (it reaches ErrorHandler inside an
-	// *AuthError and its text reaches the client's error frame). ctx is
-	// the context of the connection's HTTP request. It is called on the
-	// connection's goroutine and may block (for example to ask a
-	// database); other connections are not held up.
+	// error that says why not. The error reaches ErrorHandler as the Err
+	// of an *AuthError; the client's error frame (code "unauthorized")
+	// names the channel but not the error's text, so internal details
+	// such as a database error never reach a browser. ctx is the context
+	// of the connection's HTTP request. It is called on the connection's
+	// goroutine and may block (for example to ask a database); other
+	// connections are not held up. It is never called for anonymous
+	// connections, which are refused first.
 	Authorize(ctx context.Context, userID string, channel string) error
 }
 
@@ -28,7 +31,9 @@ func (f AuthFunc) Authorize(ctx context.Context, userID, channel string) error {
 
 var errDenied = errors.New("denied")
 
-// authorize decides a private or presence subscription.
+// authorize decides a private or presence subscription: anonymous
+// connections are refused, then AuthProvider decides if set, else
+// AuthHandler, else the channel is refused.
 func (c *Client) authorize(channel string) *AuthError {
 	deny := func(reason string, err error) *AuthError {
 		return &AuthError{ClientID: c.ID, UserID: c.UserID, Channel: channel, Reason: reason, Err: err}

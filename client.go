@@ -1,15 +1,15 @@
 package ws
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net"
-	"net/http"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vortechron/go-ws/internal/frame"
@@ -18,9 +18,8 @@ import (
 
 // Client is one WebSocket connection.
 //
-// Concurrency: each Client has exactly one reader, the goroutine that
-// called ServeWS (it runs the read loop until the connection ends), and at
-// most one writer, a goroutine that exists only while frames are queued.
+// Concurrency: each Client has exactly one reader, a goroutine that runs
+// the read loop until the connection ends, and at most one writer, a goroutine that exists only while frames are queued.
 // Only the writer writes to the socket or sets its write deadline; every
 // other goroutine (the Hub, broker deliveries, the reader itself) enqueues
 // frames with a non-blocking call. Exported fields are set before
@@ -40,9 +39,11 @@ type Client struct {
 
 	hub     *Hub
 	opts    *Options
-	conn    Conn
 	nc      net.Conn
-	request *http.Request
+	raw     syscall.RawConn // nc's descriptor for non-blocking writes; nil if none
+	shard   int             // index of the write shard that serves it
+	ctx     context.Context // the upgrade request's, without its cancel
+	release func()          // gives back the admission slot
 	info    json.RawMessage // presence info from Options.GetUserInfo
 
 	mu           sync.Mutex
@@ -66,11 +67,10 @@ type Client struct {
 	dropFrom time.Time // start of the current abuse window
 }
 
-// Request returns the HTTP request that opened the connection.
-func (c *Client) Request() *http.Request { return c.request }
-
-// Context returns the context of the request that opened the connection.
-func (c *Client) Context() context.Context { return c.request.Context() }
+// Context returns the context of the request that opened the connection,
+// carrying its values but not its cancellation (net/http cancels it when
+// the upgrade handler returns, long before the connection ends).
+func (c *Client) Context() context.Context { return c.ctx }
 
 // DisconnectReason says why the connection ended: a *CloseReason for a
 // server-side close (slow consumer, shutdown, abuse), ErrSlowConsumer, a
@@ -96,82 +96,86 @@ func (c *Client) Send(v any) bool {
 // sendJSON queues a server frame built from json bytes.
 func (c *Client) sendJSON(b []byte) { c.enqueue(frame.Text(b)) }
 
-// readPool holds buffers for reading client frames, so an idle connection
-// keeps none.
-var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// readLoop reads and dispatches client frames until the connection ends.
-func (c *Client) readLoop() error {
+// readLoop reads and dispatches client frames until the connection ends,
+// then starts the close handshake with the code that fits why it ended.
+// The reader keeps no buffer while idle: each message is read into a
+// fresh slice that is garbage once dispatched.
+func (c *Client) readLoop() {
 	cfg := &c.hub.cfg
-	extend := func() { _ = c.conn.SetReadDeadline(time.Now().Add(cfg.PongTimeout)) }
-	extend()
-	c.conn.SetPongHandler(func(string) error { extend(); return nil })
-	c.conn.SetPingHandler(func(appData string) error {
+	extend := func() { _ = c.nc.SetReadDeadline(time.Now().Add(cfg.PongTimeout)) }
+	var src io.Reader = c.nc
+	if cfg.ReadBufferSize > 0 {
+		src = bufio.NewReaderSize(c.nc, cfg.ReadBufferSize)
+	}
+	r := frame.Reader{R: src, MaxSize: cfg.MaxMessageSize, Control: func(op byte, p []byte) {
 		extend()
-		// Pongs go through the bounded data queue: a client that floods
-		// pings without reading the pongs is a slow consumer, not a way
-		// to grow the queue without limit.
-		c.enqueue(frame.Pong([]byte(appData)))
-		return nil
-	})
-	c.conn.SetCloseHandler(func(code int, text string) error {
-		c.mu.Lock()
-		if c.reason == nil {
-			c.reason = &PeerCloseError{Code: code, Text: text}
+		if op == frame.OpPing {
+			// Pongs go through the bounded data queue: a client that
+			// floods pings without reading the pongs is a slow consumer,
+			// not a way to grow the queue without limit.
+			c.enqueue(frame.Pong(p))
 		}
-		if code == 1005 { // no status received: reply with none either
-			code = CloseNormal
-		}
-		c.beginCloseLocked(code, "", c.reason)
-		c.mu.Unlock()
-		return nil
-	})
+	}}
 	for {
-		mt, r, err := c.conn.NextReader()
-		if err != nil {
-			return err
-		}
 		extend()
-		buf := readPool.Get().(*bytes.Buffer)
-		buf.Reset()
-		n, err := buf.ReadFrom(io.LimitReader(r, cfg.MaxMessageSize+1))
+		op, p, err := r.Next(nil)
 		if err != nil {
-			readPool.Put(buf)
-			return err
-		}
-		if n > cfg.MaxMessageSize {
-			readPool.Put(buf)
-			c.hub.stats.errors[errKindProtocol].Add(1)
-			c.reportError(&ProtocolError{ClientID: c.ID, UserID: c.UserID, Code: CodeMessageTooLarge,
-				Message: "frame larger than MaxMessageSize; connection closed with 1009"})
-			c.Close(CloseMessageTooBig, "message too big")
-			return errMessageTooBig
+			c.endRead(err)
+			return
 		}
 		c.hub.stats.messagesIn.Add(1)
 		// Every data frame counts against the rate limit, binary ones too.
 		if c.allow() {
-			if mt != textMessage {
+			if op != frame.OpText {
 				c.fail("", "", CodeBinaryNotAllowed, "binary frames are not supported; send JSON text frames", nil)
 			} else {
-				c.dispatch(buf.Bytes())
+				c.dispatch(p)
 			}
 		}
-		if buf.Cap() <= 64<<10 {
-			readPool.Put(buf)
-		}
 		if c.isClosing() {
-			return errClosing
+			c.endRead(nil)
+			return
 		}
 	}
 }
 
-// textMessage is the WebSocket text opcode as gorilla reports it.
-const textMessage = 1
-
-var (
-	errMessageTooBig = errors.New("ws: message too big")
-	errClosing       = errors.New("ws: connection closing")
-)
+// endRead records why reading stopped and begins the close handshake.
+func (c *Client) endRead(err error) {
+	code, text := CloseNormal, ""
+	var reason error
+	var ce *frame.CloseError
+	var pe *frame.ProtocolError
+	var ne net.Error
+	switch {
+	case err == nil: // the server is closing the connection itself
+	case errors.As(err, &ce):
+		reason = &PeerCloseError{Code: ce.Code, Text: ce.Text}
+		if ce.Code != 1005 {
+			code = ce.Code
+		}
+	case errors.As(err, &pe):
+		code, text = pe.Code, pe.Msg
+		reason = &CloseReason{Code: pe.Code, Text: pe.Msg}
+		perr := &ProtocolError{ClientID: c.ID, UserID: c.UserID, Code: CodeBadRequest, Message: pe.Msg + "; connection closed", Err: err}
+		if pe.Code == frame.CodeTooBig {
+			perr.Code, perr.Message = CodeMessageTooLarge, "frame larger than MaxMessageSize; connection closed with 1009"
+			text = "message too big"
+		}
+		c.hub.stats.errors[errKindProtocol].Add(1)
+		c.reportError(perr)
+	case errors.As(err, &ne) && ne.Timeout():
+		code, text = ClosePingTimeout, "ping timeout"
+		reason = &CloseReason{Code: ClosePingTimeout, Text: "ping timeout"}
+	default:
+		reason = &ConnectionError{ClientID: c.ID, RemoteAddr: c.RemoteAddr, Op: "read", Err: err}
+	}
+	c.mu.Lock()
+	if c.reason == nil {
+		c.reason = reason
+	}
+	c.beginCloseLocked(code, text, reason)
+	c.mu.Unlock()
+}
 
 func (c *Client) isClosing() bool {
 	c.mu.Lock()
@@ -183,6 +187,9 @@ func (c *Client) isClosing() bool {
 func (c *Client) dispatch(b []byte) {
 	in, err := decodeInbound(b)
 	if err != nil {
+		if c.malformedWhisper(b, err) {
+			return
+		}
 		c.fail("", "", CodeBadRequest, "malformed frame: "+err.Error()+`; send one JSON object like {"action":"subscribe","channel":"news"}`, err)
 		return
 	}
@@ -269,12 +276,13 @@ func (c *Client) handleUnsubscribe(name string) {
 	}
 }
 
-// fail answers the client with an error frame and reports err (or a
-// *ProtocolError built from the arguments) to Options.ErrorHandler.
+// fail reports a *ProtocolError built from the arguments to
+// Options.ErrorHandler and answers the client with an error frame, in
+// that order, so the handler has run by the time the client sees it.
 func (c *Client) fail(action, channel, code, msg string, err error) {
-	c.sendJSON(encodeError(code, msg, action, channel))
 	c.hub.stats.errors[errKindProtocol].Add(1)
 	c.reportError(&ProtocolError{ClientID: c.ID, UserID: c.UserID, Action: action, Channel: channel, Code: code, Message: msg, Err: err})
+	c.sendJSON(encodeError(code, msg, action, channel))
 }
 
 // reportError hands err to Options.ErrorHandler, if there is one.

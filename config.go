@@ -32,13 +32,16 @@ type Config struct {
 	// WriteTimeout bounds every socket write. Zero means 10s.
 	WriteTimeout time.Duration
 
-	// ReadBufferSize is the size in bytes of the connection's read buffer.
-	// Zero means 1024. Frames larger than this still work; it is a buffer,
-	// not a limit (see MaxMessageSize).
+	// ReadBufferSize, when above zero, puts a read buffer of that many
+	// bytes in front of each connection, which saves system calls for
+	// clients that send many small frames at the cost of that memory on
+	// every idle connection. Zero (the default) reads frames unbuffered,
+	// so an idle connection holds no read buffer.
 	ReadBufferSize int
-	// WriteBufferSize is the size in bytes of the buffer used to write the
-	// upgrade response. Frames are written straight from shared encoded
-	// bytes, so no per-connection write buffer is kept. Zero means 1024.
+	// WriteBufferSize is the buffer gorilla/websocket uses for the
+	// upgrade response. Frames are written straight from bytes encoded
+	// once per publication and shared, so no per-connection write buffer
+	// is kept. Zero reuses net/http's buffer.
 	WriteBufferSize int
 	// MaxMessageSize is the largest client frame accepted, in bytes; a
 	// larger one closes the connection with 1009 (message too big).
@@ -92,7 +95,6 @@ type Config struct {
 const (
 	defaultPingInterval   = 30 * time.Second
 	defaultWriteTimeout   = 10 * time.Second
-	defaultBufferSize     = 1024
 	defaultMaxMessageSize = 64 << 10
 	defaultSendQueueSize  = 1024
 	defaultSendQueueBytes = 4 << 20
@@ -111,12 +113,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = defaultWriteTimeout
-	}
-	if c.ReadBufferSize == 0 {
-		c.ReadBufferSize = defaultBufferSize
-	}
-	if c.WriteBufferSize == 0 {
-		c.WriteBufferSize = defaultBufferSize
 	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = defaultMaxMessageSize

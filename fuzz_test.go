@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 )
@@ -65,7 +66,8 @@ func FuzzDecodeInbound(f *testing.F) {
 //     with a "type";
 //   - every frame but a whisper gets at least one answer before the
 //     answer to a sentinel sent right after it, and the connection stays
-//     open unless the frame was over MaxMessageSize (closed with 1009);
+//     open unless the frame was over MaxMessageSize (closed with 1009) or
+//     a text frame that is not UTF-8 (closed with 1007);
 //   - a bystander on the same hub receives a publication after every
 //     input, and nothing else.
 func FuzzDispatch(f *testing.F) {
@@ -127,7 +129,16 @@ func FuzzDispatch(f *testing.F) {
 		if err := c.WriteMessage(mt, b); err != nil {
 			t.Fatal(err)
 		}
-		tooBig := len(b) > maxSize
+		// Frames that end the connection: too big (1009), or a text frame
+		// that is not UTF-8 (1007, RFC 6455 section 8.1).
+		wantClose := 0
+		switch {
+		case len(b) > maxSize:
+			wantClose = CloseMessageTooBig
+		case !binary && !utf8.Valid(b):
+			wantClose = 1007
+		}
+		tooBig := wantClose != 0
 		if !tooBig {
 			if err := c.WriteJSON(map[string]string{"action": "unsubscribe", "channel": sentinel}); err != nil {
 				t.Fatal(err)
@@ -138,7 +149,7 @@ func FuzzDispatch(f *testing.F) {
 			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			typ, frame, err := c.ReadMessage()
 			if err != nil {
-				if ce, ok := err.(*websocket.CloseError); ok && tooBig && ce.Code == CloseMessageTooBig {
+				if ce, ok := err.(*websocket.CloseError); ok && ce.Code == wantClose {
 					break
 				}
 				t.Fatalf("after %q (binary %v): connection ended: %v", b, binary, err)

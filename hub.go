@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,11 +39,16 @@ type Hub struct {
 	log     *slog.Logger
 	nodeID  string
 
-	ops     chan *hubOp   // operations for the Run goroutine
-	done    chan struct{} // closed when Run returns
-	started atomic.Bool
-	closing atomic.Bool // set once shutdown begins; no new clients
-	stats   counters
+	ops           chan *hubOp // operations for the Run goroutine
+	shards        []*writeShard
+	nextShard     atomic.Uint64
+	shardsRunning atomic.Bool
+	done          chan struct{} // closed when Run returns
+	started       atomic.Bool
+	closing       atomic.Bool // set once shutdown begins; no new clients
+	stats         counters
+
+	finishMu sync.Mutex // serialises finish
 
 	shutdownMu       sync.Mutex
 	shutdownDeadline time.Time // guarded by shutdownMu
@@ -89,6 +95,9 @@ func NewHub(ctx context.Context, broker MessageBroker, storage StorageClient, co
 		perIP:    make(map[string]int),
 		clients:  make(map[*Client]struct{}),
 		channels: make(map[string]*channel),
+	}
+	for range runtime.GOMAXPROCS(0) {
+		h.shards = append(h.shards, newWriteShard(h))
 	}
 	return h
 }
@@ -169,7 +178,7 @@ const (
 	opUnsubscribe
 	opBrokerSubscribed
 	opBrokerUnsubscribed
-	opShutdown
+	opRemove
 )
 
 // hubOp is one request to the Run goroutine. reply, when set, has room for
@@ -225,6 +234,9 @@ func (h *Hub) Run() error {
 	if !h.started.CompareAndSwap(false, true) {
 		return errors.New("ws: Hub.Run called twice")
 	}
+	if h.isDone() { // Shutdown came first
+		return nil
+	}
 	ping := time.NewTicker(h.cfg.PingInterval)
 	defer ping.Stop()
 	var statsC <-chan time.Time
@@ -242,6 +254,18 @@ func (h *Hub) Run() error {
 		defer t.Stop()
 		reapC = t.C
 	}
+	shardsDone := make(chan struct{})
+	var shardWG sync.WaitGroup
+	for _, s := range h.shards {
+		shardWG.Add(1)
+		go func() { defer shardWG.Done(); s.run(shardsDone) }()
+	}
+	h.shardsRunning.Store(true)
+	defer func() {
+		h.shardsRunning.Store(false)
+		close(shardsDone)
+		shardWG.Wait()
+	}()
 	pingFrame := frame.Ping()
 	for {
 		select {
@@ -284,6 +308,11 @@ func (h *Hub) handle(op *hubOp) {
 		op.reply <- opResult{}
 	case opUnregister:
 		op.reply <- opResult{channels: h.unregister(op.client)}
+	case opRemove:
+		if _, ok := h.clients[op.client]; ok {
+			delete(h.clients, op.client)
+			h.stats.connections.Add(-1)
+		}
 	case opSubscribe:
 		h.subscribe(op)
 	case opUnsubscribe:
@@ -369,12 +398,12 @@ func (h *Hub) unsubscribe(c *Client, name string) error {
 
 // unregister removes c from every channel and returns the presence
 // channels it was in, for the caller to clean up off the Run goroutine.
+// c stays in h.clients until opRemove, so shutdown waits for that
+// cleanup before it closes the storage.
 func (h *Hub) unregister(c *Client) []string {
 	if _, ok := h.clients[c]; !ok {
 		return nil
 	}
-	delete(h.clients, c)
-	h.stats.connections.Add(-1)
 	var presence []string
 	for name, ch := range c.subs {
 		ch.remove(c)
@@ -545,12 +574,10 @@ func (h *Hub) drain() {
 	h.finish()
 }
 
-var finishMu sync.Mutex
-
 // finish closes the broker and storage and marks the hub done, once.
 func (h *Hub) finish() {
-	finishMu.Lock()
-	defer finishMu.Unlock()
+	h.finishMu.Lock()
+	defer h.finishMu.Unlock()
 	if h.isDone() {
 		return
 	}

@@ -20,7 +20,10 @@ type memPresence struct {
 	count   map[string]int            // UserID -> number of conns
 }
 
-var _ StorageClient = (*MemoryStorage)(nil)
+var (
+	_ StorageClient   = (*MemoryStorage)(nil)
+	_ PresenceCounter = (*MemoryStorage)(nil)
+)
 
 // NewMemoryStorage returns an empty in-process presence store.
 func NewMemoryStorage() *MemoryStorage {
@@ -91,6 +94,20 @@ func (s *MemoryStorage) PresenceMembers(ctx context.Context, channel string) ([]
 	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b PresenceMember) int { return strings.Compare(a.UserID, b.UserID) })
 	return out, nil
+}
+
+// PresenceCount returns the number of users on channel in O(1), so a
+// leave on a channel above Config.PresenceUsersLimit does not list it.
+func (s *MemoryStorage) PresenceCount(ctx context.Context, channel string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.channels[channel]; p != nil {
+		return len(p.members), nil
+	}
+	return 0, nil
 }
 
 // Close releases nothing; it exists to satisfy StorageClient.

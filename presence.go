@@ -33,8 +33,16 @@ func (c *Client) presenceConn(channel string) PresenceConn {
 }
 
 // joinPresence records the client in a presence channel it has just
-// subscribed to, sends it the member list and, if it is the user's first
-// connection in the cluster, announces the join to everyone else.
+// subscribed to, announces the join to everyone else if this is the
+// user's first connection in the cluster, and then sends the client the
+// member list.
+//
+// The join goes out before the client's own list so that, once a client
+// has its list, the announcements of those on that list are already on
+// their way: a client that subscribes next cannot receive an older join
+// whose users list lacks itself after its own, newer, list. (With the
+// in-memory broker they are already queued; across nodes see
+// docs/presence.md, "Ordering".)
 func (c *Client) joinPresence(channel string) {
 	h := c.hub
 	ctx, cancel := h.presenceCtx()
@@ -42,19 +50,27 @@ func (c *Client) joinPresence(channel string) {
 	conn := c.presenceConn(channel)
 	joined, err := h.storage.AddPresence(ctx, conn)
 	if err != nil {
+		h.stats.errors[errKindStorage].Add(1)
 		c.fail(ActionSubscribe, channel, CodeUnavailable, "presence is unavailable: "+err.Error(), err)
 		c.handleUnsubscribe(channel)
 		return
 	}
 	members, err := h.storage.PresenceMembers(ctx, channel)
 	if err != nil {
-		c.fail(ActionSubscribe, channel, CodeUnavailable, "presence is unavailable: "+err.Error(), err)
+		// The user is in the channel (AddPresence succeeded), so the
+		// others still hear of the join, without the list; the client
+		// learns that its own list is missing.
+		h.stats.errors[errKindStorage].Add(1)
+		if joined {
+			h.announce(ctx, channel, PresenceJoinEvent, conn, nil, 0, false)
+		}
+		c.fail(ActionSubscribe, channel, CodeUnavailable, "presence member list is unavailable: "+err.Error(), err)
 		return
 	}
-	c.sendJSON(encodePresence(channel, PresenceMembersEvent, nil, members, len(members), 0))
 	if joined {
-		h.announce(ctx, channel, PresenceJoinEvent, conn, members, len(members))
+		h.announce(ctx, channel, PresenceJoinEvent, conn, members, len(members), len(members) <= h.cfg.PresenceUsersLimit)
 	}
+	c.sendJSON(encodePresence(channel, PresenceMembersEvent, nil, members, len(members), true))
 }
 
 // leavePresence removes the client from a presence channel and, if it was
@@ -78,44 +94,54 @@ func (c *Client) leavePresence(channel string) {
 
 // announceLeave publishes a leave frame for conn's user.
 func (h *Hub) announceLeave(ctx context.Context, conn PresenceConn) {
-	members, count, err := h.membersForEvent(ctx, conn.Channel)
+	members, count, withUsers, err := h.membersForEvent(ctx, conn.Channel)
 	if err != nil {
+		h.stats.errors[errKindStorage].Add(1)
 		h.log.Warn("ws: presence list failed", "channel", conn.Channel, "err", err)
 	}
-	h.announce(ctx, conn.Channel, PresenceLeaveEvent, conn, members, count)
+	h.announce(ctx, conn.Channel, PresenceLeaveEvent, conn, members, count, withUsers)
 }
 
-// membersForEvent fetches the member list for a join or leave frame, or
-// only the count when the channel is too large for the list to be sent.
-func (h *Hub) membersForEvent(ctx context.Context, channel string) ([]PresenceMember, int, error) {
+// membersForEvent fetches the member list for a leave frame. When the
+// storage can count members (PresenceCounter) and the channel is larger
+// than Config.PresenceUsersLimit, only the count is fetched, so a leave
+// costs O(1) and not O(members). withUsers says whether the list belongs
+// in the frame; it is false when the channel is too large or the storage
+// failed.
+func (h *Hub) membersForEvent(ctx context.Context, channel string) (members []PresenceMember, count int, withUsers bool, err error) {
 	if pc, ok := h.storage.(PresenceCounter); ok {
 		n, err := pc.PresenceCount(ctx, channel)
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, false, err
 		}
 		if n > h.cfg.PresenceUsersLimit {
-			return nil, n, nil
+			return nil, n, false, nil
 		}
 	}
-	members, err := h.storage.PresenceMembers(ctx, channel)
-	return members, len(members), err
+	members, err = h.storage.PresenceMembers(ctx, channel)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	return members, len(members), len(members) <= h.cfg.PresenceUsersLimit, nil
 }
 
 // announce publishes a join or leave frame to the channel's subscribers on
-// every node, except conn itself.
-func (h *Hub) announce(ctx context.Context, channel, event string, conn PresenceConn, members []PresenceMember, count int) {
-	payload := encodePresence(channel, event, &conn.Member, members, count, h.cfg.PresenceUsersLimit)
+// every node, except conn itself. The frame is encoded once here and the
+// same bytes reach every subscriber.
+func (h *Hub) announce(ctx context.Context, channel, event string, conn PresenceConn, members []PresenceMember, count int, withUsers bool) {
+	payload := encodePresence(channel, event, &conn.Member, members, count, withUsers)
 	if err := h.broker.Publish(ctx, channel, encodeEnvelope(kindPresent, conn.ConnID, payload)); err != nil {
 		h.stats.brokerPublishFailures.Add(1)
 		h.log.Warn("ws: presence announce failed", "channel", channel, "event", event, "err", err)
 	}
 }
 
-// encodePresence builds a presence frame. users is left out when limit > 0
-// and the channel has more members than limit.
-func encodePresence(channel, event string, user *PresenceMember, users []PresenceMember, count, limit int) []byte {
+// encodePresence builds a presence frame. With withUsers the frame carries
+// users (an empty list as []); without, users is left out and clients
+// apply user to the list they keep.
+func encodePresence(channel, event string, user *PresenceMember, users []PresenceMember, count int, withUsers bool) []byte {
 	f := presenceFrame{Type: TypePresence, Channel: channel, Event: event, User: user, Count: count}
-	if limit == 0 || count <= limit {
+	if withUsers {
 		f.Users = users
 		if f.Users == nil {
 			f.Users = []PresenceMember{}

@@ -144,7 +144,7 @@ type presenceFrame struct {
 	Channel string           `json:"channel"`
 	Event   string           `json:"event"`
 	User    *PresenceMember  `json:"user,omitempty"`
-	Users   []PresenceMember `json:"users,omitempty"`
+	Users   []PresenceMember `json:"users,omitzero"` // nil: left out; empty: []
 	Count   int              `json:"count"`
 }
 

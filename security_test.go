@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,17 +18,8 @@ import (
 	ws "github.com/vortechron/go-ws"
 )
 
-// errorLog records what an endpoint's ErrorHandler receives.
-type errorLog struct {
-	mu   sync.Mutex
-	errs []error
-}
-
-func (l *errorLog) handle(err error) {
-	l.mu.Lock()
-	l.errs = append(l.errs, err)
-	l.mu.Unlock()
-}
+// errorLog (presence_helpers_test.go) records what an endpoint's
+// ErrorHandler receives; these helpers wait on it.
 
 func (l *errorLog) len() int {
 	l.mu.Lock()
@@ -111,6 +101,8 @@ func TestHostileInputLeavesOthersUntouched(t *testing.T) {
 
 	deep := `{"action":"whisper","channel":"room","event":"e","data":` +
 		strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}`
+	deepOther := `{"action":"subscribe","channel":"news","x":` +
+		strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}`
 	long := strings.Repeat("a", ws.MaxChannelNameLength+1)
 	huge := strings.Repeat("b", 100000)
 	protocol := isA[*ws.ProtocolError]
@@ -123,7 +115,9 @@ func TestHostileInputLeavesOthersUntouched(t *testing.T) {
 			want: errFrame(ws.CodeBadRequest, "", ""), reported: protocol},
 		{name: "trailing garbage", frame: `{"action":"ping"} x`,
 			want: errFrame(ws.CodeBadRequest, "", ""), reported: protocol},
-		{name: "100k nested arrays in data", frame: deep,
+		{name: "100k nested arrays in whisper data", frame: deep,
+			want: errFrame(ws.CodeWhisperInvalid, "whisper", "room"), reported: whisper},
+		{name: "100k nested arrays in another field", frame: deepOther,
 			want: errFrame(ws.CodeBadRequest, "", ""), reported: protocol},
 		{name: "null action", frame: `{"action":null,"channel":"news"}`,
 			want: errFrame(ws.CodeBadRequest, "", "news"), reported: protocol},
@@ -143,8 +137,8 @@ func TestHostileInputLeavesOthersUntouched(t *testing.T) {
 			want: errFrame(ws.CodeInvalidChannel, "subscribe", "news\x1b[31m"), reported: protocol},
 		{name: "non-ASCII channel", frame: `{"action":"subscribe","channel":"nëws"}`,
 			want: errFrame(ws.CodeInvalidChannel, "subscribe", "nëws"), reported: protocol},
-		{name: "invalid UTF-8 channel", frame: "{\"action\":\"subscribe\",\"channel\":\"n\xffws\"}",
-			want: errFrame(ws.CodeInvalidChannel, "subscribe", "n\uFFFDws"), reported: protocol},
+		{name: "invalid UTF-8 in a text frame", frame: "{\"action\":\"subscribe\",\"channel\":\"n\xffws\"}",
+			wantClose: 1007, reported: protocol},
 		{name: "overlong channel", frame: `{"action":"subscribe","channel":"` + long + `"}`,
 			want: errFrame(ws.CodeInvalidChannel, "subscribe", long), reported: protocol},
 		{name: "100 KB channel name is echoed cut", frame: `{"action":"unsubscribe","channel":"` + huge + `"}`,
@@ -234,6 +228,9 @@ func TestHostileInputLeavesOthersUntouched(t *testing.T) {
 			if tc.want != nil {
 				m := a.expect(tc.want)
 				require.NotEmpty(t, m["error"], "error frame %v says nothing", m)
+			}
+			if tc.wantClose != 0 {
+				require.Equal(t, tc.wantClose, a.expectClose())
 			}
 			if tc.reported != nil {
 				errs.waitFor(t, mark, tc.reported)
@@ -328,15 +325,24 @@ func TestPingFloodIsBounded(t *testing.T) {
 	}
 }
 
-// TestHandlerPanicReleasesTheSlot: a panic in a user callback still frees
-// the connection slot and the hub's count.
+// TestHandlerPanicReleasesTheSlot: a panic in a user callback ends that
+// connection alone (closed with 1011 once upgraded), frees its slot and
+// its place in the hub's count, and never takes the process down.
 func TestHandlerPanicReleasesTheSlot(t *testing.T) {
+	boom := func() { panic("boom") }
 	for _, tc := range []struct {
-		name string
-		opts *ws.Options
+		name    string
+		opts    *ws.Options
+		trigger string // frame that makes the callback run, if any
 	}{
-		{"GetUserID", &ws.Options{GetUserID: func(*http.Request) string { panic("boom") }}},
-		{"OnConnect", &ws.Options{OnConnect: func(*ws.Client) { panic("boom") }}},
+		{"GetUserID", &ws.Options{GetUserID: func(*http.Request) string { boom(); return "" }}, ""},
+		{"OnConnect", &ws.Options{OnConnect: func(*ws.Client) { boom() }}, ""},
+		{"AuthHandler", &ws.Options{
+			GetUserID:   func(*http.Request) string { return "u" },
+			AuthHandler: func(string, string) bool { boom(); return false },
+		}, `{"action":"subscribe","channel":"private-x"}`},
+		{"ErrorHandler", &ws.Options{ErrorHandler: func(error) { boom() }}, `{"action":"explode"}`},
+		{"OnDisconnect", &ws.Options{OnDisconnect: func(*ws.Client) { boom() }}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -354,8 +360,16 @@ func TestHandlerPanicReleasesTheSlot(t *testing.T) {
 			for range 3 {
 				conn, resp, err := websocket.DefaultDialer.Dial(url, nil)
 				if err == nil {
-					_, _, err = conn.ReadMessage() // the server closes it
-					require.Error(t, err)
+					if tc.trigger != "" {
+						require.NoError(t, conn.WriteMessage(websocket.TextMessage, []byte(tc.trigger)))
+						_, _, err = conn.ReadMessage()
+						var ce *websocket.CloseError
+						require.ErrorAs(t, err, &ce)
+						require.Equal(t, ws.CloseInternalError, ce.Code)
+					} else if tc.name == "OnConnect" {
+						_, _, err = conn.ReadMessage()
+						require.Error(t, err)
+					}
 					conn.Close()
 				} else if resp != nil {
 					require.NotEqual(t, http.StatusServiceUnavailable, resp.StatusCode, "slot leaked")

@@ -1,11 +1,13 @@
 package ws
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
-	"io"
+	"fmt"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -65,27 +67,23 @@ type Options struct {
 	MaxWhisperSize int
 }
 
-// Conn is the WebSocket connection a Client runs on. It is the read side
-// of *websocket.Conn from github.com/gorilla/websocket and of its fasthttp
-// fork, so ServeWS and the Fiber adaptor share one implementation. The
-// Client writes frames straight to NetConn.
+// Conn is an upgraded WebSocket connection handed to Handshake.Serve:
+// *websocket.Conn from github.com/gorilla/websocket and from its fasthttp
+// fork both satisfy it, so ServeWS and the Fiber adaptor share one
+// implementation. The hub reads and writes frames on NetConn itself, so
+// nothing else may read or write the connection once it is handed over.
 type Conn interface {
-	NextReader() (messageType int, r io.Reader, err error)
-	SetReadDeadline(t time.Time) error
-	SetPingHandler(h func(appData string) error)
-	SetPongHandler(h func(appData string) error)
-	SetCloseHandler(h func(code int, text string) error)
 	NetConn() net.Conn
 }
 
-// ServeWS upgrades the request to a WebSocket connection on hub and serves
-// it until the connection ends: it blocks for the connection's lifetime,
-// running its read loop on the calling goroutine. Before the upgrade it
-// runs options.Middleware and checks the origin and connection limits,
-// answering refused requests with an HTTP error. It returns nil when an
-// upgraded connection ends; an error when the request was refused
-// (*ConnectionError, ErrRequestRejected, ErrHubClosed) or the upgrade
-// failed.
+// ServeWS upgrades the request to a WebSocket connection on hub. Before
+// the upgrade it runs options.Middleware and checks the origin and
+// connection limits, answering refused requests with an HTTP error. It
+// returns once the connection is upgraded and registered (after
+// OnConnect); the connection is then served on its own goroutine, so the
+// handler's goroutine and net/http's buffers are released. It returns an
+// error when the request was refused (*ConnectionError,
+// ErrRequestRejected, ErrHubClosed) or the upgrade failed.
 func ServeWS(hub *Hub, w http.ResponseWriter, r *http.Request, options *Options) error {
 	if options == nil {
 		options = &Options{}
@@ -126,8 +124,9 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, options *Options
 	if err != nil {
 		return err
 	}
+	// A zero read buffer size lets gorilla reuse net/http's reader for the
+	// handshake; the hub reads and writes frames itself afterwards.
 	up := websocket.Upgrader{
-		ReadBufferSize:  h.cfg.ReadBufferSize,
 		WriteBufferSize: h.cfg.WriteBufferSize,
 		WriteBufferPool: writeBufferPool,
 		CheckOrigin:     func(*http.Request) bool { return true }, // checked by Accept
@@ -140,7 +139,12 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, options *Options
 		hs.report(cerr)
 		return cerr
 	}
-	return hs.Serve(conn)
+	c, err := hs.start(conn)
+	if err != nil {
+		return err
+	}
+	go c.run()
+	return nil
 }
 
 // Handshake is a request that passed the hub's pre-upgrade checks and
@@ -223,10 +227,23 @@ func (hs *Handshake) report(err error) {
 }
 
 // Serve runs an upgraded connection until it ends, on the calling
-// goroutine, and releases the connection slot.
+// goroutine, and releases the connection slot. Adaptors whose HTTP stack
+// closes the connection when the handler returns use it; ServeWS instead
+// starts the connection and returns.
 func (hs *Handshake) Serve(conn Conn) error {
+	c, err := hs.start(conn)
+	if err != nil {
+		return err
+	}
+	c.run()
+	return nil
+}
+
+// start registers the connection with the hub and calls OnConnect.
+func (hs *Handshake) start(conn Conn) (*Client, error) {
 	h := hs.hub
-	defer hs.Release()
+	hs.released = true // the client releases the slot from now on
+	key := hs.key      // not hs: the client must not keep the request alive
 	c := &Client{
 		ID:          newID(),
 		UserID:      hs.userID,
@@ -235,11 +252,29 @@ func (hs *Handshake) Serve(conn Conn) error {
 		ConnectedAt: time.Now(),
 		hub:         h,
 		opts:        hs.opts,
-		conn:        conn,
 		nc:          conn.NetConn(),
-		request:     hs.r,
+		shard:       int(h.nextShard.Add(1) % uint64(len(h.shards))),
+		ctx:         context.WithoutCancel(hs.r.Context()),
+		release:     sync.OnceFunc(func() { h.release(key) }),
 		writerDone:  make(chan struct{}),
 	}
+	c.raw = rawConn(c.nc)
+	// If GetUserInfo or OnConnect panics (net/http recovers the panic on
+	// this goroutine), the hijacked socket, the slot and the registration
+	// must not leak.
+	started, registered := false, false
+	defer func() {
+		if started {
+			return
+		}
+		c.Close(CloseInternalError, "internal error")
+		if registered {
+			c.teardown()
+		} else {
+			<-c.writerDone
+			c.release()
+		}
+	}()
 	if rl := h.cfg.RateLimit; rl.Messages > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(float64(rl.Messages)/rl.Interval.Seconds()), rl.Messages)
 	}
@@ -253,52 +288,64 @@ func (hs *Handshake) Serve(conn Conn) error {
 		}
 	}
 	if res := h.call(&hubOp{kind: opRegister, client: c}); res.err != nil {
+		started = true // nothing left to undo below
 		c.Close(CloseGoingAway, "server shutting down")
 		<-c.writerDone
-		return res.err
+		c.release()
+		return nil, res.err
 	}
-	// teardown is deferred so that a panic in OnConnect or in a callback
-	// run by the read loop still closes the socket, frees the slot and
-	// unregisters the client before net/http sees the panic.
-	readErr := errHandlerPanic
-	defer func() {
-		if readErr == errHandlerPanic {
-			c.Close(CloseInternalError, "internal error")
-		}
-		c.teardown(readErr, hs.Release)
-	}()
+	registered = true
 	if hs.opts.OnConnect != nil {
 		hs.opts.OnConnect(c)
 	}
-	readErr = c.readLoop()
-	return nil
+	started = true
+	return c, nil
 }
 
-var errHandlerPanic = errors.New("ws: a handler panicked while serving the connection")
+// run reads until the connection ends, then tears it down.
+//
+// A panic in a callback the read loop runs (AuthHandler, AuthProvider,
+// WhisperMiddleware, ErrorHandler) or in OnDisconnect ends this
+// connection alone, closed with 1011, and is logged at Error level with
+// its stack through Config.Logger: the connection runs on its own
+// goroutine, where no net/http recover would catch it, and one bad frame
+// must not take every other connection down with the process.
+func (c *Client) run() {
+	defer c.recoverPanic("OnDisconnect")
+	defer c.teardown()
+	defer c.recoverPanic("read loop")
+	c.readLoop()
+}
 
-// teardown ends the connection after the read loop stopped: it closes the
-// socket (after a close frame when possible), calls release to give the
-// connection slot back, leaves every channel and presence set, and calls
-// OnDisconnect once. The slot is free before the client leaves
-// Stats().Connections, so once that count drops a new connection fits.
-func (c *Client) teardown(readErr error, release func()) {
+// recoverPanic ends the connection after a panic in a user callback.
+func (c *Client) recoverPanic(where string) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	c.hub.log.Error("ws: panic serving a connection", "where", where, "client", c.ID, "panic", p, "stack", string(debug.Stack()))
 	c.mu.Lock()
 	if c.reason == nil {
-		c.reason = readErr
-		var ne net.Error
-		if errors.As(readErr, &ne) && ne.Timeout() {
-			c.reason = &CloseReason{Code: ClosePingTimeout, Text: "ping timeout"}
-		}
+		c.reason = fmt.Errorf("ws: panic in %s: %v", where, p)
 	}
-	code := CloseNormal
-	if _, ok := c.reason.(*CloseReason); ok {
-		code = c.reason.(*CloseReason).Code
-	}
-	c.beginCloseLocked(code, "", nil)
+	c.beginCloseLocked(CloseInternalError, "internal error", nil)
 	c.mu.Unlock()
-	<-c.writerDone
-	release()
+}
 
+// teardown ends the connection after the read loop stopped: it waits for
+// the writer to send the close frame and close the socket, leaves every
+// channel and presence set, and calls OnDisconnect once.
+func (c *Client) teardown() {
+	// Deferred so that a panic in OnDisconnect cannot keep the hub
+	// waiting for this client forever.
+	defer func() {
+		c.release()
+		_ = c.hub.send(&hubOp{kind: opRemove, client: c})
+	}()
+	<-c.writerDone
+	// The slot is free before the client leaves Stats().Connections, so
+	// once that count has dropped a new connection is sure to fit.
+	c.release()
 	res := c.hub.call(&hubOp{kind: opUnregister, client: c})
 	for _, name := range res.channels {
 		c.leavePresence(name)

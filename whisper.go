@@ -1,9 +1,11 @@
 package ws
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -32,8 +34,10 @@ func validWhisperEvent(ev string) bool {
 }
 
 // WhisperEvent is a client event on its way to the other subscribers of a
-// channel. WhisperMiddleware may change Event and Data; FromID and
-// ChannelName are informative (changing them has no effect).
+// channel. WhisperMiddleware may change Event and Data (a nil Data is sent
+// as null); FromID, ClientID and ChannelName are informative: changing
+// them has no effect, so a whisper always names its real sender and goes
+// to the channel it was sent on.
 type WhisperEvent struct {
 	FromID      string          // sender's user ID, set by the server
 	ClientID    string          // sender's connection ID
@@ -42,36 +46,41 @@ type WhisperEvent struct {
 	Data        json.RawMessage // client-chosen JSON value
 }
 
+// refuseWhisper reports a refused whisper to Options.ErrorHandler as a
+// *WhisperError and answers the client with an error frame. The handler
+// runs first, so it has seen the error by the time the client does.
+func (c *Client) refuseWhisper(in inbound, code, msg string, err error) {
+	c.hub.stats.errors[errKindWhisper].Add(1)
+	c.reportError(&WhisperError{Message: msg, ClientID: c.ID, UserID: c.UserID, Channel: in.Channel, Event: in.Event, Err: err})
+	c.sendJSON(encodeError(code, msg, ActionWhisper, in.Channel))
+}
+
 // handleWhisper checks a whisper and publishes it to the other
-// subscribers of its channel on every node.
+// subscribers of its channel on every node. Each check that fails answers
+// the client with an error frame and ErrorHandler with a *WhisperError.
 func (c *Client) handleWhisper(in inbound) {
-	refuse := func(code, msg string, err error) {
-		c.hub.stats.errors[errKindWhisper].Add(1)
-		c.sendJSON(encodeError(code, msg, ActionWhisper, in.Channel))
-		c.reportError(&WhisperError{Message: msg, ClientID: c.ID, UserID: c.UserID, Channel: in.Channel, Event: in.Event, Err: err})
-	}
 	switch {
 	case !c.opts.EnableWhispers:
-		refuse(CodeWhisperDisabled, "whispers are disabled on this server", nil)
+		c.refuseWhisper(in, CodeWhisperDisabled, "whispers are disabled on this server", nil)
 		return
 	case c.UserID == "":
-		refuse(CodeForbidden, "anonymous connections cannot whisper", nil)
+		c.refuseWhisper(in, CodeForbidden, "anonymous connections cannot whisper", nil)
 		return
 	}
 	if err := ValidChannelName(in.Channel); err != nil {
-		refuse(CodeInvalidChannel, err.Error(), err)
+		c.refuseWhisper(in, CodeInvalidChannel, err.Error(), err)
 		return
 	}
 	if _, ok := c.joined[in.Channel]; !ok {
-		refuse(CodeNotSubscribed, "subscribe to "+in.Channel+" before whispering on it", nil)
+		c.refuseWhisper(in, CodeNotSubscribed, "subscribe to "+in.Channel+" before whispering on it", nil)
 		return
 	}
 	if c.opts.WhisperPrivateOnly && KindOf(in.Channel) == PublicChannel {
-		refuse(CodeForbidden, "whispers are allowed on private and presence channels only", nil)
+		c.refuseWhisper(in, CodeForbidden, "whispers are allowed on private and presence channels only", nil)
 		return
 	}
 	if !validWhisperEvent(in.Event) {
-		refuse(CodeWhisperInvalid, "event must be 1 to "+strconv.Itoa(MaxWhisperEventLength)+" bytes of text without control characters", nil)
+		c.refuseWhisper(in, CodeWhisperInvalid, "event must be 1 to "+strconv.Itoa(MaxWhisperEventLength)+" bytes of text without control characters", nil)
 		return
 	}
 	maxData := c.opts.MaxWhisperSize
@@ -79,7 +88,7 @@ func (c *Client) handleWhisper(in inbound) {
 		maxData = DefaultMaxWhisperSize
 	}
 	if len(in.Data) > maxData {
-		refuse(CodeWhisperInvalid, "data is "+strconv.Itoa(len(in.Data))+" bytes, the limit is "+strconv.Itoa(maxData), nil)
+		c.refuseWhisper(in, CodeWhisperInvalid, "data is "+strconv.Itoa(len(in.Data))+" bytes, the limit is "+strconv.Itoa(maxData), nil)
 		return
 	}
 	if len(in.Data) == 0 {
@@ -87,16 +96,19 @@ func (c *Client) handleWhisper(in inbound) {
 	}
 	ev := &WhisperEvent{FromID: c.UserID, ClientID: c.ID, ChannelName: in.Channel, Event: in.Event, Data: in.Data}
 	if mw := c.opts.WhisperMiddleware; mw != nil && !mw(ev) {
-		refuse(CodeWhisperBlocked, "whisper blocked by the server", nil)
+		c.refuseWhisper(in, CodeWhisperBlocked, "whisper blocked by the server", nil)
 		return
 	}
+	if ev.Data == nil {
+		ev.Data = json.RawMessage("null")
+	}
 	if !validWhisperEvent(ev.Event) || len(ev.Data) > maxData || !json.Valid(ev.Data) {
-		refuse(CodeWhisperInvalid, "WhisperMiddleware left an invalid event or data", errors.New("invalid whisper after middleware"))
+		c.refuseWhisper(in, CodeWhisperInvalid, "WhisperMiddleware left an invalid event or data", errors.New("invalid whisper after middleware"))
 		return
 	}
 	payload, err := json.Marshal(whisperFrame{Type: TypeWhisper, From: c.UserID, Event: ev.Event, Channel: in.Channel, Data: ev.Data})
 	if err != nil {
-		refuse(CodeWhisperInvalid, "whisper data cannot be encoded", err)
+		c.refuseWhisper(in, CodeWhisperInvalid, "whisper data cannot be encoded", err)
 		return
 	}
 	ctx, cancel := c.hub.presenceCtx()
@@ -104,6 +116,56 @@ func (c *Client) handleWhisper(in inbound) {
 	c.hub.stats.whispersIn.Add(1)
 	if err := c.hub.broker.Publish(ctx, in.Channel, encodeEnvelope(kindWhisper, c.ID, payload)); err != nil {
 		c.hub.stats.brokerPublishFailures.Add(1)
-		refuse(CodeUnavailable, "whisper could not be delivered: broker unavailable", err)
+		c.refuseWhisper(in, CodeUnavailable, "whisper could not be delivered: broker unavailable", err)
 	}
+}
+
+// malformedWhisper reports whether b, a client frame that failed to
+// decode, is a whisper, and if so refuses it as one: a whisper whose data
+// is not a JSON value, or whose event or channel is not a string, is a
+// refused whisper (a *WhisperError), not an anonymous protocol error.
+func (c *Client) malformedWhisper(b []byte, err error) bool {
+	in := salvageInbound(b)
+	if in.Action != ActionWhisper {
+		return false
+	}
+	c.refuseWhisper(in, CodeWhisperInvalid, "malformed whisper: "+err.Error()+
+		`; send {"action":"whisper","channel":"...","event":"...","data":<any JSON value>}`, err)
+	return true
+}
+
+// salvageInbound reads the string fields of a client frame that does not
+// decode, up to the first syntax error, so an error can name the action
+// and channel the client meant. Fields of the wrong type are left empty.
+func salvageInbound(b []byte) inbound {
+	var in inbound
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return in
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return in
+		}
+		key, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return in
+		}
+		var s string
+		if json.Unmarshal(v, &s) != nil {
+			continue
+		}
+		// encoding/json matches keys case-insensitively; so does this.
+		switch {
+		case strings.EqualFold(key, "action"):
+			in.Action = s
+		case strings.EqualFold(key, "channel"):
+			in.Channel = s
+		case strings.EqualFold(key, "event"):
+			in.Event = s
+		}
+	}
+	return in
 }

@@ -100,19 +100,27 @@ func (c *Client) closeNow() {
 	_ = c.nc.Close()
 }
 
-// startWriterLocked starts the writer goroutine unless it runs already.
-// A client holds a writer goroutine only while it has something to write.
+// startWriterLocked hands the client to a writer unless one owns its
+// socket already: its write shard, or its own goroutine when the socket
+// offers no raw descriptor or the connection is closing. A client holds
+// a goroutine only while it has something to write and its socket is
+// full. c.mu is held.
 func (c *Client) startWriterLocked() {
 	if c.writing || c.writerExited {
 		return
 	}
 	c.writing = true
+	if c.raw != nil && !c.closing && c.hub.shardsRunning.Load() {
+		c.hub.shards[c.shard].push(c)
+		return
+	}
 	go c.writeLoop()
 }
 
 // writeLoop writes queued frames until the queue is empty, coalescing
-// everything queued into one writev. It is the only code that writes to
-// the socket or sets its write deadline.
+// everything queued into one writev, blocking with a write deadline. It
+// and flushFast are the only code that writes to the socket, and never at
+// the same time: whichever holds c.writing owns it.
 func (c *Client) writeLoop() {
 	var bufs net.Buffers
 	for {

@@ -1,0 +1,465 @@
+package ws
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/vortechron/go-ws/internal/redistest"
+)
+
+// Shared contract suites for MessageBroker and StorageClient. Every
+// implementation runs them: the in-memory ones here, the Redis ones in
+// redis_broker_test.go, redis_storage_test.go and the cluster test.
+
+const contractWait = 5 * time.Second
+
+// noLeaks fails tb if goroutines started during the test are still
+// running once every cleanup registered after it has run (cleanups run
+// last-in first-out, so call it first).
+func noLeaks(tb testing.TB) {
+	tb.Helper()
+	opt := goleak.IgnoreCurrent()
+	tb.Cleanup(func() { goleak.VerifyNone(tb, opt) })
+}
+
+func testCtx(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), contractWait)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+// recorder is a broker handler that keeps what it was given.
+type recorder struct {
+	mu  sync.Mutex
+	got []string // guarded by mu
+}
+
+func (r *recorder) handle(p []byte) {
+	r.mu.Lock()
+	r.got = append(r.got, string(p))
+	r.mu.Unlock()
+}
+
+func (r *recorder) all() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.got...)
+}
+
+func (r *recorder) waitFor(tb testing.TB, n int) []string {
+	tb.Helper()
+	require.Eventually(tb, func() bool { return len(r.all()) >= n }, contractWait, 2*time.Millisecond,
+		"got %d payloads, want %d", len(r.all()), n)
+	return r.all()
+}
+
+// testBrokerContract runs the MessageBroker contract. newBroker returns a
+// new broker that the test owns (it registers its own Close in
+// t.Cleanup).
+func testBrokerContract(t *testing.T, newBroker func(t *testing.T) MessageBroker) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, b MessageBroker)
+	}{
+		{"publish after subscribe is delivered once", func(t *testing.T, b MessageBroker) {
+			ctx := testCtx(t)
+			var r recorder
+			require.NoError(t, b.Subscribe(ctx, "news", r.handle))
+			require.NoError(t, b.Publish(ctx, "news", []byte("one")))
+			r.waitFor(t, 1)
+			// A second, later publication shows nothing else was queued.
+			require.NoError(t, b.Publish(ctx, "news", []byte("two")))
+			require.Equal(t, []string{"one", "two"}, r.waitFor(t, 2))
+		}},
+		{"1000 publications arrive in order", func(t *testing.T, b MessageBroker) {
+			ctx := testCtx(t)
+			var r recorder
+			require.NoError(t, b.Subscribe(ctx, "seq", r.handle))
+			want := make([]string, 1000)
+			for i := range want {
+				want[i] = strconv.Itoa(i)
+				require.NoError(t, b.Publish(ctx, "seq", []byte(want[i])))
+			}
+			require.Equal(t, want, r.waitFor(t, len(want)))
+		}},
+		{"channels are independent", func(t *testing.T, b MessageBroker) {
+			ctx := testCtx(t)
+			recs := make([]recorder, 20)
+			for i := range recs {
+				require.NoError(t, b.Subscribe(ctx, "room-"+strconv.Itoa(i), recs[i].handle))
+			}
+			for i := range recs {
+				require.NoError(t, b.Publish(ctx, "room-"+strconv.Itoa(i), []byte("for "+strconv.Itoa(i))))
+			}
+			for i := range recs {
+				require.Equal(t, []string{"for " + strconv.Itoa(i)}, recs[i].waitFor(t, 1))
+			}
+		}},
+		{"unsubscribe stops delivery and resubscribe resumes it", func(t *testing.T, b MessageBroker) {
+			ctx := testCtx(t)
+			var old, fresh recorder
+			require.NoError(t, b.Subscribe(ctx, "flip", old.handle))
+			require.NoError(t, b.Publish(ctx, "flip", []byte("before")))
+			old.waitFor(t, 1)
+			require.NoError(t, b.Unsubscribe(ctx, "flip"))
+			require.NoError(t, b.Publish(ctx, "flip", []byte("nobody")))
+			require.NoError(t, b.Subscribe(ctx, "flip", fresh.handle))
+			require.NoError(t, b.Publish(ctx, "flip", []byte("after")))
+			require.Equal(t, []string{"after"}, fresh.waitFor(t, 1))
+			require.Equal(t, []string{"before"}, old.all(), "unsubscribed handler was called again")
+		}},
+		{"no handler call after unsubscribe returns", func(t *testing.T, b MessageBroker) {
+			ctx := testCtx(t)
+			var returned, late atomic.Bool
+			var calls atomic.Int64
+			require.NoError(t, b.Subscribe(ctx, "busy", func([]byte) {
+				calls.Add(1)
+				if returned.Load() {
+					late.Store(true)
+				}
+			}))
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+						_ = b.Publish(ctx, "busy", []byte("x"))
+					}
+				}
+			}()
+			require.Eventually(t, func() bool { return calls.Load() > 10 }, contractWait, time.Millisecond)
+			require.NoError(t, b.Unsubscribe(ctx, "busy"))
+			returned.Store(true)
+			// Keep publishing a little while after, then check.
+			target := calls.Load()
+			require.NoError(t, b.Publish(ctx, "busy", []byte("last")))
+			close(stop)
+			wg.Wait()
+			require.False(t, late.Load(), "handler called after Unsubscribe returned (calls %d at return, %d now)", target, calls.Load())
+		}},
+		{"unsubscribing an unknown channel is not an error", func(t *testing.T, b MessageBroker) {
+			require.NoError(t, b.Unsubscribe(testCtx(t), "never-subscribed"))
+		}},
+		{"subscribe honours a done context", func(t *testing.T, b MessageBroker) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			require.Error(t, b.Subscribe(ctx, "late", func([]byte) {}))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.run(t, newBroker(t))
+		})
+	}
+}
+
+// testBrokerMultiNode runs the cases that need two nodes on one backend:
+// newBroker called twice with the same t returns two brokers that share
+// it. Only brokers that span processes (Redis) run it.
+func testBrokerMultiNode(t *testing.T, newBroker func(t *testing.T) MessageBroker) {
+	t.Run("two nodes both receive every publication once", func(t *testing.T) {
+		ctx := testCtx(t)
+		b1, b2 := newBroker(t), newBroker(t)
+		var r1, r2 recorder
+		require.NoError(t, b1.Subscribe(ctx, "shared", r1.handle))
+		require.NoError(t, b2.Subscribe(ctx, "shared", r2.handle))
+		require.NoError(t, b1.Publish(ctx, "shared", []byte("from 1")))
+		require.NoError(t, b2.Publish(ctx, "shared", []byte("from 2")))
+		// Each publisher's own order is kept; there is no order between them.
+		require.ElementsMatch(t, []string{"from 1", "from 2"}, r1.waitFor(t, 2))
+		require.ElementsMatch(t, []string{"from 1", "from 2"}, r2.waitFor(t, 2))
+		require.NoError(t, b1.Publish(ctx, "shared", []byte("end")))
+		require.Equal(t, "end", r1.waitFor(t, 3)[2])
+		require.Equal(t, "end", r2.waitFor(t, 3)[2])
+	})
+	t.Run("unsubscribe on one node leaves the other subscribed", func(t *testing.T) {
+		ctx := testCtx(t)
+		b1, b2 := newBroker(t), newBroker(t)
+		var r1, r2 recorder
+		require.NoError(t, b1.Subscribe(ctx, "half", r1.handle))
+		require.NoError(t, b2.Subscribe(ctx, "half", r2.handle))
+		require.NoError(t, b1.Unsubscribe(ctx, "half"))
+		require.NoError(t, b1.Publish(ctx, "half", []byte("x")))
+		require.Equal(t, []string{"x"}, r2.waitFor(t, 1))
+		require.Empty(t, r1.all())
+	})
+}
+
+func conn(channel, connID, userID string) PresenceConn {
+	return PresenceConn{Channel: channel, ConnID: connID, Member: PresenceMember{UserID: userID}}
+}
+
+// testStorageContract runs the StorageClient contract. newStorage
+// returns a new, empty storage that the test owns.
+func testStorageContract(t *testing.T, newStorage func(t *testing.T) StorageClient) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, s StorageClient)
+	}{
+		{"a user with three connections joins once and leaves once", func(t *testing.T, s StorageClient) {
+			ctx := testCtx(t)
+			ch := "presence-room"
+			for i, want := range []bool{true, false, false} {
+				joined, err := s.AddPresence(ctx, conn(ch, "c"+strconv.Itoa(i), "alice"))
+				require.NoError(t, err)
+				require.Equal(t, want, joined, "add c%d: got joined=%v, want %v", i, joined, want)
+			}
+			joined, err := s.AddPresence(ctx, conn(ch, "c0", "alice"))
+			require.NoError(t, err)
+			require.False(t, joined, "re-adding c0 must be a no-op")
+
+			members, err := s.PresenceMembers(ctx, ch)
+			require.NoError(t, err)
+			require.Equal(t, []PresenceMember{{UserID: "alice"}}, members)
+
+			for i, want := range []bool{false, false, true} {
+				left, err := s.RemovePresence(ctx, conn(ch, "c"+strconv.Itoa((i+1)%3), "alice"))
+				require.NoError(t, err)
+				require.Equal(t, want, left, "remove #%d: got left=%v, want %v", i, left, want)
+			}
+			left, err := s.RemovePresence(ctx, conn(ch, "c0", "alice"))
+			require.NoError(t, err)
+			require.False(t, left, "removing an absent connection must return false")
+			members, err = s.PresenceMembers(ctx, ch)
+			require.NoError(t, err)
+			require.Empty(t, members)
+		}},
+		{"concurrent adds and removes give one join and one leave per user", func(t *testing.T, s StorageClient) {
+			ctx := testCtx(t)
+			testConcurrentPresence(t, ctx, []StorageClient{s})
+		}},
+		{"members are sorted by user ID and keep their info", func(t *testing.T, s StorageClient) {
+			ctx := testCtx(t)
+			ch := "presence-sorted"
+			for i, uid := range []string{"carol", "alice", "bob", "dave"} {
+				c := conn(ch, "c"+strconv.Itoa(i), uid)
+				if uid != "dave" {
+					c.Member.Info = json.RawMessage(`{"name":"` + uid + `"}`)
+				}
+				_, err := s.AddPresence(ctx, c)
+				require.NoError(t, err)
+			}
+			members, err := s.PresenceMembers(ctx, ch)
+			require.NoError(t, err)
+			require.Equal(t, []PresenceMember{
+				{UserID: "alice", Info: json.RawMessage(`{"name":"alice"}`)},
+				{UserID: "bob", Info: json.RawMessage(`{"name":"bob"}`)},
+				{UserID: "carol", Info: json.RawMessage(`{"name":"carol"}`)},
+				{UserID: "dave"},
+			}, members)
+		}},
+		{"channels are independent", func(t *testing.T, s StorageClient) {
+			ctx := testCtx(t)
+			for _, ch := range []string{"presence-a", "presence-b"} {
+				joined, err := s.AddPresence(ctx, conn(ch, "c-"+ch, "alice"))
+				require.NoError(t, err)
+				require.True(t, joined, "join on %s", ch)
+			}
+			left, err := s.RemovePresence(ctx, conn("presence-a", "c-presence-a", "alice"))
+			require.NoError(t, err)
+			require.True(t, left)
+			members, err := s.PresenceMembers(ctx, "presence-b")
+			require.NoError(t, err)
+			require.Equal(t, []PresenceMember{{UserID: "alice"}}, members)
+		}},
+		{"odd channel names work", func(t *testing.T, s StorageClient) {
+			ctx := testCtx(t)
+			for _, ch := range []string{"presence-{x}", "presence-}", "presence-a:b", "presence-ü"} {
+				joined, err := s.AddPresence(ctx, conn(ch, "c", "u"))
+				require.NoError(t, err)
+				require.True(t, joined, "join on %q", ch)
+				members, err := s.PresenceMembers(ctx, ch)
+				require.NoError(t, err)
+				require.Equal(t, []PresenceMember{{UserID: "u"}}, members, "members of %q", ch)
+				left, err := s.RemovePresence(ctx, conn(ch, "c", "u"))
+				require.NoError(t, err)
+				require.True(t, left, "leave on %q", ch)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.run(t, newStorage(t))
+		})
+	}
+}
+
+// testStorageMultiNode runs the cases that need two nodes on one backend:
+// newStorage called twice with the same t returns two storages sharing
+// it. Only storages that span processes (Redis) run it.
+func testStorageMultiNode(t *testing.T, newStorage func(t *testing.T) StorageClient) {
+	t.Run("two nodes share presence per user", func(t *testing.T) {
+		ctx := testCtx(t)
+		s1, s2 := newStorage(t), newStorage(t)
+		ch := "presence-shared"
+		joined, err := s1.AddPresence(ctx, conn(ch, "n1-c1", "alice"))
+		require.NoError(t, err)
+		require.True(t, joined)
+		joined, err = s2.AddPresence(ctx, conn(ch, "n2-c1", "alice"))
+		require.NoError(t, err)
+		require.False(t, joined, "alice is already present through node 1")
+		members, err := s2.PresenceMembers(ctx, ch)
+		require.NoError(t, err)
+		require.Equal(t, []PresenceMember{{UserID: "alice"}}, members)
+		left, err := s1.RemovePresence(ctx, conn(ch, "n1-c1", "alice"))
+		require.NoError(t, err)
+		require.False(t, left, "alice is still present through node 2")
+		left, err = s2.RemovePresence(ctx, conn(ch, "n2-c1", "alice"))
+		require.NoError(t, err)
+		require.True(t, left)
+	})
+	t.Run("concurrent adds and removes on two nodes give one join and one leave", func(t *testing.T) {
+		testConcurrentPresence(t, testCtx(t), []StorageClient{newStorage(t), newStorage(t)})
+	})
+}
+
+// testConcurrentPresence adds, then removes, 10 connections for each of
+// 5 users from 50 goroutines spread over nodes, and checks that each user
+// joined once and left once.
+func testConcurrentPresence(t *testing.T, ctx context.Context, nodes []StorageClient) {
+	const users, connsPerUser = 5, 10
+	ch := "presence-race"
+	var joins, leaves [users]atomic.Int64
+	run := func(op func(s StorageClient, c PresenceConn, u int) error) {
+		var wg sync.WaitGroup
+		errs := make(chan error, users*connsPerUser)
+		for u := range users {
+			for i := range connsPerUser {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s := nodes[(u+i)%len(nodes)]
+					c := conn(ch, fmt.Sprintf("u%d-c%d", u, i), "user"+strconv.Itoa(u))
+					if err := op(s, c, u); err != nil {
+						errs <- err
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+	}
+	run(func(s StorageClient, c PresenceConn, u int) error {
+		joined, err := s.AddPresence(ctx, c)
+		if joined {
+			joins[u].Add(1)
+		}
+		return err
+	})
+	members, err := nodes[0].PresenceMembers(ctx, ch)
+	require.NoError(t, err)
+	require.Len(t, members, users)
+	run(func(s StorageClient, c PresenceConn, u int) error {
+		left, err := s.RemovePresence(ctx, c)
+		if left {
+			leaves[u].Add(1)
+		}
+		return err
+	})
+	for u := range users {
+		require.Equal(t, int64(1), joins[u].Load(), "user%d: got %d joins, want 1", u, joins[u].Load())
+		require.Equal(t, int64(1), leaves[u].Load(), "user%d: got %d leaves, want 1", u, leaves[u].Load())
+	}
+	members, err = nodes[0].PresenceMembers(ctx, ch)
+	require.NoError(t, err)
+	require.Empty(t, members)
+}
+
+func TestMemoryBrokerContract(t *testing.T) {
+	noLeaks(t)
+	testBrokerContract(t, func(t *testing.T) MessageBroker {
+		b := NewMemoryBroker()
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	})
+}
+
+func TestMemoryStorageContract(t *testing.T) {
+	noLeaks(t)
+	testStorageContract(t, func(t *testing.T) StorageClient {
+		s := NewMemoryStorage()
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	})
+}
+
+// TestRedisClusterContract runs both contracts against a 3-master Redis
+// Cluster of the test's own, with the broker on sharded pub/sub.
+func TestRedisClusterContract(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster; skipped with -short")
+	}
+	noLeaks(t)
+	started := time.Now()
+	cluster := redistest.StartCluster(t)
+	t.Logf("3-node cluster up in %v", time.Since(started).Round(time.Millisecond))
+	opts := func(t *testing.T) RedisOptions {
+		return RedisOptions{Addrs: cluster.Addrs, KeyPrefix: redistest.Prefix(t), ClusterShards: 4}
+	}
+	newBroker := func(t *testing.T) MessageBroker {
+		b := newTestRedisBroker(t, opts(t))
+		require.True(t, b.sharded, "broker on Redis Cluster must use sharded pub/sub")
+		return b
+	}
+	newStorage := func(t *testing.T) StorageClient { return newTestRedisStorage(t, opts(t)) }
+	t.Run("broker", func(t *testing.T) {
+		testBrokerContract(t, newBroker)
+		testBrokerMultiNode(t, newBroker)
+	})
+	t.Run("storage", func(t *testing.T) {
+		testStorageContract(t, newStorage)
+		testStorageMultiNode(t, newStorage)
+	})
+	t.Run("subscriptions are shard channels", func(t *testing.T) {
+		b := newBroker(t).(*RedisBroker)
+		ctx := testCtx(t)
+		require.NoError(t, b.Subscribe(ctx, "sharded", func([]byte) {}))
+		want := b.redisChannel(b.shardOf("sharded"), "sharded")
+		var found []string
+		for _, addr := range cluster.Addrs {
+			c := redis.NewClient(&redis.Options{Addr: addr})
+			chans, err := c.PubSubShardChannels(ctx, want).Result()
+			_ = c.Close()
+			require.NoError(t, err)
+			found = append(found, chans...)
+		}
+		require.Equal(t, []string{want}, found, "got shard channels %v, want %q on exactly one node", found, want)
+	})
+	t.Run("reaping a closed node", func(t *testing.T) {
+		ctx := testCtx(t)
+		a, err := NewRedisStorageWithOptions(opts(t))
+		require.NoError(t, err)
+		b := newStorage(t).(*RedisStorage)
+		for _, ch := range []string{"presence-1", "presence-2", "presence-3"} {
+			_, err := a.AddPresence(ctx, conn(ch, "a-"+ch, "alice"))
+			require.NoError(t, err)
+		}
+		require.NoError(t, a.Close())
+		left, err := b.ReapPresence(ctx)
+		require.NoError(t, err)
+		require.ElementsMatch(t, []PresenceConn{
+			conn("presence-1", "a-presence-1", "alice"),
+			conn("presence-2", "a-presence-2", "alice"),
+			conn("presence-3", "a-presence-3", "alice"),
+		}, left)
+	})
+	t.Logf("cluster test total %v", time.Since(started).Round(time.Millisecond))
+}

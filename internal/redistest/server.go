@@ -1,0 +1,132 @@
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Server is a redis-server process owned by one test.
+type Server struct {
+	// Port is the TCP port, kept across Restart.
+	Port int
+	// Addr is "127.0.0.1:<Port>".
+	Addr string
+
+	dir   string
+	extra []string // extra redis-server arguments
+
+	mu  sync.Mutex
+	run *process // guarded by mu; nil while stopped
+}
+
+// process is one run of redis-server.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd.Wait returned
+	err  error         // cmd.Wait's result, readable after done
+}
+
+// StartServer starts a redis-server on a spare port in 7000-7999 with
+// persistence off, and kills it when tb ends. It skips tb if
+// redis-server is not installed.
+func StartServer(tb testing.TB) *Server {
+	tb.Helper()
+	return startServer(tb, tb.TempDir())
+}
+
+func startServer(tb testing.TB, dir string, extra ...string) *Server {
+	tb.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		skip(tb, "redis-server not installed (apt-get install redis-server); skipping a test that starts its own Redis")
+	}
+	var lastErr error
+	for range 20 {
+		port := 7000 + rand.IntN(1000)
+		if !free(port) || !free(port+10000) {
+			continue
+		}
+		s := &Server{Port: port, Addr: "127.0.0.1:" + strconv.Itoa(port), dir: dir, extra: extra}
+		if lastErr = s.Start(); lastErr == nil {
+			tb.Cleanup(s.Kill)
+			return s
+		}
+	}
+	tb.Fatalf("could not start redis-server: %v", lastErr)
+	return nil
+}
+
+// free reports whether nothing listens on 127.0.0.1:port.
+func free(port int) bool {
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return false
+	}
+	_ = l.Close()
+	return true
+}
+
+// Start runs redis-server on s.Port and waits (at most 5s) until it
+// answers PING. Its log goes to redis-<port>.log in the server's dir.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.run != nil {
+		return fmt.Errorf("redis-server on %d already running", s.Port)
+	}
+	logfile := filepath.Join(s.dir, "redis-"+strconv.Itoa(s.Port)+".log")
+	args := append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", s.dir, "--logfile", logfile}, s.extra...)
+	p := &process{cmd: exec.Command("redis-server", args...), done: make(chan struct{})}
+	if err := p.cmd.Start(); err != nil {
+		return err
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for ping(s.Addr, 200*time.Millisecond) != nil {
+		select {
+		case <-p.done:
+			log, _ := os.ReadFile(logfile)
+			return fmt.Errorf("redis-server on %d exited (%v): %s", s.Port, p.err, log)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			return fmt.Errorf("redis-server on %d did not answer PING within 5s", s.Port)
+		}
+	}
+	s.run = p
+	return nil
+}
+
+// Kill stops the server with SIGKILL, as a crash would, and waits for it
+// to exit. Killing a stopped server does nothing.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.run == nil {
+		return
+	}
+	_ = s.run.cmd.Process.Kill()
+	<-s.run.done
+	s.run = nil
+}
+
+// Restart starts the killed server again on the same port.
+func (s *Server) Restart() error { return s.Start() }
+
+// CLI runs redis-cli against the server and returns its output.
+func (s *Server) CLI(ctx context.Context, args ...string) (string, error) {
+	full := append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(s.Port)}, args...)
+	out, err := exec.CommandContext(ctx, "redis-cli", full...).CombinedOutput()
+	return string(out), err
+}

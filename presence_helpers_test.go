@@ -1,0 +1,311 @@
+package ws_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/require"
+
+	ws "github.com/vortechron/go-ws"
+)
+
+// Helpers for the presence, whisper and auth tests: several nodes in one
+// process, a record of what ErrorHandler saw, and frame assertions.
+
+// bus connects the brokers of several in-process nodes, the way Redis
+// pub/sub connects real ones: a publication on any node reaches the
+// channel's handler on every node that subscribed, exactly once.
+type bus struct {
+	mu       sync.RWMutex
+	handlers map[string]map[*busBroker]func([]byte) // guarded by mu
+}
+
+func newBus() *bus { return &bus{handlers: make(map[string]map[*busBroker]func([]byte))} }
+
+// busBroker is one node's MessageBroker on a bus. It counts publications
+// per channel so tests can check that one client action is one broker
+// publication.
+type busBroker struct {
+	bus       *bus
+	mu        sync.Mutex
+	published map[string]int // guarded by mu
+}
+
+var _ ws.MessageBroker = (*busBroker)(nil)
+
+func (b *bus) broker() *busBroker { return &busBroker{bus: b, published: make(map[string]int)} }
+
+// Publish calls every node's handler for channel before it returns, on the
+// publishing goroutine, as MemoryBroker does.
+func (b *busBroker) Publish(ctx context.Context, channel string, payload []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.published[channel]++
+	b.mu.Unlock()
+	b.bus.mu.RLock()
+	defer b.bus.mu.RUnlock()
+	for _, h := range b.bus.handlers[channel] {
+		h(payload)
+	}
+	return nil
+}
+
+func (b *busBroker) Subscribe(ctx context.Context, channel string, handler func([]byte)) error {
+	b.bus.mu.Lock()
+	defer b.bus.mu.Unlock()
+	if b.bus.handlers[channel] == nil {
+		b.bus.handlers[channel] = make(map[*busBroker]func([]byte))
+	}
+	b.bus.handlers[channel][b] = handler
+	return nil
+}
+
+func (b *busBroker) Unsubscribe(ctx context.Context, channel string) error {
+	b.bus.mu.Lock()
+	defer b.bus.mu.Unlock()
+	delete(b.bus.handlers[channel], b)
+	return nil
+}
+
+func (b *busBroker) Close() error {
+	b.bus.mu.Lock()
+	defer b.bus.mu.Unlock()
+	for _, hs := range b.bus.handlers {
+		delete(hs, b)
+	}
+	return nil
+}
+
+// publications returns how many times this node published on channel.
+func (b *busBroker) publications(channel string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.published[channel]
+}
+
+// newCluster starts n nodes that share one bus and one presence storage.
+// With n == 1 the node uses the in-memory defaults (nil broker and
+// storage), so the single-process configuration is what gets tested.
+func newCluster(tb testing.TB, n int, cfg ws.Config, opts *ws.Options) []*testNode {
+	tb.Helper()
+	if n == 1 {
+		return []*testNode{newNode(tb, nil, nil, cfg, opts)}
+	}
+	b, storage := newBus(), ws.NewMemoryStorage()
+	nodes := make([]*testNode, n)
+	for i := range nodes {
+		nodes[i] = newNode(tb, b.broker(), storage, cfg, opts)
+	}
+	return nodes
+}
+
+// errorLog records what Options.ErrorHandler receives.
+type errorLog struct {
+	mu   sync.Mutex
+	errs []error // guarded by mu
+}
+
+func (l *errorLog) handle(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.errs = append(l.errs, err)
+}
+
+func (l *errorLog) all() []error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.errs)
+}
+
+// lastError returns the newest recorded error that errors.As matches T,
+// failing the test if there is none. The hub reports an error before it
+// answers the client, so after reading the error frame it is here.
+func lastError[T error](tb testing.TB, l *errorLog) T {
+	tb.Helper()
+	errs := l.all()
+	for i := len(errs) - 1; i >= 0; i-- {
+		var target T
+		if errors.As(errs[i], &target) {
+			return target
+		}
+	}
+	var zero T
+	tb.Fatalf("ErrorHandler got no %T; got %v", zero, errs)
+	return zero
+}
+
+// presenceOptions identifies users by X-User, allows every private and
+// presence channel without "secret" in its name, gives each user the info
+// {"name": upper-case ID}, enables whispers and records errors in log.
+func presenceOptions(log *errorLog) *ws.Options {
+	opts := userOptions()
+	opts.GetUserInfo = func(r *http.Request, userID string) any {
+		return map[string]string{"name": strings.ToUpper(userID)}
+	}
+	opts.ErrorHandler = log.handle
+	return opts
+}
+
+// expectQuiet proves that no frame is waiting for c: it sends a ping and
+// requires the pong to be the next frame. Frames reach a client in the
+// order they were queued, so anything queued before the ping would come
+// first.
+func (c *testClient) expectQuiet() {
+	c.tb.Helper()
+	c.send(map[string]any{"action": "ping"})
+	m := c.next()
+	require.Equal(c.tb, "pong", m["type"], "got frame %v, want no frame before the pong", m)
+}
+
+// nextOfType reads frames until one of type typ arrives, skipping
+// publications (type "message") only; any other frame fails the test.
+func (c *testClient) nextOfType(typ string) map[string]any {
+	c.tb.Helper()
+	for {
+		m := c.next()
+		if m["type"] == typ {
+			return m
+		}
+		require.Equal(c.tb, "message", m["type"], "got frame %v while waiting for a %q frame", m, typ)
+	}
+}
+
+// expectPresence reads the next frame and checks it is a presence frame of
+// event on channel, naming user (for join and leave) and listing users
+// (nil: the frame must leave users out). It returns the frame.
+func (c *testClient) expectPresence(channel, event, user string, users []string, count int) map[string]any {
+	c.tb.Helper()
+	m := c.expect(map[string]any{"type": "presence", "channel": channel, "event": event, "count": float64(count)})
+	if user == "" {
+		require.NotContains(c.tb, m, "user", "got %v, want no user field on a %s frame", m, event)
+	} else {
+		u, ok := m["user"].(map[string]any)
+		require.True(c.tb, ok, "got %v, want a user object", m)
+		require.Equal(c.tb, user, u["id"], "got user %v, want %q", u, user)
+	}
+	if users == nil {
+		require.NotContains(c.tb, m, "users", "got %v, want users left out", m)
+	} else {
+		require.Equal(c.tb, users, memberIDs(c.tb, m), "users of %v", m)
+	}
+	return m
+}
+
+// memberIDs returns the ids in a presence frame's users list, in order.
+func memberIDs(tb testing.TB, m map[string]any) []string {
+	tb.Helper()
+	list, ok := m["users"].([]any)
+	require.True(tb, ok, "got users %v, want a list", m["users"])
+	ids := make([]string, 0, len(list))
+	for _, u := range list {
+		ids = append(ids, u.(map[string]any)["id"].(string))
+	}
+	return ids
+}
+
+// subscribePresence subscribes c to a presence channel and checks the
+// member list it gets, returning that frame.
+func (c *testClient) subscribePresence(channel string, users ...string) map[string]any {
+	c.tb.Helper()
+	c.subscribe(channel)
+	return c.expectPresence(channel, ws.PresenceMembersEvent, "", users, len(users))
+}
+
+// drop ends the TCP connection without a close frame, as a crashed
+// browser or a pulled cable would.
+func (c *testClient) drop() {
+	c.tb.Helper()
+	require.NoError(c.tb, c.conn.NetConn().Close())
+}
+
+// members returns the user IDs hub.PresenceMembers reports for channel.
+func (n *testNode) members(tb testing.TB, channel string) []string {
+	tb.Helper()
+	ms, err := n.hub.PresenceMembers(context.Background(), channel)
+	require.NoError(tb, err)
+	ids := make([]string, 0, len(ms))
+	for _, m := range ms {
+		ids = append(ids, m.UserID)
+	}
+	return ids
+}
+
+// waitConnections waits until n has want open connections. A connection
+// counts until it has left its presence channels and OnDisconnect has
+// run, so afterwards every leave it caused has been published.
+func (n *testNode) waitConnections(tb testing.TB, want int64) {
+	tb.Helper()
+	require.Eventually(tb, func() bool { return n.hub.Stats().Connections == want },
+		10*time.Second, 2*time.Millisecond, "waiting for %d connections, have %d", want, n.hub.Stats().Connections)
+}
+
+// dialSlowReader connects like dial but with a tiny TCP receive buffer,
+// so a client that stops reading fills its server-side queue quickly.
+func (n *testNode) dialSlowReader(tb testing.TB, user string) *testClient {
+	tb.Helper()
+	d := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(4 << 10)
+		}
+		return c, err
+	}}
+	h := http.Header{}
+	h.Set("X-User", user)
+	conn, resp, err := d.Dial(n.url, h)
+	require.NoError(tb, err)
+	resp.Body.Close()
+	tb.Cleanup(func() { conn.Close() })
+	return &testClient{tb: tb, conn: conn}
+}
+
+// countingStorage wraps MemoryStorage and counts the calls the hub makes.
+type countingStorage struct {
+	*ws.MemoryStorage
+	listCalls  atomic.Int64
+	countCalls atomic.Int64
+}
+
+func (s *countingStorage) PresenceMembers(ctx context.Context, channel string) ([]ws.PresenceMember, error) {
+	s.listCalls.Add(1)
+	return s.MemoryStorage.PresenceMembers(ctx, channel)
+}
+
+func (s *countingStorage) PresenceCount(ctx context.Context, channel string) (int, error) {
+	s.countCalls.Add(1)
+	return s.MemoryStorage.PresenceCount(ctx, channel)
+}
+
+// failingStorage wraps MemoryStorage and fails the calls it is told to.
+type failingStorage struct {
+	*ws.MemoryStorage
+	failAdd  atomic.Bool
+	failList atomic.Bool
+}
+
+var errStorageDown = errors.New("storage down")
+
+func (s *failingStorage) AddPresence(ctx context.Context, conn ws.PresenceConn) (bool, error) {
+	if s.failAdd.Load() {
+		return false, errStorageDown
+	}
+	return s.MemoryStorage.AddPresence(ctx, conn)
+}
+
+func (s *failingStorage) PresenceMembers(ctx context.Context, channel string) ([]ws.PresenceMember, error) {
+	if s.failList.Load() {
+		return nil, errStorageDown
+	}
+	return s.MemoryStorage.PresenceMembers(ctx, channel)
+}

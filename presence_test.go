@@ -1,0 +1,358 @@
+package ws_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	ws "github.com/vortechron/go-ws"
+)
+
+// TestPresenceMembersJoinAndLeave walks one presence channel through
+// joins and leaves, on one node and spread over three: each subscriber
+// gets the member list (sorted, with GetUserInfo's info), the others see
+// join and leave frames that name the user and carry the list, and
+// hub.PresenceMembers agrees.
+func TestPresenceMembersJoinAndLeave(t *testing.T) {
+	for _, nodes := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%d nodes", nodes), func(t *testing.T) {
+			var log errorLog
+			cluster := newCluster(t, nodes, ws.Config{}, presenceOptions(&log))
+			on := func(i int) *testNode { return cluster[i%len(cluster)] }
+			const ch = "presence-room-1"
+
+			bob := on(0).dial(t, "bob")
+			m := bob.subscribePresence(ch, "bob")
+			require.Equal(t, []any{map[string]any{"id": "bob", "info": map[string]any{"name": "BOB"}}}, m["users"],
+				"each member carries the info GetUserInfo returned")
+
+			alice := on(1).dial(t, "alice")
+			alice.subscribePresence(ch, "alice", "bob")
+			j := bob.expectPresence(ch, ws.PresenceJoinEvent, "alice", []string{"alice", "bob"}, 2)
+			require.Equal(t, map[string]any{"id": "alice", "info": map[string]any{"name": "ALICE"}}, j["user"])
+
+			carol := on(2).dial(t, "carol")
+			carol.subscribePresence(ch, "alice", "bob", "carol")
+			for _, c := range []*testClient{bob, alice} {
+				c.expectPresence(ch, ws.PresenceJoinEvent, "carol", []string{"alice", "bob", "carol"}, 3)
+			}
+			for _, n := range cluster {
+				require.Equal(t, []string{"alice", "bob", "carol"}, n.members(t, ch))
+			}
+
+			alice.send(map[string]any{"action": "unsubscribe", "channel": ch})
+			alice.expect(map[string]any{"type": "unsubscribed", "channel": ch})
+			for _, c := range []*testClient{bob, carol} {
+				c.expectPresence(ch, ws.PresenceLeaveEvent, "alice", []string{"bob", "carol"}, 2)
+			}
+			alice.expectQuiet() // the leaver does not hear its own leave
+
+			carol.conn.Close() // close without a close frame handshake from us
+			bob.expectPresence(ch, ws.PresenceLeaveEvent, "carol", []string{"bob"}, 1)
+			require.Equal(t, []string{"bob"}, on(0).members(t, ch))
+			require.Empty(t, log.all())
+		})
+	}
+}
+
+// TestPresenceIsPerUser opens three tabs for one user, on one node and on
+// three, and checks the others see one join when the first tab subscribes
+// and one leave only when the last tab is gone, whichever way the tabs
+// go: a close frame, a dropped TCP connection, an unsubscribe.
+func TestPresenceIsPerUser(t *testing.T) {
+	for _, nodes := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%d nodes", nodes), func(t *testing.T) {
+			var log errorLog
+			cluster := newCluster(t, nodes, ws.Config{}, presenceOptions(&log))
+			on := func(i int) *testNode { return cluster[i%len(cluster)] }
+			const ch = "presence-doc-7"
+
+			bob := on(0).dial(t, "bob")
+			bob.subscribePresence(ch, "bob")
+
+			tabs := make([]*testClient, 3)
+			for i := range tabs {
+				tabs[i] = on(i).dial(t, "alice")
+				tabs[i].subscribePresence(ch, "alice", "bob")
+				if i == 0 {
+					bob.expectPresence(ch, ws.PresenceJoinEvent, "alice", []string{"alice", "bob"}, 2)
+				}
+			}
+			bob.expectQuiet() // one join for three tabs
+			require.Equal(t, []string{"alice", "bob"}, on(0).members(t, ch))
+
+			// Tab 0 closes cleanly, tab 1 drops its TCP connection.
+			require.NoError(t, tabs[0].conn.WriteMessage(8, []byte{0x03, 0xe8})) // close 1000
+			tabs[1].drop()
+			if nodes == 1 {
+				on(0).waitConnections(t, 2) // bob and tab 2
+			} else {
+				on(0).waitConnections(t, 1) // bob
+				on(1).waitConnections(t, 0)
+			}
+			bob.expectQuiet() // alice still has a tab open: no leave
+			require.Equal(t, []string{"alice", "bob"}, on(0).members(t, ch))
+
+			tabs[2].send(map[string]any{"action": "unsubscribe", "channel": ch})
+			tabs[2].expect(map[string]any{"type": "unsubscribed", "channel": ch})
+			bob.expectPresence(ch, ws.PresenceLeaveEvent, "alice", []string{"bob"}, 1)
+			bob.expectQuiet()
+			require.Equal(t, []string{"bob"}, on(0).members(t, ch))
+
+			// Subscribing again is a new join.
+			tabs[2].subscribePresence(ch, "alice", "bob")
+			bob.expectPresence(ch, ws.PresenceJoinEvent, "alice", []string{"alice", "bob"}, 2)
+			require.Empty(t, log.all())
+		})
+	}
+}
+
+// TestPresenceLeaveOnEveryKindOfDisconnect checks that a member whose
+// connection ends without an unsubscribe is seen to leave, for each way
+// a connection can end, and that OnDisconnect says which way it was.
+func TestPresenceLeaveOnEveryKindOfDisconnect(t *testing.T) {
+	cases := []struct {
+		name   string
+		cfg    ws.Config
+		dial   func(tb testing.TB, n *testNode) *testClient
+		end    func(t *testing.T, n *testNode, gone, observer *testClient)
+		reason func(t *testing.T, err error)
+	}{
+		{
+			name: "close frame",
+			end: func(t *testing.T, n *testNode, gone, _ *testClient) {
+				require.NoError(t, gone.conn.WriteMessage(8, []byte{0x03, 0xe8}))
+			},
+			reason: func(t *testing.T, err error) {
+				var pe *ws.PeerCloseError
+				require.ErrorAs(t, err, &pe)
+				require.Equal(t, ws.CloseNormal, pe.Code)
+			},
+		},
+		{
+			name: "abrupt TCP close",
+			end: func(t *testing.T, n *testNode, gone, _ *testClient) {
+				gone.drop()
+			},
+			reason: func(t *testing.T, err error) {
+				var pe *ws.PeerCloseError
+				require.NotErrorAs(t, err, &pe, "got %v, want a read error, not a close frame", err)
+				require.Error(t, err)
+			},
+		},
+		{
+			name: "ping timeout",
+			// The observer reads all the time, so gorilla answers its
+			// pings; the leaving client never reads again.
+			cfg: ws.Config{PingInterval: 50 * time.Millisecond, PongTimeout: time.Second},
+			end: func(t *testing.T, n *testNode, gone, _ *testClient) {},
+			reason: func(t *testing.T, err error) {
+				var cr *ws.CloseReason
+				require.ErrorAs(t, err, &cr)
+				require.Equal(t, ws.ClosePingTimeout, cr.Code)
+			},
+		},
+		{
+			name: "slow consumer",
+			cfg:  ws.Config{SendQueueSize: 64, SendQueueBytes: 64 << 10, WriteTimeout: time.Second},
+			dial: func(tb testing.TB, n *testNode) *testClient { return n.dialSlowReader(tb, "alice") },
+			end: func(t *testing.T, n *testNode, gone, observer *testClient) {
+				// Publish until alice, who stopped reading, overflows; the
+				// observer reads each publication before the next.
+				payload := strings.Repeat("x", 8<<10)
+				for i := 0; n.hub.Stats().SlowConsumers == 0; i++ {
+					require.Less(t, i, 20000, "alice was never disconnected as a slow consumer")
+					require.NoError(t, n.hub.Publish(context.Background(), "presence-room-1", payload))
+					observer.expect(map[string]any{"type": "message"})
+				}
+			},
+			reason: func(t *testing.T, err error) {
+				require.ErrorIs(t, err, ws.ErrSlowConsumer)
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var log errorLog
+			var reason atomic.Pointer[error]
+			opts := presenceOptions(&log)
+			opts.OnDisconnect = func(c *ws.Client) {
+				if c.UserID == "alice" {
+					err := c.DisconnectReason()
+					reason.Store(&err)
+				}
+			}
+			n := newNode(t, nil, nil, tc.cfg, opts)
+			const ch = "presence-room-1"
+			bob := n.dial(t, "bob")
+			bob.subscribePresence(ch, "bob")
+			var alice *testClient
+			if tc.dial != nil {
+				alice = tc.dial(t, n)
+			} else {
+				alice = n.dial(t, "alice")
+			}
+			alice.subscribePresence(ch, "alice", "bob")
+			bob.expectPresence(ch, ws.PresenceJoinEvent, "alice", []string{"alice", "bob"}, 2)
+
+			tc.end(t, n, alice, bob)
+			m := bob.nextOfType("presence")
+			require.Equal(t, ws.PresenceLeaveEvent, m["event"], "got %v, want alice's leave", m)
+			require.Equal(t, "alice", m["user"].(map[string]any)["id"])
+			require.Equal(t, []string{"bob"}, memberIDs(t, m))
+			require.Equal(t, []string{"bob"}, n.members(t, ch))
+			n.waitConnections(t, 1)
+			require.NotNil(t, reason.Load(), "OnDisconnect ran for alice")
+			tc.reason(t, *reason.Load())
+		})
+	}
+}
+
+// TestPresenceLargeChannelOmitsUsers sets PresenceUsersLimit to 3 and
+// checks join and leave frames carry users only while the channel has at
+// most 3 members, while every new subscriber still gets the full list.
+func TestPresenceLargeChannelOmitsUsers(t *testing.T) {
+	var log errorLog
+	n := newNode(t, nil, nil, ws.Config{PresenceUsersLimit: 3}, presenceOptions(&log))
+	const ch = "presence-big"
+	users := []string{"u1", "u2", "u3", "u4", "u5"}
+	clients := make([]*testClient, len(users))
+	for i, u := range users {
+		clients[i] = n.dial(t, u)
+		clients[i].subscribePresence(ch, users[:i+1]...) // full list, even above the limit
+		for _, prev := range clients[:i] {
+			if i+1 <= 3 {
+				prev.expectPresence(ch, ws.PresenceJoinEvent, u, users[:i+1], i+1)
+			} else {
+				prev.expectPresence(ch, ws.PresenceJoinEvent, u, nil, i+1)
+			}
+		}
+	}
+	// 5 -> 4 members: still above the limit. 4 -> 3: the list is back.
+	clients[4].conn.Close()
+	for _, c := range clients[:4] {
+		c.expectPresence(ch, ws.PresenceLeaveEvent, "u5", nil, 4)
+	}
+	clients[3].conn.Close()
+	for _, c := range clients[:3] {
+		c.expectPresence(ch, ws.PresenceLeaveEvent, "u4", []string{"u1", "u2", "u3"}, 3)
+	}
+}
+
+// TestPresenceLeaveAboveLimitDoesNotListMembers checks the cost side of
+// PresenceUsersLimit: when a storage can count members, a leave from a
+// channel above the limit asks only for the count, never for the list, so
+// emptying a channel of n members is O(n) storage work, not O(n^2).
+func TestPresenceLeaveAboveLimitDoesNotListMembers(t *testing.T) {
+	storage := &countingStorage{MemoryStorage: ws.NewMemoryStorage()}
+	var log errorLog
+	n := newNode(t, nil, storage, ws.Config{PresenceUsersLimit: 2}, presenceOptions(&log))
+	const ch = "presence-big"
+	const total = 12
+	observer := n.dial(t, "observer")
+	observer.subscribePresence(ch, "observer")
+	clients := make([]*testClient, total)
+	for i := range clients {
+		clients[i] = n.dial(t, fmt.Sprintf("u%02d", i))
+		clients[i].subscribe(ch)
+		clients[i].nextOfType("presence")
+		observer.nextOfType("presence")
+	}
+	listsBefore := storage.listCalls.Load()
+	// total+1 members; leave until 3 remain: every one of these leaves
+	// leaves the channel above the limit.
+	for i := range total - 2 {
+		clients[i].conn.Close()
+		observer.expectPresence(ch, ws.PresenceLeaveEvent, fmt.Sprintf("u%02d", i), nil, total-i)
+	}
+	require.Equal(t, listsBefore, storage.listCalls.Load(), "leaves above the limit listed the members")
+	require.GreaterOrEqual(t, storage.countCalls.Load(), int64(total-2))
+	// At the limit the list is back.
+	clients[total-2].conn.Close()
+	observer.expectPresence(ch, ws.PresenceLeaveEvent, fmt.Sprintf("u%02d", total-2), []string{"observer", fmt.Sprintf("u%02d", total-1)}, 2)
+}
+
+// TestPresenceRequiresAnIdentifiedUser checks an anonymous connection can
+// neither join a presence channel nor appear in one, even when the
+// authorization hook would let anyone in.
+func TestPresenceRequiresAnIdentifiedUser(t *testing.T) {
+	var log errorLog
+	opts := presenceOptions(&log)
+	opts.AuthHandler = func(string, string) bool { return true }
+	n := newNode(t, nil, nil, ws.Config{}, opts)
+	const ch = "presence-room-1"
+	bob := n.dial(t, "bob")
+	bob.subscribePresence(ch, "bob")
+	anon := n.dial(t, "")
+	anon.send(map[string]any{"action": "subscribe", "channel": ch})
+	anon.expect(map[string]any{"type": "error", "code": ws.CodeUnauthorized, "channel": ch})
+	require.Equal(t, "", lastError[*ws.AuthError](t, &log).UserID)
+	bob.expectQuiet()
+	require.Equal(t, []string{"bob"}, n.members(t, ch))
+}
+
+// TestPresenceMembersAPI checks hub.PresenceMembers: sorted by user ID,
+// one entry per user with its info, empty for an unknown channel, and an
+// ErrInvalidChannel for a bad name.
+func TestPresenceMembersAPI(t *testing.T) {
+	var log errorLog
+	n := newNode(t, nil, nil, ws.Config{}, presenceOptions(&log))
+	const ch = "presence-room-1"
+	for _, u := range []string{"carol", "alice", "bob", "alice"} {
+		c := n.dial(t, u)
+		c.subscribe(ch)
+		c.nextOfType("presence")
+	}
+	ms, err := n.hub.PresenceMembers(context.Background(), ch)
+	require.NoError(t, err)
+	require.Len(t, ms, 3)
+	for i, want := range []string{"alice", "bob", "carol"} {
+		require.Equal(t, want, ms[i].UserID)
+		require.JSONEq(t, fmt.Sprintf(`{"name":%q}`, strings.ToUpper(want)), string(ms[i].Info))
+	}
+	empty, err := n.hub.PresenceMembers(context.Background(), "presence-nobody")
+	require.NoError(t, err)
+	require.Empty(t, empty)
+	_, err = n.hub.PresenceMembers(context.Background(), "bad name")
+	require.ErrorIs(t, err, ws.ErrInvalidChannel)
+}
+
+// TestPresenceStorageFailures checks what clients see when the presence
+// storage fails: a failed add refuses the subscription (error, then
+// unsubscribed) and nobody hears of a join; a failed list still announces
+// the join, without a users list that would claim the channel is empty,
+// and tells the joiner its list is unavailable.
+func TestPresenceStorageFailures(t *testing.T) {
+	storage := &failingStorage{MemoryStorage: ws.NewMemoryStorage()}
+	var log errorLog
+	n := newNode(t, nil, storage, ws.Config{}, presenceOptions(&log))
+	const ch = "presence-room-1"
+	bob := n.dial(t, "bob")
+	bob.subscribePresence(ch, "bob")
+
+	storage.failAdd.Store(true)
+	alice := n.dial(t, "alice")
+	alice.subscribe(ch)
+	m := alice.expect(map[string]any{"type": "error", "code": ws.CodeUnavailable, "action": "subscribe", "channel": ch})
+	require.Contains(t, m["error"], "storage down")
+	alice.expect(map[string]any{"type": "unsubscribed", "channel": ch})
+	require.ErrorIs(t, lastError[*ws.ProtocolError](t, &log), errStorageDown)
+	bob.expectQuiet()
+	require.Equal(t, []string{"bob"}, n.members(t, ch))
+	storage.failAdd.Store(false)
+
+	storage.failList.Store(true)
+	alice.subscribe(ch)
+	alice.expect(map[string]any{"type": "error", "code": ws.CodeUnavailable, "action": "subscribe", "channel": ch})
+	bob.expectPresence(ch, ws.PresenceJoinEvent, "alice", nil, 0)
+	storage.failList.Store(false)
+	require.Equal(t, []string{"alice", "bob"}, n.members(t, ch))
+
+	alice.conn.Close()
+	bob.expectPresence(ch, ws.PresenceLeaveEvent, "alice", []string{"bob"}, 1)
+}

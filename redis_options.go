@@ -1,0 +1,154 @@
+package ws
+
+import (
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults of RedisOptions, used where a field is left zero.
+const (
+	// DefaultRedisKeyPrefix starts every key and pub/sub channel ws uses.
+	DefaultRedisKeyPrefix = "ws:"
+	// DefaultRedisNodeTTL is how long a node's heartbeat outlives it.
+	DefaultRedisNodeTTL = 30 * time.Second
+	// DefaultRedisReapInterval is how often the Hub reaps dead nodes.
+	DefaultRedisReapInterval = 10 * time.Second
+	// DefaultRedisHealthInterval is how often an idle broker pings Redis.
+	DefaultRedisHealthInterval = time.Second
+	// DefaultRedisClusterShards is how many sharded pub/sub connections a
+	// broker opens on Redis Cluster.
+	DefaultRedisClusterShards = 16
+)
+
+// RedisOptions configures RedisBroker and RedisStorage. It is passed by
+// value; the zero value of each field means the default written on it.
+// A broker and a storage of one application must use the same KeyPrefix.
+type RedisOptions struct {
+	// Addrs are "host:port" addresses. One address is a single server
+	// (or, with ClusterMode, a cluster's entry point); two or more are
+	// Redis Cluster nodes; with MasterName they are Sentinels.
+	// Empty means "127.0.0.1:6379".
+	Addrs []string
+	// ClusterMode treats a single address as a Redis Cluster node.
+	ClusterMode bool
+	// MasterName, when set, selects Redis Sentinel: Addrs are sentinels
+	// and MasterName is the monitored master.
+	MasterName string
+
+	// Username and Password authenticate to Redis (ACL or requirepass).
+	Username string
+	Password string
+	// SentinelUsername and SentinelPassword authenticate to Sentinels.
+	SentinelUsername string
+	SentinelPassword string
+	// DB selects the database on a single server or Sentinel master.
+	// Redis Cluster has only database 0.
+	DB int
+	// TLSConfig enables TLS when non-nil.
+	TLSConfig *tls.Config
+	// DialTimeout bounds connecting to Redis. Zero means 5s.
+	DialTimeout time.Duration
+	// PoolSize is the number of pooled connections per Redis node.
+	// Zero means go-redis's default (10 per CPU).
+	PoolSize int
+
+	// KeyPrefix starts every key and pub/sub channel, so several
+	// applications can share one Redis. It may not contain '{' or '}'
+	// (they would break Redis Cluster hash tags). Zero means "ws:".
+	KeyPrefix string
+
+	// HealthInterval is how often the broker pings Redis over its
+	// subscription connection when no other traffic arrives. The broker
+	// reports unhealthy when no reply has come for three intervals.
+	// Zero means 1s.
+	HealthInterval time.Duration
+	// ClusterShards is how many sharded pub/sub partitions (and
+	// subscription connections) a broker uses on Redis Cluster; channels
+	// are spread over them by hash. Zero means 16.
+	ClusterShards int
+	// DisableShardedPubSub makes the broker use PUBLISH/SUBSCRIBE on
+	// Redis Cluster instead of SPUBLISH/SSUBSCRIBE (for clusters older
+	// than Redis 7). Classic pub/sub is broadcast to every cluster node.
+	DisableShardedPubSub bool
+
+	// NodeTTL is how long a storage's heartbeat key lives; the heartbeat
+	// refreshes it every NodeTTL/3. A node that stops for longer is dead
+	// and its presence is reaped. Zero means 30s.
+	NodeTTL time.Duration
+	// ReapInterval is what RedisStorage.ReapInterval reports: how often
+	// the Hub reaps dead nodes. Presence of a crashed node is gone at
+	// most NodeTTL + ReapInterval after the crash. Zero means 10s.
+	ReapInterval time.Duration
+
+	// Logger receives connection-state changes. Nil means silent.
+	Logger *slog.Logger
+}
+
+// withDefaults fills zero fields and validates the result.
+func (o RedisOptions) withDefaults() (RedisOptions, error) {
+	if len(o.Addrs) == 0 {
+		o.Addrs = []string{"127.0.0.1:6379"}
+	}
+	if o.KeyPrefix == "" {
+		o.KeyPrefix = DefaultRedisKeyPrefix
+	}
+	if o.HealthInterval == 0 {
+		o.HealthInterval = DefaultRedisHealthInterval
+	}
+	if o.ClusterShards == 0 {
+		o.ClusterShards = DefaultRedisClusterShards
+	}
+	if o.NodeTTL == 0 {
+		o.NodeTTL = DefaultRedisNodeTTL
+	}
+	if o.ReapInterval == 0 {
+		o.ReapInterval = DefaultRedisReapInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	switch {
+	case strings.ContainsAny(o.KeyPrefix, "{}"):
+		return o, &ConfigError{Field: "RedisOptions.KeyPrefix", Reason: "may not contain '{' or '}'"}
+	case o.HealthInterval < 10*time.Millisecond:
+		return o, &ConfigError{Field: "RedisOptions.HealthInterval", Reason: "must be at least 10ms"}
+	case o.ClusterShards < 1:
+		return o, &ConfigError{Field: "RedisOptions.ClusterShards", Reason: "must be positive"}
+	case o.NodeTTL < 300*time.Millisecond:
+		return o, &ConfigError{Field: "RedisOptions.NodeTTL", Reason: "must be at least 300ms"}
+	case o.ReapInterval < 0:
+		return o, &ConfigError{Field: "RedisOptions.ReapInterval", Reason: "may not be negative"}
+	}
+	return o, nil
+}
+
+// newClient builds the go-redis client the options describe. Retries are
+// off: a retried PUBLISH could be delivered twice, and a retried presence
+// script would lose its joined/left answer.
+func (o RedisOptions) newClient() redis.UniversalClient {
+	return redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:            o.Addrs,
+		IsClusterMode:    o.ClusterMode,
+		MasterName:       o.MasterName,
+		Username:         o.Username,
+		Password:         o.Password,
+		SentinelUsername: o.SentinelUsername,
+		SentinelPassword: o.SentinelPassword,
+		DB:               o.DB,
+		TLSConfig:        o.TLSConfig,
+		DialTimeout:      o.DialTimeout,
+		PoolSize:         o.PoolSize,
+		MaxRetries:       -1,
+	})
+}
+
+// isCluster reports whether client talks to Redis Cluster.
+func isCluster(client redis.UniversalClient) bool {
+	_, ok := client.(*redis.ClusterClient)
+	return ok
+}

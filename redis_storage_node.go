@@ -1,0 +1,184 @@
+package ws
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"sync"
+	"time"
+)
+
+// presenceNode is one identity of a RedisStorage in Redis: a random ID
+// with a heartbeat key and an index of the channels it has entries in.
+// A storage keeps one identity for its life unless Redis declares it
+// dead (its heartbeat expired while it was stalled, or Redis lost its
+// data); then it takes a new identity, because everything written under
+// the old one is, or is about to be, reaped.
+type presenceNode struct {
+	id    string
+	ready chan struct{} // closed by the heartbeat goroutine once registered
+
+	// ops orders the index updates of one channel: the first local
+	// connection adds the channel to the index before its entry is
+	// written, and the index entry goes only after the last one is gone.
+	ops  keyLock
+	mu   sync.Mutex
+	refs map[string]int // guarded by mu; local entries (and adds in flight) per channel
+}
+
+func newPresenceNode() *presenceNode {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return &presenceNode{id: hex.EncodeToString(b[:]), ready: make(chan struct{}), refs: make(map[string]int)}
+}
+
+func (n *presenceNode) registered() bool {
+	select {
+	case <-n.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// acquire counts one more local entry in ch, first adding ch to the
+// node's channel index if it was not there, so a reaper always finds the
+// entry that is about to be written.
+func (n *presenceNode) acquire(ctx context.Context, s *RedisStorage, ch string) error {
+	unlock, err := n.ops.lock(ctx, ch)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	n.mu.Lock()
+	first := n.refs[ch] == 0
+	n.mu.Unlock()
+	if first {
+		// Re-adding the node to the node set is a no-op normally; for a
+		// node that was reaped while stalled and has not yet noticed, it
+		// makes reapers look at it again, so the entry it is about to
+		// write is reaped too instead of outliving it.
+		pipe := s.client.Pipeline()
+		pipe.SAdd(ctx, s.keys.nodes(), n.id)
+		pipe.SAdd(ctx, s.keys.nodeChannels(n.id), ch)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+	}
+	n.mu.Lock()
+	n.refs[ch]++
+	n.mu.Unlock()
+	return nil
+}
+
+// release counts one local entry of ch gone and drops ch from the index
+// after the last. A failure leaves ch in the index, which costs a reaper
+// one empty look at the channel and nothing else.
+func (n *presenceNode) release(ctx context.Context, s *RedisStorage, ch string) {
+	unlock, err := n.ops.lock(ctx, ch)
+	if err != nil {
+		return
+	}
+	defer unlock()
+	n.mu.Lock()
+	n.refs[ch]--
+	last := n.refs[ch] <= 0
+	if last {
+		delete(n.refs, ch)
+	}
+	n.mu.Unlock()
+	if last {
+		_ = s.client.SRem(ctx, s.keys.nodeChannels(n.id), ch).Err()
+	}
+}
+
+// heartbeat registers the current identity and keeps its heartbeat key
+// alive until Close. It is the only goroutine that closes node.ready.
+func (s *RedisStorage) heartbeat() {
+	defer s.wg.Done()
+	for {
+		n := s.current()
+		wait := s.ttl / 3
+		if !n.registered() {
+			if err := s.register(n); err != nil {
+				s.logger.Warn("ws: redis presence node registration failed", "node", n.id, "error", err)
+				wait = min(wait, 500*time.Millisecond)
+			} else {
+				close(n.ready)
+			}
+		} else {
+			s.beat(n)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-s.done:
+			t.Stop()
+			return
+		case <-s.kick:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// register writes the heartbeat key, then adds the node to the node set,
+// so a reaper never sees a registered node without a heartbeat.
+func (s *RedisStorage) register(n *presenceNode) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.ttl/3)
+	defer cancel()
+	if err := s.client.Set(ctx, s.keys.alive(n.id), "1", s.ttl).Err(); err != nil {
+		return err
+	}
+	return s.client.SAdd(ctx, s.keys.nodes(), n.id).Err()
+}
+
+// beat refreshes the heartbeat key. It refreshes only a key that still
+// exists: a key that expired means the node was (or will be) reaped, and
+// it must not come back to life under the same ID.
+func (s *RedisStorage) beat(n *presenceNode) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.ttl/3)
+	defer cancel()
+	ok, err := s.client.SetXX(ctx, s.keys.alive(n.id), "1", s.ttl).Result()
+	switch {
+	case err != nil:
+		s.logger.Warn("ws: redis presence heartbeat failed", "node", n.id, "error", err)
+	case !ok:
+		s.rotate(n)
+	}
+}
+
+// rotate replaces the identity old, if it is still current, with a new
+// one and wakes the heartbeat goroutine to register it.
+func (s *RedisStorage) rotate(old *presenceNode) {
+	s.mu.Lock()
+	if s.node == old {
+		s.node = newPresenceNode()
+		s.logger.Warn("ws: redis presence node expired; its presence was reaped; rejoining under a new ID",
+			"old", old.id, "new", s.node.id)
+	}
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// current returns the identity in use.
+func (s *RedisStorage) current() *presenceNode {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.node
+}
+
+// session returns the current identity once it is registered.
+func (s *RedisStorage) session(ctx context.Context) (*presenceNode, error) {
+	n := s.current()
+	select {
+	case <-n.ready:
+		return n, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.done:
+		return nil, ErrHubClosed
+	}
+}
