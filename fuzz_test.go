@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -185,6 +187,113 @@ func FuzzDispatch(f *testing.F) {
 			t.Fatalf("bystander: got %v, want probe %d", m, probe)
 		}
 	})
+}
+
+// FuzzRawFrames writes arbitrary bytes straight to the socket of an
+// upgraded connection, below the WebSocket framing, so the server's frame
+// reader (internal/frame) meets headers, lengths, masks, opcodes,
+// fragments and control frames of any shape. The client then half-closes.
+// The server must not panic, must end the connection promptly (EOF is
+// reason enough), may only send well-formed frames, each text frame one
+// JSON object, and must keep serving a bystander on the same hub.
+func FuzzRawFrames(f *testing.F) {
+	for _, s := range fuzzSeeds[:12] {
+		f.Add(maskedFrame(0x1, true, []byte(s)))
+	}
+	f.Add(append(maskedFrame(0x1, false, []byte(`{"action":`)), maskedFrame(0x0, true, []byte(`"ping"}`))...))
+	f.Add(append(maskedFrame(0x9, true, []byte("hi")), maskedFrame(0x1, true, []byte(`{"action":"ping"}`))...))
+	f.Add(maskedFrame(0x8, true, []byte{0x03, 0xe8, 'b', 'y', 'e'}))
+	f.Add(maskedFrame(0x8, true, []byte{0x03, 0xee}))                                     // 1006 may not be sent
+	f.Add(maskedFrame(0x2, true, []byte{1, 2, 3}))                                        // binary
+	f.Add(maskedFrame(0x0, true, []byte("orphan")))                                       // continuation first
+	f.Add(maskedFrame(0x9, false, []byte("x")))                                           // fragmented ping
+	f.Add([]byte{0x81, 0x7f, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4}) // 2^63-1 bytes
+	f.Add([]byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o'})                                    // unmasked
+	f.Add([]byte{0xf1, 0x80, 0, 0, 0, 0})                                                 // reserved bits
+	f.Add(maskedFrame(0x1, true, []byte(strings.Repeat("x", 200))))                       // 16-bit length
+
+	ctx, cancel := context.WithCancel(context.Background())
+	hub := NewHub(ctx, nil, nil, Config{MaxMessageSize: 16 << 10})
+	go hub.Run()
+	srv := httptest.NewServer(Handler(hub, &Options{EnableWhispers: true}))
+	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	f.Cleanup(func() {
+		cancel()
+		<-hub.Done()
+		srv.Close()
+	})
+	bystander, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { bystander.Close() })
+	if err := bystander.WriteJSON(map[string]string{"action": "subscribe", "channel": "probe"}); err != nil {
+		f.Fatal(err)
+	}
+	readFuzzFrame(f, bystander)
+	probe := 0
+
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c, resp, err := websocket.DefaultDialer.Dial(url, nil)
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		resp.Body.Close()
+		defer c.Close()
+		nc := c.NetConn().(*net.TCPConn)
+		_ = nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := nc.Write(raw); err == nil {
+			_ = nc.CloseWrite()
+		}
+		for {
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			typ, frame, err := c.ReadMessage()
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					t.Fatalf("after %q the server neither answered nor closed within 10s", raw)
+				}
+				break // closed, with a close frame or without
+			}
+			if typ != websocket.TextMessage {
+				t.Fatalf("server sent a frame of type %d", typ)
+			}
+			if !json.Valid(frame) || frame[0] != '{' {
+				t.Fatalf("server frame %q is not exactly one JSON object", frame)
+			}
+		}
+
+		probe++
+		if err := hub.Publish(context.Background(), "probe", probe); err != nil {
+			t.Fatal(err)
+		}
+		m := readFuzzFrame(t, bystander)
+		if m["type"] != TypeMessage || m["message"] != float64(probe) {
+			t.Fatalf("bystander: got %v, want probe %d", m, probe)
+		}
+	})
+}
+
+// maskedFrame builds one client frame with a fixed mask.
+func maskedFrame(op byte, fin bool, payload []byte) []byte {
+	b := []byte{op}
+	if fin {
+		b[0] |= 0x80
+	}
+	switch n := len(payload); {
+	case n <= 125:
+		b = append(b, 0x80|byte(n))
+	case n <= 0xffff:
+		b = append(b, 0x80|126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x80|127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	mask := [4]byte{0x12, 0x34, 0x56, 0x78}
+	b = append(b, mask[:]...)
+	for i, c := range payload {
+		b = append(b, c^mask[i&3])
+	}
+	return b
 }
 
 func readFuzzFrame(tb testing.TB, c *websocket.Conn) map[string]any {
