@@ -30,8 +30,10 @@ const brokerTimeout = 5 * time.Second
 // immutable snapshot of the channel's subscribers and enqueues the frame,
 // encoded once, on each of them without blocking.
 type Hub struct {
-	ctx     context.Context
+	ctx     context.Context // cancelled when shutdown begins
 	cancel  context.CancelFunc
+	ioCtx   context.Context // bounds the hub's own broker and storage calls
+	ioStop  context.CancelFunc
 	cfg     Config
 	cfgErr  error
 	broker  MessageBroker
@@ -45,13 +47,16 @@ type Hub struct {
 	shardsRunning atomic.Bool
 	done          chan struct{} // closed when Run returns
 	started       atomic.Bool
-	closing       atomic.Bool // set once shutdown begins; no new clients
+	closing       atomic.Bool  // set once shutdown begins; no new clients
+	forced        atomic.Int64 // connections still there when shutdown closed sockets hard
+	unended       atomic.Int64 // connections still tearing down when drain gave up
 	stats         counters
 
-	finishMu sync.Mutex // serialises finish
+	finishOnce sync.Once
 
 	shutdownMu       sync.Mutex
-	shutdownDeadline time.Time // guarded by shutdownMu
+	shutdownDeadline time.Time     // guarded by shutdownMu
+	deadlineMoved    chan struct{} // poked when shutdownDeadline changes
 
 	admitMu sync.Mutex
 	conns   int            // guarded by admitMu
@@ -80,26 +85,40 @@ func NewHub(ctx context.Context, broker MessageBroker, storage StorageClient, co
 	}
 	cfgErr := config.Validate()
 	cfg := config.withDefaults()
+	ioCtx, ioStop := context.WithCancel(context.WithoutCancel(ctx))
 	ctx, cancel := context.WithCancel(ctx)
 	h := &Hub{
-		ctx:      ctx,
-		cancel:   cancel,
-		cfg:      cfg,
-		cfgErr:   cfgErr,
-		broker:   broker,
-		storage:  storage,
-		log:      cfg.Logger,
-		nodeID:   newID(),
-		ops:      make(chan *hubOp, 256),
-		done:     make(chan struct{}),
-		perIP:    make(map[string]int),
-		clients:  make(map[*Client]struct{}),
-		channels: make(map[string]*channel),
+		ctx:           ctx,
+		cancel:        cancel,
+		ioCtx:         ioCtx,
+		ioStop:        ioStop,
+		cfg:           cfg,
+		cfgErr:        cfgErr,
+		broker:        broker,
+		storage:       storage,
+		log:           cfg.Logger,
+		nodeID:        newID(),
+		ops:           make(chan *hubOp, 256),
+		deadlineMoved: make(chan struct{}, 1),
+		done:          make(chan struct{}),
+		perIP:         make(map[string]int),
+		clients:       make(map[*Client]struct{}),
+		channels:      make(map[string]*channel),
 	}
 	for range runtime.GOMAXPROCS(0) {
 		h.shards = append(h.shards, newWriteShard(h))
 	}
 	return h
+}
+
+// NewWebSocketServer returns a Hub backed by Redis at redisAddr for both
+// the broker and presence storage: the quickest way to run several nodes
+// behind a load balancer. It fails when config is invalid.
+func NewWebSocketServer(ctx context.Context, redisAddr string, config Config) (*Hub, error) {
+	if err := config.Validate(); err != nil {
+		return nil, err
+	}
+	return NewHub(ctx, NewRedisBroker(redisAddr), NewRedisStorage(redisAddr), config), nil
 }
 
 // Err returns the configuration error the Hub was created with, or nil.
@@ -239,11 +258,16 @@ func (h *Hub) Run() error {
 	}
 	ping := time.NewTicker(h.cfg.PingInterval)
 	defer ping.Stop()
-	var statsC <-chan time.Time
+	// Stats are logged from their own goroutine so that a slow log sink
+	// never holds up the hub's loop.
+	stopStats := make(chan struct{})
+	var statsWG sync.WaitGroup
 	if h.cfg.ShouldLogStats {
-		t := time.NewTicker(h.cfg.StatsInterval)
-		defer t.Stop()
-		statsC = t.C
+		statsWG.Add(1)
+		go func() {
+			defer statsWG.Done()
+			h.logStatsEvery(h.cfg.StatsInterval, stopStats)
+		}()
 	}
 	var reapC <-chan time.Time
 	reaper, _ := h.storage.(PresenceReaper)
@@ -275,8 +299,6 @@ func (h *Hub) Run() error {
 			for c := range h.clients {
 				c.enqueueControl(pingFrame)
 			}
-		case <-statsC:
-			h.logStats()
 		case <-reapC:
 			if reaping.CompareAndSwap(false, true) {
 				reapWG.Add(1)
@@ -287,8 +309,9 @@ func (h *Hub) Run() error {
 				}()
 			}
 		case <-h.ctx.Done():
-			reapWG.Wait()
-			h.drain()
+			close(stopStats)
+			statsWG.Wait()
+			h.drain(&reapWG)
 			return nil
 		}
 	}
@@ -426,12 +449,12 @@ func (h *Hub) maybeRelease(ch *channel) {
 	ch.state = chanUnsubscribing
 	h.inflight++
 	go func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), brokerTimeout)
+		ctx, cancel := context.WithTimeout(h.ioCtx, brokerTimeout)
 		defer cancel()
 		if err := h.broker.Unsubscribe(ctx, ch.name); err != nil {
 			h.log.Warn("ws: broker unsubscribe failed", "channel", ch.name, "err", err)
 		}
-		h.ops <- &hubOp{kind: opBrokerUnsubscribed, ch: ch}
+		_ = h.send(&hubOp{kind: opBrokerUnsubscribed, ch: ch})
 	}()
 }
 
@@ -439,10 +462,10 @@ func (h *Hub) startBrokerSubscribe(ch *channel) {
 	ch.state = chanSubscribing
 	h.inflight++
 	go func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), brokerTimeout)
+		ctx, cancel := context.WithTimeout(h.ioCtx, brokerTimeout)
 		defer cancel()
 		err := h.broker.Subscribe(ctx, ch.name, func(p []byte) { h.deliver(ch, p) })
-		h.ops <- &hubOp{kind: opBrokerSubscribed, ch: ch, err: err}
+		_ = h.send(&hubOp{kind: opBrokerSubscribed, ch: ch, err: err})
 	}()
 }
 
@@ -517,10 +540,22 @@ func (h *Hub) deliver(ch *channel, payload []byte) {
 }
 
 // Shutdown stops the hub gracefully and waits until Run has returned or
-// ctx is done. Every client gets a going-away close frame (1001) so it
-// reconnects elsewhere, this node's presence members are removed (others
-// see leave), broker subscriptions are dropped and the broker and storage
-// are closed. If ctx expires first, remaining sockets are closed hard.
+// ctx is done. New connections are refused (503), every client gets a
+// going-away close frame (1001) so it reconnects elsewhere, this node's
+// presence members are removed (others see leave), OnDisconnect runs for
+// every connection, broker subscriptions are dropped and the broker and
+// storage are closed.
+//
+// ctx's deadline bounds all of it. Shortly before the deadline the hub
+// stops waiting politely: its broker and storage calls are cancelled and
+// the sockets still open are closed without a close handshake; at the
+// deadline Run returns whatever is left. Shutdown returns nil when every
+// connection closed gracefully, an error wrapping
+// context.DeadlineExceeded when some had to be closed hard or were still
+// tearing down at the deadline, or ctx.Err() if ctx ends before Run has
+// returned. Cancelling the ctx given to NewHub
+// has the same effect, with a deadline of WriteTimeout plus 5s unless
+// Shutdown sets one.
 //
 // http.Server.Shutdown does not wait for hijacked (WebSocket) connections;
 // wire the two together with
@@ -529,7 +564,13 @@ func (h *Hub) deliver(ch *channel, payload []byte) {
 func (h *Hub) Shutdown(ctx context.Context) error {
 	if dl, ok := ctx.Deadline(); ok {
 		h.shutdownMu.Lock()
-		h.shutdownDeadline = dl
+		if h.shutdownDeadline.IsZero() || dl.Before(h.shutdownDeadline) {
+			h.shutdownDeadline = dl
+			select {
+			case h.deadlineMoved <- struct{}{}:
+			default:
+			}
+		}
 		h.shutdownMu.Unlock()
 	}
 	h.closing.Store(true)
@@ -540,59 +581,149 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 	select {
 	case <-h.done:
+		forced, unended := h.forced.Load(), h.unended.Load()
+		if forced > 0 || unended > 0 {
+			return fmt.Errorf("ws: shutdown: %d connections closed hard, %d still tearing down at the deadline: %w",
+				forced, unended, context.DeadlineExceeded)
+		}
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-// drain closes every client and waits for them to leave, then releases
-// the broker and storage. Called by the Run goroutine on shutdown.
-func (h *Hub) drain() {
-	h.closing.Store(true)
+// hardGrace is the most time drain keeps, at the end of the shutdown
+// deadline, for closing hard whatever did not close gracefully.
+const hardGrace = time.Second
+
+// shutdownTimes returns when drain must start closing hard and when it
+// must stop waiting.
+func (h *Hub) shutdownTimes() (hard, giveUp time.Time) {
 	h.shutdownMu.Lock()
-	deadline := h.shutdownDeadline
+	giveUp = h.shutdownDeadline
 	h.shutdownMu.Unlock()
-	if deadline.IsZero() {
-		deadline = time.Now().Add(h.cfg.WriteTimeout + brokerTimeout)
+	if giveUp.IsZero() {
+		giveUp = time.Now().Add(h.cfg.WriteTimeout + brokerTimeout)
 	}
+	grace := min(hardGrace, time.Until(giveUp)/4)
+	return giveUp.Add(-grace), giveUp
+}
+
+// drain shuts the hub down; called by the Run goroutine once its context
+// is done. It closes every client with 1001 and keeps serving operations
+// until each client has torn down (left its channels and presence sets,
+// OnDisconnect returned) and every broker call has reported back.
+//
+// At the hard time it cancels the hub's own broker and storage calls and
+// closes the sockets still open; at the deadline it stops waiting and
+// unregisters whatever is left itself, so Run returns in time even when a
+// client is stuck in user code (an AuthProvider, ErrorHandler or
+// OnDisconnect) or a broker ignores its context. The presence of clients
+// unregistered that way is not removed; a PresenceReaper on another node
+// removes it once this node's heartbeat expires.
+func (h *Hub) drain(reaps *sync.WaitGroup) {
+	h.closing.Store(true)
+	start := time.Now()
+	hardAt, giveUpAt := h.shutdownTimes()
+	h.log.Info("ws: shutting down", "connections", len(h.clients), "deadline", giveUpAt.Sub(start).Round(time.Millisecond))
 	for c := range h.clients {
 		c.Close(CloseGoingAway, "server shutting down")
 	}
-	hard := time.NewTimer(time.Until(deadline))
+	hard := time.NewTimer(time.Until(hardAt))
 	defer hard.Stop()
+	giveUp := time.NewTimer(time.Until(giveUpAt))
+	defer giveUp.Stop()
+	wasHard := false
+	goHard := func() {
+		if wasHard {
+			return
+		}
+		wasHard = true
+		h.ioStop()
+		for c := range h.clients {
+			c.closeNow()
+		}
+		h.forced.Add(int64(len(h.clients)))
+	}
+wait:
 	for len(h.clients) > 0 || h.inflight > 0 {
 		select {
 		case op := <-h.ops:
 			h.handle(op)
-		case <-hard.C:
-			for c := range h.clients {
-				c.closeNow()
+		case <-h.deadlineMoved:
+			if !wasHard {
+				hardAt, giveUpAt = h.shutdownTimes()
+				hard.Reset(time.Until(hardAt))
+				giveUp.Reset(time.Until(giveUpAt))
 			}
+		case <-hard.C:
+			goHard()
+		case <-giveUp.C:
+			goHard()
+			break wait
 		}
 	}
+	h.abandon()
+	h.ioStop()
+	reaps.Wait()
 	h.finish()
+	h.log.Info("ws: shut down", "took", time.Since(start).Round(time.Millisecond), "closed_hard", h.forced.Load(), "unfinished", h.unended.Load())
+}
+
+// abandon unregisters the clients and forgets the channels that are still
+// there when drain stops waiting, so Stats end at zero. Their pending
+// subscribes fail with ErrHubClosed as soon as Run returns.
+func (h *Hub) abandon() {
+	if len(h.clients) == 0 && h.inflight == 0 {
+		return
+	}
+	h.unended.Store(int64(len(h.clients)))
+	leftPresence := 0
+	for c := range h.clients {
+		leftPresence += len(h.unregister(c))
+		delete(h.clients, c)
+		h.stats.connections.Add(-1)
+	}
+	for name := range h.channels {
+		delete(h.channels, name)
+		h.stats.channels.Add(-1)
+	}
+	h.log.Warn("ws: shutdown deadline passed; gave up waiting",
+		"connections", h.unended.Load(), "broker_calls", h.inflight, "presence_not_removed", leftPresence)
 }
 
 // finish closes the broker and storage and marks the hub done, once.
 func (h *Hub) finish() {
-	h.finishMu.Lock()
-	defer h.finishMu.Unlock()
-	if h.isDone() {
-		return
+	h.finishOnce.Do(func() {
+		h.closing.Store(true)
+		h.ioStop()
+		h.cancel()
+		if err := h.broker.Close(); err != nil {
+			h.log.Warn("ws: closing broker", "err", err)
+		}
+		if err := h.storage.Close(); err != nil {
+			h.log.Warn("ws: closing storage", "err", err)
+		}
+		close(h.done)
+	})
+}
+
+// logStatsEvery logs a statistics line every interval until stop closes.
+func (h *Hub) logStatsEvery(interval time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			h.logStats()
+		case <-stop:
+			return
+		}
 	}
-	if err := h.broker.Close(); err != nil {
-		h.log.Warn("ws: closing broker", "err", err)
-	}
-	if err := h.storage.Close(); err != nil {
-		h.log.Warn("ws: closing storage", "err", err)
-	}
-	close(h.done)
 }
 
 func (h *Hub) logStats() {
-	s := h.Stats()
-	h.log.Info("ws: stats", s.logAttrs()...)
+	h.log.Info("ws: stats", h.Stats().logAttrs()...)
 }
 
 // newID returns 128 random bits in hex.

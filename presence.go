@@ -25,7 +25,7 @@ func (h *Hub) PresenceMembers(ctx context.Context, channel string) ([]PresenceMe
 }
 
 func (h *Hub) presenceCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(h.ctx), brokerTimeout)
+	return context.WithTimeout(h.ioCtx, brokerTimeout)
 }
 
 func (c *Client) presenceConn(channel string) PresenceConn {
@@ -157,13 +157,14 @@ func (h *Hub) reap(r PresenceReaper) {
 	ctx, cancel := h.presenceCtx()
 	defer cancel()
 	gone, err := r.ReapPresence(ctx)
+	// Departures come back even with an error: they are already gone
+	// from storage, so they are announced before the error is handled.
+	for _, conn := range gone {
+		h.announceLeave(ctx, conn)
+	}
 	if err != nil {
 		h.stats.errors[errKindStorage].Add(1)
 		h.log.Warn("ws: presence reap failed", "err", err)
-		return
-	}
-	for _, conn := range gone {
-		h.announceLeave(ctx, conn)
 	}
 	if len(gone) > 0 {
 		h.log.Info("ws: removed presence of dead nodes", "leaves", len(gone))

@@ -58,8 +58,9 @@ type RedisStorage struct {
 }
 
 var (
-	_ StorageClient  = (*RedisStorage)(nil)
-	_ PresenceReaper = (*RedisStorage)(nil)
+	_ StorageClient   = (*RedisStorage)(nil)
+	_ PresenceReaper  = (*RedisStorage)(nil)
+	_ PresenceCounter = (*RedisStorage)(nil)
 )
 
 // NewRedisStorage returns a presence store on the Redis server at addr
@@ -186,6 +187,16 @@ func (s *RedisStorage) PresenceMembers(ctx context.Context, channel string) ([]P
 	}
 	slices.SortFunc(out, func(a, b PresenceMember) int { return strings.Compare(a.UserID, b.UserID) })
 	return out, nil
+}
+
+// PresenceCount returns the number of members of channel with one HLEN,
+// so join and leave frames of large channels cost O(1).
+func (s *RedisStorage) PresenceCount(ctx context.Context, channel string) (int, error) {
+	n, err := s.client.HLen(ctx, s.keys.channel(channel)[2]).Result()
+	if err != nil {
+		return 0, s.wrap("count", channel, err)
+	}
+	return int(n), nil
 }
 
 // ReapInterval returns RedisOptions.ReapInterval.

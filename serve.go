@@ -133,11 +133,7 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, options *Options
 	}
 	conn, err := up.Upgrade(w, r, nil)
 	if err != nil {
-		hs.Release()
-		cerr := &ConnectionError{RemoteAddr: r.RemoteAddr, Op: "upgrade", Err: err}
-		h.stats.errors[errKindConnection].Add(1)
-		hs.report(cerr)
-		return cerr
+		return hs.Fail(err)
 	}
 	c, err := hs.start(conn)
 	if err != nil {
@@ -149,7 +145,7 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, options *Options
 
 // Handshake is a request that passed the hub's pre-upgrade checks and
 // holds a connection slot. Adaptors for other HTTP stacks use it: Accept,
-// upgrade with their own library, then Serve (or Release if the upgrade
+// upgrade with their own library, then Serve (or Fail if the upgrade
 // failed). ServeWS does all three.
 type Handshake struct {
 	hub      *Hub
@@ -220,6 +216,19 @@ func (hs *Handshake) Release() {
 	}
 }
 
+// Fail ends a handshake whose upgrade failed, as ServeWS does for its
+// own: it releases the connection slot, counts the failure in
+// Stats.Errors["connection"] and hands err, wrapped in a *ConnectionError
+// with Op "upgrade", to Options.ErrorHandler. It returns that error. The
+// HTTP answer to the failed upgrade is the upgrading library's to write.
+func (hs *Handshake) Fail(err error) error {
+	hs.Release()
+	cerr := &ConnectionError{RemoteAddr: hs.r.RemoteAddr, Op: "upgrade", Err: err}
+	hs.hub.stats.errors[errKindConnection].Add(1)
+	hs.report(cerr)
+	return cerr
+}
+
 func (hs *Handshake) report(err error) {
 	if hs.opts.ErrorHandler != nil {
 		hs.opts.ErrorHandler(err)
@@ -283,12 +292,17 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 			if b, err := json.Marshal(info); err == nil {
 				c.info = b
 			} else {
+				h.stats.errors[errKindConnection].Add(1)
 				hs.report(&ConnectionError{ClientID: c.ID, RemoteAddr: c.RemoteAddr, Op: "admit", Reason: "GetUserInfo returned a value that is not JSON-encodable", Err: err})
 			}
 		}
 	}
 	if res := h.call(&hubOp{kind: opRegister, client: c}); res.err != nil {
 		started = true // nothing left to undo below
+		// Shutdown began during the upgrade: the connection was never
+		// registered, so neither OnConnect nor OnDisconnect sees it.
+		h.stats.refused.Add(1)
+		h.stats.errors[errKindConnection].Add(1)
 		c.Close(CloseGoingAway, "server shutting down")
 		<-c.writerDone
 		c.release()

@@ -38,25 +38,71 @@ type counters struct {
 	errors                [numErrKinds]atomic.Int64
 }
 
-// Stats is a snapshot of a hub's figures since it started.
+// Stats is a snapshot of a hub's figures since NewHub.
+//
+// Every figure is exact: each is one atomic counter, bumped once per event
+// where the event happens (fan-out adds once per publication, not once per
+// subscriber), never sampled or estimated. Stats reads them one after the
+// other without a lock, so a snapshot taken under traffic may catch one
+// counter just before and the next just after the same event; once the
+// traffic stops, the figures agree with each other exactly.
 type Stats struct {
-	Connections           int64            // open now
-	ConnectionsTotal      int64            // accepted since start
-	ConnectionsRefused    int64            // refused before the upgrade
-	Channels              int64            // channels with local subscribers
-	Subscriptions         int64            // client-channel pairs
-	MessagesIn            int64            // client frames read
-	MessagesOut           int64            // frames queued to clients by fan-out
-	BytesOut              int64            // bytes written to sockets
-	Publishes             int64            // Hub.Publish calls
-	WhispersIn            int64            // whispers accepted from clients
-	WhispersOut           int64            // whisper deliveries to clients
-	SlowConsumers         int64            // clients disconnected as slow
-	RateLimited           int64            // frames dropped by the rate limit
-	BrokerPublishFailures int64            // publications the broker refused
-	BrokerHealthy         bool             // broker connected now
-	Errors                map[string]int64 // errors by kind
+	// Connections is the number of registered connections open now.
+	Connections int64
+	// ConnectionsTotal counts connections registered since start.
+	ConnectionsTotal int64
+	// ConnectionsRefused counts requests refused by Accept (origin,
+	// connection limits, shutting down) or refused right after the
+	// upgrade because shutdown had begun.
+	ConnectionsRefused int64
+	// Channels is the number of channels with local subscribers (or a
+	// broker subscription in flight).
+	Channels int64
+	// Subscriptions is the number of client-channel pairs now.
+	Subscriptions int64
+	// MessagesIn counts data frames read from clients, rate-limited ones
+	// included; control frames and frames over MaxMessageSize are not.
+	MessagesIn int64
+	// MessagesOut counts frames queued to clients by fan-out:
+	// publications, whispers and presence join/leave frames, once per
+	// receiving client. Replies to one client (acks, errors, pongs, the
+	// members list) are not counted.
+	MessagesOut int64
+	// BytesOut counts bytes written to client sockets: every frame,
+	// control and close frames included, but not the upgrade response.
+	BytesOut int64
+	// Publishes counts Hub.Publish calls with a valid channel and
+	// message, failed ones included (see BrokerPublishFailures).
+	Publishes int64
+	// WhispersIn counts whispers that passed every check and were handed
+	// to the broker, failed ones included.
+	WhispersIn int64
+	// WhispersOut counts whisper deliveries to clients (also counted in
+	// MessagesOut).
+	WhispersOut int64
+	// SlowConsumers counts clients disconnected because their send queue
+	// overflowed.
+	SlowConsumers int64
+	// RateLimited counts client frames dropped by Config.RateLimit.
+	RateLimited int64
+	// BrokerPublishFailures counts publications (Hub.Publish, whispers,
+	// presence announcements) the broker refused.
+	BrokerPublishFailures int64
+	// BrokerHealthy reports whether the broker is connected now (see
+	// BrokerHealth).
+	BrokerHealthy bool
+	// Errors counts errors by kind, each error once under one kind:
+	// "auth" (*AuthError), "rate_limit" (*RateLimitError, one per
+	// dropped frame), "connection" (*ConnectionError: refused requests,
+	// failed upgrades), "whisper" (*WhisperError), "protocol"
+	// (*ProtocolError, and broker payloads that could not be decoded) and
+	// "storage" (presence storage failures on leave and reap). Every kind
+	// is present, zero or not.
+	Errors map[string]int64
 }
+
+// ErrorKinds lists the keys of Stats.Errors.
+func ErrorKinds() []string { return append([]string(nil), errKindNames[:]...) }
 
 // Stats returns a snapshot of the hub's figures.
 func (h *Hub) Stats() Stats {

@@ -68,6 +68,8 @@ type PresenceReaper interface {
 	// user who left a channel as a result (Member and Channel set; ConnID
 	// is the last connection removed). It is safe to call from several
 	// nodes at once: each departure is returned by exactly one caller.
+	// Departures already removed are returned even when err is not nil;
+	// the Hub announces them before it handles the error.
 	ReapPresence(ctx context.Context) ([]PresenceConn, error)
 
 	// ReapInterval is how often the Hub should call ReapPresence.

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"log"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	_ "embed"
+
+	ws "github.com/vortechron/go-ws"
+)
+
+// The chat's channels. Everyone subscribes to the public room and to the
+// presence channel (who is online, and typing whispers); each user also
+// has a private inbox for direct messages that only they may join.
+const (
+	roomChannel     = "room"
+	presenceChannel = "presence-room"
+	inboxPrefix     = "private-inbox."
+)
+
+// maxText is the longest message, in characters.
+const maxText = 500
+
+//go:embed index.html
+var indexHTML []byte
+
+// validName is what a user name may be. Names become part of a channel
+// name, so they keep to characters channel names allow.
+var validName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,24}$`)
+
+// userID is the demo identity: ?name=NAME on the page and the WebSocket
+// URL. A real application reads its session cookie or a token instead.
+func userID(r *http.Request) string {
+	if name := r.URL.Query().Get("name"); validName.MatchString(name) {
+		return name
+	}
+	return ""
+}
+
+// options are the chat's WebSocket options.
+func options(logger *log.Logger) *ws.Options {
+	return &ws.Options{
+		GetUserID: userID,
+		GetUserInfo: func(r *http.Request, id string) any {
+			return map[string]string{"name": id, "color": color(id)}
+		},
+		// The presence room is open to every identified user; an inbox
+		// only to its owner.
+		AuthHandler: func(id, channel string) bool {
+			return channel == presenceChannel || channel == inboxPrefix+id
+		},
+		EnableWhispers:     true,
+		WhisperPrivateOnly: true,
+		// Only typing indicators travel as whispers; chat messages go
+		// through POST /say so the server sees and could store them.
+		WhisperMiddleware: func(w *ws.WhisperEvent) bool { return w.Event == "typing" },
+		ErrorHandler:      func(err error) { logger.Printf("ws: %v", err) },
+		OnConnect:         func(c *ws.Client) { logger.Printf("connected %s user=%q", c.ID, c.UserID) },
+		OnDisconnect:      func(c *ws.Client) { logger.Printf("disconnected %s user=%q: %v", c.ID, c.UserID, c.DisconnectReason()) },
+	}
+}
+
+// color picks a stable color for a user's name.
+func color(id string) string {
+	var h uint32 = 2166136261
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint32(id[i])) * 16777619
+	}
+	palette := []string{"#d1495b", "#00798c", "#edae49", "#66a182", "#2e4057", "#8d6a9f", "#c06c84", "#3f88c5"}
+	return palette[h%uint32(len(palette))]
+}
+
+// chatMessage is what POST /say publishes.
+type chatMessage struct {
+	From string `json:"from"`
+	To   string `json:"to,omitempty"` // set for direct messages
+	Text string `json:"text"`
+	At   int64  `json:"at"` // Unix milliseconds
+}
+
+// newHandler serves the page, the WebSocket endpoint and POST /say.
+func newHandler(hub *ws.Hub, logger *log.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(indexHTML)
+	})
+	mux.Handle("GET /ws", ws.Handler(hub, options(logger)))
+	mux.HandleFunc("POST /say", func(w http.ResponseWriter, r *http.Request) {
+		from := userID(r)
+		if from == "" {
+			http.Error(w, "sign in first: ?name=NAME", http.StatusUnauthorized)
+			return
+		}
+		var in struct{ Text, To string }
+		if err := json.NewDecoder(io.LimitReader(r.Body, 16<<10)).Decode(&in); err != nil {
+			http.Error(w, "body must be JSON like {\"text\":\"hi\"}", http.StatusBadRequest)
+			return
+		}
+		in.Text = strings.TrimSpace(in.Text)
+		if in.Text == "" || utf8.RuneCountInString(in.Text) > maxText {
+			http.Error(w, "text must be 1 to 500 characters", http.StatusBadRequest)
+			return
+		}
+		msg := chatMessage{From: from, Text: in.Text, At: time.Now().UnixMilli()}
+		channels := []string{roomChannel}
+		if in.To != "" {
+			if !validName.MatchString(in.To) {
+				http.Error(w, "no such user", http.StatusBadRequest)
+				return
+			}
+			msg.To = in.To
+			channels = []string{inboxPrefix + in.To}
+			if in.To != from {
+				channels = append(channels, inboxPrefix+from) // the sender's copy
+			}
+		}
+		for _, ch := range channels {
+			if err := hub.Publish(r.Context(), ch, msg); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/remote"
+	"github.com/stretchr/testify/require"
+
+	ws "github.com/vortechron/go-ws"
+)
+
+// TestChatInBrowser drives the chat page in headless Chromium as two
+// users: each sees the other online, a typing indicator and a message go
+// from one page to the other, a direct message arrives privately, and
+// closing one page removes that user from the other's list. Screenshots
+// go to $WS_ARTIFACTS_DIR, or testdata/artifacts/.
+func TestChatInBrowser(t *testing.T) {
+	bin := chromium()
+	if bin == "" {
+		t.Skip("no Chromium found (looked for $WS_CHROMIUM, chromium, chromium-browser, google-chrome); install it with: apt-get install -y chromium")
+	}
+	shots := artifactsDir(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	base := startChat(t)
+
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(bin),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		// DevTools over a WebSocket on a port Chromium picks and prints
+		// (chromedp's default is a pipe).
+		chromedp.Flag("remote-debugging-port", "0"),
+		remote.WebSocket,
+		// Two pages are open at once; neither may be throttled as a
+		// background tab.
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.Flag("disable-backgrounding-occluded-windows", true),
+		chromedp.WindowSize(900, 640),
+	)
+	defer cancelAlloc()
+
+	alice, closeAlice := openPage(t, alloc, base+"/?name=alice")
+	defer closeAlice()
+	bob, closeBob := openPage(t, alice, base+"/?name=bob")
+	defer closeBob()
+
+	// Each sees the other online.
+	run(t, alice, "alice sees bob online", chromedp.WaitVisible(css(`#members li[data-user="bob"]`)))
+	run(t, bob, "bob sees alice online", chromedp.WaitVisible(css(`#members li[data-user="alice"]`)))
+
+	// Alice types: bob sees the indicator.
+	run(t, alice, "alice types", chromedp.SendKeys(css(`#text`), "hello bob"))
+	run(t, bob, "bob sees alice typing", waitText(`#typing`, "alice is typing…"))
+	screenshot(t, bob, shots, "chat-1-bob-sees-alice-typing.png")
+
+	// Alice sends: the message reaches bob and the indicator goes away.
+	run(t, alice, "alice sends", chromedp.Click(css(`#say button`)))
+	run(t, bob, "bob gets the message", waitText(`#messages .msg[data-from="alice"] .text`, "hello bob"))
+	run(t, bob, "bob's typing indicator clears", waitText(`#typing`, ""))
+	screenshot(t, alice, shots, "chat-2-alice-after-sending.png")
+	screenshot(t, bob, shots, "chat-3-bob-got-message.png")
+
+	// Bob answers privately: alice gets it marked private.
+	run(t, bob, "bob sends a direct message",
+		chromedp.SetValue(css(`#to`), "alice"),
+		chromedp.SendKeys(css(`#text`), "psst, only you"),
+		chromedp.Click(css(`#say button`)))
+	run(t, alice, "alice gets the direct message", waitText(`#messages .msg.private[data-from="bob"] .text`, "psst, only you"))
+	run(t, bob, "bob sees his copy", waitText(`#messages .msg.private[data-from="bob"] .tag`, "private to alice"))
+
+	// Bob closes his page: he leaves alice's list.
+	closeBob()
+	run(t, alice, "bob leaves alice's list", chromedp.WaitNotPresent(css(`#members li[data-user="bob"]`)))
+	run(t, alice, "alice still lists herself", chromedp.WaitVisible(css(`#members li[data-user="alice"]`)))
+	screenshot(t, alice, shots, "chat-4-alice-after-bob-left.png")
+}
+
+func css(s string) chromedp.CSS { return chromedp.CSS(s) }
+
+// chromium returns the browser to drive, or "" if there is none.
+func chromium() string {
+	if p := os.Getenv("WS_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// artifactsDir is where screenshots go: $WS_ARTIFACTS_DIR, or
+// testdata/artifacts (ignored by git).
+func artifactsDir(t *testing.T) string {
+	dir := os.Getenv("WS_ARTIFACTS_DIR")
+	if dir == "" {
+		dir = filepath.Join("testdata", "artifacts")
+	}
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	return dir
+}
+
+// startChat serves the chat on a loopback port until the test ends.
+func startChat(t *testing.T) string {
+	t.Helper()
+	hub := ws.NewHub(context.Background(), nil, nil, ws.Config{})
+	go hub.Run()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: newHandler(hub, log.New(testLog{t}, "chat: ", 0))}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, hub.Shutdown(ctx))
+		require.NoError(t, srv.Shutdown(ctx))
+		require.ErrorIs(t, <-served, http.ErrServerClosed)
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// openPage opens url in a new tab of parent's browser (or starts the
+// browser, for an allocator context) and fails the test on any uncaught
+// JavaScript exception in it. closePage closes the tab; it is idempotent.
+func openPage(t *testing.T, parent context.Context, url string) (page context.Context, closePage func()) {
+	t.Helper()
+	page, cancel := chromedp.NewContext(parent)
+	var once sync.Once
+	closePage = func() {
+		once.Do(func() {
+			if err := chromedp.Cancel(page); err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("closing %s: %v", url, err)
+			}
+			cancel()
+		})
+	}
+	// The first call on a context opens its tab (and the browser) for the
+	// context's lifetime, so it must not be one bounded by run's timeout.
+	err := chromedp.Listen(page, func(ev any) {
+		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
+			d := e.ExceptionDetails
+			msg := d.Text
+			if d.Exception != nil && d.Exception.Description != "" {
+				msg = d.Exception.Description
+			}
+			t.Errorf("JavaScript exception on %s at %d:%d: %s", url, d.LineNumber+1, d.ColumnNumber+1, msg)
+		}
+	})
+	require.NoError(t, err, "start Chromium and open a tab")
+	run(t, page, "open "+url, chromedp.Navigate(url), chromedp.WaitVisible(css(`#members li`)))
+	return page, closePage
+}
+
+// run runs actions on a page, all of them within 15s.
+func run(t *testing.T, page context.Context, step string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(page, 15*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("not within 15s: %w", err)
+		}
+		t.Fatalf("%s: %v", step, err)
+	}
+}
+
+// waitText waits until the element matched by selector has exactly the
+// text want (an empty selector result never matches).
+func waitText(selector, want string) chromedp.Action[chromedp.Void] {
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e !== null && e.textContent.trim() === %q; })()`, selector, want)
+	return chromedp.Poll[chromedp.Void](js, chromedp.WithPollingInterval(20*time.Millisecond))
+}
+
+// screenshot saves a PNG of the page's viewport in dir.
+func screenshot(t *testing.T, page context.Context, dir, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(page, 15*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	require.NoError(t, err, "screenshot %s", name)
+	path := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(path, png, 0o644))
+	t.Logf("screenshot: %s", path)
+}
+
+// testLog sends the chat's log lines to the test log.
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
