@@ -106,6 +106,8 @@ func TestConnectionLimitsAreExact(t *testing.T) {
 				limit, again.statuses, again.failed)
 			one := dialMany(t, n.url, 1, nil)
 			require.Equal(t, map[int]int{tc.status: 1}, one.statuses)
+			t.Logf("%d concurrent dials: %d upgraded, refused %v, %d ConnectionErrors; after close Connections=0; fresh round: %d upgraded, one more refused %v",
+				attempts, len(r.conns), r.statuses, refusals, len(again.conns), one.statuses)
 		})
 	}
 }

@@ -43,6 +43,8 @@ func TestRateLimitMiddlewareDefaults(t *testing.T) {
 	// A client sees its upgrade a moment before the hub registers it.
 	require.Eventually(t, func() bool { return n.hub.Stats().ConnectionsTotal == int64(len(r.conns)) }, 5*time.Second, time.Millisecond)
 	require.Equal(t, int64(0), n.hub.Stats().ConnectionsRefused, "refused attempts must not reach the hub")
+	t.Logf("%d concurrent dials with the defaults: %d upgraded (burst %d + %d refilled), refused %v, Retry-After %s",
+		attempts, len(r.conns), ws.DefaultConnectRate, len(r.conns)-ws.DefaultConnectRate, r.statuses, resp.Header.Get("Retry-After"))
 }
 
 // TestRateLimitMiddlewareIsExact: with no refill during the test, 500
@@ -56,6 +58,7 @@ func TestRateLimitMiddlewareIsExact(t *testing.T) {
 	require.Len(t, r.conns, burst, "got %d upgraded, want %d", len(r.conns), burst)
 	require.Equal(t, map[int]int{http.StatusTooManyRequests: attempts - burst}, r.statuses)
 	require.Eventually(t, func() bool { return n.hub.Stats().ConnectionsTotal == burst }, 5*time.Second, time.Millisecond)
+	t.Logf("%d concurrent dials: %d upgraded, refused %v", attempts, len(r.conns), r.statuses)
 }
 
 // TestRateLimitMiddlewareOptions checks WithRate, Retry-After and the
@@ -162,6 +165,7 @@ func TestRateLimitMiddlewareMemoryIsBounded(t *testing.T) {
 		}
 	}
 	require.Equal(t, maxTracked, mw.Tracked())
+	t.Logf("%d distinct IPs: tracked %d (cap %d)", flood, mw.Tracked(), maxTracked)
 }
 
 // TestRateLimitMiddlewareForgetsIdleIPs: an IP whose bucket is full again
