@@ -2,16 +2,18 @@
 GO        ?= go
 REDIS_ADDR ?= 127.0.0.1:6379
 
-.PHONY: test race unit bench bench-peers lint run fuzz
+.PHONY: test race unit bench bench-peers lint run
 
 # test runs every test with -race, against the real Redis at $(REDIS_ADDR)
 # (tests that need it skip with a message when it is not there), plus a
 # short fuzz run and the build of the benchmark harness.
 test:
 	WS_REDIS_ADDR=$(REDIS_ADDR) WS_REQUIRE_REDIS=1 $(GO) test -race -count=1 -timeout 20m ./...
+	cd metrics && WS_REDIS_ADDR=$(REDIS_ADDR) $(GO) test -race -count=1 ./...
 	$(GO) vet ./...
+	cd metrics && $(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
-	@if [ -d bench ]; then cd bench && $(GO) build ./... && $(GO) vet ./...; fi
+	cd bench && $(GO) build ./... && $(GO) vet ./...
 
 # race is the plain race-enabled run, without the extra checks.
 race:
@@ -26,7 +28,13 @@ bench:
 
 lint:
 	$(GO) vet ./...
+	cd metrics && $(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 
 run:
 	$(GO) run ./examples/basic
+
+# bench-peers runs the load harness against ws, its peers and the ceiling
+# (see bench/README.md); it takes several minutes on an idle machine.
+bench-peers:
+	cd bench && $(GO) run ./cmd/harness -scenario all -out ../docs/benchmarks-latest.md

@@ -1,0 +1,263 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/bits"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/vortechron/go-ws/bench/internal/proto"
+)
+
+// Protocol is how a client subscribes and what it reads.
+type Protocol string
+
+const (
+	// ProtoWS is the ws library's JSON protocol, also spoken by the melody,
+	// gorilla and ceiling servers: {"action":"subscribe","channel":C},
+	// answered by {"type":"subscribed",...}.
+	ProtoWS Protocol = "ws"
+	// ProtoCentrifuge is centrifuge's JSON protocol v2: a connect command,
+	// a subscribe command, replies matched by id, pushes, and "{}" pings
+	// answered with "{}".
+	ProtoCentrifuge Protocol = "centrifuge"
+)
+
+// round is one conn's tally for one measured publication run. It is
+// guarded by the conn's mu (written by the conn's reader goroutine, read by
+// the worker once the run is over).
+type round struct {
+	start, n  int64
+	seen      []uint64 // bitset of seq-start
+	maxSeen   int64
+	unique    int64
+	dup, ooo  int64
+	stale     int64
+	firstNs   int64
+	lastNs    int64
+	lat       []uint32 // microseconds, publish to receive
+	recordLat bool
+}
+
+type conn struct {
+	ws   *websocket.Conn
+	slow bool
+
+	mu     sync.Mutex
+	r      *round // guarded by mu
+	closed bool   // guarded by mu: the reader saw the connection end
+}
+
+// dialer returns a gorilla Dialer with small buffers bound to the local
+// source address (so many workers can spread over 127.0.0.x), optionally
+// with a tiny receive buffer (for slow consumers).
+func dialer(local net.IP, readBuf, rcvbuf int) *websocket.Dialer {
+	nd := &net.Dialer{Timeout: 10 * time.Second}
+	if local != nil {
+		nd.LocalAddr = &net.TCPAddr{IP: local}
+	}
+	if rcvbuf > 0 {
+		nd.Control = func(network, address string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
+			})
+			return errors.Join(err, serr)
+		}
+	}
+	return &websocket.Dialer{
+		NetDialContext:   nd.DialContext,
+		HandshakeTimeout: 10 * time.Second,
+		ReadBufferSize:   readBuf,
+		WriteBufferSize:  256,
+		WriteBufferPool:  &sync.Pool{},
+	}
+}
+
+// step is one request of the subscribe handshake and the test that
+// recognises its reply.
+type step struct {
+	send []byte
+	want func([]byte) bool
+}
+
+func hasPrefix(p string) func([]byte) bool {
+	return func(m []byte) bool { return bytes.HasPrefix(m, []byte(p)) }
+}
+
+func contains(p string) func([]byte) bool {
+	return func(m []byte) bool { return bytes.Contains(m, []byte(p)) }
+}
+
+// subscribe dials url and subscribes to channel, returning once the server
+// acknowledged the subscription.
+func subscribe(ctx context.Context, d *websocket.Dialer, url string, p Protocol, channel string) (*websocket.Conn, error) {
+	c, _, err := d.DialContext(ctx, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var steps []step
+	switch p {
+	case ProtoCentrifuge:
+		steps = []step{
+			{[]byte(`{"id":1,"connect":{}}`), hasPrefix(`{"id":1,`)},
+			{[]byte(fmt.Sprintf(`{"id":2,"subscribe":{"channel":%q}}`, channel)), hasPrefix(`{"id":2,`)},
+		}
+	default:
+		steps = []step{{proto.SubscribeRequest(channel), contains(`"type":"subscribed"`)}}
+	}
+	for _, st := range steps {
+		if err := c.WriteMessage(websocket.TextMessage, st.send); err != nil {
+			c.Close()
+			return nil, err
+		}
+		for done := false; !done; {
+			_, msg, err := c.ReadMessage()
+			if err != nil {
+				c.Close()
+				return nil, err
+			}
+			for line := range bytes.SplitSeq(msg, []byte{'\n'}) {
+				if bytes.Contains(line, []byte(`"error"`)) {
+					c.Close()
+					return nil, fmt.Errorf("subscribe refused: %s", line)
+				}
+				if st.want(line) {
+					done = true
+				}
+			}
+		}
+	}
+	c.SetReadDeadline(time.Time{})
+	return c, nil
+}
+
+// read is the conn's reader goroutine: it tallies every publication into
+// the current round until the connection ends.
+func (c *conn) read(p Protocol, onUnique func()) {
+	buf := make([]byte, 0, 512)
+	defer func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+	}()
+	for {
+		_, r, err := c.ws.NextReader()
+		if err != nil {
+			return
+		}
+		buf = buf[:0]
+		for {
+			if len(buf) == cap(buf) {
+				buf = append(buf, 0)[:len(buf)]
+			}
+			n, err := r.Read(buf[len(buf):cap(buf)])
+			buf = buf[:len(buf)+n]
+			if err != nil {
+				break
+			}
+		}
+		now := time.Now().UnixNano()
+		for line := range bytes.SplitSeq(buf, []byte{'\n'}) {
+			seq, ts, ok := proto.Parse(line)
+			if !ok {
+				if p == ProtoCentrifuge && bytes.Equal(line, []byte("{}")) {
+					c.ws.WriteMessage(websocket.TextMessage, []byte("{}"))
+				}
+				continue
+			}
+			if c.tally(seq, ts, now) {
+				onUnique()
+			}
+		}
+	}
+}
+
+// tally records one delivery; it reports whether it was a first delivery
+// of a sequence number of the current round.
+func (c *conn) tally(seq, ts, now int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.r
+	if r == nil || seq < r.start || seq >= r.start+r.n {
+		if r != nil {
+			r.stale++
+		}
+		return false
+	}
+	i := seq - r.start
+	w, b := i/64, uint64(1)<<(i%64)
+	if r.seen[w]&b != 0 {
+		r.dup++
+		return false
+	}
+	r.seen[w] |= b
+	if seq < r.maxSeen {
+		r.ooo++
+	}
+	r.maxSeen = max(r.maxSeen, seq)
+	r.unique++
+	if r.firstNs == 0 {
+		r.firstNs = now
+	}
+	r.lastNs = now
+	if r.recordLat {
+		r.lat = append(r.lat, uint32(min(max(now-ts, 0)/1000, 1<<32-1)))
+	}
+	return true
+}
+
+// arm starts a new round on c.
+func (c *conn) arm(start, n int64, lat bool) {
+	r := &round{start: start, n: n, seen: make([]uint64, (n+63)/64), maxSeen: start - 1, recordLat: lat}
+	if lat {
+		r.lat = make([]uint32, 0, n)
+	}
+	c.mu.Lock()
+	c.r = r
+	c.mu.Unlock()
+}
+
+// collect ends c's round and adds it to res.
+func (c *conn) collect(res *Result, h Hist) {
+	c.mu.Lock()
+	r := c.r
+	c.r = nil
+	closed := c.closed
+	c.mu.Unlock()
+	res.Conns++
+	if closed {
+		res.Closed++
+	}
+	if r == nil {
+		return
+	}
+	res.Expected += r.n
+	res.Delivered += r.unique
+	var got int64
+	for _, w := range r.seen {
+		got += int64(bits.OnesCount64(w))
+	}
+	res.Missing += r.n - got
+	if got < r.n {
+		res.ConnsMissing++
+	}
+	res.Dup += r.dup
+	res.OutOfOrder += r.ooo
+	res.Stale += r.stale
+	if r.firstNs != 0 && (res.FirstNs == 0 || r.firstNs < res.FirstNs) {
+		res.FirstNs = r.firstNs
+	}
+	res.LastNs = max(res.LastNs, r.lastNs)
+	for _, l := range r.lat {
+		h.Add(uint64(l))
+	}
+}
