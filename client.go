@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -109,7 +110,10 @@ func (c *Client) readLoop() {
 	r := frame.Reader{R: src, MaxSize: cfg.MaxMessageSize, Control: func(op byte, p []byte) {
 		extend()
 		if op == frame.OpPing {
-			c.enqueueControl(frame.Pong(p))
+			// Pongs go through the bounded data queue: a client that
+			// floods pings without reading the pongs is a slow consumer,
+			// not a way to grow the queue without limit.
+			c.enqueue(frame.Pong(p))
 		}
 	}}
 	for {
@@ -120,10 +124,13 @@ func (c *Client) readLoop() {
 			return
 		}
 		c.hub.stats.messagesIn.Add(1)
-		if op != frame.OpText {
-			c.fail("", "", CodeBinaryNotAllowed, "binary frames are not supported; send JSON text frames", nil)
-		} else if c.allow() {
-			c.dispatch(p)
+		// Every data frame counts against the rate limit, binary ones too.
+		if c.allow() {
+			if op != frame.OpText {
+				c.fail("", "", CodeBinaryNotAllowed, "binary frames are not supported; send JSON text frames", nil)
+			} else {
+				c.dispatch(p)
+			}
 		}
 		if c.isClosing() {
 			c.endRead(nil)
@@ -209,6 +216,12 @@ func (c *Client) handleSubscribe(name string) {
 		c.fail(ActionSubscribe, name, CodeInvalidChannel, err.Error(), err)
 		return
 	}
+	if _, again := c.joined[name]; !again && len(c.joined) >= c.hub.cfg.MaxChannelsPerClient {
+		// Refused here, before authorization and without a trip through
+		// the hub, so a subscribe flood costs the hub nothing.
+		c.fail(ActionSubscribe, name, CodeTooManyChannels, "subscribed to too many channels; unsubscribe from one first", errTooManyChannels)
+		return
+	}
 	kind := KindOf(name)
 	if kind != PublicChannel {
 		if aerr := c.authorize(name); aerr != nil {
@@ -279,10 +292,15 @@ func (c *Client) reportError(err error) {
 	}
 }
 
-// allow applies Config.RateLimit to one frame. Over the limit the frame is
-// dropped with a rate_limited error frame. A client that has more frames
-// dropped within one Interval than the limit allows in total (it sent at
-// least twice its limit) is disconnected with 1008.
+// allow applies Config.RateLimit to one data frame, text or binary. The
+// limit is a token bucket (golang.org/x/time/rate) refilled at Messages
+// per Interval with a burst of Messages, so a fresh connection may send
+// Messages frames at once. Over the limit the frame is dropped unread,
+// answered with a rate_limited error frame and reported as a
+// *RateLimitError. The abuse rule: a client that gets more frames dropped
+// within one Interval (counted from its first drop) than Messages, that
+// is one that keeps sending at well over twice its limit, is closed with
+// 1008 (policy violation) instead.
 func (c *Client) allow() bool {
 	if c.limiter == nil || c.limiter.Allow() {
 		return true
@@ -302,7 +320,7 @@ func (c *Client) allow() bool {
 		c.Close(ClosePolicyViolation, "rate limit exceeded")
 		return false
 	}
-	c.sendJSON(encodeError(CodeRateLimited, "rate limit exceeded; frame dropped", "", ""))
+	c.sendJSON(encodeError(CodeRateLimited, "rate limit of "+strconv.Itoa(rl.Messages)+" frames per "+rl.Interval.String()+" exceeded; frame dropped", "", ""))
 	return false
 }
 

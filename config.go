@@ -4,10 +4,13 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strconv"
 	"time"
 )
 
-// RateLimit bounds how many frames one connection may send.
+// RateLimit bounds how many frames one connection may send: a token
+// bucket refilled at Messages per Interval, with a burst of Messages.
+// docs/security.md describes what a client over the limit sees.
 type RateLimit struct {
 	// Messages allowed per Interval. Zero disables the limit.
 	Messages int
@@ -186,6 +189,9 @@ func (c Config) Validate() error {
 	for _, o := range c.AllowedOrigins {
 		if o == "" {
 			errs = append(errs, &ConfigError{Field: "AllowedOrigins", Reason: "contains an empty pattern"})
+		} else if _, ok := parseOrigin(o, true); !ok && o != "*" {
+			errs = append(errs, &ConfigError{Field: "AllowedOrigins",
+				Reason: "pattern " + strconv.Quote(o) + " is not scheme://host[:port] (no path; '*' may stand for host labels or the port)"})
 		}
 	}
 	return errors.Join(errs...)

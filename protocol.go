@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 )
 
 // Client actions, the "action" field of a client frame.
@@ -110,9 +111,22 @@ type errorFrame struct {
 	Channel string `json:"channel,omitempty"`
 }
 
+// maxEcho bounds the client-chosen action and channel an error frame
+// echoes, so a refused frame is never answered with more than about
+// maxEcho*2 of its own bytes. Valid channel names are shorter.
+const maxEcho = 200
+
 func encodeError(code, msg, action, channel string) []byte {
-	b, _ := json.Marshal(errorFrame{Type: TypeError, Error: msg, Code: code, Action: action, Channel: channel})
+	b, _ := json.Marshal(errorFrame{Type: TypeError, Error: msg, Code: code, Action: cutEcho(action), Channel: cutEcho(channel)})
 	return b
+}
+
+// cutEcho cuts s to maxEcho bytes, marking the cut with "...".
+func cutEcho(s string) string {
+	if len(s) <= maxEcho {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxEcho], "") + "..."
 }
 
 // whisperFrame is the JSON of a whisper frame.

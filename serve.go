@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -58,6 +60,11 @@ type Options struct {
 	// WhisperMiddleware may change a whisper or block it by returning
 	// false.
 	WhisperMiddleware func(whisper *WhisperEvent) bool
+	// MaxWhisperSize is the largest whisper data, in bytes of JSON. A
+	// whisper is copied to every subscriber of its channel, so it is
+	// bounded well below MaxMessageSize. Zero means 10 KiB (Pusher's
+	// limit for client events).
+	MaxWhisperSize int
 }
 
 // Conn is an upgraded WebSocket connection handed to Handshake.Serve:
@@ -145,6 +152,7 @@ type Handshake struct {
 	opts     *Options
 	r        *http.Request
 	ip       string
+	key      string // what per-IP limits count under (see ipKey)
 	userID   string
 	released bool
 }
@@ -178,12 +186,20 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, options *Options) (
 		return refuse(http.StatusForbidden, "origin "+r.Header.Get("Origin")+" is not allowed", nil)
 	}
 	ip := remoteIP(r)
-	if status, reason := h.admit(ip); status != 0 {
+	key := ipKey(ip)
+	if status, reason := h.admit(key); status != 0 {
 		return refuse(status, reason, nil)
 	}
-	hs := &Handshake{hub: h, opts: options, r: r, ip: ip}
+	hs := &Handshake{hub: h, opts: options, r: r, ip: ip, key: key}
 	if options.GetUserID != nil {
+		identified := false
+		defer func() {
+			if !identified {
+				hs.Release() // GetUserID panicked: the slot must not leak
+			}
+		}()
 		hs.userID = options.GetUserID(r)
+		identified = true
 	}
 	return hs, nil
 }
@@ -196,7 +212,7 @@ func (hs *Handshake) UserID() string { return hs.userID }
 func (hs *Handshake) Release() {
 	if !hs.released {
 		hs.released = true
-		hs.hub.release(hs.ip)
+		hs.hub.release(hs.key)
 	}
 }
 
@@ -236,7 +252,7 @@ func (hs *Handshake) Serve(conn Conn) error {
 func (hs *Handshake) start(conn Conn) (*Client, error) {
 	h := hs.hub
 	hs.released = true // the client releases the slot from now on
-	ip := hs.ip        // not hs: the client must not keep the request alive
+	key := hs.key      // not hs: the client must not keep the request alive
 	c := &Client{
 		ID:          newID(),
 		UserID:      hs.userID,
@@ -248,10 +264,26 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 		nc:          conn.NetConn(),
 		shard:       int(h.nextShard.Add(1) % uint64(len(h.shards))),
 		ctx:         context.WithoutCancel(hs.r.Context()),
-		release:     func() { h.release(ip) },
+		release:     sync.OnceFunc(func() { h.release(key) }),
 		writerDone:  make(chan struct{}),
 	}
 	c.raw = rawConn(c.nc)
+	// If GetUserInfo or OnConnect panics (net/http recovers the panic on
+	// this goroutine), the hijacked socket, the slot and the registration
+	// must not leak.
+	started, registered := false, false
+	defer func() {
+		if started {
+			return
+		}
+		c.Close(CloseInternalError, "internal error")
+		if registered {
+			c.teardown()
+		} else {
+			<-c.writerDone
+			c.release()
+		}
+	}()
 	if rl := h.cfg.RateLimit; rl.Messages > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(float64(rl.Messages)/rl.Interval.Seconds()), rl.Messages)
 	}
@@ -266,6 +298,7 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 		}
 	}
 	if res := h.call(&hubOp{kind: opRegister, client: c}); res.err != nil {
+		started = true // nothing left to undo below
 		// Shutdown began during the upgrade: the connection was never
 		// registered, so neither OnConnect nor OnDisconnect sees it.
 		h.stats.refused.Add(1)
@@ -275,16 +308,7 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 		c.release()
 		return nil, res.err
 	}
-	// If OnConnect panics (net/http recovers handler panics), end the
-	// connection here, or it would hold its slot and keep a shutdown
-	// waiting until the deadline; the panic then goes on up.
-	started := false
-	defer func() {
-		if !started {
-			c.Close(closeInternalError, "internal error")
-			c.teardown()
-		}
-	}()
+	registered = true
 	if hs.opts.OnConnect != nil {
 		hs.opts.OnConnect(c)
 	}
@@ -292,13 +316,34 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 	return c, nil
 }
 
-// closeInternalError (1011) closes a connection whose OnConnect panicked.
-const closeInternalError = 1011
-
 // run reads until the connection ends, then tears it down.
+//
+// A panic in a callback the read loop runs (AuthHandler, AuthProvider,
+// WhisperMiddleware, ErrorHandler) or in OnDisconnect ends this
+// connection alone, closed with 1011, and is logged at Error level with
+// its stack through Config.Logger: the connection runs on its own
+// goroutine, where no net/http recover would catch it, and one bad frame
+// must not take every other connection down with the process.
 func (c *Client) run() {
+	defer c.recoverPanic("OnDisconnect")
+	defer c.teardown()
+	defer c.recoverPanic("read loop")
 	c.readLoop()
-	c.teardown()
+}
+
+// recoverPanic ends the connection after a panic in a user callback.
+func (c *Client) recoverPanic(where string) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	c.hub.log.Error("ws: panic serving a connection", "where", where, "client", c.ID, "panic", p, "stack", string(debug.Stack()))
+	c.mu.Lock()
+	if c.reason == nil {
+		c.reason = fmt.Errorf("ws: panic in %s: %v", where, p)
+	}
+	c.beginCloseLocked(CloseInternalError, "internal error", nil)
+	c.mu.Unlock()
 }
 
 // teardown ends the connection after the read loop stopped: it waits for
@@ -312,6 +357,9 @@ func (c *Client) teardown() {
 		_ = c.hub.send(&hubOp{kind: opRemove, client: c})
 	}()
 	<-c.writerDone
+	// The slot is free before the client leaves Stats().Connections, so
+	// once that count has dropped a new connection is sure to fit.
+	c.release()
 	res := c.hub.call(&hubOp{kind: opUnregister, client: c})
 	for _, name := range res.channels {
 		c.leavePresence(name)

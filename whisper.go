@@ -6,12 +6,32 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
-// Whisper limits: an event name is 1 to MaxWhisperEventLength bytes; the
-// data is any JSON value and, like every client frame, bounded by
-// Config.MaxMessageSize.
-const MaxWhisperEventLength = 64
+// Whisper limits: an event name is 1 to MaxWhisperEventLength bytes of
+// UTF-8 text without control characters; the data is any JSON value of
+// at most Options.MaxWhisperSize bytes (DefaultMaxWhisperSize when zero).
+const (
+	MaxWhisperEventLength = 64
+	DefaultMaxWhisperSize = 10 << 10
+)
+
+// validWhisperEvent reports whether ev is 1 to MaxWhisperEventLength
+// bytes of valid UTF-8 without control characters, so it is safe to show
+// and to log.
+func validWhisperEvent(ev string) bool {
+	if ev == "" || len(ev) > MaxWhisperEventLength || !utf8.ValidString(ev) {
+		return false
+	}
+	for _, r := range ev {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
 
 // WhisperEvent is a client event on its way to the other subscribers of a
 // channel. WhisperMiddleware may change Event and Data (a nil Data is sent
@@ -59,8 +79,16 @@ func (c *Client) handleWhisper(in inbound) {
 		c.refuseWhisper(in, CodeForbidden, "whispers are allowed on private and presence channels only", nil)
 		return
 	}
-	if in.Event == "" || len(in.Event) > MaxWhisperEventLength {
-		c.refuseWhisper(in, CodeWhisperInvalid, "event must be 1 to "+strconv.Itoa(MaxWhisperEventLength)+" bytes", nil)
+	if !validWhisperEvent(in.Event) {
+		c.refuseWhisper(in, CodeWhisperInvalid, "event must be 1 to "+strconv.Itoa(MaxWhisperEventLength)+" bytes of text without control characters", nil)
+		return
+	}
+	maxData := c.opts.MaxWhisperSize
+	if maxData <= 0 {
+		maxData = DefaultMaxWhisperSize
+	}
+	if len(in.Data) > maxData {
+		c.refuseWhisper(in, CodeWhisperInvalid, "data is "+strconv.Itoa(len(in.Data))+" bytes, the limit is "+strconv.Itoa(maxData), nil)
 		return
 	}
 	if len(in.Data) == 0 {
@@ -74,7 +102,7 @@ func (c *Client) handleWhisper(in inbound) {
 	if ev.Data == nil {
 		ev.Data = json.RawMessage("null")
 	}
-	if ev.Event == "" || len(ev.Event) > MaxWhisperEventLength || !json.Valid(ev.Data) {
+	if !validWhisperEvent(ev.Event) || len(ev.Data) > maxData || !json.Valid(ev.Data) {
 		c.refuseWhisper(in, CodeWhisperInvalid, "WhisperMiddleware left an invalid event or data", errors.New("invalid whisper after middleware"))
 		return
 	}

@@ -13,6 +13,7 @@ const (
 	CloseGoingAway       = 1001 // server shutting down: reconnect elsewhere
 	ClosePolicyViolation = 1008 // sustained rate-limit abuse
 	CloseMessageTooBig   = 1009 // client frame over MaxMessageSize
+	CloseInternalError   = 1011 // a handler panicked
 	CloseSlowConsumer    = 4008 // send queue overflowed
 	ClosePingTimeout     = 4009 // no pong within PongTimeout
 )
