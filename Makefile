@@ -2,7 +2,7 @@
 GO        ?= go
 REDIS_ADDR ?= 127.0.0.1:6379
 
-.PHONY: test race unit bench bench-peers lint run
+.PHONY: test race unit bench bench-peers lint run fuzz
 
 # test runs every test with -race, against the real Redis at $(REDIS_ADDR)
 # (tests that need it skip with a message when it is not there), plus a
@@ -10,6 +10,7 @@ REDIS_ADDR ?= 127.0.0.1:6379
 test:
 	WS_REDIS_ADDR=$(REDIS_ADDR) WS_REQUIRE_REDIS=1 $(GO) test -race -count=1 -timeout 20m ./...
 	cd metrics && WS_REDIS_ADDR=$(REDIS_ADDR) $(GO) test -race -count=1 ./...
+	$(GO) test -run '^$$' -fuzz '^FuzzDispatch$$' -fuzztime 10s -parallel 2 .
 	$(GO) vet ./...
 	cd metrics && $(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
@@ -33,6 +34,13 @@ lint:
 
 run:
 	$(GO) run ./examples/basic
+
+# fuzz runs each fuzz target for FUZZTIME (see docs/security.md).
+FUZZTIME ?= 5m
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDispatch$$' -fuzztime $(FUZZTIME) -parallel 2 .
+	$(GO) test -run '^$$' -fuzz '^FuzzRawFrames$$' -fuzztime $(FUZZTIME) -parallel 2 .
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeInbound$$' -fuzztime $(FUZZTIME) -parallel 2 .
 
 # bench-peers runs the load harness against ws, its peers and the ceiling
 # (see bench/README.md); it takes several minutes on an idle machine.

@@ -184,12 +184,15 @@ func TestPingTimeoutClosesSilentClient(t *testing.T) {
 }
 
 func TestReadingClientSurvivesPings(t *testing.T) {
-	cfg := ws.Config{PingInterval: 20 * time.Millisecond, PongTimeout: 100 * time.Millisecond}
+	// A generous PongTimeout: the test is about pings being answered, and
+	// -race on a busy machine can delay a pong by tens of milliseconds.
+	cfg := ws.Config{PingInterval: 20 * time.Millisecond, PongTimeout: time.Second}
 	n := newNode(t, nil, nil, cfg, nil)
 	c := n.dial(t, "")
 	c.subscribe("x")
-	// gorilla answers pings while ReadMessage runs; 20 ping periods pass.
-	deadline := time.Now().Add(400 * time.Millisecond)
+	// gorilla answers pings while ReadMessage runs. Two and a half
+	// PongTimeouts pass: without pongs the server would have closed.
+	deadline := time.Now().Add(2500 * time.Millisecond)
 	for time.Now().Before(deadline) {
 		c.send(map[string]any{"action": "ping"})
 		c.expect(map[string]any{"type": "pong"})

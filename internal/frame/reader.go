@@ -99,9 +99,16 @@ func (r *Reader) Next(buf []byte) (op byte, payload []byte, err error) {
 			return 0, buf, protocolErr(CodeTooBig, "message larger than the limit")
 		}
 		start := len(buf)
-		buf = grow(buf, int(n))
-		if _, err := io.ReadFull(r.R, buf[start:]); err != nil {
-			return 0, buf, err
+		// The buffer grows as payload arrives, not as the header claims,
+		// so a header alone never costs MaxSize bytes.
+		for left := int(n); left > 0; {
+			step := min(left, max(4096, len(buf)-start))
+			at := len(buf)
+			buf = grow(buf, step)
+			if _, err := io.ReadFull(r.R, buf[at:]); err != nil {
+				return 0, buf, err
+			}
+			left -= step
 		}
 		unmask(buf[start:], mask)
 		if !fin {
