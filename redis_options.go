@@ -15,7 +15,7 @@ const (
 	// DefaultRedisKeyPrefix starts every key and pub/sub channel ws uses.
 	DefaultRedisKeyPrefix = "ws:"
 	// DefaultRedisNodeTTL is how long a node's heartbeat outlives it.
-	DefaultRedisNodeTTL = 30 * time.Second
+	DefaultRedisNodeTTL = 20 * time.Second
 	// DefaultRedisReapInterval is how often the Hub reaps dead nodes.
 	DefaultRedisReapInterval = 10 * time.Second
 	// DefaultRedisHealthInterval is how often an idle broker pings Redis.
@@ -78,7 +78,8 @@ type RedisOptions struct {
 
 	// NodeTTL is how long a storage's heartbeat key lives; the heartbeat
 	// refreshes it every NodeTTL/3. A node that stops for longer is dead
-	// and its presence is reaped. Zero means 30s.
+	// and its presence is reaped. Zero means 20s, so with the default
+	// ReapInterval a dead node's members leave within 30s.
 	NodeTTL time.Duration
 	// ReapInterval is what RedisStorage.ReapInterval reports: how often
 	// the Hub reaps dead nodes. Presence of a crashed node is gone at
