@@ -114,7 +114,7 @@ type channel struct {
 	sizeHint atomic.Int64
 
 	// owned by the Hub.Run goroutine
-	n       int          // subscribers over all sets
+	n       int // subscribers over all sets
 	state   channelState
 	pending []*hubOp // subscribes waiting for the broker
 }
