@@ -8,6 +8,7 @@ require (
 	github.com/centrifugal/centrifuge v0.40.1
 	github.com/gorilla/websocket v1.5.3
 	github.com/olahol/melody v1.1.4
+	github.com/redis/go-redis/v9 v9.23.0
 	github.com/vortechron/go-ws v0.0.0-00010101000000-000000000000
 	golang.org/x/sys v0.50.0
 )
@@ -25,7 +26,6 @@ require (
 	github.com/prometheus/common v0.72.1 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/quagmt/udecimal v1.10.1 // indirect
-	github.com/redis/go-redis/v9 v9.23.0 // indirect
 	github.com/redis/rueidis v1.0.79 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect

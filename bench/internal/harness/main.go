@@ -22,7 +22,7 @@ var peers = []string{"melody", "centrifuge", "gorilla"}
 // Main runs the harness. args excludes the program name.
 func Main(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("harness", flag.ContinueOnError)
-	scenario := fs.String("scenario", "all", "core (idle memory, burst, steady, slow consumers, every server), scale (ws: one node, -scale-conns), cluster (ws: 3 nodes over Redis, -cluster-conns), or all")
+	scenario := fs.String("scenario", "all", "core (idle memory, burst, steady, slow consumers, every server), scale (ws: one node, -scale-conns), cluster (ws: 3 nodes over Redis, -cluster-conns), crossnode (ws: publish on A, -cross-conns subscribers on B, vs one node), or all")
 	serverList := fs.String("servers", "", "comma-separated servers for the core scenarios (default: all of "+strings.Join(servers.Names(), ",")+")")
 	runs := fs.Int("runs", 3, "repetitions of the core scenarios; the table shows medians")
 	var cfg Config
@@ -39,6 +39,7 @@ func Main(args []string, stdout io.Writer) error {
 	slowRuns := fs.Int("slow-runs", 1, "runs (from the first) that include the slow-consumer scenario")
 	scaleConns := fs.Int("scale-conns", 18000, "subscribers on one ws node in the scale scenario")
 	clusterConns := fs.Int("cluster-conns", 50000, "subscribers over three ws nodes in the cluster scenario")
+	crossConns := fs.Int("cross-conns", 2000, "subscribers in the cross-node scenario")
 	fs.IntVar(&cfg.ScaleN, "scale-n", 50, "messages in the scale and cluster bursts")
 	scaleServers := fs.String("scale-servers", "ws", "servers run in the scale scenario")
 	redis := fs.String("redis", "127.0.0.1:6379", "Redis for the cluster scenario")
@@ -104,6 +105,15 @@ func Main(args []string, stdout io.Writer) error {
 		if s != nil {
 			rep.cluster = s
 		}
+	}
+	if has("crossnode") && slices.Contains(servers.Names(), "ws") {
+		logf("cross-node: ws, %d subscribers, Redis %s", *crossConns, *redis)
+		c, err := crossSession(*crossConns, *redis, cfg)
+		if err != nil {
+			logf("  cross-node: %v", err)
+			rep.errors = append(rep.errors, fmt.Sprintf("cross-node: %v", err))
+		}
+		rep.cross = c
 	}
 	md := rep.markdown()
 	fmt.Fprint(stdout, md)

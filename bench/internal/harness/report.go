@@ -17,6 +17,7 @@ type report struct {
 	core     []*Sample
 	scale    []*Sample
 	cluster  *Sample
+	cross    *crossResult
 	errors   []string
 }
 
@@ -198,6 +199,9 @@ func (rep *report) markdown() string {
 			fmt.Fprintf(&b, "| steady %d at %.0f/s | %d | – | %s / %s | %d / %d | |\n", c.SteadyN, c.SteadyRate, s.Conns, ms(steadyP50(s)), ms(steadyP99(s)), s.Steady.missing(), s.Steady.ooo())
 		}
 		b.WriteString("\n")
+	}
+	if rep.cross != nil {
+		rep.cross.markdown(&b, c.Size)
 	}
 	if len(rep.errors) > 0 {
 		b.WriteString("Errors:\n\n")
