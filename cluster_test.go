@@ -121,8 +121,16 @@ func TestRedisRestartResumesDeliveryWithoutReconnecting(t *testing.T) {
 	ca.expect(map[string]any{"type": "message", "message": "before"})
 	cb.expect(map[string]any{"type": "message", "message": "before"})
 
+	health := func(n *testNode) int {
+		rec := httptest.NewRecorder()
+		n.hub.HealthHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+		return rec.Code
+	}
+	require.Equal(t, http.StatusOK, health(a))
+
 	srv.Kill()
 	require.Eventually(t, func() bool { return !a.hub.BrokerHealthy() && !b.hub.BrokerHealthy() }, 10*time.Second, 10*time.Millisecond)
+	require.Equal(t, http.StatusServiceUnavailable, health(a), "health while Redis is down")
 	err := a.hub.Publish(context.Background(), "news", "lost")
 	require.ErrorIs(t, err, ws.ErrBrokerUnavailable)
 	// The clients stay connected through the outage.
@@ -131,6 +139,7 @@ func TestRedisRestartResumesDeliveryWithoutReconnecting(t *testing.T) {
 
 	require.NoError(t, srv.Restart())
 	require.Eventually(t, func() bool { return a.hub.BrokerHealthy() && b.hub.BrokerHealthy() }, 20*time.Second, 10*time.Millisecond)
+	require.Equal(t, http.StatusOK, health(a), "health after Redis returned")
 	require.NoError(t, b.hub.Publish(context.Background(), "news", "after"))
 	ca.expect(map[string]any{"type": "message", "message": "after"})
 	cb.expect(map[string]any{"type": "message", "message": "after"})
