@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -58,14 +59,14 @@ type Client struct {
 	writerDone   chan struct{} // closed when the writer closed the socket
 
 	// owned by the Hub.Run goroutine
-	subs map[string]*channel
+	subs []*channel // channels the client is in (a slice: few, and small when idle)
 
 	// owned by the read goroutine
 	rd       frame.Reader
-	br       *bufio.Reader       // nil unless Config.ReadBufferSize > 0
-	first    [1]byte             // the byte awaitFrame read
-	primed   bool                // first holds a byte not yet given to rd
-	joined   map[string]struct{} // channels this client is subscribed to
+	br       *bufio.Reader // nil unless Config.ReadBufferSize > 0
+	first    [1]byte       // the byte awaitFrame read
+	primed   bool          // first holds a byte not yet given to rd
+	joined   []string      // channels this client is subscribed to (a slice: few, and small when idle)
 	limiter  *rate.Limiter
 	dropped  int       // frames dropped by the rate limit in this window
 	dropFrom time.Time // start of the current abuse window
@@ -184,6 +185,10 @@ func (c *Client) control(op byte, p []byte) {
 	}
 }
 
+// inChannel reports whether the client has joined channel name; called by
+// the read goroutine.
+func (c *Client) inChannel(name string) bool { return slices.Contains(c.joined, name) }
+
 // sockReader reads the client's socket, starting with the byte that
 // awaitFrame already took from it.
 type sockReader Client
@@ -274,7 +279,7 @@ func (c *Client) handleSubscribe(name string) {
 		c.fail(ActionSubscribe, name, CodeInvalidChannel, err.Error(), err)
 		return
 	}
-	if _, again := c.joined[name]; !again && len(c.joined) >= c.hub.cfg.MaxChannelsPerClient {
+	if !c.inChannel(name) && len(c.joined) >= c.hub.cfg.MaxChannelsPerClient {
 		// Refused here, before authorization and without a trip through
 		// the hub, so a subscribe flood costs the hub nothing.
 		c.fail(ActionSubscribe, name, CodeTooManyChannels, "subscribed to too many channels; unsubscribe from one first", errTooManyChannels)
@@ -302,13 +307,10 @@ func (c *Client) handleSubscribe(name string) {
 		c.fail(ActionSubscribe, name, code, msg, res.err)
 		return
 	}
-	if c.joined == nil {
-		c.joined = make(map[string]struct{})
-	}
-	if _, again := c.joined[name]; again {
+	if c.inChannel(name) {
 		return
 	}
-	c.joined[name] = struct{}{}
+	c.joined = append(c.joined, name)
 	if kind == PresenceChannel {
 		c.joinPresence(name)
 	}
@@ -328,7 +330,9 @@ func (c *Client) handleUnsubscribe(name string) {
 		c.fail(ActionUnsubscribe, name, code, res.err.Error(), nil)
 		return
 	}
-	delete(c.joined, name)
+	if i := slices.Index(c.joined, name); i >= 0 {
+		c.joined = slices.Delete(c.joined, i, i+1)
+	}
 	if KindOf(name) == PresenceChannel {
 		c.leavePresence(name)
 	}

@@ -55,8 +55,9 @@ func (n *testNode) stop() {
 
 // testClient is a real WebSocket client reading synchronously.
 type testClient struct {
-	tb   testing.TB
-	conn *websocket.Conn
+	tb     testing.TB
+	conn   *websocket.Conn
+	unread []map[string]any // frames read ahead, returned first by next
 }
 
 // dial connects to n; header may carry test identity (X-User).
@@ -87,6 +88,11 @@ func (c *testClient) sendRaw(s string) {
 // next reads one frame as a map, failing after 5s.
 func (c *testClient) next() map[string]any {
 	c.tb.Helper()
+	if len(c.unread) > 0 {
+		m := c.unread[0]
+		c.unread = c.unread[1:]
+		return m
+	}
 	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	mt, b, err := c.conn.ReadMessage()
 	require.NoError(c.tb, err, "reading a frame")

@@ -138,6 +138,9 @@ func (h *Hub) Config() Config { return h.cfg }
 // JSON is used as is; a string becomes a JSON string) and the same bytes
 // reach every subscriber as {"type":"message","channel":...,"message":...}.
 // Publications from one goroutine on one channel arrive in order.
+// Publish returns once the broker has taken the publication; delivery to
+// this node's subscribers happens on the write shards right after, so a
+// subscriber may receive it after Publish has returned.
 func (h *Hub) Publish(ctx context.Context, channel string, message any) error {
 	if err := ValidChannelName(channel); err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/vortechron/go-ws/internal/frame"
 )
@@ -30,7 +31,7 @@ func (h *Hub) subscribe(op *hubOp) {
 		op.reply <- opResult{err: ErrHubClosed}
 		return
 	}
-	if _, ok := c.subs[op.channel]; ok {
+	if c.subIndex(op.channel) >= 0 {
 		c.sendJSON(encodeAck(TypeSubscribed, op.channel))
 		op.reply <- opResult{}
 		return
@@ -59,10 +60,7 @@ func (h *Hub) subscribe(op *hubOp) {
 // join adds c to an active channel. The ack is queued before c enters the
 // snapshot, so c sees "subscribed" before any message of the channel.
 func (h *Hub) join(ch *channel, c *Client) {
-	if c.subs == nil {
-		c.subs = make(map[string]*channel)
-	}
-	c.subs[ch.name] = ch
+	c.subs = append(c.subs, ch)
 	// c.mu is held across both steps: a delivery that sees c in the new
 	// snapshot waits for it, so its frame lands after the ack.
 	c.mu.Lock()
@@ -73,11 +71,12 @@ func (h *Hub) join(ch *channel, c *Client) {
 }
 
 func (h *Hub) unsubscribe(c *Client, name string) error {
-	ch, ok := c.subs[name]
-	if !ok {
+	i := c.subIndex(name)
+	if i < 0 {
 		return errNotSubscribed
 	}
-	delete(c.subs, name)
+	ch := c.subs[i]
+	c.subs = slices.Delete(c.subs, i, i+1)
 	ch.remove(c)
 	h.stats.subscriptions.Add(-1)
 	c.sendJSON(encodeAck(TypeUnsubscribed, name))
@@ -94,7 +93,8 @@ func (h *Hub) unregister(c *Client) []string {
 		return nil
 	}
 	var presence []string
-	for name, ch := range c.subs {
+	for _, ch := range c.subs {
+		name := ch.name
 		ch.remove(c)
 		h.stats.subscriptions.Add(-1)
 		if ch.kind == PresenceChannel {
@@ -192,4 +192,10 @@ func (h *Hub) deliver(ch *channel, payload []byte) {
 	for _, s := range h.shards {
 		s.post(p)
 	}
+}
+
+// subIndex returns the position of channel name in c.subs, or -1. Called
+// by the Run goroutine, which owns c.subs.
+func (c *Client) subIndex(name string) int {
+	return slices.IndexFunc(c.subs, func(ch *channel) bool { return ch.name == name })
 }

@@ -71,7 +71,7 @@ func (c *Client) handleWhisper(in inbound) {
 		c.refuseWhisper(in, CodeInvalidChannel, err.Error(), err)
 		return
 	}
-	if _, ok := c.joined[in.Channel]; !ok {
+	if !c.inChannel(in.Channel) {
 		c.refuseWhisper(in, CodeNotSubscribed, "subscribe to "+in.Channel+" before whispering on it", nil)
 		return
 	}
