@@ -39,7 +39,9 @@ func benchHub(b *testing.B) *Hub {
 }
 
 func fakeClient(h *Hub) *Client {
-	return &Client{ID: newID(), hub: h, nc: &discardConn{}, writerDone: make(chan struct{}), release: func() {}}
+	c := &Client{ID: newID(), hub: h, nc: &discardConn{}, writerDone: make(chan struct{})}
+	c.released.Store(true) // it never took an admission slot
+	return c
 }
 
 // BenchmarkDeliver measures fan-out of one publication to n subscribers:

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,14 +39,15 @@ type Client struct {
 	// ConnectedAt is when the upgrade completed.
 	ConnectedAt time.Time
 
-	hub     *Hub
-	opts    *Options
-	nc      net.Conn
-	raw     syscall.RawConn // nc's descriptor for non-blocking writes; nil if none
-	shard   int             // index of the write shard that serves it
-	ctx     context.Context // the upgrade request's, without its cancel
-	release func()          // gives back the admission slot
-	info    json.RawMessage // presence info from Options.GetUserInfo
+	hub      *Hub
+	opts     *Options
+	nc       net.Conn
+	raw      syscall.RawConn // nc's descriptor for non-blocking writes; nil if none
+	shard    int             // index of the write shard that serves it
+	ctx      context.Context // the upgrade request's, without its cancel
+	slotKey  string          // what the admission slot is counted under
+	released atomic.Bool     // the admission slot was given back
+	info     json.RawMessage // presence info from Options.GetUserInfo
 
 	mu           sync.Mutex
 	queue        [][]byte      // guarded by mu; frames waiting for the writer
@@ -182,6 +184,13 @@ func (c *Client) control(op byte, p []byte) {
 		// pings without reading the pongs is a slow consumer, not a way
 		// to grow the queue without limit.
 		c.enqueue(frame.Pong(p))
+	}
+}
+
+// releaseSlot gives the admission slot back, once.
+func (c *Client) releaseSlot() {
+	if c.released.CompareAndSwap(false, true) {
+		c.hub.release(c.slotKey)
 	}
 }
 

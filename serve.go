@@ -264,7 +264,7 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 		nc:          conn.NetConn(),
 		shard:       int(h.nextShard.Add(1) % uint64(len(h.shards))),
 		ctx:         context.WithoutCancel(hs.r.Context()),
-		release:     sync.OnceFunc(func() { h.release(key) }),
+		slotKey:     key,
 		writerDone:  make(chan struct{}),
 	}
 	c.raw = rawConn(c.nc)
@@ -281,7 +281,7 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 			c.teardown()
 		} else {
 			<-c.writerDone
-			c.release()
+			c.releaseSlot()
 		}
 	}()
 	if rl := h.cfg.RateLimit; rl.Messages > 0 {
@@ -305,7 +305,7 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 		h.stats.errors[errKindConnection].Add(1)
 		c.Close(CloseGoingAway, "server shutting down")
 		<-c.writerDone
-		c.release()
+		c.releaseSlot()
 		return nil, res.err
 	}
 	registered = true
@@ -353,13 +353,13 @@ func (c *Client) teardown() {
 	// Deferred so that a panic in OnDisconnect cannot keep the hub
 	// waiting for this client forever.
 	defer func() {
-		c.release()
+		c.releaseSlot()
 		_ = c.hub.send(&hubOp{kind: opRemove, client: c})
 	}()
 	<-c.writerDone
 	// The slot is free before the client leaves Stats().Connections, so
 	// once that count has dropped a new connection is sure to fit.
-	c.release()
+	c.releaseSlot()
 	res := c.hub.call(&hubOp{kind: opUnregister, client: c})
 	for _, name := range res.channels {
 		c.leavePresence(name)
