@@ -172,7 +172,12 @@ func (c *Client) readFrame() bool {
 	return true
 }
 
+// extendRead pushes the read deadline PongTimeout ahead, unless the
+// connection is closing: then the close grace set by the writer stands.
 func (c *Client) extendRead() {
+	if c.isClosing() {
+		return
+	}
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.hub.cfg.PongTimeout))
 }
 

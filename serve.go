@@ -281,6 +281,7 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 			c.teardown()
 		} else {
 			<-c.writerDone
+			c.drainAndClose()
 			c.releaseSlot()
 		}
 	}()
@@ -305,6 +306,7 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 		h.stats.errors[errKindConnection].Add(1)
 		c.Close(CloseGoingAway, "server shutting down")
 		<-c.writerDone
+		c.drainAndClose()
 		c.releaseSlot()
 		return nil, res.err
 	}
@@ -357,6 +359,7 @@ func (c *Client) teardown() {
 		_ = c.hub.send(&hubOp{kind: opRemove, client: c})
 	}()
 	<-c.writerDone
+	c.drainAndClose()
 	// The slot is free before the client leaves Stats().Connections, so
 	// once that count has dropped a new connection is sure to fit.
 	c.releaseSlot()

@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"io"
 	"net"
 	"time"
 
@@ -186,7 +187,11 @@ func (c *Client) writeLoop() {
 			c.writing = false
 			c.writerExited = true
 			c.mu.Unlock()
-			_ = c.nc.Close()
+			if err == nil {
+				c.halfClose()
+			} else {
+				_ = c.nc.Close()
+			}
 			close(c.writerDone)
 			return
 		}
@@ -211,6 +216,33 @@ func (c *Client) write(batch [][]byte, bufs *net.Buffers) error {
 	}
 	c.hub.stats.bytesOut.Add(n)
 	return err
+}
+
+// closeGrace is how long a connection whose close frame was sent may take
+// to answer with its own before the socket is closed.
+const closeGrace = time.Second
+
+// halfClose ends the sending side after the close frame, so the peer gets
+// the frame and a FIN rather than a reset, and gives the peer closeGrace
+// to answer: the read side stays open (and is drained by teardown) until
+// then. Closing outright while the peer is still sending (an oversize
+// frame, say) would make the kernel reset the connection, and the peer
+// could lose the close frame that says why.
+func (c *Client) halfClose() {
+	_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		return
+	}
+	_ = c.nc.Close()
+}
+
+// drainAndClose reads and discards what the peer still sends, up to
+// closeGrace and 1 MiB, then closes the socket. Called by teardown once
+// the writer is done.
+func (c *Client) drainAndClose() {
+	_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c.nc, 1<<20))
+	_ = c.nc.Close()
 }
 
 // CloseReason is the disconnect reason of a client closed by the server
