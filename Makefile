@@ -5,10 +5,11 @@ REDIS_ADDR ?= 127.0.0.1:6379
 .PHONY: test race unit bench bench-peers lint run fuzz
 
 # test runs every test with -race, against the real Redis at $(REDIS_ADDR)
-# (tests that need it skip with a message when it is not there), plus a
+# (tests that need it skip with a message when it is not there, but fail
+# here: WS_REQUIRE_REDIS=1 and WS_REQUIRE_TOOLS=1 for node and Chromium), plus a
 # short fuzz run and the build of the benchmark harness.
 test:
-	WS_REDIS_ADDR=$(REDIS_ADDR) WS_REQUIRE_REDIS=1 $(GO) test -race -count=1 -timeout 20m ./...
+	WS_REDIS_ADDR=$(REDIS_ADDR) WS_REQUIRE_REDIS=1 WS_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 20m ./...
 	cd metrics && WS_REDIS_ADDR=$(REDIS_ADDR) $(GO) test -race -count=1 ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzDispatch$$' -fuzztime 10s -parallel 2 .
 	$(GO) vet ./...

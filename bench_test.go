@@ -61,7 +61,7 @@ func BenchmarkDeliver(b *testing.B) {
 				conns[i] = c.nc.(*discardConn)
 				ch.add(c)
 			}
-			env := encodeEnvelope(kindMessage, "", encodeMessage("bench", []byte(`{"seq":1,"body":"0123456789012345678901234567890123456789012345678901234567890123456789"}`)))
+			env := encodeMessageEnvelope("bench", []byte(`{"seq":1,"body":"0123456789012345678901234567890123456789012345678901234567890123456789"}`))
 			_, _, body, _ := decodeEnvelope(env)
 			want := int64(len(frame.Text(body)))
 			b.ReportAllocs()
@@ -92,7 +92,7 @@ func BenchmarkPublishEncode(b *testing.B) {
 	b.ReportAllocs()
 	for range b.N {
 		raw, _ := marshalMessage(msg)
-		env := encodeEnvelope(kindMessage, "", encodeMessage("news", raw))
+		env := encodeMessageEnvelope("news", raw)
 		_, _, body, _ := decodeEnvelope(env)
 		_ = frame.Text(body)
 	}

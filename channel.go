@@ -110,9 +110,6 @@ type channel struct {
 	kind ChannelKind
 	sets []*memberSet // one per write shard
 
-	// sizeHint mirrors n for fan-out, which skips empty channels.
-	sizeHint atomic.Int64
-
 	// owned by the Hub.Run goroutine
 	n       int // subscribers over all sets
 	state   channelState
@@ -133,14 +130,12 @@ func (ch *channel) size() int { return ch.n }
 func (ch *channel) add(c *Client) {
 	if ch.sets[c.shard].add(c) {
 		ch.n++
-		ch.sizeHint.Store(int64(ch.n))
 	}
 }
 
 func (ch *channel) remove(c *Client) {
 	if ch.sets[c.shard].remove(c) {
 		ch.n--
-		ch.sizeHint.Store(int64(ch.n))
 	}
 }
 
@@ -215,6 +210,10 @@ func (ms *memberSet) publish(chunks [][]*Client) {
 	ms.chunks = chunks
 	ms.snap.Store(&chunks)
 }
+
+// empty reports whether the current snapshot has no subscriber; safe
+// from any goroutine.
+func (ms *memberSet) empty() bool { return len(ms.subscribers()) == 0 }
 
 // subscribers returns the current snapshot; safe from any goroutine.
 func (ms *memberSet) subscribers() [][]*Client {

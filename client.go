@@ -56,7 +56,6 @@ type Client struct {
 	writerExited bool          // guarded by mu; the socket is closed
 	closing      bool          // guarded by mu; no more frames accepted
 	closeFrame   []byte        // guarded by mu; written last
-	closeCode    int           // guarded by mu
 	reason       error         // guarded by mu; why the connection ended
 	writerDone   chan struct{} // closed when the writer closed the socket
 
@@ -99,6 +98,10 @@ func (c *Client) Send(v any) bool {
 	}
 	return c.enqueue(frame.Text(b))
 }
+
+// pongJSONFrame answers the "ping" action; the same bytes serve every
+// client.
+var pongJSONFrame = frame.Text([]byte(`{"type":"pong"}`))
 
 // sendJSON queues a server frame built from json bytes.
 func (c *Client) sendJSON(b []byte) { c.enqueue(frame.Text(b)) }
@@ -278,7 +281,7 @@ func (c *Client) dispatch(b []byte) {
 	case ActionWhisper:
 		c.handleWhisper(in)
 	case ActionPing:
-		c.sendJSON([]byte(`{"type":"pong"}`))
+		c.enqueue(pongJSONFrame)
 	case ActionPublish:
 		c.fail(in.Action, in.Channel, CodeForbidden, "clients cannot publish; the server publishes, and clients may whisper", nil)
 	case "":
@@ -294,8 +297,10 @@ func (c *Client) handleSubscribe(name string) {
 		return
 	}
 	if !c.inChannel(name) && len(c.joined) >= c.hub.cfg.MaxChannelsPerClient {
-		// Refused here, before authorization and without a trip through
-		// the hub, so a subscribe flood costs the hub nothing.
+		// The cap is enforced here, on the connection's goroutine, before
+		// authorization and without a trip through the hub, so a subscribe
+		// flood costs the hub nothing. c.joined mirrors the hub's c.subs:
+		// only this goroutine subscribes the client, and it waits for each.
 		c.fail(ActionSubscribe, name, CodeTooManyChannels, "subscribed to too many channels; unsubscribe from one first", errTooManyChannels)
 		return
 	}
@@ -311,11 +316,7 @@ func (c *Client) handleSubscribe(name string) {
 	res := c.hub.call(&hubOp{kind: opSubscribe, client: c, channel: name})
 	if res.err != nil {
 		code, msg := CodeUnavailable, "subscribe failed: "+res.err.Error()
-		switch {
-		case errors.Is(res.err, errTooManyChannels):
-			code = CodeTooManyChannels
-			msg = "subscribed to too many channels; unsubscribe from one first"
-		case errors.Is(res.err, ErrHubClosed):
+		if errors.Is(res.err, ErrHubClosed) {
 			code, msg = CodeServerShutdown, "server is shutting down"
 		}
 		c.fail(ActionSubscribe, name, code, msg, res.err)

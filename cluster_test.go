@@ -172,29 +172,6 @@ func TestRedisClusterNodesShareChannelsAndPresence(t *testing.T) {
 	require.Empty(t, log.all())
 }
 
-const crashNodeEnv = "WS_TEST_CRASH_NODE_PREFIX"
-
-// TestRedisCrashedNodeChild is the node that TestRedisCrashedNodeLeaves
-// kills: it serves a hub on Redis, prints its URL and waits for SIGKILL.
-func TestRedisCrashedNodeChild(t *testing.T) {
-	prefix := os.Getenv(crashNodeEnv)
-	if prefix == "" {
-		t.Skip("the node process of TestRedisCrashedNodeLeaves; runs only as its child")
-	}
-	o := ws.RedisOptions{Addrs: []string{os.Getenv("WS_REDIS_ADDR")}, KeyPrefix: prefix, NodeTTL: time.Second, ReapInterval: 100 * time.Millisecond}
-	broker, err := ws.NewRedisBrokerWithOptions(o)
-	require.NoError(t, err)
-	storage, err := ws.NewRedisStorageWithOptions(o)
-	require.NoError(t, err)
-	hub := ws.NewHub(context.Background(), broker, storage, ws.Config{})
-	go hub.Run()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = ws.ServeWS(hub, w, r, userOptions())
-	}))
-	fmt.Println("URL", "ws"+strings.TrimPrefix(srv.URL, "http"))
-	time.Sleep(time.Minute) // killed long before; bounded in case it is not
-}
-
 func TestRedisCrashedNodeLeaves(t *testing.T) {
 	addr := redistest.Addr(t)
 	prefix := redistest.Prefix(t)
@@ -202,8 +179,9 @@ func TestRedisCrashedNodeLeaves(t *testing.T) {
 	const nodeTTL, reap = time.Second, 100 * time.Millisecond
 	survivor := redisNodes(t, 1, ws.RedisOptions{Addrs: []string{addr}, KeyPrefix: prefix, NodeTTL: nodeTTL, ReapInterval: reap}, ws.Config{}, userOptions())[0]
 
-	child := exec.Command(os.Args[0], "-test.run=^TestRedisCrashedNodeChild$", "-test.count=1")
-	child.Env = append(os.Environ(), crashNodeEnv+"="+prefix, "WS_REDIS_ADDR="+addr)
+	// The child is this test binary acting as a node (child_test.go).
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), "WS_TEST_CHILD=crashed-node", "WS_TEST_CHILD_PREFIX="+prefix, "WS_TEST_CHILD_REDIS="+addr)
 	stdout, err := child.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, child.Start())

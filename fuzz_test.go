@@ -80,32 +80,11 @@ func FuzzDispatch(f *testing.F) {
 	f.Add(true, []byte{0xff, 0x00})
 
 	const maxSize = 16 << 10
-	ctx, cancel := context.WithCancel(context.Background())
-	hub := NewHub(ctx, nil, nil, Config{MaxMessageSize: maxSize})
-	go hub.Run()
-	opts := &Options{
+	hub, url, bystander := fuzzServer(f, Config{MaxMessageSize: maxSize}, &Options{
 		GetUserID:      func(r *http.Request) string { return r.Header.Get("X-User") },
 		AuthHandler:    func(userID, channel string) bool { return !strings.Contains(channel, "secret") },
 		EnableWhispers: true,
-	}
-	srv := httptest.NewServer(Handler(hub, opts))
-	url := "ws" + strings.TrimPrefix(srv.URL, "http")
-	f.Cleanup(func() {
-		cancel()
-		<-hub.Done()
-		srv.Close()
 	})
-	bystander, _, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { bystander.Close() })
-	if err := bystander.WriteJSON(map[string]string{"action": "subscribe", "channel": "probe"}); err != nil {
-		f.Fatal(err)
-	}
-	if m := readFuzzFrame(f, bystander); m["type"] != TypeSubscribed {
-		f.Fatalf("bystander subscribe: got %v", m)
-	}
 	sentinel := "sentinel-" + newID()[:16]
 	probe := 0
 
@@ -217,25 +196,7 @@ func FuzzRawFrames(f *testing.F) {
 	f.Add([]byte{0xf1, 0x80, 0, 0, 0, 0})                                                 // reserved bits
 	f.Add(maskedFrame(0x1, true, []byte(strings.Repeat("x", 200))))                       // 16-bit length
 
-	ctx, cancel := context.WithCancel(context.Background())
-	hub := NewHub(ctx, nil, nil, Config{MaxMessageSize: 16 << 10})
-	go hub.Run()
-	srv := httptest.NewServer(Handler(hub, &Options{EnableWhispers: true}))
-	url := "ws" + strings.TrimPrefix(srv.URL, "http")
-	f.Cleanup(func() {
-		cancel()
-		<-hub.Done()
-		srv.Close()
-	})
-	bystander, _, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { bystander.Close() })
-	if err := bystander.WriteJSON(map[string]string{"action": "subscribe", "channel": "probe"}); err != nil {
-		f.Fatal(err)
-	}
-	readFuzzFrame(f, bystander)
+	hub, url, bystander := fuzzServer(f, Config{MaxMessageSize: 16 << 10}, &Options{EnableWhispers: true})
 	probe := 0
 
 	f.Fuzz(func(t *testing.T, raw []byte) {
@@ -299,6 +260,33 @@ func maskedFrame(op byte, fin bool, payload []byte) []byte {
 		b = append(b, c^mask[i&3])
 	}
 	return b
+}
+
+// fuzzServer starts a hub with cfg behind ServeWS with opts, and a
+// bystander client subscribed to "probe"; everything stops at cleanup.
+func fuzzServer(f *testing.F, cfg Config, opts *Options) (hub *Hub, url string, bystander *websocket.Conn) {
+	ctx, cancel := context.WithCancel(context.Background())
+	hub = NewHub(ctx, nil, nil, cfg)
+	go hub.Run()
+	srv := httptest.NewServer(Handler(hub, opts))
+	url = "ws" + strings.TrimPrefix(srv.URL, "http")
+	f.Cleanup(func() {
+		cancel()
+		<-hub.Done()
+		srv.Close()
+	})
+	bystander, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { bystander.Close() })
+	if err := bystander.WriteJSON(map[string]string{"action": "subscribe", "channel": "probe"}); err != nil {
+		f.Fatal(err)
+	}
+	if m := readFuzzFrame(f, bystander); m["type"] != TypeSubscribed {
+		f.Fatalf("bystander subscribe: got %v", m)
+	}
+	return hub, url, bystander
 }
 
 func readFuzzFrame(tb testing.TB, c *websocket.Conn) map[string]any {

@@ -41,16 +41,15 @@ type Hub struct {
 	log     *slog.Logger
 	nodeID  string
 
-	ops           chan *hubOp // operations for the Run goroutine
-	shards        []*writeShard
-	nextShard     atomic.Uint64
-	shardsRunning atomic.Bool
-	done          chan struct{} // closed when Run returns
-	started       atomic.Bool
-	closing       atomic.Bool  // set once shutdown begins; no new clients
-	forced        atomic.Int64 // connections still there when shutdown closed sockets hard
-	unended       atomic.Int64 // connections still tearing down when drain gave up
-	stats         counters
+	ops       chan *hubOp // operations for the Run goroutine
+	shards    []*writeShard
+	nextShard atomic.Uint64
+	done      chan struct{} // closed when Run returns
+	started   atomic.Bool
+	closing   atomic.Bool  // set once shutdown begins; no new clients
+	forced    atomic.Int64 // connections still there when shutdown closed sockets hard
+	unended   atomic.Int64 // connections still tearing down when drain gave up
+	stats     counters
 
 	finishOnce sync.Once
 
@@ -152,7 +151,7 @@ func (h *Hub) Publish(ctx context.Context, channel string, message any) error {
 	if err != nil {
 		return err
 	}
-	env := encodeEnvelope(kindMessage, "", encodeMessage(channel, raw))
+	env := encodeMessageEnvelope(channel, raw)
 	h.stats.publishes.Add(1)
 	if err := h.broker.Publish(ctx, channel, env); err != nil {
 		h.stats.brokerPublishFailures.Add(1)
@@ -284,12 +283,11 @@ func (h *Hub) Run() error {
 	shardsDone := make(chan struct{})
 	var shardWG sync.WaitGroup
 	for _, s := range h.shards {
+		s.setLive(true)
 		shardWG.Add(1)
 		go func() { defer shardWG.Done(); s.run(shardsDone) }()
 	}
-	h.shardsRunning.Store(true)
 	defer func() {
-		h.shardsRunning.Store(false)
 		close(shardsDone)
 		shardWG.Wait()
 	}()

@@ -36,10 +36,6 @@ func (h *Hub) subscribe(op *hubOp) {
 		op.reply <- opResult{}
 		return
 	}
-	if len(c.subs) >= h.cfg.MaxChannelsPerClient {
-		op.reply <- opResult{err: errTooManyChannels}
-		return
-	}
 	ch := h.channels[op.channel]
 	if ch == nil {
 		ch = newChannel(op.channel, len(h.shards))
@@ -185,11 +181,16 @@ func (h *Hub) deliver(ch *channel, payload []byte) {
 		h.log.Warn("ws: dropped broker payload", "channel", ch.name, "err", err)
 		return
 	}
-	if ch.sizeHint.Load() == 0 {
-		return
-	}
-	p := post{ch: ch, f: frame.Text(body), except: except, whisper: kind == kindWhisper}
-	for _, s := range h.shards {
+	// Only shards with subscribers of the channel get the post; the frame
+	// is built once, for the first of them.
+	var p post
+	for i, s := range h.shards {
+		if ch.sets[i].empty() {
+			continue
+		}
+		if p.f == nil {
+			p = post{ch: ch, f: frame.Text(body), except: except, whisper: kind == kindWhisper}
+		}
 		s.post(p)
 	}
 }

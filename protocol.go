@@ -82,14 +82,20 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, b...)
 }
 
-// encodeMessage builds {"type":"message","channel":C,"message":M}.
-func encodeMessage(channel string, message json.RawMessage) []byte {
-	b := make([]byte, 0, 40+len(channel)+len(message))
+// appendMessage appends {"type":"message","channel":C,"message":M}.
+func appendMessage(b []byte, channel string, message json.RawMessage) []byte {
 	b = append(b, `{"type":"message","channel":`...)
 	b = appendJSONString(b, channel)
 	b = append(b, `,"message":`...)
 	b = append(b, message...)
 	return append(b, '}')
+}
+
+// encodeMessageEnvelope builds the broker envelope of a publication, the
+// header and the client frame's JSON written once into one buffer.
+func encodeMessageEnvelope(channel string, message json.RawMessage) []byte {
+	b := appendEnvelopeHeader(make([]byte, 0, 43+len(channel)+len(message)), kindMessage, "")
+	return appendMessage(b, channel, message)
 }
 
 // encodeAck builds {"type":"subscribed"|"unsubscribed","channel":C}.
@@ -161,13 +167,18 @@ const (
 )
 
 func encodeEnvelope(kind byte, except string, payload []byte) []byte {
+	b := appendEnvelopeHeader(make([]byte, 0, 3+len(except)+len(payload)), kind, except)
+	return append(b, payload...)
+}
+
+// appendEnvelopeHeader appends the version, the kind and the
+// length-prefixed connection ID to skip (cut to 255 bytes).
+func appendEnvelopeHeader(b []byte, kind byte, except string) []byte {
 	if len(except) > 255 {
 		except = except[:255]
 	}
-	b := make([]byte, 0, 3+len(except)+len(payload))
 	b = append(b, envelopeVersion, kind, byte(len(except)))
-	b = append(b, except...)
-	return append(b, payload...)
+	return append(b, except...)
 }
 
 func decodeEnvelope(b []byte) (kind byte, except string, payload []byte, err error) {

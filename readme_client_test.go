@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vortechron/go-ws/internal/testenv"
+
 	"github.com/stretchr/testify/require"
 )
 
@@ -75,20 +77,20 @@ func readmeClientNode(t *testing.T, dir string) string {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node is not on PATH; install Node.js 18+ to run the README client test")
+		testenv.Missing(t, testenv.RequireTools, "node is not on PATH; install Node.js 18+ to run the README client test")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ws")); err == nil {
 		return node
 	}
 	npm, err := exec.LookPath("npm")
 	if err != nil {
-		t.Skipf("%s/node_modules is missing and npm is not on PATH; run npm ci --prefix %s", dir, dir)
+		testenv.Missing(t, testenv.RequireTools, "%s/node_modules is missing and npm is not on PATH; run npm ci --prefix %s", dir, dir)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund", "--prefix", dir).CombinedOutput()
 	if err != nil {
-		t.Skipf("%s/node_modules is missing and npm ci failed (%v); run npm ci --prefix %s\n%s", dir, err, dir, out)
+		testenv.Missing(t, testenv.RequireTools, "%s/node_modules is missing and npm ci failed (%v); run npm ci --prefix %s\n%s", dir, err, dir, out)
 	}
 	return node
 }
@@ -100,7 +102,7 @@ func startBasicExample(t *testing.T) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("go is not on PATH; cannot build examples/basic")
+		testenv.Missing(t, testenv.RequireTools, "go is not on PATH; cannot build examples/basic")
 	}
 	bin := filepath.Join(t.TempDir(), "basic")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -3,7 +3,6 @@ package ws
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -133,30 +132,6 @@ func TestRedisStorageRejoinsAfterBeingReaped(t *testing.T) {
 	require.Equal(t, []PresenceMember{{UserID: "alice"}}, members)
 }
 
-// crashChildEnv makes the test binary, run again as a child, act as the
-// node that crashes.
-const crashChildEnv = "WS_REDIS_CRASH_CHILD_PREFIX"
-
-// TestRedisStorageCrashChild is not a test of its own: it is the node
-// process that TestRedisStorageCrashIsReaped starts and kills.
-func TestRedisStorageCrashChild(t *testing.T) {
-	prefix := os.Getenv(crashChildEnv)
-	if prefix == "" {
-		t.Skip("helper process for TestRedisStorageCrashIsReaped")
-	}
-	s, err := NewRedisStorageWithOptions(RedisOptions{
-		Addrs: []string{os.Getenv("WS_REDIS_ADDR")}, KeyPrefix: prefix, NodeTTL: time.Second,
-	})
-	require.NoError(t, err)
-	ctx := testCtx(t)
-	for _, c := range crashConns {
-		_, err := s.AddPresence(ctx, c)
-		require.NoError(t, err)
-	}
-	fmt.Println("READY", s.NodeID())
-	select {} // until SIGKILL
-}
-
 // crashConns are the child's connections: alice twice in one channel and
 // once in another; bob, who is also on the surviving node.
 var crashConns = []PresenceConn{
@@ -182,8 +157,8 @@ func TestRedisStorageCrashIsReaped(t *testing.T) {
 	_, err := b.AddPresence(ctx, conn("presence-crash", "b-1", "bob"))
 	require.NoError(t, err)
 
-	child := exec.Command(os.Args[0], "-test.run=^TestRedisStorageCrashChild$", "-test.count=1")
-	child.Env = append(os.Environ(), crashChildEnv+"="+prefix, "WS_REDIS_ADDR="+addr)
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), childRoleEnv+"="+childStorageCrash, childPrefixEnv+"="+prefix, childRedisEnv+"="+addr)
 	stdout, err := child.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, child.Start())

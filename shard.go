@@ -74,26 +74,37 @@ func (s *writeShard) post(p post) {
 	s.signal()
 }
 
-// push puts a client whose queue became non-empty on the ready list.
-func (s *writeShard) push(c *Client) {
+// push puts a client whose queue became non-empty on the ready list. It
+// reports false, leaving the client to its own goroutine, when the shard
+// is not running (before Run, or after it has returned).
+func (s *writeShard) push(c *Client) bool {
 	s.mu.Lock()
-	s.ready = append(s.ready, c)
+	live := s.live
+	if live {
+		s.ready = append(s.ready, c)
+	}
 	s.mu.Unlock()
-	s.signal()
+	if live {
+		s.signal()
+	}
+	return live
+}
+
+// setLive marks the shard running (Run does, before starting run) or not
+// (run does, as it returns, releasing every waiting publisher).
+func (s *writeShard) setLive(live bool) {
+	s.mu.Lock()
+	s.live = live
+	if !live {
+		s.posts = nil
+		s.room.Broadcast()
+	}
+	s.mu.Unlock()
 }
 
 // run fans out and writes until done is closed.
 func (s *writeShard) run(done <-chan struct{}) {
-	s.mu.Lock()
-	s.live = true
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.live = false
-		s.posts = nil
-		s.room.Broadcast()
-		s.mu.Unlock()
-	}()
+	defer s.setLive(false)
 	var sparePosts []post
 	var spareReady, dirty []*Client
 	w := &vecWriter{}
@@ -162,34 +173,37 @@ type vecWriter struct {
 }
 
 // writev writes bufs (at most maxIOV, none empty) to raw's descriptor with
-// one writev that does not wait; it returns how much the socket took, and
-// EAGAIN when it took nothing.
-func (w *vecWriter) writev(raw syscall.RawConn, bufs [][]byte) (int, error) {
+// one writev that does not wait. It returns how much the socket took, how
+// much bufs held, and EAGAIN when the socket took nothing.
+func (w *vecWriter) writev(raw syscall.RawConn, bufs [][]byte) (n, want int, err error) {
 	w.iov = w.iov[:0]
 	for _, b := range bufs {
 		v := unix.Iovec{Base: &b[0]}
 		v.SetLen(len(b))
 		w.iov = append(w.iov, v)
+		want += len(b)
 	}
-	var n uintptr
+	var written uintptr
 	var errno syscall.Errno
-	err := raw.Write(func(fd uintptr) bool {
-		n, _, errno = syscall.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
+	err = raw.Write(func(fd uintptr) bool {
+		written, _, errno = syscall.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
 		return true
 	})
 	runtime.KeepAlive(bufs)
 	clear(w.iov) // drop the pointers so the frames can be collected
 	switch {
 	case err != nil:
-		return 0, err
+		return 0, want, err
 	case errno != 0:
-		return 0, errno
+		return 0, want, errno
 	}
-	return int(n), nil
+	return int(written), want, nil
 }
 
 // flushFast writes c's queue with non-blocking writev calls. Only the
 // shard that owns c calls it, and only while c.writing is set for it.
+// Whatever it cannot finish without blocking (a full socket, a failed
+// write, the close handshake) it hands to c.writeLoop, in order.
 func (c *Client) flushFast(w *vecWriter) {
 	c.mu.Lock()
 	if c.closing {
@@ -212,11 +226,11 @@ func (c *Client) flushFast(w *vecWriter) {
 	var err error
 	for len(rest) > 0 {
 		k := min(len(rest), maxIOV)
-		var m int
-		m, err = w.writev(c.raw, rest[:k])
-		written += int64(m)
-		if want := lenAll(rest[:k]); m < want {
-			rest = append(trimWritten(rest[:k], m), rest[k:]...)
+		n, want, werr := w.writev(c.raw, rest[:k])
+		written += int64(n)
+		err = werr
+		if n < want {
+			rest = append(trimWritten(rest[:k], n), rest[k:]...)
 			break
 		}
 		rest = rest[k:]
@@ -224,44 +238,32 @@ func (c *Client) flushFast(w *vecWriter) {
 	c.hub.stats.bytesOut.Add(written)
 
 	c.mu.Lock()
+	handOff := true
 	switch {
 	case err != nil && err != unix.EAGAIN:
-		if !c.closing {
-			c.closing = true
-			if c.reason == nil {
-				c.reason = &ConnectionError{ClientID: c.ID, RemoteAddr: c.RemoteAddr, Op: "write", Err: err}
-			}
-		}
+		c.writeFailedLocked(err)
 		c.queue = nil
-		c.mu.Unlock()
-		putQueue(batch)
-		go c.writeLoop()
 	case len(rest) > 0:
-		// The socket is full: the client's own goroutine waits for it.
+		// The socket is full: what is left goes before what was queued
+		// meanwhile, and the client's own goroutine waits for the socket.
 		q := make([][]byte, 0, len(rest)+len(c.queue))
 		q = append(append(q, rest...), c.queue...)
-		for _, b := range rest {
-			c.queued += len(b)
-		}
+		c.queued += lenAll(rest)
 		putQueue(c.queue)
 		c.queue = q
-		c.mu.Unlock()
-		putQueue(batch)
-		go c.writeLoop()
 	case c.closing:
 		// Closed while this flush was writing: the close handshake is
 		// the client goroutine's job.
-		c.mu.Unlock()
-		putQueue(batch)
-		go c.writeLoop()
 	case len(c.queue) > 0:
-		c.mu.Unlock()
-		putQueue(batch)
-		c.hub.shards[c.shard].push(c)
+		handOff = !c.hub.shards[c.shard].push(c)
 	default:
+		handOff = false
 		c.writing = false
-		c.mu.Unlock()
-		putQueue(batch)
+	}
+	c.mu.Unlock()
+	putQueue(batch)
+	if handOff {
+		go c.writeLoop()
 	}
 }
 

@@ -65,12 +65,18 @@ func (c *Client) addLocked(f []byte) bool {
 		c.hub.stats.slowConsumers.Add(1)
 		return false
 	}
+	c.pushLocked(f)
+	return true
+}
+
+// pushLocked appends f to the queue, taking a queue from the pool when the
+// client has none. c.mu is held.
+func (c *Client) pushLocked(f []byte) {
 	if c.queue == nil {
 		c.queue = getQueue()
 	}
 	c.queue = append(c.queue, f)
 	c.queued += len(f)
-	return true
 }
 
 // appendLocked queues f without bounds checks; c.mu is held.
@@ -78,25 +84,15 @@ func (c *Client) appendLocked(f []byte) {
 	if c.closing {
 		return
 	}
-	if c.queue == nil {
-		c.queue = getQueue()
-	}
-	c.queue = append(c.queue, f)
-	c.queued += len(f)
+	c.pushLocked(f)
 	c.startWriterLocked()
 }
 
-// enqueueControl queues a ping or pong; control frames are tiny and are
-// not counted against the queue bounds.
+// enqueueControl queues a ping; control frames are tiny and are not
+// counted against the queue bounds.
 func (c *Client) enqueueControl(f []byte) {
 	c.mu.Lock()
-	if !c.closing {
-		if c.queue == nil {
-			c.queue = getQueue()
-		}
-		c.queue = append(c.queue, f)
-		c.startWriterLocked()
-	}
+	c.appendLocked(f)
 	c.mu.Unlock()
 }
 
@@ -117,7 +113,6 @@ func (c *Client) beginCloseLocked(code int, reason string, cause error) {
 	}
 	c.closing = true
 	c.closeFrame = frame.Close(code, reason)
-	c.closeCode = code
 	if cause == nil {
 		cause = &CloseReason{Code: code, Text: reason}
 	}
@@ -146,8 +141,7 @@ func (c *Client) startWriterLocked() {
 		return
 	}
 	c.writing = true
-	if c.raw != nil && !c.closing && c.hub.shardsRunning.Load() {
-		c.hub.shards[c.shard].push(c)
+	if c.raw != nil && !c.closing && c.hub.shards[c.shard].push(c) {
 		return
 	}
 	go c.writeLoop()
@@ -179,9 +173,8 @@ func (c *Client) writeLoop() {
 		err := c.write(batch, &bufs)
 		if final || err != nil {
 			c.mu.Lock()
-			if err != nil && !c.closing {
-				c.closing = true
-				c.reason = &ConnectionError{ClientID: c.ID, RemoteAddr: c.RemoteAddr, Op: "write", Err: err}
+			if err != nil {
+				c.writeFailedLocked(err)
 			}
 			c.queue = nil
 			c.writing = false
@@ -203,19 +196,21 @@ func (c *Client) write(batch [][]byte, bufs *net.Buffers) error {
 		return nil
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteTimeout))
-	var n int64
-	var err error
-	if len(batch) == 1 {
-		var m int
-		m, err = c.nc.Write(batch[0])
-		n = int64(m)
-	} else {
-		*bufs = append((*bufs)[:0], batch...)
-		b := *bufs
-		n, err = b.WriteTo(c.nc)
-	}
+	*bufs = append((*bufs)[:0], batch...)
+	b := *bufs
+	n, err := b.WriteTo(c.nc)
 	c.hub.stats.bytesOut.Add(n)
 	return err
+}
+
+// writeFailedLocked records a failed socket write: the client is closing,
+// and the write error is why, unless a reason was already set. c.mu is
+// held.
+func (c *Client) writeFailedLocked(err error) {
+	c.closing = true
+	if c.reason == nil {
+		c.reason = &ConnectionError{ClientID: c.ID, RemoteAddr: c.RemoteAddr, Op: "write", Err: err}
+	}
 }
 
 // closeGrace is how long a connection whose close frame was sent may take

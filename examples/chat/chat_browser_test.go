@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vortechron/go-ws/internal/testenv"
+
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/remote"
@@ -31,7 +33,7 @@ import (
 func TestChatInBrowser(t *testing.T) {
 	bin := chromium()
 	if bin == "" {
-		t.Skip("no Chromium found (looked for $WS_CHROMIUM, chromium, chromium-browser, google-chrome); install it with: apt-get install -y chromium")
+		testenv.Missing(t, testenv.RequireTools, "no Chromium found (looked for $WS_CHROMIUM, chromium, chromium-browser, google-chrome); install it with: apt-get install -y chromium")
 	}
 	shots := artifactsDir(t)
 

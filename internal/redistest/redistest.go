@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vortechron/go-ws/internal/testenv"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -74,10 +76,7 @@ func CleanupKeys(tb testing.TB, addr, prefix string) {
 // there (as `make test` and CI do).
 func skip(tb testing.TB, format string, args ...any) {
 	tb.Helper()
-	if os.Getenv("WS_REQUIRE_REDIS") == "1" {
-		tb.Fatalf("WS_REQUIRE_REDIS=1 but "+format, args...)
-	}
-	tb.Skipf(format, args...)
+	testenv.Missing(tb, testenv.RequireRedis, format, args...)
 }
 
 func ping(addr string, timeout time.Duration) error {
