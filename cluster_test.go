@@ -99,7 +99,7 @@ func TestRedisPresenceAndWhispersAcrossNodes(t *testing.T) {
 
 	// Closing the tab on a leaves alice present through b; dropping the
 	// tab on b makes her leave, once.
-	alice1.conn.Close()
+	alice1.Conn.Close()
 	a.waitConnections(t, 0)
 	bob.expectQuiet()
 	alice2.drop()
@@ -167,7 +167,7 @@ func TestRedisClusterNodesShareChannelsAndPresence(t *testing.T) {
 	alice.subscribePresence("presence-x", "alice")
 	bob.subscribePresence("presence-x", "alice", "bob")
 	alice.expectPresence("presence-x", ws.PresenceJoinEvent, "bob", []string{"alice", "bob"}, 2)
-	bob.conn.Close()
+	bob.Conn.Close()
 	alice.expectPresence("presence-x", ws.PresenceLeaveEvent, "bob", []string{"alice"}, 1)
 	require.Empty(t, log.all())
 }
@@ -205,7 +205,7 @@ func TestRedisCrashedNodeLeaves(t *testing.T) {
 	killed := time.Now()
 	require.NoError(t, child.Process.Signal(syscall.SIGKILL))
 	_ = child.Wait()
-	bob.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	bob.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	bob.expectPresence("presence-room", ws.PresenceLeaveEvent, "ghost", []string{"bob"}, 1)
 	took := time.Since(killed)
 	t.Logf("the crashed node's member left %v after SIGKILL (bound NodeTTL+ReapInterval = %v)", took.Round(time.Millisecond), nodeTTL+reap)

@@ -2,17 +2,14 @@ package ws_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-	"github.com/stretchr/testify/require"
-
 	ws "github.com/vortechron/go-ws"
+	"github.com/vortechron/go-ws/internal/wstest"
 )
 
 // testNode is one hub behind an httptest server.
@@ -53,94 +50,27 @@ func (n *testNode) stop() {
 	n.server.Close()
 }
 
-// testClient is a real WebSocket client reading synchronously.
-type testClient struct {
-	tb     testing.TB
-	conn   *websocket.Conn
-	unread []map[string]any // frames read ahead, returned first by next
-}
+// testClient is the tests' WebSocket client (internal/wstest) under the
+// lower-case names these tests were written with.
+type testClient struct{ *wstest.Client }
 
-// dial connects to n; header may carry test identity (X-User).
+// dial connects to n; user (if any) is sent as the X-User header.
 func (n *testNode) dial(tb testing.TB, user string) *testClient {
 	tb.Helper()
 	h := http.Header{}
 	if user != "" {
 		h.Set("X-User", user)
 	}
-	conn, resp, err := websocket.DefaultDialer.Dial(n.url, h)
-	require.NoError(tb, err)
-	resp.Body.Close()
-	c := &testClient{tb: tb, conn: conn}
-	tb.Cleanup(func() { conn.Close() })
-	return c
+	return &testClient{wstest.Dial(tb, n.url, h)}
 }
 
-func (c *testClient) send(v any) {
-	c.tb.Helper()
-	require.NoError(c.tb, c.conn.WriteJSON(v))
-}
-
-func (c *testClient) sendRaw(s string) {
-	c.tb.Helper()
-	require.NoError(c.tb, c.conn.WriteMessage(websocket.TextMessage, []byte(s)))
-}
-
-// next reads one frame as a map, failing after 5s.
-func (c *testClient) next() map[string]any {
-	c.tb.Helper()
-	if len(c.unread) > 0 {
-		m := c.unread[0]
-		c.unread = c.unread[1:]
-		return m
-	}
-	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	mt, b, err := c.conn.ReadMessage()
-	require.NoError(c.tb, err, "reading a frame")
-	require.Equal(c.tb, websocket.TextMessage, mt)
-	var m map[string]any
-	require.NoError(c.tb, json.Unmarshal(b, &m), "frame %q is one JSON object", b)
-	return m
-}
-
-// expect reads one frame and checks the given fields.
-func (c *testClient) expect(fields map[string]any) map[string]any {
-	c.tb.Helper()
-	m := c.next()
-	for k, want := range fields {
-		require.Equal(c.tb, want, m[k], "field %q of frame %v", k, m)
-	}
-	return m
-}
-
-func (c *testClient) subscribe(channel string) {
-	c.tb.Helper()
-	c.send(map[string]any{"action": "subscribe", "channel": channel})
-	c.expect(map[string]any{"type": "subscribed", "channel": channel})
-}
-
-// expectClose reads until the connection closes and returns the close code.
-func (c *testClient) expectClose() int {
-	c.tb.Helper()
-	_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		_, _, err := c.conn.ReadMessage()
-		if err != nil {
-			var ce *websocket.CloseError
-			if ok := asCloseError(err, &ce); ok {
-				return ce.Code
-			}
-			return -1
-		}
-	}
-}
-
-func asCloseError(err error, target **websocket.CloseError) bool {
-	ce, ok := err.(*websocket.CloseError)
-	if ok {
-		*target = ce
-	}
-	return ok
-}
+func (c *testClient) send(v any)                             { c.TB.Helper(); c.Send(v) }
+func (c *testClient) sendRaw(s string)                       { c.TB.Helper(); c.SendRaw(s) }
+func (c *testClient) next() map[string]any                   { c.TB.Helper(); return c.Next() }
+func (c *testClient) expect(f map[string]any) map[string]any { c.TB.Helper(); return c.Expect(f) }
+func (c *testClient) subscribe(channel string)               { c.TB.Helper(); c.Subscribe(channel) }
+func (c *testClient) expectQuiet()                           { c.TB.Helper(); c.Quiet() }
+func (c *testClient) expectClose() int                       { c.TB.Helper(); return c.ExpectClose() }
 
 // userOptions identifies users by the X-User header and allows every
 // private and presence channel whose name does not contain "secret".

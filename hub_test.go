@@ -65,7 +65,7 @@ func TestUnsubscribeStopsDeliveryAndFreesChannel(t *testing.T) {
 	c.send(map[string]any{"action": "unsubscribe", "channel": "a"})
 	c.expect(map[string]any{"type": "error", "code": ws.CodeNotSubscribed, "action": "unsubscribe", "channel": "a"})
 
-	c.conn.Close()
+	c.Conn.Close()
 	require.Eventually(t, func() bool {
 		s := n.hub.Stats()
 		return s.Channels == 0 && s.Subscriptions == 0 && s.Connections == 0
@@ -98,14 +98,14 @@ func TestMalformedInputGetsErrorFrames(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c.tb = t
+			c.TB = t
 			c.sendRaw(tc.frame)
 			m := c.expect(map[string]any{"type": "error", "code": tc.code})
 			require.NotEmpty(t, m["error"])
 			require.Equal(t, int64(i+1), reported.Load())
 		})
 	}
-	c.tb = t
+	c.TB = t
 	c.subscribe("still-works")
 	c.send(map[string]any{"action": "ping"})
 	c.expect(map[string]any{"type": "pong"})

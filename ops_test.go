@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	ws "github.com/vortechron/go-ws"
+	"github.com/vortechron/go-ws/internal/wstest"
 )
 
 // fakeBroker is a MemoryBroker with switches: Publish can be made to fail
@@ -67,21 +68,18 @@ func (n *testNode) dialCounting(tb testing.TB, user string, received *atomic.Int
 		}
 		return countingConn{Conn: c, n: received}, nil
 	}}
-	conn, resp, err := d.Dial(n.url, http.Header{"X-User": {user}})
-	require.NoError(tb, err)
-	resp.Body.Close()
+	c := &testClient{wstest.DialWith(tb, &d, n.url, http.Header{"X-User": {user}})}
 	// The server sends nothing before the client's first frame, so what
 	// was read so far is exactly the upgrade response.
 	received.Store(0)
-	tb.Cleanup(func() { conn.Close() })
-	return &testClient{tb: tb, conn: conn}
+	return c
 }
 
 // closeNormally sends a close frame and reads until the server's reply.
 func (c *testClient) closeNormally() int {
-	c.tb.Helper()
+	c.TB.Helper()
 	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
-	require.NoError(c.tb, c.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(5*time.Second)))
+	require.NoError(c.TB, c.Conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(5*time.Second)))
 	return c.expectClose()
 }
 
@@ -217,7 +215,7 @@ func TestOnDisconnectOncePerConnection(t *testing.T) {
 		},
 		{
 			name: "abrupt TCP drop",
-			end:  func(t *testing.T, n *testNode, c *testClient) { require.NoError(t, c.conn.NetConn().Close()) },
+			end:  func(t *testing.T, n *testNode, c *testClient) { require.NoError(t, c.Conn.NetConn().Close()) },
 			reason: func(t *testing.T, err error) {
 				var cr *ws.CloseReason
 				var pe *ws.PeerCloseError
@@ -294,10 +292,10 @@ func TestOnDisconnectOncePerConnection(t *testing.T) {
 			bystander.send(map[string]any{"action": "ping"}) // answered after OnConnect
 			bystander.expect(map[string]any{"type": "pong"})
 			bystanderCode := make(chan int, 1)
-			require.NoError(t, bystander.conn.SetReadDeadline(time.Time{}))
+			require.NoError(t, bystander.Conn.SetReadDeadline(time.Time{}))
 			go func() {
 				for {
-					if _, _, err := bystander.conn.ReadMessage(); err != nil {
+					if _, _, err := bystander.Conn.ReadMessage(); err != nil {
 						var ce *websocket.CloseError
 						if errors.As(err, &ce) {
 							bystanderCode <- ce.Code

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	ws "github.com/vortechron/go-ws"
+	"github.com/vortechron/go-ws/internal/wstest"
 )
 
 // Helpers for the presence, whisper and auth tests: several nodes in one
@@ -157,27 +158,16 @@ func presenceOptions(log *errorLog) *ws.Options {
 	return opts
 }
 
-// expectQuiet proves that no frame is waiting for c: it sends a ping and
-// requires the pong to be the next frame. Frames reach a client in the
-// order they were queued, so anything queued before the ping would come
-// first.
-func (c *testClient) expectQuiet() {
-	c.tb.Helper()
-	c.send(map[string]any{"action": "ping"})
-	m := c.next()
-	require.Equal(c.tb, "pong", m["type"], "got frame %v, want no frame before the pong", m)
-}
-
 // nextOfType reads frames until one of type typ arrives, skipping
 // publications (type "message") only; any other frame fails the test.
 func (c *testClient) nextOfType(typ string) map[string]any {
-	c.tb.Helper()
+	c.TB.Helper()
 	for {
 		m := c.next()
 		if m["type"] == typ {
 			return m
 		}
-		require.Equal(c.tb, "message", m["type"], "got frame %v while waiting for a %q frame", m, typ)
+		require.Equal(c.TB, "message", m["type"], "got frame %v while waiting for a %q frame", m, typ)
 	}
 }
 
@@ -185,19 +175,19 @@ func (c *testClient) nextOfType(typ string) map[string]any {
 // event on channel, naming user (for join and leave) and listing users
 // (nil: the frame must leave users out). It returns the frame.
 func (c *testClient) expectPresence(channel, event, user string, users []string, count int) map[string]any {
-	c.tb.Helper()
+	c.TB.Helper()
 	m := c.expect(map[string]any{"type": "presence", "channel": channel, "event": event, "count": float64(count)})
 	if user == "" {
-		require.NotContains(c.tb, m, "user", "got %v, want no user field on a %s frame", m, event)
+		require.NotContains(c.TB, m, "user", "got %v, want no user field on a %s frame", m, event)
 	} else {
 		u, ok := m["user"].(map[string]any)
-		require.True(c.tb, ok, "got %v, want a user object", m)
-		require.Equal(c.tb, user, u["id"], "got user %v, want %q", u, user)
+		require.True(c.TB, ok, "got %v, want a user object", m)
+		require.Equal(c.TB, user, u["id"], "got user %v, want %q", u, user)
 	}
 	if users == nil {
-		require.NotContains(c.tb, m, "users", "got %v, want users left out", m)
+		require.NotContains(c.TB, m, "users", "got %v, want users left out", m)
 	} else {
-		require.Equal(c.tb, users, memberIDs(c.tb, m), "users of %v", m)
+		require.Equal(c.TB, users, memberIDs(c.TB, m), "users of %v", m)
 	}
 	return m
 }
@@ -217,7 +207,7 @@ func memberIDs(tb testing.TB, m map[string]any) []string {
 // subscribePresence subscribes c to a presence channel and checks the
 // member list it gets, returning that frame.
 func (c *testClient) subscribePresence(channel string, users ...string) map[string]any {
-	c.tb.Helper()
+	c.TB.Helper()
 	c.subscribe(channel)
 	return c.expectPresence(channel, ws.PresenceMembersEvent, "", users, len(users))
 }
@@ -225,8 +215,8 @@ func (c *testClient) subscribePresence(channel string, users ...string) map[stri
 // drop ends the TCP connection without a close frame, as a crashed
 // browser or a pulled cable would.
 func (c *testClient) drop() {
-	c.tb.Helper()
-	require.NoError(c.tb, c.conn.NetConn().Close())
+	c.TB.Helper()
+	require.NoError(c.TB, c.Conn.NetConn().Close())
 }
 
 // members returns the user IDs hub.PresenceMembers reports for channel.
@@ -263,11 +253,7 @@ func (n *testNode) dialSlowReader(tb testing.TB, user string) *testClient {
 	}}
 	h := http.Header{}
 	h.Set("X-User", user)
-	conn, resp, err := d.Dial(n.url, h)
-	require.NoError(tb, err)
-	resp.Body.Close()
-	tb.Cleanup(func() { conn.Close() })
-	return &testClient{tb: tb, conn: conn}
+	return &testClient{wstest.DialWith(tb, &d, n.url, h)}
 }
 
 // countingStorage wraps MemoryStorage and counts the calls the hub makes.

@@ -52,7 +52,7 @@ func TestPresenceMembersJoinAndLeave(t *testing.T) {
 			}
 			alice.expectQuiet() // the leaver does not hear its own leave
 
-			carol.conn.Close() // close without a close frame handshake from us
+			carol.Conn.Close() // close without a close frame handshake from us
 			bob.expectPresence(ch, ws.PresenceLeaveEvent, "carol", []string{"bob"}, 1)
 			require.Equal(t, []string{"bob"}, on(0).members(t, ch))
 			require.Empty(t, log.all())
@@ -87,7 +87,7 @@ func TestPresenceIsPerUser(t *testing.T) {
 			require.Equal(t, []string{"alice", "bob"}, on(0).members(t, ch))
 
 			// Tab 0 closes cleanly, tab 1 drops its TCP connection.
-			require.NoError(t, tabs[0].conn.WriteMessage(8, []byte{0x03, 0xe8})) // close 1000
+			require.NoError(t, tabs[0].Conn.WriteMessage(8, []byte{0x03, 0xe8})) // close 1000
 			tabs[1].drop()
 			if nodes == 1 {
 				on(0).waitConnections(t, 2) // bob and tab 2
@@ -126,7 +126,7 @@ func TestPresenceLeaveOnEveryKindOfDisconnect(t *testing.T) {
 		{
 			name: "close frame",
 			end: func(t *testing.T, n *testNode, gone, _ *testClient) {
-				require.NoError(t, gone.conn.WriteMessage(8, []byte{0x03, 0xe8}))
+				require.NoError(t, gone.Conn.WriteMessage(8, []byte{0x03, 0xe8}))
 			},
 			reason: func(t *testing.T, err error) {
 				var pe *ws.PeerCloseError
@@ -176,7 +176,7 @@ func TestPresenceLeaveOnEveryKindOfDisconnect(t *testing.T) {
 						if m["type"] == "message" {
 							break
 						}
-						observer.unread = append(observer.unread, m)
+						observer.Unread = append(observer.Unread, m)
 					}
 				}
 			},
@@ -243,11 +243,11 @@ func TestPresenceLargeChannelOmitsUsers(t *testing.T) {
 		}
 	}
 	// 5 -> 4 members: still above the limit. 4 -> 3: the list is back.
-	clients[4].conn.Close()
+	clients[4].Conn.Close()
 	for _, c := range clients[:4] {
 		c.expectPresence(ch, ws.PresenceLeaveEvent, "u5", nil, 4)
 	}
-	clients[3].conn.Close()
+	clients[3].Conn.Close()
 	for _, c := range clients[:3] {
 		c.expectPresence(ch, ws.PresenceLeaveEvent, "u4", []string{"u1", "u2", "u3"}, 3)
 	}
@@ -276,13 +276,13 @@ func TestPresenceLeaveAboveLimitDoesNotListMembers(t *testing.T) {
 	// total+1 members; leave until 3 remain: every one of these leaves
 	// leaves the channel above the limit.
 	for i := range total - 2 {
-		clients[i].conn.Close()
+		clients[i].Conn.Close()
 		observer.expectPresence(ch, ws.PresenceLeaveEvent, fmt.Sprintf("u%02d", i), nil, total-i)
 	}
 	require.Equal(t, listsBefore, storage.listCalls.Load(), "leaves above the limit listed the members")
 	require.GreaterOrEqual(t, storage.countCalls.Load(), int64(total-2))
 	// At the limit the list is back.
-	clients[total-2].conn.Close()
+	clients[total-2].Conn.Close()
 	observer.expectPresence(ch, ws.PresenceLeaveEvent, fmt.Sprintf("u%02d", total-2), []string{"observer", fmt.Sprintf("u%02d", total-1)}, 2)
 }
 
@@ -362,6 +362,6 @@ func TestPresenceStorageFailures(t *testing.T) {
 	storage.failList.Store(false)
 	require.Equal(t, []string{"alice", "bob"}, n.members(t, ch))
 
-	alice.conn.Close()
+	alice.Conn.Close()
 	bob.expectPresence(ch, ws.PresenceLeaveEvent, "alice", []string{"bob"}, 1)
 }

@@ -170,10 +170,10 @@ func TestHostileInputLeavesOthersUntouched(t *testing.T) {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				_ = a.conn.WriteMessage(websocket.TextMessage, make([]byte, 10<<20))
+				_ = a.Conn.WriteMessage(websocket.TextMessage, make([]byte, 10<<20))
 			}()
 			require.Equal(t, ws.CloseMessageTooBig, a.expectClose())
-			a.conn.Close()
+			a.Conn.Close()
 			<-done
 		}, reported: protocol},
 		{name: "subscribe flood to 5000 channels", run: func(t *testing.T, a *testClient) {
@@ -186,7 +186,7 @@ func TestHostileInputLeavesOthersUntouched(t *testing.T) {
 				done := make(chan error, 1)
 				go func() {
 					for i := start; i < start+batch; i++ {
-						err := a.conn.WriteJSON(map[string]any{"action": "subscribe", "channel": fmt.Sprintf("flood-%d", i)})
+						err := a.Conn.WriteJSON(map[string]any{"action": "subscribe", "channel": fmt.Sprintf("flood-%d", i)})
 						if err != nil {
 							done <- err
 							return
@@ -204,7 +204,7 @@ func TestHostileInputLeavesOthersUntouched(t *testing.T) {
 				require.NoError(t, <-done)
 			}
 			require.Equal(t, int64(2+limit), n.hub.Stats().Channels, "got channels, want the bystander's 2 plus the cap")
-			a.conn.Close()
+			a.Conn.Close()
 			require.Eventually(t, func() bool { return n.hub.Stats().Channels == 2 }, 5*time.Second, time.Millisecond,
 				"flood channels were not released")
 		}, reported: protocol},
@@ -221,7 +221,7 @@ func TestHostileInputLeavesOthersUntouched(t *testing.T) {
 			case tc.run != nil:
 				tc.run(t, a)
 			case tc.binary:
-				require.NoError(t, a.conn.WriteMessage(websocket.BinaryMessage, []byte(tc.frame)))
+				require.NoError(t, a.Conn.WriteMessage(websocket.BinaryMessage, []byte(tc.frame)))
 			default:
 				a.sendRaw(tc.frame)
 			}
@@ -242,7 +242,7 @@ func TestHostileInputLeavesOthersUntouched(t *testing.T) {
 			}
 
 			// The bystander got exactly what the case implies, then the probe.
-			bystander.tb = t
+			bystander.TB = t
 			for _, want := range tc.bystander {
 				bystander.expect(want)
 			}
@@ -250,7 +250,7 @@ func TestHostileInputLeavesOthersUntouched(t *testing.T) {
 			bystander.expect(map[string]any{"type": "message", "channel": "news", "message": float64(i)})
 		})
 	}
-	bystander.tb = t
+	bystander.TB = t
 	require.Equal(t, int64(0), n.hub.Stats().SlowConsumers)
 }
 
@@ -274,7 +274,7 @@ func TestRateLimitDropsThenCloses(t *testing.T) {
 	for i := range limit {
 		mark := errs.len()
 		if i == 0 { // binary frames count too
-			require.NoError(t, a.conn.WriteMessage(websocket.BinaryMessage, []byte("x")))
+			require.NoError(t, a.Conn.WriteMessage(websocket.BinaryMessage, []byte("x")))
 		} else {
 			a.send(map[string]any{"action": "ping"})
 		}
@@ -317,7 +317,7 @@ func TestPingFloodIsBounded(t *testing.T) {
 		default:
 		}
 		require.True(t, time.Now().Before(deadline), "ping flood was not cut off")
-		if err := a.conn.WriteControl(websocket.PingMessage, payload, time.Now().Add(time.Second)); err != nil {
+		if err := a.Conn.WriteControl(websocket.PingMessage, payload, time.Now().Add(time.Second)); err != nil {
 			reason := <-gone
 			require.ErrorIs(t, reason, ws.ErrSlowConsumer)
 			return

@@ -15,7 +15,7 @@ import (
 // subscribeAny subscribes c to channel and, on a presence channel, reads
 // the member list and makes every client in earlier read the join.
 func subscribeAny(c *testClient, channel string, earlier ...*testClient) {
-	c.tb.Helper()
+	c.TB.Helper()
 	c.subscribe(channel)
 	if ws.KindOf(channel) != ws.PresenceChannel {
 		return
@@ -23,7 +23,7 @@ func subscribeAny(c *testClient, channel string, earlier ...*testClient) {
 	c.nextOfType("presence")
 	for _, e := range earlier {
 		m := e.nextOfType("presence")
-		require.Equal(e.tb, ws.PresenceJoinEvent, m["event"], "got %v, want a join", m)
+		require.Equal(e.TB, ws.PresenceJoinEvent, m["event"], "got %v, want a join", m)
 	}
 }
 

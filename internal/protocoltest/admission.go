@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	ws "github.com/vortechron/go-ws"
+	"github.com/vortechron/go-ws/internal/wstest"
 )
 
 func originRefused(t *testing.T, newServer NewServer) {
@@ -21,23 +22,23 @@ func originRefused(t *testing.T, newServer NewServer) {
 	pu, err := url.Parse(u)
 	require.NoError(t, err)
 
-	resp, body := dialRefused(t, u, http.Header{"Origin": {"http://evil.example"}})
+	resp, body := wstest.DialRefused(t, u, http.Header{"Origin": {"http://evil.example"}})
 	require.Equal(t, http.StatusForbidden, resp.StatusCode, "status for a foreign Origin")
 	require.Contains(t, body, "origin http://evil.example is not allowed")
 	var ce *ws.ConnectionError
 	errs.next(t, &ce)
 	require.Equal(t, http.StatusForbidden, ce.StatusCode, "ConnectionError.StatusCode")
 
-	c := dial(t, u, http.Header{"Origin": {"http://" + pu.Host}}) // same origin
-	c.quiet()
+	c := wstest.Dial(t, u, http.Header{"Origin": {"http://" + pu.Host}}) // same origin
+	c.Quiet()
 	require.Equal(t, int64(1), hub.Stats().ConnectionsRefused, "Stats.ConnectionsRefused")
 }
 
 // dialEventually dials until the handshake succeeds: a slot freed by a
 // closed connection comes back shortly after the client sees the close.
-func dialEventually(t *testing.T, u string) *client {
+func dialEventually(t *testing.T, u string) *wstest.Client {
 	t.Helper()
-	var c *client
+	var c *wstest.Client
 	require.Eventually(t, func() bool {
 		conn, resp, err := websocket.DefaultDialer.Dial(u, nil)
 		if resp != nil {
@@ -46,8 +47,7 @@ func dialEventually(t *testing.T, u string) *client {
 		if err != nil {
 			return false
 		}
-		t.Cleanup(func() { conn.Close() })
-		c = &client{tb: t, conn: conn}
+		c = wstest.New(t, conn)
 		return true
 	}, readTimeout, 5*time.Millisecond, "no connection slot came free")
 	return c
@@ -55,22 +55,22 @@ func dialEventually(t *testing.T, u string) *client {
 
 func maxConnections(t *testing.T, newServer NewServer) {
 	hub, u := newServer(t, ws.Config{MaxConnections: 1}, nil)
-	first := dial(t, u, nil)
-	first.quiet()
-	resp, body := dialRefused(t, u, nil)
+	first := wstest.Dial(t, u, nil)
+	first.Quiet()
+	resp, body := wstest.DialRefused(t, u, nil)
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "status at MaxConnections")
 	require.Contains(t, body, "MaxConnections")
 
-	require.NoError(t, first.conn.Close())
-	dialEventually(t, u).quiet()
+	require.NoError(t, first.Conn.Close())
+	dialEventually(t, u).Quiet()
 	require.GreaterOrEqual(t, hub.Stats().ConnectionsRefused, int64(1), "Stats.ConnectionsRefused")
 }
 
 func maxConnectionsPerIP(t *testing.T, newServer NewServer) {
 	_, u := newServer(t, ws.Config{MaxConnectionsPerIP: 2}, nil)
-	dial(t, u, nil).quiet()
-	dial(t, u, nil).quiet()
-	resp, body := dialRefused(t, u, nil)
+	wstest.Dial(t, u, nil).Quiet()
+	wstest.Dial(t, u, nil).Quiet()
+	resp, body := wstest.DialRefused(t, u, nil)
 	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "status at MaxConnectionsPerIP")
 	require.Contains(t, body, "too many connections from 127.0.0.1")
 }
@@ -116,7 +116,7 @@ func middleware(t *testing.T, newServer NewServer) {
 		OnConnect:    func(c *ws.Client) { connectedAs <- c.Context().Value(userKey{}) },
 	})
 
-	resp, body := dialRefused(t, u, nil)
+	resp, body := wstest.DialRefused(t, u, nil)
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "status from the refusing middleware")
 	require.Equal(t, "Bearer", resp.Header.Get("WWW-Authenticate"), "header set by the middleware")
 	require.Equal(t, "token required\n", body, "body written by the middleware")
@@ -125,8 +125,8 @@ func middleware(t *testing.T, newServer NewServer) {
 	order = nil
 	mu.Unlock()
 
-	c := dial(t, u, http.Header{"Authorization": {"Bearer alice"}})
-	c.subscribe("private-user.alice") // GetUserID saw the middleware's request
+	c := wstest.Dial(t, u, http.Header{"Authorization": {"Bearer alice"}})
+	c.Subscribe("private-user.alice") // GetUserID saw the middleware's request
 	require.Equal(t, "alice", <-connectedAs, "value the middleware put in Client.Context()")
 	mu.Lock()
 	require.Equal(t, []string{"first", "last"}, order, "middleware order")
@@ -150,5 +150,5 @@ func notWebSocket(t *testing.T, newServer NewServer) {
 	errs.next(t, &ce)
 	require.Equal(t, "upgrade", ce.Op, "ConnectionError.Op")
 	require.Equal(t, int64(1), hub.Stats().Errors["connection"], `Stats.Errors["connection"]`)
-	dial(t, u, nil).quiet() // the failed upgrade gave its slot back
+	wstest.Dial(t, u, nil).Quiet() // the failed upgrade gave its slot back
 }

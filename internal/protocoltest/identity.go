@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	ws "github.com/vortechron/go-ws"
+	"github.com/vortechron/go-ws/internal/wstest"
 )
 
 // identity is one way a client tells the server who it is.
@@ -53,24 +54,24 @@ func privateChannel(id identity) func(t *testing.T, newServer NewServer) {
 			ErrorHandler: errs.handle,
 		})
 		alice := dialAs(t, id, u, "alice")
-		alice.subscribe("private-user.alice")
-		alice.send(map[string]any{"action": "subscribe", "channel": "private-user.bob"})
-		alice.expect(map[string]any{"type": "error", "code": ws.CodeUnauthorized, "action": "subscribe", "channel": "private-user.bob"})
+		alice.Subscribe("private-user.alice")
+		alice.Send(map[string]any{"action": "subscribe", "channel": "private-user.bob"})
+		alice.Expect(map[string]any{"type": "error", "code": ws.CodeUnauthorized, "action": "subscribe", "channel": "private-user.bob"})
 		var ae *ws.AuthError
 		errs.next(t, &ae)
 		require.Equal(t, "alice", ae.UserID, "AuthError.UserID")
 
-		anon := dial(t, u, nil)
-		anon.send(map[string]any{"action": "subscribe", "channel": "private-user.alice"})
-		anon.expect(map[string]any{"type": "error", "code": ws.CodeUnauthorized, "channel": "private-user.alice"})
+		anon := wstest.Dial(t, u, nil)
+		anon.Send(map[string]any{"action": "subscribe", "channel": "private-user.alice"})
+		anon.Expect(map[string]any{"type": "error", "code": ws.CodeUnauthorized, "channel": "private-user.alice"})
 	}
 }
 
 // dialAs dials wsURL as user, the way id carries identity.
-func dialAs(tb testing.TB, id identity, wsURL, user string) *client {
+func dialAs(tb testing.TB, id identity, wsURL, user string) *wstest.Client {
 	tb.Helper()
 	u, h := id.as(wsURL, user)
-	return dial(tb, u, h)
+	return wstest.Dial(tb, u, h)
 }
 
 // realRequest checks that GetUserID sees the handshake request as
@@ -96,8 +97,8 @@ func realRequest(t *testing.T, newServer NewServer) {
 	})
 	h := withUser("alice")
 	h.Set("Cookie", "session=s3cret")
-	c := dial(t, u+"?a=1&b=two", h)
-	c.quiet()
+	c := wstest.Dial(t, u+"?a=1&b=two", h)
+	c.Quiet()
 
 	s := <-got
 	pu, err := url.Parse(u)
@@ -113,7 +114,7 @@ func realRequest(t *testing.T, newServer NewServer) {
 	require.NoError(t, err, "RemoteAddr %q is ip:port", s.remote)
 	require.Equal(t, "127.0.0.1", host, "RemoteAddr IP")
 	require.NotEqual(t, "0", port, "RemoteAddr port")
-	require.Equal(t, c.conn.LocalAddr().String(), s.remote, "RemoteAddr is the client's end of the TCP connection")
+	require.Equal(t, c.Conn.LocalAddr().String(), s.remote, "RemoteAddr is the client's end of the TCP connection")
 
 	sc := <-connected
 	require.Equal(t, "alice", sc.UserID, "Client.UserID")

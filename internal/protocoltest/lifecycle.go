@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	ws "github.com/vortechron/go-ws"
+	"github.com/vortechron/go-ws/internal/wstest"
 )
 
 // serverClose checks that a connection the server closes ends at once,
@@ -20,7 +21,7 @@ func serverClose(t *testing.T, newServer NewServer) {
 		OnConnect:    func(c *ws.Client) { connected <- c },
 		OnDisconnect: func(c *ws.Client) { gone <- c.DisconnectReason() },
 	})
-	c := dial(t, u, nil)
+	c := wstest.Dial(t, u, nil)
 	sc := <-connected
 	sc.Close(4000, "bye") // the client is not reading, so it sends no close back
 	select {
@@ -31,22 +32,22 @@ func serverClose(t *testing.T, newServer NewServer) {
 	case <-time.After(readTimeout):
 		t.Fatalf("OnDisconnect was not called within %s of Client.Close", readTimeout)
 	}
-	require.Equal(t, 4000, c.expectClose(), "close code the client got")
+	require.Equal(t, 4000, c.ExpectClose(), "close code the client got")
 }
 
 func shutdown(t *testing.T, newServer NewServer) {
 	hub, u := newServer(t, ws.Config{}, nil)
-	cs := []*client{dial(t, u, nil), dial(t, u, nil)}
+	cs := []*wstest.Client{wstest.Dial(t, u, nil), wstest.Dial(t, u, nil)}
 	for _, c := range cs {
-		c.subscribe("x")
+		c.Subscribe("x")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*readTimeout)
 	defer cancel()
 	require.NoError(t, hub.Shutdown(ctx))
 	for _, c := range cs {
-		require.Equal(t, ws.CloseGoingAway, c.expectClose(), "close code on shutdown")
+		require.Equal(t, ws.CloseGoingAway, c.ExpectClose(), "close code on shutdown")
 	}
 	require.ErrorIs(t, hub.Publish(context.Background(), "x", 1), ws.ErrHubClosed)
-	resp, _ := dialRefused(t, u, nil)
+	resp, _ := wstest.DialRefused(t, u, nil)
 	require.Equal(t, 503, resp.StatusCode, "status after shutdown")
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	ws "github.com/vortechron/go-ws"
+	"github.com/vortechron/go-ws/internal/wstest"
 )
 
 // roomOptions identify users by X-User, give them a display name, allow
@@ -37,42 +38,42 @@ func members(tb testing.TB, frame map[string]any) []string {
 
 func presence(t *testing.T, newServer NewServer) {
 	_, u := newServer(t, ws.Config{}, roomOptions())
-	alice := dial(t, u, withUser("alice"))
-	alice.subscribe("presence-room")
-	m := alice.expect(map[string]any{"type": "presence", "channel": "presence-room", "event": "members", "count": float64(1)})
+	alice := wstest.Dial(t, u, withUser("alice"))
+	alice.Subscribe("presence-room")
+	m := alice.Expect(map[string]any{"type": "presence", "channel": "presence-room", "event": "members", "count": float64(1)})
 	require.Equal(t, []string{"alice:ALICE"}, members(t, m))
 
-	bob := dial(t, u, withUser("bob"))
-	bob.subscribe("presence-room")
-	m = bob.expect(map[string]any{"type": "presence", "event": "members", "count": float64(2)})
+	bob := wstest.Dial(t, u, withUser("bob"))
+	bob.Subscribe("presence-room")
+	m = bob.Expect(map[string]any{"type": "presence", "event": "members", "count": float64(2)})
 	require.Equal(t, []string{"alice:ALICE", "bob:BOB"}, members(t, m))
-	m = alice.expect(map[string]any{"type": "presence", "event": "join", "count": float64(2)})
+	m = alice.Expect(map[string]any{"type": "presence", "event": "join", "count": float64(2)})
 	require.Equal(t, map[string]any{"id": "bob", "info": map[string]any{"name": "BOB"}}, m["user"], "joined user")
 	require.Equal(t, []string{"alice:ALICE", "bob:BOB"}, members(t, m))
 
-	require.NoError(t, bob.conn.Close())
-	m = alice.expect(map[string]any{"type": "presence", "event": "leave", "count": float64(1)})
+	require.NoError(t, bob.Conn.Close())
+	m = alice.Expect(map[string]any{"type": "presence", "event": "leave", "count": float64(1)})
 	require.Equal(t, map[string]any{"id": "bob", "info": map[string]any{"name": "BOB"}}, m["user"], "user who left")
 	require.Equal(t, []string{"alice:ALICE"}, members(t, m))
 }
 
 func whisper(t *testing.T, newServer NewServer) {
 	hub, u := newServer(t, ws.Config{}, roomOptions())
-	alice, bob, carol := dial(t, u, withUser("alice")), dial(t, u, withUser("bob")), dial(t, u, withUser("carol"))
-	for _, c := range []*client{alice, bob, carol} {
-		c.subscribe("private-room")
+	alice, bob, carol := wstest.Dial(t, u, withUser("alice")), wstest.Dial(t, u, withUser("bob")), wstest.Dial(t, u, withUser("carol"))
+	for _, c := range []*wstest.Client{alice, bob, carol} {
+		c.Subscribe("private-room")
 	}
-	alice.send(map[string]any{"action": "whisper", "channel": "private-room", "event": "typing", "data": map[string]any{"typing": true}})
+	alice.Send(map[string]any{"action": "whisper", "channel": "private-room", "event": "typing", "data": map[string]any{"typing": true}})
 	want := map[string]any{"type": "whisper", "from": "alice", "event": "typing", "channel": "private-room",
 		"data": map[string]any{"typing": true}}
-	bob.expect(want)
-	carol.expect(want)
-	alice.quiet() // the sender does not hear its own whisper
+	bob.Expect(want)
+	carol.Expect(want)
+	alice.Quiet() // the sender does not hear its own whisper
 
-	anon := dial(t, u, nil)
-	anon.subscribe("lobby")
-	anon.send(map[string]any{"action": "whisper", "channel": "lobby", "event": "typing"})
-	anon.expect(map[string]any{"type": "error", "code": ws.CodeForbidden, "action": "whisper", "channel": "lobby"})
+	anon := wstest.Dial(t, u, nil)
+	anon.Subscribe("lobby")
+	anon.Send(map[string]any{"action": "whisper", "channel": "lobby", "event": "typing"})
+	anon.Expect(map[string]any{"type": "error", "code": ws.CodeForbidden, "action": "whisper", "channel": "lobby"})
 
 	s := hub.Stats()
 	require.Equal(t, int64(1), s.WhispersIn, "Stats.WhispersIn")

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	ws "github.com/vortechron/go-ws"
+	"github.com/vortechron/go-ws/internal/wstest"
 )
 
 // NewServer starts a running hub with cfg (nil backends: in memory) and
@@ -56,11 +57,11 @@ var cases = []struct {
 
 func subscribeAck(t *testing.T, newServer NewServer) {
 	hub, u := newServer(t, ws.Config{}, nil)
-	c := dial(t, u, nil)
-	c.subscribe("news")
-	c.send(map[string]any{"action": "subscribe", "channel": "news"}) // again: acked again
-	c.expect(map[string]any{"type": "subscribed", "channel": "news"})
-	c.quiet()
+	c := wstest.Dial(t, u, nil)
+	c.Subscribe("news")
+	c.Send(map[string]any{"action": "subscribe", "channel": "news"}) // again: acked again
+	c.Expect(map[string]any{"type": "subscribed", "channel": "news"})
+	c.Quiet()
 	s := hub.Stats()
 	require.Equal(t, int64(1), s.Connections, "Stats.Connections")
 	require.Equal(t, int64(1), s.Channels, "Stats.Channels")
@@ -70,20 +71,20 @@ func subscribeAck(t *testing.T, newServer NewServer) {
 
 func publishFanOut(t *testing.T, newServer NewServer) {
 	hub, u := newServer(t, ws.Config{}, nil)
-	a, b, other := dial(t, u, nil), dial(t, u, nil), dial(t, u, nil)
-	a.subscribe("news")
-	b.subscribe("news")
-	other.subscribe("sport")
+	a, b, other := wstest.Dial(t, u, nil), wstest.Dial(t, u, nil), wstest.Dial(t, u, nil)
+	a.Subscribe("news")
+	b.Subscribe("news")
+	other.Subscribe("sport")
 
 	ctx := context.Background()
 	require.NoError(t, hub.Publish(ctx, "news", map[string]string{"title": "hi"}))
 	require.NoError(t, hub.Publish(ctx, "sport", "goal"))
 	want := map[string]any{"type": "message", "channel": "news", "message": map[string]any{"title": "hi"}}
-	a.expect(want)
-	b.expect(want)
-	other.expect(map[string]any{"type": "message", "channel": "sport", "message": "goal"})
-	for _, c := range []*client{a, b, other} {
-		c.quiet()
+	a.Expect(want)
+	b.Expect(want)
+	other.Expect(map[string]any{"type": "message", "channel": "sport", "message": "goal"})
+	for _, c := range []*wstest.Client{a, b, other} {
+		c.Quiet()
 	}
 	s := hub.Stats()
 	require.Equal(t, int64(2), s.Publishes, "Stats.Publishes")
@@ -92,18 +93,18 @@ func publishFanOut(t *testing.T, newServer NewServer) {
 
 func unsubscribe(t *testing.T, newServer NewServer) {
 	hub, u := newServer(t, ws.Config{}, nil)
-	c := dial(t, u, nil)
-	c.subscribe("a")
-	c.subscribe("b")
-	c.send(map[string]any{"action": "unsubscribe", "channel": "a"})
-	c.expect(map[string]any{"type": "unsubscribed", "channel": "a"})
+	c := wstest.Dial(t, u, nil)
+	c.Subscribe("a")
+	c.Subscribe("b")
+	c.Send(map[string]any{"action": "unsubscribe", "channel": "a"})
+	c.Expect(map[string]any{"type": "unsubscribed", "channel": "a"})
 
 	require.NoError(t, hub.Publish(context.Background(), "a", "lost"))
 	require.NoError(t, hub.Publish(context.Background(), "b", "kept"))
-	c.expect(map[string]any{"type": "message", "channel": "b", "message": "kept"})
+	c.Expect(map[string]any{"type": "message", "channel": "b", "message": "kept"})
 
-	c.send(map[string]any{"action": "unsubscribe", "channel": "a"})
-	c.expect(map[string]any{"type": "error", "code": ws.CodeNotSubscribed, "action": "unsubscribe", "channel": "a"})
+	c.Send(map[string]any{"action": "unsubscribe", "channel": "a"})
+	c.Expect(map[string]any{"type": "error", "code": ws.CodeNotSubscribed, "action": "unsubscribe", "channel": "a"})
 	require.Eventually(t, func() bool { return hub.Stats().Channels == 1 }, readTimeout, time.Millisecond,
 		"Stats.Channels after unsubscribe: got %d, want 1", hub.Stats().Channels)
 }
@@ -111,21 +112,21 @@ func unsubscribe(t *testing.T, newServer NewServer) {
 func malformedFrame(t *testing.T, newServer NewServer) {
 	errs := newErrors()
 	hub, u := newServer(t, ws.Config{}, &ws.Options{ErrorHandler: errs.handle})
-	c := dial(t, u, nil)
-	c.sendRaw(`{"action":"subscribe"`)
-	m := c.expect(map[string]any{"type": "error", "code": ws.CodeBadRequest})
+	c := wstest.Dial(t, u, nil)
+	c.SendRaw(`{"action":"subscribe"`)
+	m := c.Expect(map[string]any{"type": "error", "code": ws.CodeBadRequest})
 	require.NotEmpty(t, m["error"], "error frame says what was wrong")
 	var pe *ws.ProtocolError
 	errs.next(t, &pe)
 	require.Equal(t, ws.CodeBadRequest, pe.Code)
-	c.subscribe("still-works")
+	c.Subscribe("still-works")
 	require.Equal(t, int64(1), hub.Stats().Errors["protocol"], `Stats.Errors["protocol"]`)
 }
 
 func unknownAction(t *testing.T, newServer NewServer) {
 	_, u := newServer(t, ws.Config{}, nil)
-	c := dial(t, u, nil)
-	c.sendRaw(`{"action":"explode","channel":"x"}`)
-	c.expect(map[string]any{"type": "error", "code": ws.CodeUnknownAction, "action": "explode", "channel": "x"})
-	c.quiet()
+	c := wstest.Dial(t, u, nil)
+	c.SendRaw(`{"action":"explode","channel":"x"}`)
+	c.Expect(map[string]any{"type": "error", "code": ws.CodeUnknownAction, "action": "explode", "channel": "x"})
+	c.Quiet()
 }
