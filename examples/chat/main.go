@@ -21,6 +21,7 @@ import (
 	"time"
 
 	ws "github.com/vortechron/go-ws"
+	"github.com/vortechron/go-ws/examples/chat/chatserver"
 )
 
 func main() {
@@ -42,7 +43,7 @@ func main() {
 	})
 	go hub.Run()
 
-	server := &http.Server{Addr: *addr, Handler: newHandler(hub, logger), ReadHeaderTimeout: 10 * time.Second}
+	server := &http.Server{Addr: *addr, Handler: chatserver.NewHandler(hub, logger), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -1,4 +1,7 @@
-package main
+// Package chatserver is the chat example's server: the page, the
+// WebSocket endpoint and POST /say, for examples/chat's main and for the
+// browser test in e2e/.
+package chatserver
 
 import (
 	"encoding/json"
@@ -84,8 +87,9 @@ type chatMessage struct {
 	At   int64  `json:"at"` // Unix milliseconds
 }
 
-// newHandler serves the page, the WebSocket endpoint and POST /say.
-func newHandler(hub *ws.Hub, logger *log.Logger) http.Handler {
+// NewHandler serves the page at /, the WebSocket endpoint at /ws and
+// POST /say on hub, logging connections and errors to logger.
+func NewHandler(hub *ws.Hub, logger *log.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	ws "github.com/vortechron/go-ws"
+	"github.com/vortechron/go-ws/examples/chat/chatserver"
 )
 
 // TestChatInBrowser drives the chat page in headless Chromium as two
@@ -33,7 +34,7 @@ import (
 func TestChatInBrowser(t *testing.T) {
 	bin := chromium()
 	if bin == "" {
-		testenv.Missing(t, testenv.RequireTools, "no Chromium found (looked for $WS_CHROMIUM, chromium, chromium-browser, google-chrome); install it with: apt-get install -y chromium")
+		testenv.Missing(t, testenv.RequireTools, "no Chromium found (looked for $WS_CHROMIUM, chromium, chromium-browser, google-chrome); install it with: apt-get install -y chromium (make test runs scripts/ensure-tools.sh, which does)")
 	}
 	shots := artifactsDir(t)
 
@@ -134,7 +135,7 @@ func startChat(t *testing.T) string {
 	go hub.Run()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	srv := &http.Server{Handler: newHandler(hub, log.New(testLog{t}, "chat: ", 0))}
+	srv := &http.Server{Handler: chatserver.NewHandler(hub, log.New(testLog{t}, "chat: ", 0))}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {
