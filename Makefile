@@ -2,15 +2,19 @@
 GO        ?= go
 REDIS_ADDR ?= 127.0.0.1:6379
 
-.PHONY: test race unit bench bench-peers lint run fuzz
+.PHONY: test tools race unit bench bench-peers lint run fuzz
 
-# test runs every test with -race, against the real Redis at $(REDIS_ADDR)
+# test first runs scripts/ensure-tools.sh, which installs what the suite
+# needs and is missing (Chromium, Node and npm, redis-server: with apt-get
+# when root) and starts Redis at $(REDIS_ADDR) if nothing answers there,
+# saying what it does. Then every test runs with -race, against that Redis
 # (tests that need it skip with a message when it is not there, but fail
-# here: WS_REQUIRE_REDIS=1 and WS_REQUIRE_TOOLS=1 for node and Chromium), plus a
-# short fuzz run and the build of the benchmark harness. The browser tests
-# are in e2e/, a module of its own so the library's go.mod never lists
-# chromedp.
+# here: WS_REQUIRE_REDIS=1, and WS_REQUIRE_TOOLS=1 for node and Chromium):
+# the library, the metrics module and the browser tests in e2e/ (a module
+# of its own so the library's go.mod never lists chromedp), plus a short
+# fuzz run and the build of the benchmark harness.
 test:
+	REDIS_ADDR=$(REDIS_ADDR) bash scripts/ensure-tools.sh
 	WS_REDIS_ADDR=$(REDIS_ADDR) WS_REQUIRE_REDIS=1 WS_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 20m ./...
 	cd metrics && WS_REDIS_ADDR=$(REDIS_ADDR) $(GO) test -race -count=1 ./...
 	cd e2e && WS_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 5m ./...
@@ -20,6 +24,10 @@ test:
 	cd e2e && $(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	cd bench && $(GO) build ./... && $(GO) vet ./...
+
+# tools installs and starts what `make test` needs (see scripts/ensure-tools.sh).
+tools:
+	REDIS_ADDR=$(REDIS_ADDR) bash scripts/ensure-tools.sh
 
 # race is the plain race-enabled run, without the extra checks.
 race:
