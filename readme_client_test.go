@@ -19,31 +19,40 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestReadmeClientInNode runs the seed README's JavaScript client, as
-// written, in Node against examples/basic: two users connect, the server
-// publishes, each user whispers, one leaves, and the clients' own
-// console.log lines show what the README promises ("New message:",
-// "Presence update:", "Whisper from ..."). The client is
-// testdata/readme-client/client.js; it needs node and the npm "ws"
-// package (installed with npm ci when missing).
+// readmeClientMarker is the line in README.md after which the first js
+// block is the client TestReadmeClientInNode runs.
+const readmeClientMarker = "<!-- readme_client_test.go runs the next js block in Node against examples/basic. -->"
+
+// TestReadmeClientInNode runs the README's JavaScript client, taken from
+// README.md as written, in Node against examples/basic: alice connects,
+// then bob; each sees the other through presence, bob's whisper reaches
+// alice, a publication reaches both, and when bob leaves alice's list is
+// back to herself. The client's own console.log lines are what the test
+// reads. Node needs the npm "ws" package as its WebSocket (installed with
+// npm ci in testdata/readme-client when missing); before.js and after.js
+// there are the only code around the README's.
 func TestReadmeClientInNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short mode: builds examples/basic and runs Node")
 	}
 	dir := filepath.Join("testdata", "readme-client")
 	node := readmeClientNode(t, dir)
+	script := readmeClientScript(t, dir)
 
 	addr := startBasicExample(t)
-	wsURL := "ws://" + addr + "/ws"
-	alice := startNodeClient(t, node, dir, wsURL, "alice")
-	alice.waitFor(t, "harness: subscribed chat-room-1")
-	alice.waitFor(t, "Presence update: [ { id: 'alice', info: { name: 'alice' } } ]")
-	bob := startNodeClient(t, node, dir, wsURL, "bob")
-	bob.waitFor(t, "harness: subscribed chat-room-1")
-	// bob's join reaches alice with both users in data.users.
-	alice.waitFor(t, "id: 'bob'")
+	alice := startNodeClient(t, node, dir, script, addr, "alice")
+	alice.waitFor(t, "Subscribed to news")
+	alice.waitFor(t, "Subscribed to presence-lobby")
+	alice.waitFor(t, "Presence members: 1 online [ { id: 'alice', info: { name: 'alice' } } ]")
 
-	resp, err := http.Post("http://"+addr+"/publish?channel=my-channel", "application/json",
+	bob := startNodeClient(t, node, dir, script, addr, "bob")
+	bob.waitFor(t, "Subscribed to news")
+	bob.waitFor(t, "Presence members: 2 online [\n  { id: 'alice', info: { name: 'alice' } },\n  { id: 'bob', info: { name: 'bob' } }\n]")
+	alice.waitFor(t, "Presence join: 2 online [\n  { id: 'alice', info: { name: 'alice' } },\n  { id: 'bob', info: { name: 'bob' } }\n]")
+	// bob whispers once subscribed, and alice is subscribed already.
+	alice.waitFor(t, "Whisper from bob: typing { isTyping: true }")
+
+	resp, err := http.Post("http://"+addr+"/publish?channel=news", "application/json",
 		strings.NewReader(`{"text":"hello from Go"}`))
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -52,23 +61,53 @@ func TestReadmeClientInNode(t *testing.T) {
 		c.waitFor(t, "New message: { text: 'hello from Go' }")
 	}
 
-	alice.command(t, "whisper")
-	bob.waitFor(t, "Whisper from alice, event: typing, channel: chat-room-1\nWhisper data: { isTyping: true }")
-	bob.command(t, "whisper")
-	alice.waitFor(t, "Whisper from bob, event: typing, channel: chat-room-1\nWhisper data: { isTyping: true }")
-	// Each got the other's whisper after its own would have arrived.
-	require.NotContains(t, alice.stdout.String(), "Whisper from alice")
-	require.NotContains(t, bob.stdout.String(), "Whisper from bob")
-
 	// bob leaves: his socket closes and alice's list is back to herself.
 	bob.closeStdin(t)
-	bob.waitFor(t, "Connection closed")
-	require.Eventually(t, func() bool {
-		return strings.Count(alice.stdout.String(), "Presence update: [ { id: 'alice', info: { name: 'alice' } } ]") == 2
-	}, 15*time.Second, 10*time.Millisecond, "alice never saw bob leave; her output:\n%s", alice.stdout.String())
+	bob.waitFor(t, "Closed:")
+	alice.waitFor(t, "Presence leave: 1 online [ { id: 'alice', info: { name: 'alice' } } ]")
+	alice.closeStdin(t)
+	alice.waitFor(t, "Closed:")
 	for _, c := range []*nodeClient{alice, bob} {
-		require.NotContains(t, c.stderr.String(), "Error:", "the README's client got an error frame")
+		// The sender never gets its own whisper.
+		require.NotContains(t, c.stdout.String(), "Whisper from "+c.user)
+		// No error frame, no exception (a send before open throws).
+		require.Empty(t, c.stderr.String(), "node client %s wrote to stderr", c.user)
 	}
+}
+
+// readmeClientScript writes the README's client, between the harness's
+// before.js and after.js, to a file and returns its path.
+func readmeClientScript(t *testing.T, dir string) string {
+	t.Helper()
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	code := readmeJSBlock(t, string(readme))
+	var script strings.Builder
+	for _, part := range []string{"before.js", "", "after.js"} {
+		if part == "" {
+			script.WriteString("// README.md, the js block after the marker:\n" + code)
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, part))
+		require.NoError(t, err)
+		script.Write(b)
+	}
+	path := filepath.Join(t.TempDir(), "client.js")
+	require.NoError(t, os.WriteFile(path, []byte(script.String()), 0o644))
+	return path
+}
+
+// readmeJSBlock returns the body of the first ```js block after
+// readmeClientMarker in readme.
+func readmeJSBlock(t *testing.T, readme string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(readme, readmeClientMarker+"\n")
+	require.True(t, ok, "README.md has no line %q", readmeClientMarker)
+	_, rest, ok = strings.Cut(rest, "```js\n")
+	require.True(t, ok, "README.md has no ```js block after %q", readmeClientMarker)
+	code, _, ok := strings.Cut(rest, "```\n")
+	require.True(t, ok, "the README's js block after %q does not end", readmeClientMarker)
+	return code
 }
 
 // readmeClientNode returns the node binary, installing the client's npm
@@ -152,56 +191,69 @@ func startBasicExample(t *testing.T) string {
 	return addr
 }
 
-// nodeClient is one running `node client.js URL USER`.
+// nodeClient is one running `node client.js`, connecting as user.
 type nodeClient struct {
 	user   string
 	stdin  io.WriteCloser
 	stdout syncBuffer
 	stderr syncBuffer
+	exited chan struct{} // closed once node has exited and its output is read
 }
 
-func startNodeClient(t *testing.T, node, dir, url, user string) *nodeClient {
+// startNodeClient runs script in node as user against the server at
+// addr. Ending its stdin closes its socket.
+func startNodeClient(t *testing.T, node, dir, script, addr, user string) *nodeClient {
 	t.Helper()
-	c := &nodeClient{user: user}
+	modules, err := filepath.Abs(filepath.Join(dir, "node_modules"))
+	require.NoError(t, err)
+	c := &nodeClient{user: user, exited: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	cmd := exec.CommandContext(ctx, node, "client.js", url, user)
-	cmd.Dir = dir
+	cmd := exec.CommandContext(ctx, node, script)
+	cmd.Env = append(os.Environ(), "NODE_PATH="+modules, "WS_TEST_HOST="+addr, "WS_TEST_USER="+user)
 	cmd.Stdout, cmd.Stderr = &c.stdout, &c.stderr
 	cmd.WaitDelay = 5 * time.Second
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
 	c.stdin = stdin
 	require.NoError(t, cmd.Start())
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
+	go func() { _ = cmd.Wait(); close(c.exited) }()
 	t.Cleanup(func() {
 		_ = stdin.Close() // the client closes its socket and exits
 		select {
-		case <-exited:
+		case <-c.exited:
 		case <-time.After(5 * time.Second):
 		}
 		cancel() // kills node if it is still running
-		<-exited
+		<-c.exited
 		if t.Failed() || testing.Verbose() {
-			t.Logf("node client %s stdout:\n%s\nstderr:\n%s", user, c.stdout.String(), c.stderr.String())
+			t.Logf("node client %s (%s) stdout:\n%s\nstderr:\n%s", user, script, c.stdout.String(), c.stderr.String())
 		}
 	})
 	return c
 }
 
-// waitFor waits until the client's stdout contains s.
+// waitFor waits until the client's stdout contains s, failing after 15s
+// or as soon as node exits without having printed it.
 func (c *nodeClient) waitFor(t *testing.T, s string) {
 	t.Helper()
-	require.Eventually(t, func() bool { return strings.Contains(c.stdout.String(), s) },
-		15*time.Second, 10*time.Millisecond, "node client %s never printed %q; stdout:\n%s\nstderr:\n%s",
-		c.user, s, c.stdout.String(), c.stderr.String())
-}
-
-// command sends one line to the client's stdin.
-func (c *nodeClient) command(t *testing.T, line string) {
-	t.Helper()
-	_, err := io.WriteString(c.stdin, line+"\n")
-	require.NoError(t, err)
+	deadline := time.NewTimer(15 * time.Second)
+	defer deadline.Stop()
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for !strings.Contains(c.stdout.String(), s) {
+		select {
+		case <-c.exited:
+			if strings.Contains(c.stdout.String(), s) {
+				return
+			}
+			t.Fatalf("node client %s exited without printing %q; stdout:\n%s\nstderr:\n%s",
+				c.user, s, c.stdout.String(), c.stderr.String())
+		case <-deadline.C:
+			t.Fatalf("node client %s did not print %q within 15s; stdout:\n%s\nstderr:\n%s",
+				c.user, s, c.stdout.String(), c.stderr.String())
+		case <-poll.C:
+		}
+	}
 }
 
 func (c *nodeClient) closeStdin(t *testing.T) {

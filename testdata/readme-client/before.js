@@ -1,0 +1,16 @@
+// Harness code that readme_client_test.go runs before the README's
+// JavaScript client (the js block after the marker in README.md).
+//
+// Node 20 has no global WebSocket: the npm "ws" package stands in for the
+// browser's. It connects to the test's server (WS_TEST_HOST, host:port)
+// as the test's user (WS_TEST_USER), whatever host and user the README's
+// URL names; the rest of the URL is the README's.
+const NodeWebSocket = require("ws");
+globalThis.WebSocket = class extends NodeWebSocket {
+  constructor(url, protocols) {
+    const u = new URL(url);
+    u.host = process.env.WS_TEST_HOST;
+    u.searchParams.set("user", process.env.WS_TEST_USER);
+    super(u.href, protocols);
+  }
+};
