@@ -63,7 +63,7 @@ func options(logger *log.Logger) *ws.Options {
 		// Only typing indicators travel as whispers; chat messages go
 		// through POST /say so the server sees and could store them.
 		WhisperMiddleware: func(w *ws.WhisperEvent) bool { return w.Event == "typing" },
-		ErrorHandler:      func(err error) { logger.Printf("ws: %v", err) },
+		ErrorHandler:      func(err error) { logger.Print(err) }, // errors say "ws: ..." themselves
 		OnConnect:         func(c *ws.Client) { logger.Printf("connected %s user=%q", c.ID, c.UserID) },
 		OnDisconnect:      func(c *ws.Client) { logger.Printf("disconnected %s user=%q: %v", c.ID, c.UserID, c.DisconnectReason()) },
 	}
