@@ -1,9 +1,15 @@
 // Command basic serves a small page and a WebSocket endpoint on one
 // process, with the in-memory broker and storage: no Redis needed.
 //
-//	go run ./examples/basic            # then open http://localhost:8080
+//	go run ./examples/basic            # then open http://127.0.0.1:8080/?user=alice
 //
-// POST /publish?channel=news with a JSON body publishes it to the channel.
+// ?user=NAME on the WebSocket URL is the user's identity (a demo: a real
+// application reads its session or token in GetUserID); the page passes
+// its own ?user= on, or makes up a guest name. Identified users may join
+// private- and presence- channels and whisper. To publish, POST a JSON
+// body to /publish?channel=C, from the page's form or a shell:
+//
+//	curl -X POST 'http://127.0.0.1:8080/publish?channel=news' -d '{"text":"hello"}'
 package main
 
 import (
@@ -47,7 +53,7 @@ func main() {
 		AuthHandler:    func(userID, channel string) bool { return userID != "" },
 		GetUserInfo:    func(r *http.Request, userID string) any { return map[string]string{"name": userID} },
 		EnableWhispers: true,
-		ErrorHandler:   func(err error) { log.Printf("ws: %v", err) },
+		ErrorHandler:   func(err error) { log.Print(err) }, // errors say "ws: ..." themselves
 		OnConnect:      func(c *ws.Client) { log.Printf("connected %s user=%q", c.ID, c.UserID) },
 		OnDisconnect:   func(c *ws.Client) { log.Printf("disconnected %s: %v", c.ID, c.DisconnectReason()) },
 	}
@@ -61,11 +67,8 @@ func main() {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(indexHTML)
 	})
-	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
-		if err := ws.ServeWS(hub, w, r, options); err != nil {
-			log.Printf("Failed to serve WebSocket: %v", err)
-		}
-	})
+	// ws.Handler reports what ServeWS would return to ErrorHandler, once.
+	mux.Handle("/ws", ws.Handler(hub, options))
 	mux.HandleFunc("POST /publish", func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 		if err != nil || !json.Valid(body) {
@@ -91,7 +94,7 @@ func main() {
 		defer cancel()
 		_ = server.Shutdown(sctx)
 	}()
-	log.Printf("listening on http://%s (WebSocket at /ws)", *addr)
+	log.Printf("listening on http://%s (WebSocket at /ws?user=NAME; POST /publish?channel=C publishes)", *addr)
 	if err := server.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Fatal(err)
 	}
