@@ -1,9 +1,11 @@
 // Command fiber is the README's Fiber example, runnable: a Fiber app
 // serving a ws hub at /ws through adaptor.FiberHandler, with the
-// in-memory broker and storage (no Redis needed).
+// in-memory broker and storage (no Redis needed), and the graceful
+// shutdown the README describes.
 //
 //	go run ./examples/fiber            # then open http://127.0.0.1:8080/?user=alice
 //
+// ?user=NAME on the page (and the WebSocket URL) is the demo identity.
 // POST /publish?channel=news with a JSON body publishes it to the channel.
 package main
 
@@ -43,6 +45,19 @@ func main() {
 	hub := ws.NewHub(ctx, nil, nil, config)
 	go hub.Run()
 
+	app := newApp(hub)
+	go shutdownWhenDone(ctx, hub, app, 5*time.Second)
+
+	// Start server
+	log.Printf("listening on http://%s (WebSocket at /ws?user=NAME; POST /publish?channel=C publishes)", *addr)
+	if err := app.Listen(*addr); err != nil {
+		log.Fatal(err)
+	}
+	<-hub.Done() // Run has returned: every client is closed and presence cleaned up
+}
+
+// newApp is the Fiber app: the page at /, POST /publish and the hub at /ws.
+func newApp(hub *ws.Hub) *fiber.App {
 	// Create WebSocket options
 	options := &ws.Options{
 		// Authorization handler: any identified user may join private
@@ -52,7 +67,8 @@ func main() {
 		GetUserID:      func(r *http.Request) string { return r.URL.Query().Get("user") },
 		GetUserInfo:    func(r *http.Request, userID string) any { return map[string]string{"name": userID} },
 		EnableWhispers: true,
-		ErrorHandler:   func(err error) { log.Printf("ws: %v", err) },
+		// The errors say "ws: ..." themselves.
+		ErrorHandler: func(err error) { log.Print(err) },
 	}
 
 	// Create Fiber app
@@ -74,21 +90,23 @@ func main() {
 
 	// Create WebSocket route
 	app.Use("/ws", adaptor.FiberHandler(hub, options))
+	return app
+}
 
-	// Shut down on Ctrl-C: first the hub (clients get 1001 and presence
-	// is cleaned up), then the app.
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = hub.Shutdown(sctx)
-		_ = app.ShutdownWithContext(sctx)
-	}()
-
-	// Start server
-	log.Printf("listening on http://%s (WebSocket at /ws)", *addr)
-	if err := app.Listen(*addr); err != nil {
-		log.Fatal(err)
+// shutdownWhenDone shuts hub and then app down, within timeout, once ctx
+// ends. Fiber's Shutdown, like net/http's, neither waits for nor closes
+// WebSocket connections (fasthttp lets go of a connection once it is
+// hijacked), so the hub goes first: its clients get close code 1001 and
+// reconnect elsewhere, and its presence members leave. Then the app stops
+// accepting and finishes its plain HTTP requests, and app.Listen returns.
+func shutdownWhenDone(ctx context.Context, hub *ws.Hub, app *fiber.App, timeout time.Duration) {
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := hub.Shutdown(sctx); err != nil {
+		log.Printf("hub shutdown: %v", err)
 	}
-	<-hub.Done()
+	if err := app.ShutdownWithContext(sctx); err != nil {
+		log.Printf("fiber shutdown: %v", err)
+	}
 }
