@@ -4,13 +4,19 @@
 //	cd metrics && go run ./example     # then curl localhost:8080/metrics
 //
 // Routes: /ws (WebSocket), /healthz (ws.Hub.HealthHandler), /metrics
-// (Prometheus text format: the hub's ws_* metrics plus the Go runtime's).
+// (Prometheus text format: the hub's ws_* metrics plus the Go runtime's
+// and the process's), and POST /publish?channel=C, which publishes its
+// JSON body to channel C:
+//
+//	curl -X POST 'http://127.0.0.1:8080/publish?channel=news' -d '{"text":"hello"}'
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
+	"io"
 	"log"
 	"log/slog"
 	"net/http"
@@ -56,15 +62,16 @@ func main() {
 		defer cancel()
 		_ = server.Shutdown(sctx)
 	}()
-	log.Printf("listening on http://%s (/ws, /healthz, /metrics)", *addr)
+	log.Printf("listening on http://%s (/ws, /healthz, /metrics, POST /publish?channel=C)", *addr)
 	if err := server.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Fatal(err)
 	}
 	<-hub.Done()
 }
 
-// newMux routes /ws, /healthz and /metrics for hub. The metrics live in a
-// registry of their own, so tests can build several muxes.
+// newMux routes /ws, /healthz, /metrics and POST /publish for hub. The
+// metrics live in a registry of their own, so tests can build several
+// muxes.
 func newMux(hub *ws.Hub, options *ws.Options) *http.ServeMux {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -76,5 +83,17 @@ func newMux(hub *ws.Hub, options *ws.Options) *http.ServeMux {
 	mux.Handle("/ws", ws.Handler(hub, options))
 	mux.Handle("/healthz", hub.HealthHandler())
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("POST /publish", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+		if err != nil || !json.Valid(body) {
+			http.Error(w, "body must be JSON", http.StatusBadRequest)
+			return
+		}
+		if err := hub.Publish(r.Context(), r.URL.Query().Get("channel"), json.RawMessage(body)); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 	return mux
 }

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	ws "github.com/vortechron/go-ws"
+	"github.com/vortechron/go-ws/internal/wstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -75,5 +76,44 @@ func TestScrapeShowsHubMetrics(t *testing.T) {
 		"# TYPE go_goroutines gauge",
 	} {
 		require.Contains(t, body, line+"\n")
+	}
+}
+
+// TestPublishRouteMovesCounters publishes through POST /publish, as
+// docs/operations.md does with curl, and checks that the subscriber gets
+// the message and that the scrape's publication and delivery counters
+// moved from 0 to 1. A body that is not JSON is refused with 400.
+func TestPublishRouteMovesCounters(t *testing.T) {
+	hub := ws.NewHub(context.Background(), nil, nil, ws.Config{})
+	go hub.Run()
+	srv := httptest.NewServer(newMux(hub, &ws.Options{}))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, hub.Shutdown(ctx))
+		srv.Close()
+	})
+	c := wstest.Dial(t, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", nil)
+	c.Subscribe("news")
+
+	_, before := get(t, srv.URL+"/metrics")
+	for _, line := range []string{"ws_publishes_total 0", "ws_messages_sent_total 0"} {
+		require.Contains(t, before, line+"\n", "before the publication")
+	}
+
+	post := func(body string) int {
+		resp, err := http.Post(srv.URL+"/publish?channel=news", "application/json", strings.NewReader(body))
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusBadRequest, post(`not json`), "POST /publish with a body that is not JSON")
+	require.Equal(t, http.StatusNoContent, post(`{"text":"hello"}`), "POST /publish")
+	c.Expect(map[string]any{"type": "message", "channel": "news", "message": map[string]any{"text": "hello"}})
+	c.Quiet()
+
+	_, after := get(t, srv.URL+"/metrics")
+	for _, line := range []string{"ws_publishes_total 1", "ws_messages_sent_total 1", "ws_subscriptions 1"} {
+		require.Contains(t, after, line+"\n", "after the publication")
 	}
 }
