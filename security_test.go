@@ -357,9 +357,15 @@ func TestHandlerPanicReleasesTheSlot(t *testing.T) {
 				srv.Close()
 			})
 			url := "ws" + strings.TrimPrefix(srv.URL, "http")
-			for range 3 {
+			for i := range 3 {
 				conn, resp, err := websocket.DefaultDialer.Dial(url, nil)
 				if err == nil {
+					if tc.name == "OnDisconnect" {
+						// The 101 reaches us before the hub registers the
+						// connection; wait for that, or Connections is 0
+						// below before this connection was ever counted.
+						require.Eventually(t, func() bool { return hub.Stats().ConnectionsTotal == int64(i+1) }, 5*time.Second, time.Millisecond)
+					}
 					if tc.trigger != "" {
 						require.NoError(t, conn.WriteMessage(websocket.TextMessage, []byte(tc.trigger)))
 						_, _, err = conn.ReadMessage()
