@@ -53,7 +53,9 @@ if [ ${#missing[@]} -eq 0 ]; then
 elif [ $can_install = 1 ]; then
 	say "installing with apt-get: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; }; then
+	if apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
+		say "installed: ${missing[*]}"
+	else
 		say "apt-get could not install ${missing[*]}; the tests that need them will say so"
 	fi
 else
