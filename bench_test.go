@@ -38,8 +38,10 @@ func benchHub(b *testing.B) *Hub {
 	return h
 }
 
-func fakeClient(h *Hub) *Client {
-	c := &Client{ID: newID(), hub: h, nc: &discardConn{}, writerDone: make(chan struct{})}
+// fakeClient is a client of h on shard i, writing to a discardConn.
+func fakeClient(h *Hub, i int) *Client {
+	c := &Client{ID: h.newClientID(), hub: h, nc: &discardConn{}}
+	c.out.init(h, c.ID, c.nc, h.shards[i%len(h.shards)])
 	c.released.Store(true) // it never took an admission slot
 	return c
 }
@@ -56,8 +58,7 @@ func BenchmarkDeliver(b *testing.B) {
 			ch := newChannel("bench", len(h.shards))
 			conns := make([]*discardConn, n)
 			for i := range n {
-				c := fakeClient(h)
-				c.shard = i % len(h.shards)
+				c := fakeClient(h, i)
 				conns[i] = c.nc.(*discardConn)
 				ch.add(c)
 			}
@@ -105,16 +106,40 @@ func BenchmarkSubscribeChurn(b *testing.B) {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			h := benchHub(b)
 			ch := newChannel("bench", len(h.shards))
-			for range n {
-				ch.add(fakeClient(h))
+			for i := range n {
+				ch.add(fakeClient(h, i))
 			}
-			c := fakeClient(h)
+			c := fakeClient(h, 0)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
 				ch.add(c)
 				ch.remove(c)
 			}
+		})
+	}
+}
+
+// BenchmarkChannelBuild measures subscribing n clients to one channel, one
+// after the other, as a big channel fills up: each add costs O(1)
+// amortised, so the per-subscriber cost stays flat as n grows.
+func BenchmarkChannelBuild(b *testing.B) {
+	for _, n := range []int{1000, 100000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			h := benchHub(b)
+			clients := make([]*Client, n)
+			for i := range clients {
+				clients[i] = fakeClient(h, 0)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				ch := newChannel("bench", 1)
+				for _, c := range clients {
+					ch.add(c)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/subscriber")
 		})
 	}
 }

@@ -44,6 +44,18 @@ const (
 	CodeServerShutdown   = "server_shutdown"    // the hub is shutting down
 )
 
+// Close codes the server sends. Clients should reconnect after 1001, 4008
+// and 4009 (docs/protocol.md), and not after 1008.
+const (
+	CloseNormal          = 1000
+	CloseGoingAway       = 1001 // server shutting down: reconnect elsewhere
+	ClosePolicyViolation = 1008 // sustained rate-limit abuse
+	CloseMessageTooBig   = 1009 // client frame over MaxMessageSize
+	CloseInternalError   = 1011 // a handler panicked
+	CloseSlowConsumer    = 4008 // send queue overflowed
+	ClosePingTimeout     = 4009 // no pong within PongTimeout
+)
+
 // AuthError reports a refused subscription to a private or presence
 // channel.
 type AuthError struct {
@@ -167,4 +179,26 @@ type ConfigError struct {
 
 func (e *ConfigError) Error() string {
 	return fmt.Sprintf("ws: config: %s: %s", e.Field, e.Reason)
+}
+
+// CloseReason is the disconnect reason of a client closed by the server
+// with a close frame (see Client.DisconnectReason).
+type CloseReason struct {
+	Code int
+	Text string
+}
+
+func (r *CloseReason) Error() string {
+	return "ws: closed by server: " + r.Text
+}
+
+// PeerCloseError is the disconnect reason of a client that sent a close
+// frame.
+type PeerCloseError struct {
+	Code int
+	Text string
+}
+
+func (e *PeerCloseError) Error() string {
+	return "ws: closed by client"
 }

@@ -3,17 +3,17 @@ package ws
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/vortechron/go-ws/internal/frame"
 )
 
 // brokerTimeout bounds each broker and storage call the Hub makes on its
@@ -41,9 +41,12 @@ type Hub struct {
 	log     *slog.Logger
 	nodeID  string
 
-	ops       chan *hubOp // operations for the Run goroutine
+	ops       chan *hubOp  // operations for the Run goroutine
+	brokerOps brokerWorker // makes the broker calls Run asks for
 	shards    []*writeShard
 	nextShard atomic.Uint64
+	idPrefix  string        // first half of every client ID
+	nextConn  atomic.Uint64 // second half
 	done      chan struct{} // closed when Run returns
 	started   atomic.Bool
 	closing   atomic.Bool  // set once shutdown begins; no new clients
@@ -107,6 +110,8 @@ func NewHub(ctx context.Context, broker MessageBroker, storage StorageClient, co
 	for range runtime.GOMAXPROCS(0) {
 		h.shards = append(h.shards, newWriteShard(h, len(h.shards)))
 	}
+	h.brokerOps.init(h)
+	h.idPrefix = newConnPrefix()
 	return h
 }
 
@@ -197,8 +202,7 @@ const (
 	opUnregister
 	opSubscribe
 	opUnsubscribe
-	opBrokerSubscribed
-	opBrokerUnsubscribed
+	opBrokerDone
 	opRemove
 )
 
@@ -208,8 +212,7 @@ type hubOp struct {
 	kind    opKind
 	client  *Client
 	channel string
-	ch      *channel
-	err     error
+	broker  []brokerOp // for opBrokerDone
 	reply   chan opResult
 }
 
@@ -258,64 +261,59 @@ func (h *Hub) Run() error {
 	if h.isDone() { // Shutdown came first
 		return nil
 	}
-	ping := time.NewTicker(h.cfg.PingInterval)
-	defer ping.Stop()
-	// Stats are logged from their own goroutine so that a slow log sink
-	// never holds up the hub's loop.
-	stopStats := make(chan struct{})
-	var statsWG sync.WaitGroup
-	if h.cfg.ShouldLogStats {
-		statsWG.Add(1)
-		go func() {
-			defer statsWG.Done()
-			h.logStatsEvery(h.cfg.StatsInterval, stopStats)
-		}()
-	}
-	var reapC <-chan time.Time
-	reaper, _ := h.storage.(PresenceReaper)
-	var reaping atomic.Bool
-	var reapWG sync.WaitGroup
-	if reaper != nil && reaper.ReapInterval() > 0 {
-		t := time.NewTicker(reaper.ReapInterval())
-		defer t.Stop()
-		reapC = t.C
-	}
-	shardsDone := make(chan struct{})
-	var shardWG sync.WaitGroup
-	for _, s := range h.shards {
-		s.setLive(true)
-		shardWG.Add(1)
-		go func() { defer shardWG.Done(); s.run(shardsDone) }()
-	}
-	defer func() {
-		close(shardsDone)
-		shardWG.Wait()
-	}()
-	pingFrame := frame.Ping()
+	bg := h.startBackground()
 	for {
 		select {
 		case op := <-h.ops:
 			h.handle(op)
-		case <-ping.C:
-			for c := range h.clients {
-				c.enqueueControl(pingFrame)
-			}
-		case <-reapC:
-			if reaping.CompareAndSwap(false, true) {
-				reapWG.Add(1)
-				go func() {
-					defer reapWG.Done()
-					defer reaping.Store(false)
-					h.reap(reaper)
-				}()
-			}
 		case <-h.ctx.Done():
-			close(stopStats)
-			statsWG.Wait()
-			h.drain(&reapWG)
+			h.drain(bg)
 			return nil
 		}
 	}
+}
+
+// background is what Run starts beside its own loop: the write shards,
+// the broker worker, the stats logger and presence maintenance. None of
+// it runs on the Run goroutine.
+type background struct {
+	shardsDone chan struct{}
+	shards     sync.WaitGroup
+	stop       chan struct{} // stops the stats logger and maintenance
+	tasks      sync.WaitGroup
+}
+
+func (h *Hub) startBackground() *background {
+	bg := &background{shardsDone: make(chan struct{}), stop: make(chan struct{})}
+	for _, s := range h.shards {
+		s.start()
+		bg.shards.Add(1)
+		go func() { defer bg.shards.Done(); s.run(bg.shardsDone) }()
+	}
+	h.brokerOps.start()
+	if h.cfg.ShouldLogStats {
+		bg.tasks.Add(1)
+		go func() { defer bg.tasks.Done(); h.logStatsEvery(h.cfg.StatsInterval, bg.stop) }()
+	}
+	if reaper, ok := h.storage.(PresenceReaper); ok && reaper.ReapInterval() > 0 {
+		bg.tasks.Add(1)
+		go func() { defer bg.tasks.Done(); h.reapEvery(reaper, bg.stop) }()
+	}
+	return bg
+}
+
+// stopTasks stops the stats logger and presence maintenance and waits
+// for them; drain calls it before the storage is closed.
+func (bg *background) stopTasks() {
+	close(bg.stop)
+	bg.tasks.Wait()
+}
+
+// stopShards stops the write shards and waits for them; the last thing
+// Run does.
+func (bg *background) stopShards() {
+	close(bg.shardsDone)
+	bg.shards.Wait()
 }
 
 // handle performs one operation. Called only by the Run goroutine.
@@ -341,18 +339,30 @@ func (h *Hub) handle(op *hubOp) {
 		h.subscribe(op)
 	case opUnsubscribe:
 		op.reply <- opResult{err: h.unsubscribe(op.client, op.channel)}
-	case opBrokerSubscribed:
-		h.inflight--
-		h.brokerSubscribed(op.ch, op.err)
-	case opBrokerUnsubscribed:
-		h.inflight--
-		h.brokerUnsubscribed(op.ch)
+	case opBrokerDone:
+		h.brokerDone(op.broker)
 	}
 }
 
-// newID returns 128 random bits in hex.
+// newID returns 128 random bits in hex: a node's identity.
 func newID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// newConnPrefix returns a random 15-digit number, the first half of the
+// client IDs of one hub. The second half counts the hub's connections, so
+// IDs are unique across a cluster unless two hubs draw the same prefix
+// (about one in 10^12 for a hundred hubs). The form "123.456" is what
+// Pusher clients and server SDKs expect of a socket ID.
+func newConnPrefix() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return strconv.FormatUint(binary.BigEndian.Uint64(b[:])%9e14+1e14, 10)
+}
+
+// newClientID returns the next client ID of this hub.
+func (h *Hub) newClientID() string {
+	return h.idPrefix + "." + strconv.FormatUint(h.nextConn.Add(1), 10)
 }

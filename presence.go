@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
+
+	"github.com/vortechron/go-ws/internal/frame"
 )
 
 // PresenceCounter is implemented by storages that can count a presence
@@ -70,7 +73,7 @@ func (c *Client) joinPresence(channel string) {
 	if joined {
 		h.announce(ctx, channel, PresenceJoinEvent, conn, members, len(members), len(members) <= h.cfg.PresenceUsersLimit)
 	}
-	c.sendJSON(encodePresence(channel, PresenceMembersEvent, nil, members, len(members), true))
+	c.out.enqueueUnbounded(frame.Text(encodePresence(channel, PresenceMembersEvent, nil, members, len(members), true)))
 }
 
 // leavePresence removes the client from a presence channel and, if it was
@@ -151,8 +154,23 @@ func encodePresence(channel, event string, user *PresenceMember, users []Presenc
 	return b
 }
 
+// reapEvery calls reap every ReapInterval until stop is closed. It runs
+// on a goroutine of its own, started by Run.
+func (h *Hub) reapEvery(r PresenceReaper, stop <-chan struct{}) {
+	t := time.NewTicker(r.ReapInterval())
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			h.reap(r)
+		case <-stop:
+			return
+		}
+	}
+}
+
 // reap asks the storage for members of dead nodes and announces each
-// departure. Runs on its own goroutine, started by Run.
+// departure.
 func (h *Hub) reap(r PresenceReaper) {
 	ctx, cancel := h.presenceCtx()
 	defer cancel()

@@ -4,68 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
-	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
 )
-
-// Options configure how ServeWS treats the connections of one endpoint.
-// Every field is optional.
-type Options struct {
-	// AuthHandler decides whether userID may subscribe to a private- or
-	// presence- channel. With neither AuthHandler nor AuthProvider set,
-	// private and presence channels are refused. Anonymous connections
-	// (empty user ID) are always refused.
-	AuthHandler func(userID string, channelName string) bool
-	// AuthProvider is the object form of AuthHandler, with the request
-	// context and an error for the reason. When both are set AuthProvider
-	// decides and AuthHandler is not called.
-	AuthProvider AuthProvider
-
-	// GetUserID identifies the user behind a request, once at connect
-	// time. Nil, or an empty result, means an anonymous connection.
-	GetUserID func(r *http.Request) string
-	// GetUserInfo returns the info other members see for the user in
-	// presence channels (any JSON-encodable value). Called once at
-	// connect time for identified users. Nil means no info.
-	GetUserInfo func(r *http.Request, userID string) any
-
-	// ErrorHandler receives every error the endpoint meets: *AuthError,
-	// *RateLimitError, *ConnectionError, *WhisperError, *ProtocolError.
-	// It is called synchronously on the connection's goroutine.
-	ErrorHandler func(err error)
-
-	// Middleware wraps the upgrade in order: the first runs first.
-	Middleware []Middleware
-
-	// OnConnect is called once per connection after it is registered,
-	// before its first frame is read.
-	OnConnect func(client *Client)
-	// OnDisconnect is called once per connection after it has left every
-	// channel, whatever ended it; client.DisconnectReason says why.
-	OnDisconnect func(client *Client)
-
-	// EnableWhispers lets subscribed, identified clients send whispers.
-	EnableWhispers bool
-	// WhisperPrivateOnly restricts whispers to private- and presence-
-	// channels, as Pusher does, so only authorized users can whisper.
-	// The default allows whispers on every channel the sender joined.
-	WhisperPrivateOnly bool
-	// WhisperMiddleware may change a whisper or block it by returning
-	// false.
-	WhisperMiddleware func(whisper *WhisperEvent) bool
-	// MaxWhisperSize is the largest whisper data, in bytes of JSON. A
-	// whisper is copied to every subscriber of its channel, so it is
-	// bounded well below MaxMessageSize. Zero means 10 KiB (Pusher's
-	// limit for client events).
-	MaxWhisperSize int
-}
 
 // Conn is an upgraded WebSocket connection handed to Handshake.Serve:
 // *websocket.Conn from github.com/gorilla/websocket and from its fasthttp
@@ -254,7 +200,7 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 	hs.released = true // the client releases the slot from now on
 	key := hs.key      // not hs: the client must not keep the request alive
 	c := &Client{
-		ID:          newID(),
+		ID:          h.newClientID(),
 		UserID:      hs.userID,
 		RemoteAddr:  hs.r.RemoteAddr,
 		RemoteIP:    hs.ip,
@@ -262,12 +208,10 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 		hub:         h,
 		opts:        hs.opts,
 		nc:          conn.NetConn(),
-		shard:       int(h.nextShard.Add(1) % uint64(len(h.shards))),
 		ctx:         context.WithoutCancel(hs.r.Context()),
 		slotKey:     key,
-		writerDone:  make(chan struct{}),
 	}
-	c.raw = rawConn(c.nc)
+	c.out.init(h, c.ID, c.nc, h.shards[h.nextShard.Add(1)%uint64(len(h.shards))])
 	// If GetUserInfo or OnConnect panics (net/http recovers the panic on
 	// this goroutine), the hijacked socket, the slot and the registration
 	// must not leak.
@@ -280,8 +224,8 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 		if registered {
 			c.teardown()
 		} else {
-			<-c.writerDone
-			c.drainAndClose()
+			<-c.out.done
+			c.out.drainAndClose()
 			c.releaseSlot()
 		}
 	}()
@@ -305,69 +249,16 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 		h.stats.refused.Add(1)
 		h.stats.errors[errKindConnection].Add(1)
 		c.Close(CloseGoingAway, "server shutting down")
-		<-c.writerDone
-		c.drainAndClose()
+		<-c.out.done
+		c.out.drainAndClose()
 		c.releaseSlot()
 		return nil, res.err
 	}
 	registered = true
+	c.out.shard.register(&c.out)
 	if hs.opts.OnConnect != nil {
 		hs.opts.OnConnect(c)
 	}
 	started = true
 	return c, nil
-}
-
-// run reads until the connection ends, then tears it down.
-//
-// A panic in a callback the read loop runs (AuthHandler, AuthProvider,
-// WhisperMiddleware, ErrorHandler) or in OnDisconnect ends this
-// connection alone, closed with 1011, and is logged at Error level with
-// its stack through Config.Logger: the connection runs on its own
-// goroutine, where no net/http recover would catch it, and one bad frame
-// must not take every other connection down with the process.
-func (c *Client) run() {
-	defer c.recoverPanic("OnDisconnect")
-	defer c.teardown()
-	defer c.recoverPanic("read loop")
-	c.readLoop()
-}
-
-// recoverPanic ends the connection after a panic in a user callback.
-func (c *Client) recoverPanic(where string) {
-	p := recover()
-	if p == nil {
-		return
-	}
-	c.hub.log.Error("ws: panic serving a connection", "where", where, "client", c.ID, "panic", p, "stack", string(debug.Stack()))
-	c.mu.Lock()
-	if c.reason == nil {
-		c.reason = fmt.Errorf("ws: panic in %s: %v", where, p)
-	}
-	c.beginCloseLocked(CloseInternalError, "internal error", nil)
-	c.mu.Unlock()
-}
-
-// teardown ends the connection after the read loop stopped: it waits for
-// the writer to send the close frame and close the socket, leaves every
-// channel and presence set, and calls OnDisconnect once.
-func (c *Client) teardown() {
-	// Deferred so that a panic in OnDisconnect cannot keep the hub
-	// waiting for this client forever.
-	defer func() {
-		c.releaseSlot()
-		_ = c.hub.send(&hubOp{kind: opRemove, client: c})
-	}()
-	<-c.writerDone
-	c.drainAndClose()
-	// The slot is free before the client leaves Stats().Connections, so
-	// once that count has dropped a new connection is sure to fit.
-	c.releaseSlot()
-	res := c.hub.call(&hubOp{kind: opUnregister, client: c})
-	for _, name := range res.channels {
-		c.leavePresence(name)
-	}
-	if c.opts.OnDisconnect != nil {
-		c.opts.OnDisconnect(c)
-	}
 }

@@ -3,6 +3,7 @@ package ws
 import (
 	"log/slog"
 	"sync/atomic"
+	"time"
 )
 
 // error kinds counted in Stats.Errors.
@@ -162,4 +163,22 @@ func (s Stats) logAttrs() []any {
 		attrs = append(attrs, slog.Int64("errors_"+name, s.Errors[name]))
 	}
 	return attrs
+}
+
+// logStatsEvery logs a statistics line every interval until stop closes.
+func (h *Hub) logStatsEvery(interval time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			h.logStats()
+		case <-stop:
+			return
+		}
+	}
+}
+
+func (h *Hub) logStats() {
+	h.log.Info("ws: stats", h.Stats().logAttrs()...)
 }
