@@ -3,46 +3,43 @@ package ws
 import (
 	"errors"
 
-	"github.com/vortechron/go-ws/internal/frame"
+	"github.com/vortechron/go-ws/internal/wire"
 )
 
-// dispatch acts on one client frame. It runs on the read goroutine, which
-// handles one frame at a time: a subscribe is answered before the next
-// frame is read.
+// dispatch acts on one client frame, decoded by the client's protocol.
+// It runs on the read goroutine, which handles one frame at a time: a
+// subscribe is answered before the next frame is read.
 func (c *Client) dispatch(b []byte) {
-	in, err := decodeInbound(b)
-	if err != nil {
-		if c.malformedWhisper(b, err) {
+	a := c.protocol().Decode(c.ID, b)
+	switch a.Kind {
+	case wire.Subscribe:
+		c.handleSubscribe(a)
+	case wire.Unsubscribe:
+		c.handleUnsubscribe(a.Channel)
+	case wire.Whisper:
+		c.handleWhisper(a)
+	case wire.Ping:
+		if f := c.hub.pongs[c.proto]; f != nil {
+			c.out.enqueue(f)
+		}
+	case wire.Pong:
+	case wire.Publish:
+		c.fail(a.Name, a.Channel, CodeForbidden, "clients cannot publish; the server publishes, and clients may whisper", nil)
+	case wire.Unknown:
+		c.fail(a.Name, a.Channel, CodeUnknownAction, "unknown action; use subscribe, unsubscribe, whisper or ping", nil)
+	default: // wire.Invalid
+		if a.Code == CodeWhisperInvalid {
+			c.refuseWhisper(a, a.Code, a.Err.Error(), a.Err)
 			return
 		}
-		c.fail("", "", CodeBadRequest, "malformed frame: "+err.Error()+`; send one JSON object like {"action":"subscribe","channel":"news"}`, err)
-		return
-	}
-	switch in.Action {
-	case ActionSubscribe:
-		c.handleSubscribe(in.Channel)
-	case ActionUnsubscribe:
-		c.handleUnsubscribe(in.Channel)
-	case ActionWhisper:
-		c.handleWhisper(in)
-	case ActionPing:
-		c.out.enqueue(pongJSONFrame)
-	case ActionPublish:
-		c.fail(in.Action, in.Channel, CodeForbidden, "clients cannot publish; the server publishes, and clients may whisper", nil)
-	case "":
-		c.fail("", in.Channel, CodeBadRequest, `missing "action"`, nil)
-	default:
-		c.fail(in.Action, in.Channel, CodeUnknownAction, "unknown action; use subscribe, unsubscribe, whisper or ping", nil)
+		c.fail(a.Name, a.Channel, a.Code, a.Err.Error(), a.Err)
 	}
 }
 
-// pongJSONFrame answers the "ping" action; the same bytes serve every
-// client.
-var pongJSONFrame = frame.Text([]byte(`{"type":"pong"}`))
-
-func (c *Client) handleSubscribe(name string) {
+func (c *Client) handleSubscribe(a wire.Action) {
+	name := a.Channel
 	if err := ValidChannelName(name); err != nil {
-		c.fail(ActionSubscribe, name, CodeInvalidChannel, err.Error(), err)
+		c.fail(actionSubscribe, name, CodeInvalidChannel, err.Error(), err)
 		return
 	}
 	already := c.inChannel(name)
@@ -51,35 +48,40 @@ func (c *Client) handleSubscribe(name string) {
 		// authorization and without a trip through the hub, so a subscribe
 		// flood costs the hub nothing. Only this goroutine subscribes the
 		// client, and it waits for each, so the count cannot grow meanwhile.
-		c.fail(ActionSubscribe, name, CodeTooManyChannels, "subscribed to too many channels; unsubscribe from one first", errTooManyChannels)
+		c.fail(actionSubscribe, name, CodeTooManyChannels, "subscribed to too many channels; unsubscribe from one first", errTooManyChannels)
 		return
 	}
 	kind := KindOf(name)
-	if kind != PublicChannel {
+	member := c.member()
+	if a.Grant != nil {
+		if a.Grant.Member != nil {
+			member = PresenceMember{UserID: a.Grant.Member.ID, Info: a.Grant.Member.Info}
+		}
+	} else if kind != PublicChannel {
 		if aerr := c.authorize(name); aerr != nil {
 			c.hub.stats.errors[errKindAuth].Add(1)
 			c.reportError(aerr)
-			c.sendJSON(encodeError(CodeUnauthorized, "not authorized to subscribe to "+name+": "+aerr.Reason, ActionSubscribe, name))
+			c.sendError(CodeUnauthorized, "not authorized to subscribe to "+name+": "+aerr.Reason, actionSubscribe, name)
 			return
 		}
 	}
 	res := c.hub.call(&hubOp{kind: opSubscribe, client: c, channel: name})
 	if res.err != nil {
-		code, msg := CodeUnavailable, "subscribe failed: "+res.err.Error()
 		if errors.Is(res.err, ErrHubClosed) {
-			code, msg = CodeServerShutdown, "server is shutting down"
+			c.fail(actionSubscribe, name, CodeServerShutdown, "server is shutting down", res.err)
+			return
 		}
-		c.fail(ActionSubscribe, name, code, msg, res.err)
+		c.unavailable(actionSubscribe, name, errKindBroker, res.err)
 		return
 	}
-	if !already && kind == PresenceChannel {
-		c.joinPresence(name)
+	if kind == PresenceChannel {
+		c.joinPresence(name, member, already)
 	}
 }
 
 func (c *Client) handleUnsubscribe(name string) {
 	if err := ValidChannelName(name); err != nil {
-		c.fail(ActionUnsubscribe, name, CodeInvalidChannel, err.Error(), err)
+		c.fail(actionUnsubscribe, name, CodeInvalidChannel, err.Error(), err)
 		return
 	}
 	res := c.hub.call(&hubOp{kind: opUnsubscribe, client: c, channel: name})
@@ -88,7 +90,7 @@ func (c *Client) handleUnsubscribe(name string) {
 		if errors.Is(res.err, ErrHubClosed) {
 			code = CodeServerShutdown
 		}
-		c.fail(ActionUnsubscribe, name, code, res.err.Error(), nil)
+		c.fail(actionUnsubscribe, name, code, res.err.Error(), nil)
 		return
 	}
 	if KindOf(name) == PresenceChannel {
@@ -102,7 +104,18 @@ func (c *Client) handleUnsubscribe(name string) {
 func (c *Client) fail(action, channel, code, msg string, err error) {
 	c.hub.stats.errors[errKindProtocol].Add(1)
 	c.reportError(&ProtocolError{ClientID: c.ID, UserID: c.UserID, Action: action, Channel: channel, Code: code, Message: msg, Err: err})
-	c.sendJSON(encodeError(code, msg, action, channel))
+	c.sendError(code, msg, action, channel)
+}
+
+// unavailable answers an action that failed because the broker or the
+// storage did: ErrorHandler gets an *UnavailableError whose Err matches
+// ErrBrokerUnavailable or ErrStorageUnavailable, Stats count it under
+// kind ("broker" or "storage"), and the client's error frame says only
+// that the service is unavailable, never the backend's own words.
+func (c *Client) unavailable(action, channel string, kind int, err error) {
+	c.hub.stats.errors[kind].Add(1)
+	c.reportError(&UnavailableError{ClientID: c.ID, UserID: c.UserID, Action: action, Channel: channel, Err: err})
+	c.sendError(CodeUnavailable, action+" failed: the service is unavailable; try again shortly", action, channel)
 }
 
 // reportError hands err to Options.ErrorHandler, if there is one.
@@ -112,5 +125,30 @@ func (c *Client) reportError(err error) {
 	}
 }
 
-// sendJSON queues a server frame built from json bytes.
-func (c *Client) sendJSON(b []byte) { c.out.enqueue(frame.Text(b)) }
+// protocol returns the wire protocol the client speaks.
+func (c *Client) protocol() wire.Protocol { return c.hub.protocols[c.proto] }
+
+// send queues ev, encoded in the client's protocol, within the queue's
+// bounds; false means the client is closing or was just closed as a slow
+// consumer.
+func (c *Client) send(ev *wire.Event) bool {
+	f := encodeFrame(c.protocol(), ev)
+	if f == nil {
+		return true
+	}
+	return c.out.enqueue(f)
+}
+
+// sendAnswer queues ev outside the queue's bounds: for the frames a
+// subscribe queues with its acknowledgement (the member list), which the
+// client asked for and must not cost it the connection.
+func (c *Client) sendAnswer(ev *wire.Event) {
+	if f := encodeFrame(c.protocol(), ev); f != nil {
+		c.out.enqueueUnbounded(f)
+	}
+}
+
+// sendError queues an error frame.
+func (c *Client) sendError(code, text, action, channel string) {
+	c.send(&wire.Event{Kind: wire.Error, Code: code, Text: text, Action: action, Channel: channel})
+}

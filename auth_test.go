@@ -109,7 +109,7 @@ func TestPrivateAndPresenceSubscribeAuthorization(t *testing.T) {
 				if tc.allowed {
 					c.expect(map[string]any{"type": "subscribed", "channel": channel})
 					if prefix == ws.PresencePrefix {
-						c.expectPresence(channel, ws.PresenceMembersEvent, "", []string{tc.user}, 1)
+						c.expectPresence(channel, "members", "", []string{tc.user}, 1)
 					}
 					require.NoError(t, n.hub.Publish(context.Background(), channel, "hello"))
 					c.expect(map[string]any{"type": "message", "channel": channel, "message": "hello"})
@@ -183,7 +183,7 @@ func TestClientPublishIsRefusedOnEveryChannelKind(t *testing.T) {
 				}
 			}
 			if ws.KindOf(channel) == ws.PresenceChannel {
-				other.expectPresence(channel, ws.PresenceJoinEvent, "mallory", []string{"bob", "mallory"}, 2)
+				other.expectPresence(channel, "join", "mallory", []string{"bob", "mallory"}, 2)
 			}
 			sender.send(map[string]any{"action": "publish", "channel": channel, "message": "fake", "event": "x", "data": 1})
 			sender.expect(map[string]any{"type": "error", "code": ws.CodeForbidden, "action": "publish", "channel": channel})

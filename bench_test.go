@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vortechron/go-ws/internal/frame"
+	"github.com/vortechron/go-ws/internal/wire"
 )
 
 // discardConn is a net.Conn whose writes succeed at once; it isolates the
@@ -62,9 +62,10 @@ func BenchmarkDeliver(b *testing.B) {
 				conns[i] = c.nc.(*discardConn)
 				ch.add(c)
 			}
-			env := encodeMessageEnvelope("bench", []byte(`{"seq":1,"body":"0123456789012345678901234567890123456789012345678901234567890123456789"}`))
-			_, _, body, _ := decodeEnvelope(env)
-			want := int64(len(frame.Text(body)))
+			env := encodeEnvelope(&wire.Event{Kind: wire.Message, Channel: "bench",
+				Data: []byte(`{"seq":1,"body":"0123456789012345678901234567890123456789012345678901234567890123456789"}`)}, "")
+			ev, _, _ := decodeEnvelope("bench", env)
+			want := int64(len(encodeFrame(nativeProtocol{}, &ev)))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
@@ -87,15 +88,17 @@ func BenchmarkDeliver(b *testing.B) {
 	}
 }
 
-// BenchmarkPublishEncode measures what Publish does once per publication.
+// BenchmarkPublishEncode measures what a publication costs before
+// fan-out: Publish's encoding and, on each node, decoding the envelope
+// and framing it for the native protocol.
 func BenchmarkPublishEncode(b *testing.B) {
 	msg := map[string]any{"seq": 1, "body": "0123456789012345678901234567890123456789"}
 	b.ReportAllocs()
 	for range b.N {
 		raw, _ := marshalMessage(msg)
-		env := encodeMessageEnvelope("news", raw)
-		_, _, body, _ := decodeEnvelope(env)
-		_ = frame.Text(body)
+		env := encodeEnvelope(&wire.Event{Kind: wire.Message, Channel: "news", Data: raw}, "")
+		ev, _, _ := decodeEnvelope("news", env)
+		_ = encodeFrame(nativeProtocol{}, &ev)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 )
 
 // Channel name rules. A name is 1 to MaxChannelNameLength bytes of ASCII
@@ -62,7 +63,11 @@ func ValidChannelName(name string) error {
 	}
 	for i := 0; i < len(name); i++ {
 		if !validNameByte[name[i]] {
-			return fmt.Errorf("%w: character %q at byte %d is not allowed (use letters, digits and _-=@,.;:)", ErrInvalidChannel, rune(name[i]), i)
+			what := fmt.Sprintf("byte 0x%02x", name[i])
+			if r, size := utf8.DecodeRuneInString(name[i:]); r != utf8.RuneError || size > 1 {
+				what = fmt.Sprintf("character %q", r)
+			}
+			return fmt.Errorf("%w: %s at byte %d is not allowed (use ASCII letters, digits and _-=@,.;:)", ErrInvalidChannel, what, i)
 		}
 	}
 	if name == PrivatePrefix || name == PresencePrefix {
@@ -107,6 +112,9 @@ type channel struct {
 	name string
 	kind ChannelKind
 	sets []*memberSet // one per write shard
+	// speakers counts the subscribers of each wire protocol, so a
+	// delivery encodes the event only for the protocols it needs.
+	speakers [maxProtocols]atomic.Int32
 
 	// owned by the Hub.Run goroutine
 	n       int // subscribers over all sets
@@ -128,12 +136,14 @@ func (ch *channel) size() int { return ch.n }
 func (ch *channel) add(c *Client) {
 	if ch.sets[c.out.shard.idx].add(c) {
 		ch.n++
+		ch.speakers[c.proto].Add(1)
 	}
 }
 
 func (ch *channel) remove(c *Client) {
 	if ch.sets[c.out.shard.idx].remove(c) {
 		ch.n--
+		ch.speakers[c.proto].Add(-1)
 	}
 }
 

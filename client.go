@@ -48,6 +48,7 @@ type Client struct {
 	slotKey  string          // what the admission slot is counted under
 	released atomic.Bool     // the admission slot was given back
 	info     json.RawMessage // presence info from Options.GetUserInfo
+	proto    uint8           // index of the client's wire protocol in hub.protocols
 
 	out sender // the send side: queue, bounds, writer, close handshake
 

@@ -19,6 +19,13 @@ var (
 	ErrInvalidChannel = errors.New("ws: invalid channel name")
 	// ErrBrokerUnavailable wraps broker failures seen by the Hub.
 	ErrBrokerUnavailable = errors.New("ws: broker unavailable")
+	// ErrStorageUnavailable wraps presence storage failures seen by the
+	// Hub.
+	ErrStorageUnavailable = errors.New("ws: storage unavailable")
+	// ErrPublishUncertain wraps a publication whose outcome is unknown:
+	// the broker may have taken it (a timeout after the request was
+	// sent), so retrying may deliver it twice.
+	ErrPublishUncertain = errors.New("ws: publish outcome unknown")
 	// ErrSlowConsumer is the disconnect reason of a client whose send
 	// queue overflowed.
 	ErrSlowConsumer = errors.New("ws: slow consumer")
@@ -170,6 +177,25 @@ func (e *ProtocolError) Error() string {
 }
 
 func (e *ProtocolError) Unwrap() error { return e.Err }
+
+// UnavailableError reports a client action that failed because the
+// broker or the presence storage did. Err matches ErrBrokerUnavailable or
+// ErrStorageUnavailable (errors.Is) and carries the backend's own error;
+// the client was told only that the service is unavailable (code
+// "unavailable").
+type UnavailableError struct {
+	ClientID string
+	UserID   string
+	Action   string
+	Channel  string
+	Err      error
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("ws: %s on %q for client %s: %v", e.Action, e.Channel, e.ClientID, e.Err)
+}
+
+func (e *UnavailableError) Unwrap() error { return e.Err }
 
 // ConfigError reports an invalid Config.
 type ConfigError struct {

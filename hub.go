@@ -5,15 +5,15 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/vortechron/go-ws/internal/wire"
 )
 
 // brokerTimeout bounds each broker and storage call the Hub makes on its
@@ -47,6 +47,12 @@ type Hub struct {
 	nextShard atomic.Uint64
 	idPrefix  string        // first half of every client ID
 	nextConn  atomic.Uint64 // second half
+
+	// The wire protocols the hub's clients speak, ws's own first; fixed
+	// before Run starts (see addProtocol). pongs[i] is protocols[i]'s
+	// answer to a ping, shared by its clients.
+	protocols []wire.Protocol
+	pongs     [][]byte
 	done      chan struct{} // closed when Run returns
 	started   atomic.Bool
 	closing   atomic.Bool  // set once shutdown begins; no new clients
@@ -112,6 +118,7 @@ func NewHub(ctx context.Context, broker MessageBroker, storage StorageClient, co
 	}
 	h.brokerOps.init(h)
 	h.idPrefix = newConnPrefix()
+	h.addProtocol(nativeProtocol{})
 	return h
 }
 
@@ -125,6 +132,21 @@ func NewWebSocketServer(ctx context.Context, redisAddr string, config Config) (*
 	return NewHub(ctx, NewRedisBroker(redisAddr), NewRedisStorage(redisAddr), config), nil
 }
 
+// maxProtocols bounds the wire protocols of one hub: posts carry a frame
+// per protocol in an array of this size.
+const maxProtocols = 4
+
+// addProtocol registers p and returns its index. It must be called before
+// Run starts.
+func (h *Hub) addProtocol(p wire.Protocol) (int, error) {
+	if len(h.protocols) == maxProtocols {
+		return 0, errors.New("ws: too many wire protocols on one hub")
+	}
+	h.protocols = append(h.protocols, p)
+	h.pongs = append(h.pongs, encodeFrame(p, &wire.Event{Kind: wire.PongEvent}))
+	return len(h.protocols) - 1, nil
+}
+
 // Err returns the configuration error the Hub was created with, or nil.
 func (h *Hub) Err() error { return h.cfgErr }
 
@@ -136,54 +158,6 @@ func (h *Hub) Done() <-chan struct{} { return h.done }
 
 // Config returns the configuration in use, with defaults filled in.
 func (h *Hub) Config() Config { return h.cfg }
-
-// Publish sends message to every subscriber of channel on every node.
-// message is encoded to JSON once (a json.RawMessage or []byte that holds
-// JSON is used as is; a string becomes a JSON string) and the same bytes
-// reach every subscriber as {"type":"message","channel":...,"message":...}.
-// Publications from one goroutine on one channel arrive in order.
-// Publish returns once the broker has taken the publication; delivery to
-// this node's subscribers happens on the write shards right after, so a
-// subscriber may receive it after Publish has returned.
-func (h *Hub) Publish(ctx context.Context, channel string, message any) error {
-	if err := ValidChannelName(channel); err != nil {
-		return err
-	}
-	if h.isDone() {
-		return ErrHubClosed
-	}
-	raw, err := marshalMessage(message)
-	if err != nil {
-		return err
-	}
-	env := encodeMessageEnvelope(channel, raw)
-	h.stats.publishes.Add(1)
-	if err := h.broker.Publish(ctx, channel, env); err != nil {
-		h.stats.brokerPublishFailures.Add(1)
-		return fmt.Errorf("%w: publish on %q: %w", ErrBrokerUnavailable, channel, err)
-	}
-	return nil
-}
-
-func marshalMessage(message any) (json.RawMessage, error) {
-	switch m := message.(type) {
-	case json.RawMessage:
-		if !json.Valid(m) {
-			return nil, errors.New("ws: publish: message is a json.RawMessage that is not valid JSON")
-		}
-		return m, nil
-	case []byte:
-		if !json.Valid(m) {
-			return nil, errors.New("ws: publish: message is a []byte that is not valid JSON; pass a string to send text")
-		}
-		return m, nil
-	}
-	b, err := json.Marshal(message)
-	if err != nil {
-		return nil, fmt.Errorf("ws: publish: encode message: %w", err)
-	}
-	return b, nil
-}
 
 func (h *Hub) isDone() bool {
 	select {

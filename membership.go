@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/vortechron/go-ws/internal/frame"
+	"github.com/vortechron/go-ws/internal/wire"
 )
 
 var (
@@ -30,7 +30,7 @@ func (h *Hub) subscribe(op *hubOp) {
 		return
 	}
 	if c.subIndexLocked(op.channel) >= 0 {
-		c.sendJSON(encodeAck(TypeSubscribed, op.channel))
+		c.sendAnswer(&wire.Event{Kind: wire.Subscribed, Channel: op.channel})
 		op.reply <- opResult{}
 		return
 	}
@@ -56,7 +56,7 @@ func (h *Hub) subscribe(op *hubOp) {
 // queues its frame after it: c sees "subscribed" before any message of
 // the channel.
 func (h *Hub) join(ch *channel, c *Client) {
-	c.out.enqueueUnbounded(frame.Text(encodeAck(TypeSubscribed, ch.name)))
+	c.sendAnswer(&wire.Event{Kind: wire.Subscribed, Channel: ch.name})
 	c.mu.Lock()
 	c.subs = append(c.subs, ch)
 	c.mu.Unlock()
@@ -75,7 +75,7 @@ func (h *Hub) unsubscribe(c *Client, name string) error {
 	c.mu.Unlock()
 	ch.remove(c)
 	h.stats.subscriptions.Add(-1)
-	c.sendJSON(encodeAck(TypeUnsubscribed, name))
+	c.sendAnswer(&wire.Event{Kind: wire.Unsubscribed, Channel: name})
 	h.maybeRelease(ch)
 	return nil
 }

@@ -172,6 +172,6 @@ func (c *Client) allow() bool {
 		c.Close(ClosePolicyViolation, "rate limit exceeded")
 		return false
 	}
-	c.sendJSON(encodeError(CodeRateLimited, "rate limit of "+strconv.Itoa(rl.Messages)+" frames per "+rl.Interval.String()+" exceeded; frame dropped", "", ""))
+	c.sendError(CodeRateLimited, "rate limit of "+strconv.Itoa(rl.Messages)+" frames per "+rl.Interval.String()+" exceeded; frame dropped", "", "")
 	return false
 }

@@ -3,6 +3,8 @@ package ws
 import (
 	"sync"
 	"time"
+
+	"github.com/vortechron/go-ws/internal/wire"
 )
 
 // writeShard is one of GOMAXPROCS goroutines that fan publications out and
@@ -36,8 +38,9 @@ type writeShard struct {
 // post is one publication waiting for a shard's fan-out.
 type post struct {
 	ch      *channel
-	f       []byte // the frame, shared by every subscriber
-	except  string // connection ID to skip (a whisper's sender)
+	ev      *wire.Event
+	frames  [maxProtocols][]byte // ev's frame in each protocol, shared by its subscribers
+	except  string               // connection ID to skip (a whisper's sender)
 	whisper bool
 }
 
@@ -198,7 +201,9 @@ func (s *writeShard) run(done <-chan struct{}) {
 }
 
 // fanOut queues p's frame on this shard's subscribers of p's channel and
-// returns dirty extended by the clients this shard must now flush.
+// returns dirty extended by the clients this shard must now flush. A
+// subscriber whose protocol had no subscriber of the channel when the
+// post was made gets the frame encoded here, once per shard.
 func (s *writeShard) fanOut(p post, dirty []*sender) []*sender {
 	var n int64
 	snap := p.ch.sets[s.idx].load()
@@ -207,7 +212,18 @@ func (s *writeShard) fanOut(p post, dirty []*sender) []*sender {
 			if p.except != "" && c.ID == p.except {
 				continue
 			}
-			ok, kick := c.out.enqueueShard(p.f)
+			f := p.frames[c.proto]
+			if f == nil {
+				f = encodeFrame(s.hub.protocols[c.proto], p.ev)
+				if f == nil {
+					f = noFrame
+				}
+				p.frames[c.proto] = f
+			}
+			if len(f) == 0 {
+				continue // the protocol sends nothing for this event
+			}
+			ok, kick := c.out.enqueueShard(f)
 			if ok {
 				n++
 			}

@@ -14,10 +14,11 @@ const (
 	errKindWhisper
 	errKindProtocol
 	errKindStorage
+	errKindBroker
 	numErrKinds
 )
 
-var errKindNames = [numErrKinds]string{"auth", "rate_limit", "connection", "whisper", "protocol", "storage"}
+var errKindNames = [numErrKinds]string{"auth", "rate_limit", "connection", "whisper", "protocol", "storage", "broker"}
 
 // counters are the hub's live figures. Each is one atomic; the hot path
 // adds once per publication (not once per delivery) where it can.
@@ -96,9 +97,11 @@ type Stats struct {
 	// "auth" (*AuthError), "rate_limit" (*RateLimitError, one per
 	// dropped frame), "connection" (*ConnectionError: refused requests,
 	// failed upgrades), "whisper" (*WhisperError), "protocol"
-	// (*ProtocolError, and broker payloads that could not be decoded) and
-	// "storage" (presence storage failures on leave and reap). Every kind
-	// is present, zero or not.
+	// (*ProtocolError, and broker payloads that could not be decoded),
+	// "storage" (presence storage failures: *UnavailableError on a join,
+	// and failures on leave and presence maintenance) and "broker" (broker
+	// failures: *UnavailableError on a subscribe or whisper). Every kind is
+	// present, zero or not.
 	Errors map[string]int64
 }
 
