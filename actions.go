@@ -51,13 +51,13 @@ func (c *Client) handleSubscribe(a wire.Action) {
 		c.fail(actionSubscribe, name, CodeTooManyChannels, "subscribed to too many channels; unsubscribe from one first", errTooManyChannels)
 		return
 	}
-	kind := KindOf(name)
+	kind := kindOf(name)
 	member := c.member()
 	if a.Grant != nil {
 		if a.Grant.Member != nil {
 			member = PresenceMember{UserID: a.Grant.Member.ID, Info: a.Grant.Member.Info}
 		}
-	} else if kind != PublicChannel {
+	} else if kind != publicChannel {
 		if aerr := c.authorize(name); aerr != nil {
 			c.hub.stats.errors[errKindAuth].Add(1)
 			c.reportError(aerr)
@@ -74,7 +74,7 @@ func (c *Client) handleSubscribe(a wire.Action) {
 		c.unavailable(actionSubscribe, name, errKindBroker, res.err)
 		return
 	}
-	if kind == PresenceChannel {
+	if kind == presenceChannel {
 		c.joinPresence(name, member, already)
 	}
 }
@@ -93,7 +93,7 @@ func (c *Client) handleUnsubscribe(name string) {
 		c.fail(actionUnsubscribe, name, code, res.err.Error(), nil)
 		return
 	}
-	if KindOf(name) == PresenceChannel {
+	if kindOf(name) == presenceChannel {
 		c.leavePresence(name)
 	}
 }

@@ -18,37 +18,25 @@ const (
 	PresencePrefix       = "presence-"
 )
 
-// ChannelKind tells public, private and presence channels apart.
-type ChannelKind int
+// channelKind tells public, private and presence channels apart.
+type channelKind int
 
 // The channel kinds, decided by the name's prefix.
 const (
-	PublicChannel ChannelKind = iota
-	PrivateChannel
-	PresenceChannel
+	publicChannel channelKind = iota
+	privateChannel
+	presenceChannel
 )
 
-// KindOf returns the kind of the channel called name.
-func KindOf(name string) ChannelKind {
+// kindOf returns the kind of the channel called name.
+func kindOf(name string) channelKind {
 	switch {
 	case strings.HasPrefix(name, PresencePrefix):
-		return PresenceChannel
+		return presenceChannel
 	case strings.HasPrefix(name, PrivatePrefix):
-		return PrivateChannel
+		return privateChannel
 	default:
-		return PublicChannel
-	}
-}
-
-// String returns "public", "private" or "presence".
-func (k ChannelKind) String() string {
-	switch k {
-	case PrivateChannel:
-		return "private"
-	case PresenceChannel:
-		return "presence"
-	default:
-		return "public"
+		return publicChannel
 	}
 }
 
@@ -110,7 +98,7 @@ const (
 // served by the same shard, which keeps its frames in order.
 type channel struct {
 	name string
-	kind ChannelKind
+	kind channelKind
 	sets []*memberSet // one per write shard
 	// speakers counts the subscribers of each wire protocol, so a
 	// delivery encodes the event only for the protocols it needs.
@@ -123,7 +111,7 @@ type channel struct {
 }
 
 func newChannel(name string, shards int) *channel {
-	ch := &channel{name: name, kind: KindOf(name), sets: make([]*memberSet, shards)}
+	ch := &channel{name: name, kind: kindOf(name), sets: make([]*memberSet, shards)}
 	for i := range ch.sets {
 		ch.sets[i] = &memberSet{index: make(map[*Client]int)}
 	}

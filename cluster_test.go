@@ -129,7 +129,7 @@ func TestRedisRestartResumesDeliveryWithoutReconnecting(t *testing.T) {
 	require.Equal(t, http.StatusOK, health(a))
 
 	srv.Kill()
-	require.Eventually(t, func() bool { return !a.hub.BrokerHealthy() && !b.hub.BrokerHealthy() }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return !a.hub.Health().BrokerHealthy && !b.hub.Health().BrokerHealthy }, 10*time.Second, 10*time.Millisecond)
 	require.Equal(t, http.StatusServiceUnavailable, health(a), "health while Redis is down")
 	err := a.hub.Publish(context.Background(), "news", "lost")
 	require.ErrorIs(t, err, ws.ErrBrokerUnavailable)
@@ -138,7 +138,7 @@ func TestRedisRestartResumesDeliveryWithoutReconnecting(t *testing.T) {
 	cb.expectQuiet()
 
 	require.NoError(t, srv.Restart())
-	require.Eventually(t, func() bool { return a.hub.BrokerHealthy() && b.hub.BrokerHealthy() }, 20*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return a.hub.Health().BrokerHealthy && b.hub.Health().BrokerHealthy }, 20*time.Second, 10*time.Millisecond)
 	require.Equal(t, http.StatusOK, health(a), "health after Redis returned")
 	require.NoError(t, b.hub.Publish(context.Background(), "news", "after"))
 	ca.expect(map[string]any{"type": "message", "message": "after"})

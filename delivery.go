@@ -35,7 +35,7 @@ func (h *Hub) fanOut(ch *channel, ev *wire.Event, except string) {
 		}
 		if p == nil {
 			p = &post{ch: ch, ev: ev, except: except, whisper: ev.Kind == wire.WhisperEvent}
-			for pi, proto := range h.protocols {
+			for pi, proto := range h.protocols[:h.nprotocols.Load()] {
 				if ch.speakers[pi].Load() > 0 {
 					if p.frames[pi] = encodeFrame(proto, ev); p.frames[pi] == nil {
 						p.frames[pi] = noFrame

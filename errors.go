@@ -11,6 +11,9 @@ import (
 var (
 	// ErrHubClosed is returned when the hub is shutting down or has stopped.
 	ErrHubClosed = errors.New("ws: hub closed")
+	// ErrHubNotRunning is returned by ServeWS when the hub's Run has not
+	// started within a second of the request: call go hub.Run() first.
+	ErrHubNotRunning = errors.New("ws: hub not running")
 	// ErrRequestRejected is returned by ServeWS when a Middleware answered
 	// the request itself instead of passing it on to the upgrade.
 	ErrRequestRejected = errors.New("ws: request rejected by middleware")

@@ -48,12 +48,17 @@ type Hub struct {
 	idPrefix  string        // first half of every client ID
 	nextConn  atomic.Uint64 // second half
 
-	// The wire protocols the hub's clients speak, ws's own first; fixed
-	// before Run starts (see addProtocol). pongs[i] is protocols[i]'s
-	// answer to a ping, shared by its clients.
-	protocols []wire.Protocol
-	pongs     [][]byte
+	// The wire protocols the hub's clients speak, ws's own first (see
+	// addProtocol). Slot i is written once, under protoMu, before
+	// nprotocols counts it, so readers that load nprotocols read slots
+	// below it without a lock. pongs[i] is protocols[i]'s answer to a
+	// ping, shared by its clients.
+	protoMu    sync.Mutex
+	protocols  [maxProtocols]wire.Protocol
+	pongs      [maxProtocols][]byte
+	nprotocols atomic.Int32
 	done      chan struct{} // closed when Run returns
+	running   chan struct{} // closed when Run starts
 	started   atomic.Bool
 	closing   atomic.Bool  // set once shutdown begins; no new clients
 	forced    atomic.Int64 // connections still there when shutdown closed sockets hard
@@ -109,6 +114,7 @@ func NewHub(ctx context.Context, broker MessageBroker, storage StorageClient, co
 		ops:           make(chan *hubOp, 256),
 		deadlineMoved: make(chan struct{}, 1),
 		done:          make(chan struct{}),
+		running:       make(chan struct{}),
 		perIP:         make(map[string]int),
 		clients:       make(map[*Client]struct{}),
 		channels:      make(map[string]*channel),
@@ -136,15 +142,19 @@ func NewWebSocketServer(ctx context.Context, redisAddr string, config Config) (*
 // per protocol in an array of this size.
 const maxProtocols = 4
 
-// addProtocol registers p and returns its index. It must be called before
-// Run starts.
+// addProtocol registers p and returns its index; it is safe while the
+// hub runs.
 func (h *Hub) addProtocol(p wire.Protocol) (int, error) {
-	if len(h.protocols) == maxProtocols {
+	h.protoMu.Lock()
+	defer h.protoMu.Unlock()
+	i := int(h.nprotocols.Load())
+	if i == maxProtocols {
 		return 0, errors.New("ws: too many wire protocols on one hub")
 	}
-	h.protocols = append(h.protocols, p)
-	h.pongs = append(h.pongs, encodeFrame(p, &wire.Event{Kind: wire.PongEvent}))
-	return len(h.protocols) - 1, nil
+	h.protocols[i] = p
+	h.pongs[i] = encodeFrame(p, &wire.Event{Kind: wire.PongEvent})
+	h.nprotocols.Store(int32(i + 1))
+	return i, nil
 }
 
 // Err returns the configuration error the Hub was created with, or nil.
@@ -235,6 +245,7 @@ func (h *Hub) Run() error {
 	if h.isDone() { // Shutdown came first
 		return nil
 	}
+	close(h.running)
 	bg := h.startBackground()
 	for {
 		select {

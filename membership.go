@@ -96,7 +96,7 @@ func (h *Hub) unregister(c *Client) []string {
 	for _, ch := range subs {
 		ch.remove(c)
 		h.stats.subscriptions.Add(-1)
-		if ch.kind == PresenceChannel {
+		if ch.kind == presenceChannel {
 			presence = append(presence, ch.name)
 		}
 		h.maybeRelease(ch)

@@ -379,9 +379,9 @@ func (w *blockingWriter) write(batch [][]byte) error {
 	}
 	s := w.s
 	_ = s.conn.SetWriteDeadline(time.Now().Add(s.hub.cfg.WriteTimeout))
-	if vectored(s.conn) {
+	if vc := vectored(s.conn); vc != nil {
 		w.bufs = append(w.bufs[:0], batch...)
-		n, err := w.bufs.WriteTo(s.conn)
+		n, err := w.bufs.WriteTo(vc)
 		clear(w.bufs[:cap(w.bufs)])
 		s.hub.stats.bytesOut.Add(n)
 		return err
@@ -404,13 +404,17 @@ func (w *blockingWriter) write(batch [][]byte) error {
 	return nil
 }
 
-// vectored reports whether conn writes a net.Buffers with one system call.
-func vectored(conn net.Conn) bool {
-	switch conn.(type) {
+// vectored returns the connection to write a net.Buffers to with one
+// system call (writev, WSASend): conn itself when it is a TCP or Unix
+// socket, the socket under a wrapper that writes to it unchanged, or nil.
+func vectored(conn net.Conn) net.Conn {
+	switch c := conn.(type) {
 	case *net.TCPConn, *net.UnixConn:
-		return true
+		return c
+	case interface{ TCPConn() *net.TCPConn }:
+		return c.TCPConn()
 	}
-	return false
+	return nil
 }
 
 // closeGrace is how long a connection whose close frame was sent may take

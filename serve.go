@@ -4,23 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/vortechron/go-ws/internal/bridge"
+	"github.com/vortechron/go-ws/internal/frame"
 	"golang.org/x/time/rate"
 )
-
-// Conn is an upgraded WebSocket connection handed to Handshake.Serve:
-// *websocket.Conn from github.com/gorilla/websocket and from its fasthttp
-// fork both satisfy it, so ServeWS and the Fiber adaptor share one
-// implementation. The hub reads and writes frames on NetConn itself, so
-// nothing else may read or write the connection once it is handed over.
-type Conn interface {
-	NetConn() net.Conn
-}
 
 // ServeWS upgrades the request to a WebSocket connection on hub. Before
 // the upgrade it runs options.Middleware and checks the origin and
@@ -40,7 +32,7 @@ func ServeWS(hub *Hub, w http.ResponseWriter, r *http.Request, options *Options)
 		reached = true
 		err = hub.serveHTTP(w, r, options)
 	})
-	Chain(options.Middleware, inner).ServeHTTP(w, r)
+	chain(options.Middleware, inner).ServeHTTP(w, r)
 	if !reached {
 		return ErrRequestRejected
 	}
@@ -66,7 +58,7 @@ func Handler(hub *Hub, options *Options) http.Handler {
 var writeBufferPool = &sync.Pool{}
 
 func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, options *Options) error {
-	hs, err := h.Accept(w, r, options)
+	hs, err := h.accept(w, r, options, 0)
 	if err != nil {
 		return err
 	}
@@ -75,7 +67,7 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, options *Options
 	up := websocket.Upgrader{
 		WriteBufferSize: h.cfg.WriteBufferSize,
 		WriteBufferPool: writeBufferPool,
-		CheckOrigin:     func(*http.Request) bool { return true }, // checked by Accept
+		CheckOrigin:     func(*http.Request) bool { return true }, // checked by accept
 	}
 	conn, err := up.Upgrade(w, r, nil)
 	if err != nil {
@@ -89,30 +81,36 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, options *Options
 	return nil
 }
 
-// Handshake is a request that passed the hub's pre-upgrade checks and
-// holds a connection slot. Adaptors for other HTTP stacks use it: Accept,
-// upgrade with their own library, then Serve (or Fail if the upgrade
-// failed). ServeWS does all three.
-type Handshake struct {
+// handshake is a request that passed the hub's checks before the upgrade
+// and holds a connection slot: accept, upgrade, then start (ServeWS) or
+// Serve (adaptors), or Fail if the upgrade failed.
+type handshake struct {
 	hub      *Hub
 	opts     *Options
 	r        *http.Request
 	ip       string
 	key      string // what per-IP limits count under (see ipKey)
 	userID   string
+	proto    uint8 // index of the connection's wire protocol
 	released bool
 }
 
-// Accept runs the checks made before an upgrade: the hub is running, the
-// Origin is allowed, and MaxConnections and MaxConnectionsPerIP have room.
-// A refused request gets its HTTP error written to w (403, 429 or 503)
-// and a *ConnectionError back, which also goes to options.ErrorHandler.
-// Middleware is not run here; ServeWS runs it around Accept.
-func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, options *Options) (*Handshake, error) {
-	if options == nil {
-		options = &Options{}
-	}
-	refuse := func(status int, reason string, err error) (*Handshake, error) {
+var _ bridge.Handshake = (*handshake)(nil)
+
+// runStartGrace is how long a request waits for a Hub whose Run has not
+// started yet: `go hub.Run()` may not have been scheduled when the first
+// request arrives, but a hub whose Run never starts refuses it.
+const runStartGrace = time.Second
+
+// accept runs the checks made before an upgrade: a well-formed handshake,
+// a running hub, an allowed Origin, room under MaxConnections and
+// MaxConnectionsPerIP; then it identifies the user. A refused request
+// gets its HTTP error written to w (400, 403, 426, 429, 503) and a
+// *ConnectionError back, which also goes to options.ErrorHandler.
+// Middleware is not run here; ServeWS and bridge.Prepare run it around
+// accept.
+func (h *Hub) accept(w http.ResponseWriter, r *http.Request, options *Options, proto int) (*handshake, error) {
+	refuse := func(status int, reason string, err error) (*handshake, error) {
 		cerr := &ConnectionError{RemoteAddr: r.RemoteAddr, Op: "admit", StatusCode: status, Reason: reason, Err: err}
 		h.stats.errors[errKindConnection].Add(1)
 		h.stats.refused.Add(1)
@@ -122,8 +120,28 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, options *Options) (
 		}
 		return nil, cerr
 	}
+	if status, reason := checkHandshake(r); status != 0 {
+		cerr := &ConnectionError{RemoteAddr: r.RemoteAddr, Op: "upgrade", StatusCode: status, Reason: reason}
+		h.stats.errors[errKindConnection].Add(1)
+		if status == http.StatusUpgradeRequired {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+		}
+		http.Error(w, http.StatusText(status)+": "+reason, status)
+		if options.ErrorHandler != nil {
+			options.ErrorHandler(cerr)
+		}
+		return nil, cerr
+	}
 	if h.cfgErr != nil {
 		return refuse(http.StatusInternalServerError, "invalid hub configuration", h.cfgErr)
+	}
+	if !h.started.Load() {
+		select {
+		case <-h.running:
+		case <-h.done:
+		case <-time.After(runStartGrace):
+			return refuse(http.StatusServiceUnavailable, "the hub is not running (call go hub.Run())", ErrHubNotRunning)
+		}
 	}
 	if h.closing.Load() || h.isDone() {
 		return refuse(http.StatusServiceUnavailable, "server is shutting down", ErrHubClosed)
@@ -136,12 +154,12 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, options *Options) (
 	if status, reason := h.admit(key); status != 0 {
 		return refuse(status, reason, nil)
 	}
-	hs := &Handshake{hub: h, opts: options, r: r, ip: ip, key: key}
+	hs := &handshake{hub: h, opts: options, r: r, ip: ip, key: key, proto: uint8(proto)}
 	if options.GetUserID != nil {
 		identified := false
 		defer func() {
 			if !identified {
-				hs.Release() // GetUserID panicked: the slot must not leak
+				hs.release() // GetUserID panicked: the slot must not leak
 			}
 		}()
 		hs.userID = options.GetUserID(r)
@@ -150,32 +168,29 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, options *Options) (
 	return hs, nil
 }
 
-// UserID returns the user the handshake identified (empty if anonymous).
-func (hs *Handshake) UserID() string { return hs.userID }
-
-// Release gives the connection slot back without serving; for an upgrade
-// that failed. It is a no-op after Serve.
-func (hs *Handshake) Release() {
+// release gives the connection slot back without serving; for an upgrade
+// that failed. It is a no-op after start.
+func (hs *handshake) release() {
 	if !hs.released {
 		hs.released = true
 		hs.hub.release(hs.key)
 	}
 }
 
-// Fail ends a handshake whose upgrade failed, as ServeWS does for its
-// own: it releases the connection slot, counts the failure in
-// Stats.Errors["connection"] and hands err, wrapped in a *ConnectionError
-// with Op "upgrade", to Options.ErrorHandler. It returns that error. The
-// HTTP answer to the failed upgrade is the upgrading library's to write.
-func (hs *Handshake) Fail(err error) error {
-	hs.Release()
+// Fail ends a handshake whose upgrade failed: it releases the connection
+// slot, counts the failure in Stats.Errors["connection"] and hands err,
+// wrapped in a *ConnectionError with Op "upgrade", to
+// Options.ErrorHandler. It returns that error. The HTTP answer to the
+// failed upgrade is the upgrading library's to write.
+func (hs *handshake) Fail(err error) error {
+	hs.release()
 	cerr := &ConnectionError{RemoteAddr: hs.r.RemoteAddr, Op: "upgrade", Err: err}
 	hs.hub.stats.errors[errKindConnection].Add(1)
 	hs.report(cerr)
 	return cerr
 }
 
-func (hs *Handshake) report(err error) {
+func (hs *handshake) report(err error) {
 	if hs.opts.ErrorHandler != nil {
 		hs.opts.ErrorHandler(err)
 	}
@@ -185,7 +200,7 @@ func (hs *Handshake) report(err error) {
 // goroutine, and releases the connection slot. Adaptors whose HTTP stack
 // closes the connection when the handler returns use it; ServeWS instead
 // starts the connection and returns.
-func (hs *Handshake) Serve(conn Conn) error {
+func (hs *handshake) Serve(conn bridge.Conn) error {
 	c, err := hs.start(conn)
 	if err != nil {
 		return err
@@ -194,8 +209,9 @@ func (hs *Handshake) Serve(conn Conn) error {
 	return nil
 }
 
-// start registers the connection with the hub and calls OnConnect.
-func (hs *Handshake) start(conn Conn) (*Client, error) {
+// start registers the connection with the hub, sends its protocol's
+// greeting, if any, and calls OnConnect.
+func (hs *handshake) start(conn bridge.Conn) (*Client, error) {
 	h := hs.hub
 	hs.released = true // the client releases the slot from now on
 	key := hs.key      // not hs: the client must not keep the request alive
@@ -210,6 +226,7 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 		nc:          conn.NetConn(),
 		ctx:         context.WithoutCancel(hs.r.Context()),
 		slotKey:     key,
+		proto:       hs.proto,
 	}
 	c.out.init(h, c.ID, c.nc, h.shards[h.nextShard.Add(1)%uint64(len(h.shards))])
 	// If GetUserInfo or OnConnect panics (net/http recovers the panic on
@@ -256,6 +273,9 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 	}
 	registered = true
 	c.out.shard.register(&c.out)
+	if hello := c.protocol().Hello(c.ID); hello != nil {
+		c.out.enqueueUnbounded(frame.Text(hello))
+	}
 	if hs.opts.OnConnect != nil {
 		hs.opts.OnConnect(c)
 	}

@@ -126,7 +126,7 @@ func (h *Hub) Stats() Stats {
 		SlowConsumers:         s.slowConsumers.Load(),
 		RateLimited:           s.rateLimited.Load(),
 		BrokerPublishFailures: s.brokerPublishFailures.Load(),
-		BrokerHealthy:         h.BrokerHealthy(),
+		BrokerHealthy:         h.brokerHealthy(),
 		Errors:                make(map[string]int64, numErrKinds),
 	}
 	for i := range s.errors {
@@ -135,9 +135,9 @@ func (h *Hub) Stats() Stats {
 	return st
 }
 
-// BrokerHealthy reports whether the broker is connected; brokers that
+// brokerHealthy reports whether the broker is connected; brokers that
 // cannot fail (MemoryBroker) are healthy until closed.
-func (h *Hub) BrokerHealthy() bool {
+func (h *Hub) brokerHealthy() bool {
 	if bh, ok := h.broker.(BrokerHealth); ok {
 		return bh.Healthy()
 	}

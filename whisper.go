@@ -79,7 +79,7 @@ func (c *Client) handleWhisper(a wire.Action) {
 		c.refuseWhisper(a, CodeNotSubscribed, "subscribe to "+a.Channel+" before whispering on it", nil)
 		return
 	}
-	if c.opts.WhisperPrivateOnly && KindOf(a.Channel) == PublicChannel {
+	if c.opts.WhisperPrivateOnly && kindOf(a.Channel) == publicChannel {
 		c.refuseWhisper(a, CodeForbidden, "whispers are allowed on private and presence channels only", nil)
 		return
 	}
