@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vortechron/go-ws/internal/frame"
+	"github.com/vortechron/go-ws/internal/wire"
 )
 
 // discardConn is a net.Conn whose writes succeed at once; it isolates the
@@ -38,8 +38,10 @@ func benchHub(b *testing.B) *Hub {
 	return h
 }
 
-func fakeClient(h *Hub) *Client {
-	c := &Client{ID: newID(), hub: h, nc: &discardConn{}, writerDone: make(chan struct{})}
+// fakeClient is a client of h on shard i, writing to a discardConn.
+func fakeClient(h *Hub, i int) *Client {
+	c := &Client{ID: h.newClientID(), hub: h, nc: &discardConn{}}
+	c.out.init(h, c.ID, c.nc, h.shards[i%len(h.shards)])
 	c.released.Store(true) // it never took an admission slot
 	return c
 }
@@ -56,14 +58,14 @@ func BenchmarkDeliver(b *testing.B) {
 			ch := newChannel("bench", len(h.shards))
 			conns := make([]*discardConn, n)
 			for i := range n {
-				c := fakeClient(h)
-				c.shard = i % len(h.shards)
+				c := fakeClient(h, i)
 				conns[i] = c.nc.(*discardConn)
 				ch.add(c)
 			}
-			env := encodeMessageEnvelope("bench", []byte(`{"seq":1,"body":"0123456789012345678901234567890123456789012345678901234567890123456789"}`))
-			_, _, body, _ := decodeEnvelope(env)
-			want := int64(len(frame.Text(body)))
+			env := encodeEnvelope(&wire.Event{Kind: wire.Message, Channel: "bench",
+				Data: []byte(`{"seq":1,"body":"0123456789012345678901234567890123456789012345678901234567890123456789"}`)}, "")
+			ev, _, _ := decodeEnvelope("bench", env)
+			want := int64(len(encodeFrame(nativeProtocol{}, &ev)))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
@@ -86,15 +88,17 @@ func BenchmarkDeliver(b *testing.B) {
 	}
 }
 
-// BenchmarkPublishEncode measures what Publish does once per publication.
+// BenchmarkPublishEncode measures what a publication costs before
+// fan-out: Publish's encoding and, on each node, decoding the envelope
+// and framing it for the native protocol.
 func BenchmarkPublishEncode(b *testing.B) {
 	msg := map[string]any{"seq": 1, "body": "0123456789012345678901234567890123456789"}
 	b.ReportAllocs()
 	for range b.N {
 		raw, _ := marshalMessage(msg)
-		env := encodeMessageEnvelope("news", raw)
-		_, _, body, _ := decodeEnvelope(env)
-		_ = frame.Text(body)
+		env := encodeEnvelope(&wire.Event{Kind: wire.Message, Channel: "news", Data: raw}, "")
+		ev, _, _ := decodeEnvelope("news", env)
+		_ = encodeFrame(nativeProtocol{}, &ev)
 	}
 }
 
@@ -105,16 +109,40 @@ func BenchmarkSubscribeChurn(b *testing.B) {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			h := benchHub(b)
 			ch := newChannel("bench", len(h.shards))
-			for range n {
-				ch.add(fakeClient(h))
+			for i := range n {
+				ch.add(fakeClient(h, i))
 			}
-			c := fakeClient(h)
+			c := fakeClient(h, 0)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
 				ch.add(c)
 				ch.remove(c)
 			}
+		})
+	}
+}
+
+// BenchmarkChannelBuild measures subscribing n clients to one channel, one
+// after the other, as a big channel fills up: each add costs O(1)
+// amortised, so the per-subscriber cost stays flat as n grows.
+func BenchmarkChannelBuild(b *testing.B) {
+	for _, n := range []int{1000, 100000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			h := benchHub(b)
+			clients := make([]*Client, n)
+			for i := range clients {
+				clients[i] = fakeClient(h, 0)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				ch := newChannel("bench", 1)
+				for _, c := range clients {
+					ch.add(c)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/subscriber")
 		})
 	}
 }

@@ -48,3 +48,24 @@ type BrokerHealth interface {
 	// subscriptions are live. It must not block.
 	Healthy() bool
 }
+
+// BrokerSubscription is one channel of a BatchSubscriber call.
+type BrokerSubscription struct {
+	Channel string
+	Handler func(payload []byte)
+}
+
+// BatchSubscriber is implemented by brokers that can subscribe and
+// unsubscribe many channels in one round trip (RedisBroker). The Hub makes
+// its broker calls from one goroutine, a batch at a time; with a
+// BatchSubscriber a batch costs one call each way instead of one per
+// channel, which is what keeps a reconnect storm over thousands of
+// channels quick. The contract of each channel is that of Subscribe and
+// Unsubscribe.
+type BatchSubscriber interface {
+	// SubscribeBatch subscribes every channel of subs and returns one
+	// error per entry (nil: confirmed), in order.
+	SubscribeBatch(ctx context.Context, subs []BrokerSubscription) []error
+	// UnsubscribeBatch unsubscribes every channel in channels.
+	UnsubscribeBatch(ctx context.Context, channels []string) error
+}

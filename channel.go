@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 )
 
 // Channel name rules. A name is 1 to MaxChannelNameLength bytes of ASCII
@@ -17,37 +18,25 @@ const (
 	PresencePrefix       = "presence-"
 )
 
-// ChannelKind tells public, private and presence channels apart.
-type ChannelKind int
+// channelKind tells public, private and presence channels apart.
+type channelKind int
 
 // The channel kinds, decided by the name's prefix.
 const (
-	PublicChannel ChannelKind = iota
-	PrivateChannel
-	PresenceChannel
+	publicChannel channelKind = iota
+	privateChannel
+	presenceChannel
 )
 
-// KindOf returns the kind of the channel called name.
-func KindOf(name string) ChannelKind {
+// kindOf returns the kind of the channel called name.
+func kindOf(name string) channelKind {
 	switch {
 	case strings.HasPrefix(name, PresencePrefix):
-		return PresenceChannel
+		return presenceChannel
 	case strings.HasPrefix(name, PrivatePrefix):
-		return PrivateChannel
+		return privateChannel
 	default:
-		return PublicChannel
-	}
-}
-
-// String returns "public", "private" or "presence".
-func (k ChannelKind) String() string {
-	switch k {
-	case PrivateChannel:
-		return "private"
-	case PresenceChannel:
-		return "presence"
-	default:
-		return "public"
+		return publicChannel
 	}
 }
 
@@ -62,7 +51,11 @@ func ValidChannelName(name string) error {
 	}
 	for i := 0; i < len(name); i++ {
 		if !validNameByte[name[i]] {
-			return fmt.Errorf("%w: character %q at byte %d is not allowed (use letters, digits and _-=@,.;:)", ErrInvalidChannel, rune(name[i]), i)
+			what := fmt.Sprintf("byte 0x%02x", name[i])
+			if r, size := utf8.DecodeRuneInString(name[i:]); r != utf8.RuneError || size > 1 {
+				what = fmt.Sprintf("character %q", r)
+			}
+			return fmt.Errorf("%w: %s at byte %d is not allowed (use ASCII letters, digits and _-=@,.;:)", ErrInvalidChannel, what, i)
 		}
 	}
 	if name == PrivatePrefix || name == PresencePrefix {
@@ -87,10 +80,8 @@ var validNameByte = func() (t [256]bool) {
 	return t
 }()
 
-// chunkSize is how many subscribers share one immutable chunk of a
-// channel's snapshot. Adding or removing a subscriber copies at most two
-// chunks and the chunk index, so membership changes cost O(n/chunkSize +
-// chunkSize) instead of O(n), and fan-out reads need no lock.
+// chunkSize is how many subscribers share one chunk of a channel's
+// snapshot (see memberSet).
 const chunkSize = 128
 
 type channelState int
@@ -107,8 +98,11 @@ const (
 // served by the same shard, which keeps its frames in order.
 type channel struct {
 	name string
-	kind ChannelKind
+	kind channelKind
 	sets []*memberSet // one per write shard
+	// speakers counts the subscribers of each wire protocol, so a
+	// delivery encodes the event only for the protocols it needs.
+	speakers [maxProtocols]atomic.Int32
 
 	// owned by the Hub.Run goroutine
 	n       int // subscribers over all sets
@@ -117,7 +111,7 @@ type channel struct {
 }
 
 func newChannel(name string, shards int) *channel {
-	ch := &channel{name: name, kind: KindOf(name), sets: make([]*memberSet, shards)}
+	ch := &channel{name: name, kind: kindOf(name), sets: make([]*memberSet, shards)}
 	for i := range ch.sets {
 		ch.sets[i] = &memberSet{index: make(map[*Client]int)}
 	}
@@ -128,97 +122,112 @@ func (ch *channel) size() int { return ch.n }
 
 // add and remove change membership; called by the Hub.Run goroutine.
 func (ch *channel) add(c *Client) {
-	if ch.sets[c.shard].add(c) {
+	if ch.sets[c.out.shard.idx].add(c) {
 		ch.n++
+		ch.speakers[c.proto].Add(1)
 	}
 }
 
 func (ch *channel) remove(c *Client) {
-	if ch.sets[c.shard].remove(c) {
+	if ch.sets[c.out.shard.idx].remove(c) {
 		ch.n--
+		ch.speakers[c.proto].Add(-1)
 	}
 }
 
 // memberSet is the subscribers of one channel served by one shard.
+//
+// Fan-out reads an immutable snapshot without a lock; the Run goroutine
+// publishes a new one after every change. A snapshot is n subscribers in
+// fixed-size chunks. Adding writes only where no published snapshot
+// looks (slot n of the last chunk, or a new chunk appended past the
+// published index), so it copies nothing and costs O(1) amortised.
+// Removing moves the last subscriber into the hole, which changes a slot
+// that readers may see, so it copies that chunk, the last one and the
+// chunk index: O(n/chunkSize + chunkSize).
 type memberSet struct {
-	// snap is the immutable subscriber list that fan-out reads. It is
-	// replaced (never modified in place) by the Hub.Run goroutine.
-	snap atomic.Pointer[[][]*Client]
+	snap atomic.Pointer[memberSnap]
 
 	// owned by the Hub.Run goroutine
-	index  map[*Client]int // position of each subscriber in chunks
-	chunks [][]*Client     // the slice published in snap
+	index  map[*Client]int       // position of each subscriber
+	chunks []*[chunkSize]*Client // may run past the published index
+	n      int                   // subscribers
 }
 
-// add appends c to the snapshot and reports whether it was new.
+// memberSnap is one published state of a memberSet.
+type memberSnap struct {
+	chunks []*[chunkSize]*Client
+	n      int
+}
+
+var emptySnap = &memberSnap{}
+
+// chunkLen is how many subscribers chunk ci of the snapshot holds.
+func (sn *memberSnap) chunkLen(ci int) int { return min(chunkSize, sn.n-ci*chunkSize) }
+
+// add appends c and reports whether it was new.
 func (ms *memberSet) add(c *Client) bool {
 	if _, ok := ms.index[c]; ok {
 		return false
 	}
-	n := len(ms.index)
-	ci, off := n/chunkSize, n%chunkSize
-	chunks := make([][]*Client, ci+1)
-	copy(chunks, ms.chunks)
-	chunk := make([]*Client, off+1, chunkSize)
-	if off > 0 {
-		copy(chunk, ms.chunks[ci])
+	ci, off := ms.n/chunkSize, ms.n%chunkSize
+	if off == 0 {
+		ms.chunks = append(ms.chunks[:ci], new([chunkSize]*Client))
 	}
-	chunk[off] = c
-	chunks[ci] = chunk
-	ms.index[c] = n
-	ms.publish(chunks)
+	ms.chunks[ci][off] = c
+	ms.index[c] = ms.n
+	ms.n++
+	ms.publish()
 	return true
 }
 
-// remove takes c out of the snapshot by moving the last subscriber into
-// its place, and reports whether c was there.
+// remove takes c out by moving the last subscriber into its place, and
+// reports whether c was there.
 func (ms *memberSet) remove(c *Client) bool {
 	i, ok := ms.index[c]
 	if !ok {
 		return false
 	}
 	delete(ms.index, c)
-	last := len(ms.index) // position of the last subscriber before removal
+	last := ms.n - 1
 	li, loff := last/chunkSize, last%chunkSize
-	lastClient := ms.chunks[li][loff]
-
-	chunks := make([][]*Client, len(ms.chunks))
-	copy(chunks, ms.chunks)
+	chunks := make([]*[chunkSize]*Client, li+1, li+2)
+	copy(chunks, ms.chunks[:li+1])
+	lastChunk := *chunks[li] // a copy: readers of older snapshots keep theirs
+	moved := lastChunk[loff]
+	lastChunk[loff] = nil
+	chunks[li] = &lastChunk
 	if i != last {
 		ci, off := i/chunkSize, i%chunkSize
-		chunk := make([]*Client, len(chunks[ci]), chunkSize)
-		copy(chunk, chunks[ci])
-		chunk[off] = lastClient
-		chunks[ci] = chunk
-		ms.index[lastClient] = i
+		if ci != li {
+			chunk := *chunks[ci]
+			chunks[ci] = &chunk
+		}
+		chunks[ci][off] = moved
+		ms.index[moved] = i
 	}
 	if loff == 0 {
 		chunks = chunks[:li]
-	} else {
-		chunk := make([]*Client, loff, chunkSize)
-		copy(chunk, chunks[li][:loff])
-		chunks[li] = chunk
 	}
-	ms.publish(chunks)
+	ms.chunks = chunks
+	ms.n = last
+	ms.publish()
 	return true
 }
 
-func (ms *memberSet) publish(chunks [][]*Client) {
-	if len(chunks) == 0 {
-		chunks = nil
+func (ms *memberSet) publish() {
+	nc := (ms.n + chunkSize - 1) / chunkSize
+	ms.snap.Store(&memberSnap{chunks: ms.chunks[:nc:nc], n: ms.n})
+}
+
+// load returns the current snapshot; safe from any goroutine.
+func (ms *memberSet) load() *memberSnap {
+	if sn := ms.snap.Load(); sn != nil {
+		return sn
 	}
-	ms.chunks = chunks
-	ms.snap.Store(&chunks)
+	return emptySnap
 }
 
 // empty reports whether the current snapshot has no subscriber; safe
 // from any goroutine.
-func (ms *memberSet) empty() bool { return len(ms.subscribers()) == 0 }
-
-// subscribers returns the current snapshot; safe from any goroutine.
-func (ms *memberSet) subscribers() [][]*Client {
-	if p := ms.snap.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
+func (ms *memberSet) empty() bool { return ms.load().n == 0 }

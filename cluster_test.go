@@ -81,7 +81,7 @@ func TestRedisPresenceAndWhispersAcrossNodes(t *testing.T) {
 	// alice opens a tab on a, then one on b: bob sees one join.
 	alice1 := a.dial(t, "alice")
 	alice1.subscribePresence(room, "alice", "bob")
-	bob.expectPresence(room, ws.PresenceJoinEvent, "alice", []string{"alice", "bob"}, 2)
+	bob.expectPresence(room, "join", "alice", []string{"alice", "bob"}, 2)
 	alice2 := b.dial(t, "alice")
 	alice2.subscribePresence(room, "alice", "bob")
 	bob.expectQuiet()
@@ -103,7 +103,7 @@ func TestRedisPresenceAndWhispersAcrossNodes(t *testing.T) {
 	a.waitConnections(t, 0)
 	bob.expectQuiet()
 	alice2.drop()
-	bob.expectPresence(room, ws.PresenceLeaveEvent, "alice", []string{"bob"}, 1)
+	bob.expectPresence(room, "leave", "alice", []string{"bob"}, 1)
 	b.waitConnections(t, 0)
 	bob.expectQuiet()
 	require.Equal(t, []string{"bob"}, c.members(t, room))
@@ -129,7 +129,7 @@ func TestRedisRestartResumesDeliveryWithoutReconnecting(t *testing.T) {
 	require.Equal(t, http.StatusOK, health(a))
 
 	srv.Kill()
-	require.Eventually(t, func() bool { return !a.hub.BrokerHealthy() && !b.hub.BrokerHealthy() }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return !a.hub.Health().BrokerHealthy && !b.hub.Health().BrokerHealthy }, 10*time.Second, 10*time.Millisecond)
 	require.Equal(t, http.StatusServiceUnavailable, health(a), "health while Redis is down")
 	err := a.hub.Publish(context.Background(), "news", "lost")
 	require.ErrorIs(t, err, ws.ErrBrokerUnavailable)
@@ -138,7 +138,7 @@ func TestRedisRestartResumesDeliveryWithoutReconnecting(t *testing.T) {
 	cb.expectQuiet()
 
 	require.NoError(t, srv.Restart())
-	require.Eventually(t, func() bool { return a.hub.BrokerHealthy() && b.hub.BrokerHealthy() }, 20*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return a.hub.Health().BrokerHealthy && b.hub.Health().BrokerHealthy }, 20*time.Second, 10*time.Millisecond)
 	require.Equal(t, http.StatusOK, health(a), "health after Redis returned")
 	require.NoError(t, b.hub.Publish(context.Background(), "news", "after"))
 	ca.expect(map[string]any{"type": "message", "message": "after"})
@@ -166,9 +166,9 @@ func TestRedisClusterNodesShareChannelsAndPresence(t *testing.T) {
 	}
 	alice.subscribePresence("presence-x", "alice")
 	bob.subscribePresence("presence-x", "alice", "bob")
-	alice.expectPresence("presence-x", ws.PresenceJoinEvent, "bob", []string{"alice", "bob"}, 2)
+	alice.expectPresence("presence-x", "join", "bob", []string{"alice", "bob"}, 2)
 	bob.Conn.Close()
-	alice.expectPresence("presence-x", ws.PresenceLeaveEvent, "bob", []string{"alice"}, 1)
+	alice.expectPresence("presence-x", "leave", "bob", []string{"alice"}, 1)
 	require.Empty(t, log.all())
 }
 
@@ -200,13 +200,13 @@ func TestRedisCrashedNodeLeaves(t *testing.T) {
 	bob.subscribePresence("presence-room", "bob")
 	ghost := (&testNode{url: url}).dial(t, "ghost")
 	ghost.subscribePresence("presence-room", "bob", "ghost")
-	bob.expectPresence("presence-room", ws.PresenceJoinEvent, "ghost", []string{"bob", "ghost"}, 2)
+	bob.expectPresence("presence-room", "join", "ghost", []string{"bob", "ghost"}, 2)
 
 	killed := time.Now()
 	require.NoError(t, child.Process.Signal(syscall.SIGKILL))
 	_ = child.Wait()
 	bob.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	bob.expectPresence("presence-room", ws.PresenceLeaveEvent, "ghost", []string{"bob"}, 1)
+	bob.expectPresence("presence-room", "leave", "ghost", []string{"bob"}, 1)
 	took := time.Since(killed)
 	t.Logf("the crashed node's member left %v after SIGKILL (bound NodeTTL+ReapInterval = %v)", took.Round(time.Millisecond), nodeTTL+reap)
 	require.Less(t, took, nodeTTL+reap+time.Second, "leave came later than the documented bound")

@@ -11,6 +11,9 @@ import (
 var (
 	// ErrHubClosed is returned when the hub is shutting down or has stopped.
 	ErrHubClosed = errors.New("ws: hub closed")
+	// ErrHubNotRunning is returned by ServeWS when the hub's Run has not
+	// started within a second of the request: call go hub.Run() first.
+	ErrHubNotRunning = errors.New("ws: hub not running")
 	// ErrRequestRejected is returned by ServeWS when a Middleware answered
 	// the request itself instead of passing it on to the upgrade.
 	ErrRequestRejected = errors.New("ws: request rejected by middleware")
@@ -19,6 +22,13 @@ var (
 	ErrInvalidChannel = errors.New("ws: invalid channel name")
 	// ErrBrokerUnavailable wraps broker failures seen by the Hub.
 	ErrBrokerUnavailable = errors.New("ws: broker unavailable")
+	// ErrStorageUnavailable wraps presence storage failures seen by the
+	// Hub.
+	ErrStorageUnavailable = errors.New("ws: storage unavailable")
+	// ErrPublishUncertain wraps a publication whose outcome is unknown:
+	// the broker may have taken it (a timeout after the request was
+	// sent), so retrying may deliver it twice.
+	ErrPublishUncertain = errors.New("ws: publish outcome unknown")
 	// ErrSlowConsumer is the disconnect reason of a client whose send
 	// queue overflowed.
 	ErrSlowConsumer = errors.New("ws: slow consumer")
@@ -42,6 +52,18 @@ const (
 	CodeUnavailable      = "unavailable"        // broker or storage failed; try again
 	CodeMessageTooLarge  = "message_too_large"  // frame larger than the read limit
 	CodeServerShutdown   = "server_shutdown"    // the hub is shutting down
+)
+
+// Close codes the server sends. Clients should reconnect after 1001, 4008
+// and 4009 (docs/protocol.md), and not after 1008.
+const (
+	CloseNormal          = 1000
+	CloseGoingAway       = 1001 // server shutting down: reconnect elsewhere
+	ClosePolicyViolation = 1008 // sustained rate-limit abuse
+	CloseMessageTooBig   = 1009 // client frame over MaxMessageSize
+	CloseInternalError   = 1011 // a handler panicked
+	CloseSlowConsumer    = 4008 // send queue overflowed
+	ClosePingTimeout     = 4009 // no pong within PongTimeout
 )
 
 // AuthError reports a refused subscription to a private or presence
@@ -159,6 +181,25 @@ func (e *ProtocolError) Error() string {
 
 func (e *ProtocolError) Unwrap() error { return e.Err }
 
+// UnavailableError reports a client action that failed because the
+// broker or the presence storage did. Err matches ErrBrokerUnavailable or
+// ErrStorageUnavailable (errors.Is) and carries the backend's own error;
+// the client was told only that the service is unavailable (code
+// "unavailable").
+type UnavailableError struct {
+	ClientID string
+	UserID   string
+	Action   string
+	Channel  string
+	Err      error
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("ws: %s on %q for client %s: %v", e.Action, e.Channel, e.ClientID, e.Err)
+}
+
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
 // ConfigError reports an invalid Config.
 type ConfigError struct {
 	Field  string
@@ -167,4 +208,26 @@ type ConfigError struct {
 
 func (e *ConfigError) Error() string {
 	return fmt.Sprintf("ws: config: %s: %s", e.Field, e.Reason)
+}
+
+// CloseReason is the disconnect reason of a client closed by the server
+// with a close frame (see Client.DisconnectReason).
+type CloseReason struct {
+	Code int
+	Text string
+}
+
+func (r *CloseReason) Error() string {
+	return "ws: closed by server: " + r.Text
+}
+
+// PeerCloseError is the disconnect reason of a client that sent a close
+// frame.
+type PeerCloseError struct {
+	Code int
+	Text string
+}
+
+func (e *PeerCloseError) Error() string {
+	return "ws: closed by client"
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/vortechron/go-ws/internal/wire"
+
 	"github.com/gorilla/websocket"
 )
 
@@ -35,10 +37,14 @@ func FuzzDecodeInbound(f *testing.F) {
 				t.Fatalf("decodeInbound accepted %q, which is not one JSON object", b)
 			}
 		}
-		for _, field := range []string{in.Action, in.Channel, in.Event} {
-			e := encodeError(CodeBadRequest, "msg", field, field)
+		a := nativeProtocol{}.Decode("1.1", b)
+		if (err == nil) != (a.Kind != wire.Invalid || a.Code != CodeBadRequest && a.Code != CodeWhisperInvalid) && in.Action != "" {
+			t.Fatalf("decodeInbound error %v but Decode gave %+v", err, a)
+		}
+		for _, field := range []string{in.Action, in.Channel, in.Event, a.Name, a.Channel} {
+			e := nativeProtocol{}.Encode(nil, &wire.Event{Kind: wire.Error, Code: CodeBadRequest, Text: "msg", Action: field, Channel: field})
 			var m map[string]any
-			if jerr := json.Unmarshal(e, &m); jerr != nil || m["type"] != TypeError {
+			if jerr := json.Unmarshal(e, &m); jerr != nil || m["type"] != typeError {
 				t.Fatalf("error frame for %q is not a JSON error object: %s", field, e)
 			}
 			if len(e) > 2*maxEcho+200 {
@@ -99,7 +105,7 @@ func FuzzDispatch(f *testing.F) {
 		if err := c.WriteJSON(map[string]string{"action": "subscribe", "channel": "fuzz"}); err != nil {
 			t.Fatal(err)
 		}
-		if m := readFuzzFrame(t, c); m["type"] != TypeSubscribed {
+		if m := readFuzzFrame(t, c); m["type"] != typeSubscribed {
 			t.Fatalf("subscribe: got %v", m)
 		}
 
@@ -150,14 +156,14 @@ func FuzzDispatch(f *testing.F) {
 			if _, ok := m["type"].(string); !ok {
 				t.Fatalf("server frame %q has no type", frame)
 			}
-			if m["channel"] == sentinel && (m["type"] == TypeUnsubscribed || m["code"] == CodeNotSubscribed) {
+			if m["channel"] == sentinel && (m["type"] == typeUnsubscribed || m["code"] == CodeNotSubscribed) {
 				break
 			}
 			answers++
 		}
 		if !tooBig && answers == 0 {
 			in, err := decodeInbound(b)
-			if binary || err != nil || in.Action != ActionWhisper {
+			if binary || err != nil || in.Action != actionWhisper {
 				t.Fatalf("frame %q (binary %v) got no answer", b, binary)
 			}
 		}
@@ -167,7 +173,7 @@ func FuzzDispatch(f *testing.F) {
 			t.Fatal(err)
 		}
 		m := readFuzzFrame(t, bystander)
-		if m["type"] != TypeMessage || m["message"] != float64(probe) {
+		if m["type"] != typeMessage || m["message"] != float64(probe) {
 			t.Fatalf("bystander: got %v, want probe %d", m, probe)
 		}
 	})
@@ -234,7 +240,7 @@ func FuzzRawFrames(f *testing.F) {
 			t.Fatal(err)
 		}
 		m := readFuzzFrame(t, bystander)
-		if m["type"] != TypeMessage || m["message"] != float64(probe) {
+		if m["type"] != typeMessage || m["message"] != float64(probe) {
 			t.Fatalf("bystander: got %v, want probe %d", m, probe)
 		}
 	})
@@ -283,7 +289,7 @@ func fuzzServer(f *testing.F, cfg Config, opts *Options) (hub *Hub, url string, 
 	if err := bystander.WriteJSON(map[string]string{"action": "subscribe", "channel": "probe"}); err != nil {
 		f.Fatal(err)
 	}
-	if m := readFuzzFrame(f, bystander); m["type"] != TypeSubscribed {
+	if m := readFuzzFrame(f, bystander); m["type"] != typeSubscribed {
 		f.Fatalf("bystander subscribe: got %v", m)
 	}
 	return hub, url, bystander

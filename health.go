@@ -29,7 +29,7 @@ func (h *Hub) Health() Health {
 	hl := Health{
 		Node:          h.nodeID,
 		Connections:   h.stats.connections.Load(),
-		BrokerHealthy: h.BrokerHealthy(),
+		BrokerHealthy: h.brokerHealthy(),
 	}
 	switch {
 	case h.isDone():

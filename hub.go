@@ -3,17 +3,17 @@ package ws
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/vortechron/go-ws/internal/frame"
+	"github.com/vortechron/go-ws/internal/wire"
 )
 
 // brokerTimeout bounds each broker and storage call the Hub makes on its
@@ -41,10 +41,24 @@ type Hub struct {
 	log     *slog.Logger
 	nodeID  string
 
-	ops       chan *hubOp // operations for the Run goroutine
+	ops       chan *hubOp  // operations for the Run goroutine
+	brokerOps brokerWorker // makes the broker calls Run asks for
 	shards    []*writeShard
 	nextShard atomic.Uint64
+	idPrefix  string        // first half of every client ID
+	nextConn  atomic.Uint64 // second half
+
+	// The wire protocols the hub's clients speak, ws's own first (see
+	// addProtocol). Slot i is written once, under protoMu, before
+	// nprotocols counts it, so readers that load nprotocols read slots
+	// below it without a lock. pongs[i] is protocols[i]'s answer to a
+	// ping, shared by its clients.
+	protoMu    sync.Mutex
+	protocols  [maxProtocols]wire.Protocol
+	pongs      [maxProtocols][]byte
+	nprotocols atomic.Int32
 	done      chan struct{} // closed when Run returns
+	running   chan struct{} // closed when Run starts
 	started   atomic.Bool
 	closing   atomic.Bool  // set once shutdown begins; no new clients
 	forced    atomic.Int64 // connections still there when shutdown closed sockets hard
@@ -100,6 +114,7 @@ func NewHub(ctx context.Context, broker MessageBroker, storage StorageClient, co
 		ops:           make(chan *hubOp, 256),
 		deadlineMoved: make(chan struct{}, 1),
 		done:          make(chan struct{}),
+		running:       make(chan struct{}),
 		perIP:         make(map[string]int),
 		clients:       make(map[*Client]struct{}),
 		channels:      make(map[string]*channel),
@@ -107,6 +122,9 @@ func NewHub(ctx context.Context, broker MessageBroker, storage StorageClient, co
 	for range runtime.GOMAXPROCS(0) {
 		h.shards = append(h.shards, newWriteShard(h, len(h.shards)))
 	}
+	h.brokerOps.init(h)
+	h.idPrefix = newConnPrefix()
+	h.addProtocol(nativeProtocol{})
 	return h
 }
 
@@ -120,6 +138,25 @@ func NewWebSocketServer(ctx context.Context, redisAddr string, config Config) (*
 	return NewHub(ctx, NewRedisBroker(redisAddr), NewRedisStorage(redisAddr), config), nil
 }
 
+// maxProtocols bounds the wire protocols of one hub: posts carry a frame
+// per protocol in an array of this size.
+const maxProtocols = 4
+
+// addProtocol registers p and returns its index; it is safe while the
+// hub runs.
+func (h *Hub) addProtocol(p wire.Protocol) (int, error) {
+	h.protoMu.Lock()
+	defer h.protoMu.Unlock()
+	i := int(h.nprotocols.Load())
+	if i == maxProtocols {
+		return 0, errors.New("ws: too many wire protocols on one hub")
+	}
+	h.protocols[i] = p
+	h.pongs[i] = encodeFrame(p, &wire.Event{Kind: wire.PongEvent})
+	h.nprotocols.Store(int32(i + 1))
+	return i, nil
+}
+
 // Err returns the configuration error the Hub was created with, or nil.
 func (h *Hub) Err() error { return h.cfgErr }
 
@@ -131,54 +168,6 @@ func (h *Hub) Done() <-chan struct{} { return h.done }
 
 // Config returns the configuration in use, with defaults filled in.
 func (h *Hub) Config() Config { return h.cfg }
-
-// Publish sends message to every subscriber of channel on every node.
-// message is encoded to JSON once (a json.RawMessage or []byte that holds
-// JSON is used as is; a string becomes a JSON string) and the same bytes
-// reach every subscriber as {"type":"message","channel":...,"message":...}.
-// Publications from one goroutine on one channel arrive in order.
-// Publish returns once the broker has taken the publication; delivery to
-// this node's subscribers happens on the write shards right after, so a
-// subscriber may receive it after Publish has returned.
-func (h *Hub) Publish(ctx context.Context, channel string, message any) error {
-	if err := ValidChannelName(channel); err != nil {
-		return err
-	}
-	if h.isDone() {
-		return ErrHubClosed
-	}
-	raw, err := marshalMessage(message)
-	if err != nil {
-		return err
-	}
-	env := encodeMessageEnvelope(channel, raw)
-	h.stats.publishes.Add(1)
-	if err := h.broker.Publish(ctx, channel, env); err != nil {
-		h.stats.brokerPublishFailures.Add(1)
-		return fmt.Errorf("%w: publish on %q: %w", ErrBrokerUnavailable, channel, err)
-	}
-	return nil
-}
-
-func marshalMessage(message any) (json.RawMessage, error) {
-	switch m := message.(type) {
-	case json.RawMessage:
-		if !json.Valid(m) {
-			return nil, errors.New("ws: publish: message is a json.RawMessage that is not valid JSON")
-		}
-		return m, nil
-	case []byte:
-		if !json.Valid(m) {
-			return nil, errors.New("ws: publish: message is a []byte that is not valid JSON; pass a string to send text")
-		}
-		return m, nil
-	}
-	b, err := json.Marshal(message)
-	if err != nil {
-		return nil, fmt.Errorf("ws: publish: encode message: %w", err)
-	}
-	return b, nil
-}
 
 func (h *Hub) isDone() bool {
 	select {
@@ -197,8 +186,7 @@ const (
 	opUnregister
 	opSubscribe
 	opUnsubscribe
-	opBrokerSubscribed
-	opBrokerUnsubscribed
+	opBrokerDone
 	opRemove
 )
 
@@ -208,8 +196,7 @@ type hubOp struct {
 	kind    opKind
 	client  *Client
 	channel string
-	ch      *channel
-	err     error
+	broker  []brokerOp // for opBrokerDone
 	reply   chan opResult
 }
 
@@ -258,64 +245,60 @@ func (h *Hub) Run() error {
 	if h.isDone() { // Shutdown came first
 		return nil
 	}
-	ping := time.NewTicker(h.cfg.PingInterval)
-	defer ping.Stop()
-	// Stats are logged from their own goroutine so that a slow log sink
-	// never holds up the hub's loop.
-	stopStats := make(chan struct{})
-	var statsWG sync.WaitGroup
-	if h.cfg.ShouldLogStats {
-		statsWG.Add(1)
-		go func() {
-			defer statsWG.Done()
-			h.logStatsEvery(h.cfg.StatsInterval, stopStats)
-		}()
-	}
-	var reapC <-chan time.Time
-	reaper, _ := h.storage.(PresenceReaper)
-	var reaping atomic.Bool
-	var reapWG sync.WaitGroup
-	if reaper != nil && reaper.ReapInterval() > 0 {
-		t := time.NewTicker(reaper.ReapInterval())
-		defer t.Stop()
-		reapC = t.C
-	}
-	shardsDone := make(chan struct{})
-	var shardWG sync.WaitGroup
-	for _, s := range h.shards {
-		s.setLive(true)
-		shardWG.Add(1)
-		go func() { defer shardWG.Done(); s.run(shardsDone) }()
-	}
-	defer func() {
-		close(shardsDone)
-		shardWG.Wait()
-	}()
-	pingFrame := frame.Ping()
+	close(h.running)
+	bg := h.startBackground()
 	for {
 		select {
 		case op := <-h.ops:
 			h.handle(op)
-		case <-ping.C:
-			for c := range h.clients {
-				c.enqueueControl(pingFrame)
-			}
-		case <-reapC:
-			if reaping.CompareAndSwap(false, true) {
-				reapWG.Add(1)
-				go func() {
-					defer reapWG.Done()
-					defer reaping.Store(false)
-					h.reap(reaper)
-				}()
-			}
 		case <-h.ctx.Done():
-			close(stopStats)
-			statsWG.Wait()
-			h.drain(&reapWG)
+			h.drain(bg)
 			return nil
 		}
 	}
+}
+
+// background is what Run starts beside its own loop: the write shards,
+// the broker worker, the stats logger and presence maintenance. None of
+// it runs on the Run goroutine.
+type background struct {
+	shardsDone chan struct{}
+	shards     sync.WaitGroup
+	stop       chan struct{} // stops the stats logger and maintenance
+	tasks      sync.WaitGroup
+}
+
+func (h *Hub) startBackground() *background {
+	bg := &background{shardsDone: make(chan struct{}), stop: make(chan struct{})}
+	for _, s := range h.shards {
+		s.start()
+		bg.shards.Add(1)
+		go func() { defer bg.shards.Done(); s.run(bg.shardsDone) }()
+	}
+	h.brokerOps.start()
+	if h.cfg.ShouldLogStats {
+		bg.tasks.Add(1)
+		go func() { defer bg.tasks.Done(); h.logStatsEvery(h.cfg.StatsInterval, bg.stop) }()
+	}
+	if reaper, ok := h.storage.(PresenceReaper); ok && reaper.ReapInterval() > 0 {
+		bg.tasks.Add(1)
+		go func() { defer bg.tasks.Done(); h.reapEvery(reaper, bg.stop) }()
+	}
+	return bg
+}
+
+// stopTasks stops the stats logger and presence maintenance and waits
+// for them; drain calls it before the storage is closed.
+func (bg *background) stopTasks() {
+	close(bg.stop)
+	bg.tasks.Wait()
+}
+
+// stopShards stops the write shards and waits for them; the last thing
+// Run does.
+func (bg *background) stopShards() {
+	close(bg.shardsDone)
+	bg.shards.Wait()
 }
 
 // handle performs one operation. Called only by the Run goroutine.
@@ -341,18 +324,30 @@ func (h *Hub) handle(op *hubOp) {
 		h.subscribe(op)
 	case opUnsubscribe:
 		op.reply <- opResult{err: h.unsubscribe(op.client, op.channel)}
-	case opBrokerSubscribed:
-		h.inflight--
-		h.brokerSubscribed(op.ch, op.err)
-	case opBrokerUnsubscribed:
-		h.inflight--
-		h.brokerUnsubscribed(op.ch)
+	case opBrokerDone:
+		h.brokerDone(op.broker)
 	}
 }
 
-// newID returns 128 random bits in hex.
+// newID returns 128 random bits in hex: a node's identity.
 func newID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// newConnPrefix returns a random 15-digit number, the first half of the
+// client IDs of one hub. The second half counts the hub's connections, so
+// IDs are unique across a cluster unless two hubs draw the same prefix
+// (about one in 10^12 for a hundred hubs). The form "123.456" is what
+// Pusher clients and server SDKs expect of a socket ID.
+func newConnPrefix() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return strconv.FormatUint(binary.BigEndian.Uint64(b[:])%9e14+1e14, 10)
+}
+
+// newClientID returns the next client ID of this hub.
+func (h *Hub) newClientID() string {
+	return h.idPrefix + "." + strconv.FormatUint(h.nextConn.Add(1), 10)
 }

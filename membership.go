@@ -1,17 +1,15 @@
 package ws
 
 // Channel membership: the Run goroutine's side of subscribe and
-// unsubscribe, the broker subscription of each channel (made when its
-// first local client joins, dropped when the last one leaves), and
-// delivery of broker payloads to the write shards.
+// unsubscribe, and the broker subscription of each channel, made when its
+// first local client joins and dropped when the last one leaves.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
 
-	"github.com/vortechron/go-ws/internal/frame"
+	"github.com/vortechron/go-ws/internal/wire"
 )
 
 var (
@@ -31,8 +29,8 @@ func (h *Hub) subscribe(op *hubOp) {
 		op.reply <- opResult{err: ErrHubClosed}
 		return
 	}
-	if c.subIndex(op.channel) >= 0 {
-		c.sendJSON(encodeAck(TypeSubscribed, op.channel))
+	if c.subIndexLocked(op.channel) >= 0 {
+		c.sendAnswer(&wire.Event{Kind: wire.Subscribed, Channel: op.channel})
 		op.reply <- opResult{}
 		return
 	}
@@ -53,29 +51,31 @@ func (h *Hub) subscribe(op *hubOp) {
 	op.reply <- opResult{}
 }
 
-// join adds c to an active channel. The ack is queued before c enters the
-// snapshot, so c sees "subscribed" before any message of the channel.
+// join adds c to an active channel. The acknowledgement is queued before
+// c enters the channel's snapshot, so any delivery that finds c there
+// queues its frame after it: c sees "subscribed" before any message of
+// the channel.
 func (h *Hub) join(ch *channel, c *Client) {
-	c.subs = append(c.subs, ch)
-	// c.mu is held across both steps: a delivery that sees c in the new
-	// snapshot waits for it, so its frame lands after the ack.
+	c.sendAnswer(&wire.Event{Kind: wire.Subscribed, Channel: ch.name})
 	c.mu.Lock()
-	c.appendLocked(frame.Text(encodeAck(TypeSubscribed, ch.name)))
-	ch.add(c)
+	c.subs = append(c.subs, ch)
 	c.mu.Unlock()
+	ch.add(c)
 	h.stats.subscriptions.Add(1)
 }
 
 func (h *Hub) unsubscribe(c *Client, name string) error {
-	i := c.subIndex(name)
+	i := c.subIndexLocked(name)
 	if i < 0 {
 		return errNotSubscribed
 	}
 	ch := c.subs[i]
+	c.mu.Lock()
 	c.subs = slices.Delete(c.subs, i, i+1)
+	c.mu.Unlock()
 	ch.remove(c)
 	h.stats.subscriptions.Add(-1)
-	c.sendJSON(encodeAck(TypeUnsubscribed, name))
+	c.sendAnswer(&wire.Event{Kind: wire.Unsubscribed, Channel: name})
 	h.maybeRelease(ch)
 	return nil
 }
@@ -88,17 +88,19 @@ func (h *Hub) unregister(c *Client) []string {
 	if _, ok := h.clients[c]; !ok {
 		return nil
 	}
+	c.mu.Lock()
+	subs := c.subs
+	c.subs = nil
+	c.mu.Unlock()
 	var presence []string
-	for _, ch := range c.subs {
-		name := ch.name
+	for _, ch := range subs {
 		ch.remove(c)
 		h.stats.subscriptions.Add(-1)
-		if ch.kind == PresenceChannel {
-			presence = append(presence, name)
+		if ch.kind == presenceChannel {
+			presence = append(presence, ch.name)
 		}
 		h.maybeRelease(ch)
 	}
-	c.subs = nil
 	return presence
 }
 
@@ -110,25 +112,25 @@ func (h *Hub) maybeRelease(ch *channel) {
 	}
 	ch.state = chanUnsubscribing
 	h.inflight++
-	go func() {
-		ctx, cancel := context.WithTimeout(h.ioCtx, brokerTimeout)
-		defer cancel()
-		if err := h.broker.Unsubscribe(ctx, ch.name); err != nil {
-			h.log.Warn("ws: broker unsubscribe failed", "channel", ch.name, "err", err)
-		}
-		_ = h.send(&hubOp{kind: opBrokerUnsubscribed, ch: ch})
-	}()
+	h.brokerOps.add(brokerOp{ch: ch})
 }
 
 func (h *Hub) startBrokerSubscribe(ch *channel) {
 	ch.state = chanSubscribing
 	h.inflight++
-	go func() {
-		ctx, cancel := context.WithTimeout(h.ioCtx, brokerTimeout)
-		defer cancel()
-		err := h.broker.Subscribe(ctx, ch.name, func(p []byte) { h.deliver(ch, p) })
-		_ = h.send(&hubOp{kind: opBrokerSubscribed, ch: ch, err: err})
-	}()
+	h.brokerOps.add(brokerOp{ch: ch, subscribe: true})
+}
+
+// brokerDone takes the results of a batch of broker calls.
+func (h *Hub) brokerDone(done []brokerOp) {
+	for _, op := range done {
+		h.inflight--
+		if op.subscribe {
+			h.brokerSubscribed(op.ch, op.err)
+		} else {
+			h.brokerUnsubscribed(op.ch)
+		}
+	}
 }
 
 func (h *Hub) brokerSubscribed(ch *channel, err error) {
@@ -167,36 +169,4 @@ func (h *Hub) brokerUnsubscribed(ch *channel) {
 	ch.pending = nil
 	delete(h.channels, ch.name)
 	h.stats.channels.Add(-1)
-}
-
-// deliver hands one broker payload to every write shard, which fan it out
-// to their share of the channel's local subscribers. It frames the
-// payload once; every subscriber gets the same bytes. It runs on the
-// broker's delivery goroutine and waits only when a shard is far behind
-// (see maxPosts), never on a client.
-func (h *Hub) deliver(ch *channel, payload []byte) {
-	kind, except, body, err := decodeEnvelope(payload)
-	if err != nil {
-		h.stats.errors[errKindProtocol].Add(1)
-		h.log.Warn("ws: dropped broker payload", "channel", ch.name, "err", err)
-		return
-	}
-	// Only shards with subscribers of the channel get the post; the frame
-	// is built once, for the first of them.
-	var p post
-	for i, s := range h.shards {
-		if ch.sets[i].empty() {
-			continue
-		}
-		if p.f == nil {
-			p = post{ch: ch, f: frame.Text(body), except: except, whisper: kind == kindWhisper}
-		}
-		s.post(p)
-	}
-}
-
-// subIndex returns the position of channel name in c.subs, or -1. Called
-// by the Run goroutine, which owns c.subs.
-func (c *Client) subIndex(name string) int {
-	return slices.IndexFunc(c.subs, func(ch *channel) bool { return ch.name == name })
 }

@@ -17,8 +17,8 @@ type MiddlewareFunc func(next http.Handler) http.Handler
 // Handle calls f(next).
 func (f MiddlewareFunc) Handle(next http.Handler) http.Handler { return f(next) }
 
-// Chain wraps h in mws so that mws[0] runs first.
-func Chain(mws []Middleware, h http.Handler) http.Handler {
+// chain wraps h in mws so that mws[0] runs first.
+func chain(mws []Middleware, h http.Handler) http.Handler {
 	for i := len(mws) - 1; i >= 0; i-- {
 		if mws[i] != nil {
 			h = mws[i].Handle(h)

@@ -154,7 +154,7 @@ func TestStatsCountScriptedScenario(t *testing.T) {
 		BrokerPublishFailures: 2,
 		BrokerHealthy:         true,
 		Errors: map[string]int64{
-			"auth": 1, "rate_limit": 2, "connection": 1, "whisper": 2, "protocol": 2, "storage": 0,
+			"auth": 1, "rate_limit": 2, "connection": 1, "whisper": 1, "protocol": 2, "storage": 0, "broker": 1,
 		},
 	}
 	got := n.hub.Stats()

@@ -2,8 +2,11 @@ package ws
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
+	"time"
+
+	"github.com/vortechron/go-ws/internal/wire"
 )
 
 // PresenceCounter is implemented by storages that can count a presence
@@ -28,14 +31,14 @@ func (h *Hub) presenceCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(h.ioCtx, brokerTimeout)
 }
 
-func (c *Client) presenceConn(channel string) PresenceConn {
-	return PresenceConn{Channel: channel, ConnID: c.ID, Member: PresenceMember{UserID: c.UserID, Info: c.info}}
-}
+// member is who the client is on a presence channel it joins by the
+// hub's own authorization.
+func (c *Client) member() PresenceMember { return PresenceMember{UserID: c.UserID, Info: c.info} }
 
-// joinPresence records the client in a presence channel it has just
-// subscribed to, announces the join to everyone else if this is the
+// joinPresence records the client as member of a presence channel it has
+// just subscribed to, announces the join to everyone else if this is the
 // user's first connection in the cluster, and then sends the client the
-// member list.
+// member list. A client that subscribes again gets the list again.
 //
 // The join goes out before the client's own list so that, once a client
 // has its list, the announcements of those on that list are already on
@@ -43,34 +46,36 @@ func (c *Client) presenceConn(channel string) PresenceConn {
 // whose users list lacks itself after its own, newer, list. (With the
 // in-memory broker they are already queued; across nodes see
 // docs/presence.md, "Ordering".)
-func (c *Client) joinPresence(channel string) {
+func (c *Client) joinPresence(channel string, member PresenceMember, again bool) {
 	h := c.hub
 	ctx, cancel := h.presenceCtx()
 	defer cancel()
-	conn := c.presenceConn(channel)
-	joined, err := h.storage.AddPresence(ctx, conn)
-	if err != nil {
-		h.stats.errors[errKindStorage].Add(1)
-		c.fail(ActionSubscribe, channel, CodeUnavailable, "presence is unavailable: "+err.Error(), err)
-		c.handleUnsubscribe(channel)
-		return
+	conn := PresenceConn{Channel: channel, ConnID: c.ID, Member: member}
+	joined := false
+	if !again {
+		var err error
+		joined, err = h.storage.AddPresence(ctx, conn)
+		if err != nil {
+			c.unavailable(actionSubscribe, channel, errKindStorage, storageError("presence join", channel, err))
+			c.handleUnsubscribe(channel)
+			return
+		}
 	}
 	members, err := h.storage.PresenceMembers(ctx, channel)
 	if err != nil {
 		// The user is in the channel (AddPresence succeeded), so the
 		// others still hear of the join, without the list; the client
 		// learns that its own list is missing.
-		h.stats.errors[errKindStorage].Add(1)
 		if joined {
-			h.announce(ctx, channel, PresenceJoinEvent, conn, nil, 0, false)
+			h.announce(ctx, wire.Join, conn, nil, 0, false)
 		}
-		c.fail(ActionSubscribe, channel, CodeUnavailable, "presence member list is unavailable: "+err.Error(), err)
+		c.unavailable(actionSubscribe, channel, errKindStorage, storageError("presence list", channel, err))
 		return
 	}
 	if joined {
-		h.announce(ctx, channel, PresenceJoinEvent, conn, members, len(members), len(members) <= h.cfg.PresenceUsersLimit)
+		h.announce(ctx, wire.Join, conn, members, len(members), len(members) <= h.cfg.PresenceUsersLimit)
 	}
-	c.sendJSON(encodePresence(channel, PresenceMembersEvent, nil, members, len(members), true))
+	c.sendAnswer(&wire.Event{Kind: wire.Members, Channel: channel, Members: wireMembers(members), HasMembers: true, Count: len(members)})
 }
 
 // leavePresence removes the client from a presence channel and, if it was
@@ -79,17 +84,26 @@ func (c *Client) leavePresence(channel string) {
 	h := c.hub
 	ctx, cancel := h.presenceCtx()
 	defer cancel()
-	conn := c.presenceConn(channel)
+	conn := PresenceConn{Channel: channel, ConnID: c.ID, Member: c.member()}
 	left, err := h.storage.RemovePresence(ctx, conn)
 	if err != nil {
 		h.stats.errors[errKindStorage].Add(1)
 		h.log.Warn("ws: presence remove failed", "channel", channel, "client", c.ID, "err", err)
-		c.reportError(fmt.Errorf("ws: presence leave of %q on %q: %w", c.UserID, channel, err))
+		c.reportError(&UnavailableError{ClientID: c.ID, UserID: c.UserID, Action: actionUnsubscribe, Channel: channel, Err: storageError("presence leave", channel, err)})
 		return
 	}
 	if left {
 		h.announceLeave(ctx, conn)
 	}
+}
+
+// storageError makes err, a failure of the storage, match
+// ErrStorageUnavailable.
+func storageError(op, channel string, err error) error {
+	if errors.Is(err, ErrStorageUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %s on %q: %w", ErrStorageUnavailable, op, channel, err)
 }
 
 // announceLeave publishes a leave frame for conn's user.
@@ -99,7 +113,7 @@ func (h *Hub) announceLeave(ctx context.Context, conn PresenceConn) {
 		h.stats.errors[errKindStorage].Add(1)
 		h.log.Warn("ws: presence list failed", "channel", conn.Channel, "err", err)
 	}
-	h.announce(ctx, conn.Channel, PresenceLeaveEvent, conn, members, count, withUsers)
+	h.announce(ctx, wire.Leave, conn, members, count, withUsers)
 }
 
 // membersForEvent fetches the member list for a leave frame. When the
@@ -125,34 +139,45 @@ func (h *Hub) membersForEvent(ctx context.Context, channel string) (members []Pr
 	return members, len(members), len(members) <= h.cfg.PresenceUsersLimit, nil
 }
 
-// announce publishes a join or leave frame to the channel's subscribers on
-// every node, except conn itself. The frame is encoded once here and the
-// same bytes reach every subscriber.
-func (h *Hub) announce(ctx context.Context, channel, event string, conn PresenceConn, members []PresenceMember, count int, withUsers bool) {
-	payload := encodePresence(channel, event, &conn.Member, members, count, withUsers)
-	if err := h.broker.Publish(ctx, channel, encodeEnvelope(kindPresent, conn.ConnID, payload)); err != nil {
-		h.stats.brokerPublishFailures.Add(1)
-		h.log.Warn("ws: presence announce failed", "channel", channel, "event", event, "err", err)
+// announce publishes a join or leave to the channel's subscribers on
+// every node, except conn itself.
+func (h *Hub) announce(ctx context.Context, kind wire.EventKind, conn PresenceConn, members []PresenceMember, count int, withUsers bool) {
+	ev := wire.Event{Kind: kind, Channel: conn.Channel, Member: &wire.Member{ID: conn.Member.UserID, Info: conn.Member.Info}, Count: count}
+	if withUsers {
+		ev.Members, ev.HasMembers = wireMembers(members), true
+	}
+	if err := h.publish(ctx, &ev, conn.ConnID); err != nil {
+		h.stats.errors[errKindBroker].Add(1)
+		h.log.Warn("ws: presence announce failed", "channel", conn.Channel, "event", presenceEvents[kind], "err", err)
 	}
 }
 
-// encodePresence builds a presence frame. With withUsers the frame carries
-// users (an empty list as []); without, users is left out and clients
-// apply user to the list they keep.
-func encodePresence(channel, event string, user *PresenceMember, users []PresenceMember, count int, withUsers bool) []byte {
-	f := presenceFrame{Type: TypePresence, Channel: channel, Event: event, User: user, Count: count}
-	if withUsers {
-		f.Users = users
-		if f.Users == nil {
-			f.Users = []PresenceMember{}
+// wireMembers converts a member list for the protocols.
+func wireMembers(members []PresenceMember) []wire.Member {
+	out := make([]wire.Member, len(members))
+	for i, m := range members {
+		out[i] = wire.Member{ID: m.UserID, Info: m.Info}
+	}
+	return out
+}
+
+// reapEvery calls reap every ReapInterval until stop is closed. It runs
+// on a goroutine of its own, started by Run.
+func (h *Hub) reapEvery(r PresenceReaper, stop <-chan struct{}) {
+	t := time.NewTicker(r.ReapInterval())
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			h.reap(r)
+		case <-stop:
+			return
 		}
 	}
-	b, _ := json.Marshal(f)
-	return b
 }
 
 // reap asks the storage for members of dead nodes and announces each
-// departure. Runs on its own goroutine, started by Run.
+// departure.
 func (h *Hub) reap(r PresenceReaper) {
 	ctx, cancel := h.presenceCtx()
 	defer cancel()

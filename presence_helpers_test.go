@@ -209,7 +209,7 @@ func memberIDs(tb testing.TB, m map[string]any) []string {
 func (c *testClient) subscribePresence(channel string, users ...string) map[string]any {
 	c.TB.Helper()
 	c.subscribe(channel)
-	return c.expectPresence(channel, ws.PresenceMembersEvent, "", users, len(users))
+	return c.expectPresence(channel, "members", "", users, len(users))
 }
 
 // drop ends the TCP connection without a close frame, as a crashed

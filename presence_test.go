@@ -33,13 +33,13 @@ func TestPresenceMembersJoinAndLeave(t *testing.T) {
 
 			alice := on(1).dial(t, "alice")
 			alice.subscribePresence(ch, "alice", "bob")
-			j := bob.expectPresence(ch, ws.PresenceJoinEvent, "alice", []string{"alice", "bob"}, 2)
+			j := bob.expectPresence(ch, "join", "alice", []string{"alice", "bob"}, 2)
 			require.Equal(t, map[string]any{"id": "alice", "info": map[string]any{"name": "ALICE"}}, j["user"])
 
 			carol := on(2).dial(t, "carol")
 			carol.subscribePresence(ch, "alice", "bob", "carol")
 			for _, c := range []*testClient{bob, alice} {
-				c.expectPresence(ch, ws.PresenceJoinEvent, "carol", []string{"alice", "bob", "carol"}, 3)
+				c.expectPresence(ch, "join", "carol", []string{"alice", "bob", "carol"}, 3)
 			}
 			for _, n := range cluster {
 				require.Equal(t, []string{"alice", "bob", "carol"}, n.members(t, ch))
@@ -48,12 +48,12 @@ func TestPresenceMembersJoinAndLeave(t *testing.T) {
 			alice.send(map[string]any{"action": "unsubscribe", "channel": ch})
 			alice.expect(map[string]any{"type": "unsubscribed", "channel": ch})
 			for _, c := range []*testClient{bob, carol} {
-				c.expectPresence(ch, ws.PresenceLeaveEvent, "alice", []string{"bob", "carol"}, 2)
+				c.expectPresence(ch, "leave", "alice", []string{"bob", "carol"}, 2)
 			}
 			alice.expectQuiet() // the leaver does not hear its own leave
 
 			carol.Conn.Close() // close without a close frame handshake from us
-			bob.expectPresence(ch, ws.PresenceLeaveEvent, "carol", []string{"bob"}, 1)
+			bob.expectPresence(ch, "leave", "carol", []string{"bob"}, 1)
 			require.Equal(t, []string{"bob"}, on(0).members(t, ch))
 			require.Empty(t, log.all())
 		})
@@ -80,7 +80,7 @@ func TestPresenceIsPerUser(t *testing.T) {
 				tabs[i] = on(i).dial(t, "alice")
 				tabs[i].subscribePresence(ch, "alice", "bob")
 				if i == 0 {
-					bob.expectPresence(ch, ws.PresenceJoinEvent, "alice", []string{"alice", "bob"}, 2)
+					bob.expectPresence(ch, "join", "alice", []string{"alice", "bob"}, 2)
 				}
 			}
 			bob.expectQuiet() // one join for three tabs
@@ -100,13 +100,13 @@ func TestPresenceIsPerUser(t *testing.T) {
 
 			tabs[2].send(map[string]any{"action": "unsubscribe", "channel": ch})
 			tabs[2].expect(map[string]any{"type": "unsubscribed", "channel": ch})
-			bob.expectPresence(ch, ws.PresenceLeaveEvent, "alice", []string{"bob"}, 1)
+			bob.expectPresence(ch, "leave", "alice", []string{"bob"}, 1)
 			bob.expectQuiet()
 			require.Equal(t, []string{"bob"}, on(0).members(t, ch))
 
 			// Subscribing again is a new join.
 			tabs[2].subscribePresence(ch, "alice", "bob")
-			bob.expectPresence(ch, ws.PresenceJoinEvent, "alice", []string{"alice", "bob"}, 2)
+			bob.expectPresence(ch, "join", "alice", []string{"alice", "bob"}, 2)
 			require.Empty(t, log.all())
 		})
 	}
@@ -207,11 +207,11 @@ func TestPresenceLeaveOnEveryKindOfDisconnect(t *testing.T) {
 				alice = n.dial(t, "alice")
 			}
 			alice.subscribePresence(ch, "alice", "bob")
-			bob.expectPresence(ch, ws.PresenceJoinEvent, "alice", []string{"alice", "bob"}, 2)
+			bob.expectPresence(ch, "join", "alice", []string{"alice", "bob"}, 2)
 
 			tc.end(t, n, alice, bob)
 			m := bob.nextOfType("presence")
-			require.Equal(t, ws.PresenceLeaveEvent, m["event"], "got %v, want alice's leave", m)
+			require.Equal(t, "leave", m["event"], "got %v, want alice's leave", m)
 			require.Equal(t, "alice", m["user"].(map[string]any)["id"])
 			require.Equal(t, []string{"bob"}, memberIDs(t, m))
 			require.Equal(t, []string{"bob"}, n.members(t, ch))
@@ -236,20 +236,20 @@ func TestPresenceLargeChannelOmitsUsers(t *testing.T) {
 		clients[i].subscribePresence(ch, users[:i+1]...) // full list, even above the limit
 		for _, prev := range clients[:i] {
 			if i+1 <= 3 {
-				prev.expectPresence(ch, ws.PresenceJoinEvent, u, users[:i+1], i+1)
+				prev.expectPresence(ch, "join", u, users[:i+1], i+1)
 			} else {
-				prev.expectPresence(ch, ws.PresenceJoinEvent, u, nil, i+1)
+				prev.expectPresence(ch, "join", u, nil, i+1)
 			}
 		}
 	}
 	// 5 -> 4 members: still above the limit. 4 -> 3: the list is back.
 	clients[4].Conn.Close()
 	for _, c := range clients[:4] {
-		c.expectPresence(ch, ws.PresenceLeaveEvent, "u5", nil, 4)
+		c.expectPresence(ch, "leave", "u5", nil, 4)
 	}
 	clients[3].Conn.Close()
 	for _, c := range clients[:3] {
-		c.expectPresence(ch, ws.PresenceLeaveEvent, "u4", []string{"u1", "u2", "u3"}, 3)
+		c.expectPresence(ch, "leave", "u4", []string{"u1", "u2", "u3"}, 3)
 	}
 }
 
@@ -277,13 +277,13 @@ func TestPresenceLeaveAboveLimitDoesNotListMembers(t *testing.T) {
 	// leaves the channel above the limit.
 	for i := range total - 2 {
 		clients[i].Conn.Close()
-		observer.expectPresence(ch, ws.PresenceLeaveEvent, fmt.Sprintf("u%02d", i), nil, total-i)
+		observer.expectPresence(ch, "leave", fmt.Sprintf("u%02d", i), nil, total-i)
 	}
 	require.Equal(t, listsBefore, storage.listCalls.Load(), "leaves above the limit listed the members")
 	require.GreaterOrEqual(t, storage.countCalls.Load(), int64(total-2))
 	// At the limit the list is back.
 	clients[total-2].Conn.Close()
-	observer.expectPresence(ch, ws.PresenceLeaveEvent, fmt.Sprintf("u%02d", total-2), []string{"observer", fmt.Sprintf("u%02d", total-1)}, 2)
+	observer.expectPresence(ch, "leave", fmt.Sprintf("u%02d", total-2), []string{"observer", fmt.Sprintf("u%02d", total-1)}, 2)
 }
 
 // TestPresenceRequiresAnIdentifiedUser checks an anonymous connection can
@@ -335,7 +335,10 @@ func TestPresenceMembersAPI(t *testing.T) {
 // storage fails: a failed add refuses the subscription (error, then
 // unsubscribed) and nobody hears of a join; a failed list still announces
 // the join, without a users list that would claim the channel is empty,
-// and tells the joiner its list is unavailable.
+// and tells the joiner its list is unavailable. The error frames say only
+// that the service is unavailable; ErrorHandler gets an
+// *UnavailableError that matches ErrStorageUnavailable and carries the
+// storage's own error, and Stats count it under "storage".
 func TestPresenceStorageFailures(t *testing.T) {
 	storage := &failingStorage{MemoryStorage: ws.NewMemoryStorage()}
 	var log errorLog
@@ -348,9 +351,14 @@ func TestPresenceStorageFailures(t *testing.T) {
 	alice := n.dial(t, "alice")
 	alice.subscribe(ch)
 	m := alice.expect(map[string]any{"type": "error", "code": ws.CodeUnavailable, "action": "subscribe", "channel": ch})
-	require.Contains(t, m["error"], "storage down")
+	require.NotContains(t, m["error"], "storage down", "the error frame must not carry the backend's text")
 	alice.expect(map[string]any{"type": "unsubscribed", "channel": ch})
-	require.ErrorIs(t, lastError[*ws.ProtocolError](t, &log), errStorageDown)
+	ue := lastError[*ws.UnavailableError](t, &log)
+	require.ErrorIs(t, ue, ws.ErrStorageUnavailable)
+	require.ErrorIs(t, ue, errStorageDown)
+	require.Equal(t, ch, ue.Channel)
+	require.Equal(t, int64(1), n.hub.Stats().Errors["storage"], `Stats.Errors["storage"]`)
+	require.Equal(t, int64(0), n.hub.Stats().Errors["protocol"], `Stats.Errors["protocol"]`)
 	bob.expectQuiet()
 	require.Equal(t, []string{"bob"}, n.members(t, ch))
 	storage.failAdd.Store(false)
@@ -358,10 +366,10 @@ func TestPresenceStorageFailures(t *testing.T) {
 	storage.failList.Store(true)
 	alice.subscribe(ch)
 	alice.expect(map[string]any{"type": "error", "code": ws.CodeUnavailable, "action": "subscribe", "channel": ch})
-	bob.expectPresence(ch, ws.PresenceJoinEvent, "alice", nil, 0)
+	bob.expectPresence(ch, "join", "alice", nil, 0)
 	storage.failList.Store(false)
 	require.Equal(t, []string{"alice", "bob"}, n.members(t, ch))
 
 	alice.Conn.Close()
-	bob.expectPresence(ch, ws.PresenceLeaveEvent, "alice", []string{"bob"}, 1)
+	bob.expectPresence(ch, "leave", "alice", []string{"bob"}, 1)
 }

@@ -4,77 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"net"
 	"net/http"
-	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/vortechron/go-ws/internal/bridge"
+	"github.com/vortechron/go-ws/internal/frame"
 	"golang.org/x/time/rate"
 )
-
-// Options configure how ServeWS treats the connections of one endpoint.
-// Every field is optional.
-type Options struct {
-	// AuthHandler decides whether userID may subscribe to a private- or
-	// presence- channel. With neither AuthHandler nor AuthProvider set,
-	// private and presence channels are refused. Anonymous connections
-	// (empty user ID) are always refused.
-	AuthHandler func(userID string, channelName string) bool
-	// AuthProvider is the object form of AuthHandler, with the request
-	// context and an error for the reason. When both are set AuthProvider
-	// decides and AuthHandler is not called.
-	AuthProvider AuthProvider
-
-	// GetUserID identifies the user behind a request, once at connect
-	// time. Nil, or an empty result, means an anonymous connection.
-	GetUserID func(r *http.Request) string
-	// GetUserInfo returns the info other members see for the user in
-	// presence channels (any JSON-encodable value). Called once at
-	// connect time for identified users. Nil means no info.
-	GetUserInfo func(r *http.Request, userID string) any
-
-	// ErrorHandler receives every error the endpoint meets: *AuthError,
-	// *RateLimitError, *ConnectionError, *WhisperError, *ProtocolError.
-	// It is called synchronously on the connection's goroutine.
-	ErrorHandler func(err error)
-
-	// Middleware wraps the upgrade in order: the first runs first.
-	Middleware []Middleware
-
-	// OnConnect is called once per connection after it is registered,
-	// before its first frame is read.
-	OnConnect func(client *Client)
-	// OnDisconnect is called once per connection after it has left every
-	// channel, whatever ended it; client.DisconnectReason says why.
-	OnDisconnect func(client *Client)
-
-	// EnableWhispers lets subscribed, identified clients send whispers.
-	EnableWhispers bool
-	// WhisperPrivateOnly restricts whispers to private- and presence-
-	// channels, as Pusher does, so only authorized users can whisper.
-	// The default allows whispers on every channel the sender joined.
-	WhisperPrivateOnly bool
-	// WhisperMiddleware may change a whisper or block it by returning
-	// false.
-	WhisperMiddleware func(whisper *WhisperEvent) bool
-	// MaxWhisperSize is the largest whisper data, in bytes of JSON. A
-	// whisper is copied to every subscriber of its channel, so it is
-	// bounded well below MaxMessageSize. Zero means 10 KiB (Pusher's
-	// limit for client events).
-	MaxWhisperSize int
-}
-
-// Conn is an upgraded WebSocket connection handed to Handshake.Serve:
-// *websocket.Conn from github.com/gorilla/websocket and from its fasthttp
-// fork both satisfy it, so ServeWS and the Fiber adaptor share one
-// implementation. The hub reads and writes frames on NetConn itself, so
-// nothing else may read or write the connection once it is handed over.
-type Conn interface {
-	NetConn() net.Conn
-}
 
 // ServeWS upgrades the request to a WebSocket connection on hub. Before
 // the upgrade it runs options.Middleware and checks the origin and
@@ -94,7 +32,7 @@ func ServeWS(hub *Hub, w http.ResponseWriter, r *http.Request, options *Options)
 		reached = true
 		err = hub.serveHTTP(w, r, options)
 	})
-	Chain(options.Middleware, inner).ServeHTTP(w, r)
+	chain(options.Middleware, inner).ServeHTTP(w, r)
 	if !reached {
 		return ErrRequestRejected
 	}
@@ -120,7 +58,7 @@ func Handler(hub *Hub, options *Options) http.Handler {
 var writeBufferPool = &sync.Pool{}
 
 func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, options *Options) error {
-	hs, err := h.Accept(w, r, options)
+	hs, err := h.accept(w, r, options, 0)
 	if err != nil {
 		return err
 	}
@@ -129,7 +67,7 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, options *Options
 	up := websocket.Upgrader{
 		WriteBufferSize: h.cfg.WriteBufferSize,
 		WriteBufferPool: writeBufferPool,
-		CheckOrigin:     func(*http.Request) bool { return true }, // checked by Accept
+		CheckOrigin:     func(*http.Request) bool { return true }, // checked by accept
 	}
 	conn, err := up.Upgrade(w, r, nil)
 	if err != nil {
@@ -143,30 +81,36 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, options *Options
 	return nil
 }
 
-// Handshake is a request that passed the hub's pre-upgrade checks and
-// holds a connection slot. Adaptors for other HTTP stacks use it: Accept,
-// upgrade with their own library, then Serve (or Fail if the upgrade
-// failed). ServeWS does all three.
-type Handshake struct {
+// handshake is a request that passed the hub's checks before the upgrade
+// and holds a connection slot: accept, upgrade, then start (ServeWS) or
+// Serve (adaptors), or Fail if the upgrade failed.
+type handshake struct {
 	hub      *Hub
 	opts     *Options
 	r        *http.Request
 	ip       string
 	key      string // what per-IP limits count under (see ipKey)
 	userID   string
+	proto    uint8 // index of the connection's wire protocol
 	released bool
 }
 
-// Accept runs the checks made before an upgrade: the hub is running, the
-// Origin is allowed, and MaxConnections and MaxConnectionsPerIP have room.
-// A refused request gets its HTTP error written to w (403, 429 or 503)
-// and a *ConnectionError back, which also goes to options.ErrorHandler.
-// Middleware is not run here; ServeWS runs it around Accept.
-func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, options *Options) (*Handshake, error) {
-	if options == nil {
-		options = &Options{}
-	}
-	refuse := func(status int, reason string, err error) (*Handshake, error) {
+var _ bridge.Handshake = (*handshake)(nil)
+
+// runStartGrace is how long a request waits for a Hub whose Run has not
+// started yet: `go hub.Run()` may not have been scheduled when the first
+// request arrives, but a hub whose Run never starts refuses it.
+const runStartGrace = time.Second
+
+// accept runs the checks made before an upgrade: a well-formed handshake,
+// a running hub, an allowed Origin, room under MaxConnections and
+// MaxConnectionsPerIP; then it identifies the user. A refused request
+// gets its HTTP error written to w (400, 403, 426, 429, 503) and a
+// *ConnectionError back, which also goes to options.ErrorHandler.
+// Middleware is not run here; ServeWS and bridge.Prepare run it around
+// accept.
+func (h *Hub) accept(w http.ResponseWriter, r *http.Request, options *Options, proto int) (*handshake, error) {
+	refuse := func(status int, reason string, err error) (*handshake, error) {
 		cerr := &ConnectionError{RemoteAddr: r.RemoteAddr, Op: "admit", StatusCode: status, Reason: reason, Err: err}
 		h.stats.errors[errKindConnection].Add(1)
 		h.stats.refused.Add(1)
@@ -176,8 +120,28 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, options *Options) (
 		}
 		return nil, cerr
 	}
+	if status, reason := checkHandshake(r); status != 0 {
+		cerr := &ConnectionError{RemoteAddr: r.RemoteAddr, Op: "upgrade", StatusCode: status, Reason: reason}
+		h.stats.errors[errKindConnection].Add(1)
+		if status == http.StatusUpgradeRequired {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+		}
+		http.Error(w, http.StatusText(status)+": "+reason, status)
+		if options.ErrorHandler != nil {
+			options.ErrorHandler(cerr)
+		}
+		return nil, cerr
+	}
 	if h.cfgErr != nil {
 		return refuse(http.StatusInternalServerError, "invalid hub configuration", h.cfgErr)
+	}
+	if !h.started.Load() {
+		select {
+		case <-h.running:
+		case <-h.done:
+		case <-time.After(runStartGrace):
+			return refuse(http.StatusServiceUnavailable, "the hub is not running (call go hub.Run())", ErrHubNotRunning)
+		}
 	}
 	if h.closing.Load() || h.isDone() {
 		return refuse(http.StatusServiceUnavailable, "server is shutting down", ErrHubClosed)
@@ -190,12 +154,12 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, options *Options) (
 	if status, reason := h.admit(key); status != 0 {
 		return refuse(status, reason, nil)
 	}
-	hs := &Handshake{hub: h, opts: options, r: r, ip: ip, key: key}
+	hs := &handshake{hub: h, opts: options, r: r, ip: ip, key: key, proto: uint8(proto)}
 	if options.GetUserID != nil {
 		identified := false
 		defer func() {
 			if !identified {
-				hs.Release() // GetUserID panicked: the slot must not leak
+				hs.release() // GetUserID panicked: the slot must not leak
 			}
 		}()
 		hs.userID = options.GetUserID(r)
@@ -204,32 +168,29 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, options *Options) (
 	return hs, nil
 }
 
-// UserID returns the user the handshake identified (empty if anonymous).
-func (hs *Handshake) UserID() string { return hs.userID }
-
-// Release gives the connection slot back without serving; for an upgrade
-// that failed. It is a no-op after Serve.
-func (hs *Handshake) Release() {
+// release gives the connection slot back without serving; for an upgrade
+// that failed. It is a no-op after start.
+func (hs *handshake) release() {
 	if !hs.released {
 		hs.released = true
 		hs.hub.release(hs.key)
 	}
 }
 
-// Fail ends a handshake whose upgrade failed, as ServeWS does for its
-// own: it releases the connection slot, counts the failure in
-// Stats.Errors["connection"] and hands err, wrapped in a *ConnectionError
-// with Op "upgrade", to Options.ErrorHandler. It returns that error. The
-// HTTP answer to the failed upgrade is the upgrading library's to write.
-func (hs *Handshake) Fail(err error) error {
-	hs.Release()
+// Fail ends a handshake whose upgrade failed: it releases the connection
+// slot, counts the failure in Stats.Errors["connection"] and hands err,
+// wrapped in a *ConnectionError with Op "upgrade", to
+// Options.ErrorHandler. It returns that error. The HTTP answer to the
+// failed upgrade is the upgrading library's to write.
+func (hs *handshake) Fail(err error) error {
+	hs.release()
 	cerr := &ConnectionError{RemoteAddr: hs.r.RemoteAddr, Op: "upgrade", Err: err}
 	hs.hub.stats.errors[errKindConnection].Add(1)
 	hs.report(cerr)
 	return cerr
 }
 
-func (hs *Handshake) report(err error) {
+func (hs *handshake) report(err error) {
 	if hs.opts.ErrorHandler != nil {
 		hs.opts.ErrorHandler(err)
 	}
@@ -239,7 +200,7 @@ func (hs *Handshake) report(err error) {
 // goroutine, and releases the connection slot. Adaptors whose HTTP stack
 // closes the connection when the handler returns use it; ServeWS instead
 // starts the connection and returns.
-func (hs *Handshake) Serve(conn Conn) error {
+func (hs *handshake) Serve(conn bridge.Conn) error {
 	c, err := hs.start(conn)
 	if err != nil {
 		return err
@@ -248,13 +209,14 @@ func (hs *Handshake) Serve(conn Conn) error {
 	return nil
 }
 
-// start registers the connection with the hub and calls OnConnect.
-func (hs *Handshake) start(conn Conn) (*Client, error) {
+// start registers the connection with the hub, sends its protocol's
+// greeting, if any, and calls OnConnect.
+func (hs *handshake) start(conn bridge.Conn) (*Client, error) {
 	h := hs.hub
 	hs.released = true // the client releases the slot from now on
 	key := hs.key      // not hs: the client must not keep the request alive
 	c := &Client{
-		ID:          newID(),
+		ID:          h.newClientID(),
 		UserID:      hs.userID,
 		RemoteAddr:  hs.r.RemoteAddr,
 		RemoteIP:    hs.ip,
@@ -262,12 +224,11 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 		hub:         h,
 		opts:        hs.opts,
 		nc:          conn.NetConn(),
-		shard:       int(h.nextShard.Add(1) % uint64(len(h.shards))),
 		ctx:         context.WithoutCancel(hs.r.Context()),
 		slotKey:     key,
-		writerDone:  make(chan struct{}),
+		proto:       hs.proto,
 	}
-	c.raw = rawConn(c.nc)
+	c.out.init(h, c.ID, c.nc, h.shards[h.nextShard.Add(1)%uint64(len(h.shards))])
 	// If GetUserInfo or OnConnect panics (net/http recovers the panic on
 	// this goroutine), the hijacked socket, the slot and the registration
 	// must not leak.
@@ -280,8 +241,8 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 		if registered {
 			c.teardown()
 		} else {
-			<-c.writerDone
-			c.drainAndClose()
+			<-c.out.done
+			c.out.drainAndClose()
 			c.releaseSlot()
 		}
 	}()
@@ -305,69 +266,19 @@ func (hs *Handshake) start(conn Conn) (*Client, error) {
 		h.stats.refused.Add(1)
 		h.stats.errors[errKindConnection].Add(1)
 		c.Close(CloseGoingAway, "server shutting down")
-		<-c.writerDone
-		c.drainAndClose()
+		<-c.out.done
+		c.out.drainAndClose()
 		c.releaseSlot()
 		return nil, res.err
 	}
 	registered = true
+	c.out.shard.register(&c.out)
+	if hello := c.protocol().Hello(c.ID); hello != nil {
+		c.out.enqueueUnbounded(frame.Text(hello))
+	}
 	if hs.opts.OnConnect != nil {
 		hs.opts.OnConnect(c)
 	}
 	started = true
 	return c, nil
-}
-
-// run reads until the connection ends, then tears it down.
-//
-// A panic in a callback the read loop runs (AuthHandler, AuthProvider,
-// WhisperMiddleware, ErrorHandler) or in OnDisconnect ends this
-// connection alone, closed with 1011, and is logged at Error level with
-// its stack through Config.Logger: the connection runs on its own
-// goroutine, where no net/http recover would catch it, and one bad frame
-// must not take every other connection down with the process.
-func (c *Client) run() {
-	defer c.recoverPanic("OnDisconnect")
-	defer c.teardown()
-	defer c.recoverPanic("read loop")
-	c.readLoop()
-}
-
-// recoverPanic ends the connection after a panic in a user callback.
-func (c *Client) recoverPanic(where string) {
-	p := recover()
-	if p == nil {
-		return
-	}
-	c.hub.log.Error("ws: panic serving a connection", "where", where, "client", c.ID, "panic", p, "stack", string(debug.Stack()))
-	c.mu.Lock()
-	if c.reason == nil {
-		c.reason = fmt.Errorf("ws: panic in %s: %v", where, p)
-	}
-	c.beginCloseLocked(CloseInternalError, "internal error", nil)
-	c.mu.Unlock()
-}
-
-// teardown ends the connection after the read loop stopped: it waits for
-// the writer to send the close frame and close the socket, leaves every
-// channel and presence set, and calls OnDisconnect once.
-func (c *Client) teardown() {
-	// Deferred so that a panic in OnDisconnect cannot keep the hub
-	// waiting for this client forever.
-	defer func() {
-		c.releaseSlot()
-		_ = c.hub.send(&hubOp{kind: opRemove, client: c})
-	}()
-	<-c.writerDone
-	c.drainAndClose()
-	// The slot is free before the client leaves Stats().Connections, so
-	// once that count has dropped a new connection is sure to fit.
-	c.releaseSlot()
-	res := c.hub.call(&hubOp{kind: opUnregister, client: c})
-	for _, name := range res.channels {
-		c.leavePresence(name)
-	}
-	if c.opts.OnDisconnect != nil {
-		c.opts.OnDisconnect(c)
-	}
 }

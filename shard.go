@@ -1,28 +1,24 @@
 package ws
 
 import (
-	"net"
-	"runtime"
 	"sync"
-	"syscall"
-	"unsafe"
+	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/vortechron/go-ws/internal/wire"
 )
 
-// writeShard is one of GOMAXPROCS goroutines that do the fan-out and the
-// socket writes of the clients assigned to it.
+// writeShard is one of GOMAXPROCS goroutines that fan publications out and
+// write to the sockets of the clients assigned to it.
 //
-// A publication reaches every shard as one post. A shard takes all posts
-// waiting for it, appends each frame to the queue of its own subscribers
-// of the channel, and then writes each client's whole queue with one
-// non-blocking writev, so frames published close together reach a socket
-// in one system call. When a socket cannot take everything (the peer
-// reads slowly), the rest goes to a goroutine of that client's own that
-// blocks with a write deadline, so one slow socket never holds up the
-// others. Connections that offer no raw descriptor (TLS, other wrappers)
-// always write from their own goroutine. Frames queued outside fan-out
-// (acks, errors, pings) put their client on the shard's ready list.
+// A publication reaches every shard with subscribers of its channel as one
+// post. A shard takes all posts waiting for it, appends each frame to the
+// queue of its own subscribers of the channel, then flushes every client it
+// touched (sender.flush: one non-blocking writev of the whole queue), so
+// frames published close together reach a socket in one system call.
+// Frames queued outside fan-out (acknowledgements, errors, pongs) put their
+// client on the shard's ready list, and the shard flushes it the same way.
+// The shard also pings its clients, a sixteenth of them at a time, so that
+// every client is pinged once per PingInterval without a burst.
 type writeShard struct {
 	hub  *Hub
 	idx  int
@@ -31,15 +27,20 @@ type writeShard struct {
 	mu    sync.Mutex
 	room  *sync.Cond // signalled when posts are taken; uses mu
 	posts []post     // guarded by mu
-	ready []*Client  // guarded by mu
+	ready []*sender  // guarded by mu
 	live  bool       // guarded by mu; run is running
+
+	regMu   sync.Mutex
+	clients []*sender // guarded by regMu; every client served here, for pings
+	cursor  int       // guarded by regMu; where the next ping slice starts
 }
 
 // post is one publication waiting for a shard's fan-out.
 type post struct {
 	ch      *channel
-	f       []byte // the frame, shared by every subscriber
-	except  string // connection ID to skip (a whisper's sender)
+	ev      *wire.Event
+	frames  [maxProtocols][]byte // ev's frame in each protocol, shared by its subscribers
+	except  string               // connection ID to skip (a whisper's sender)
 	whisper bool
 }
 
@@ -47,6 +48,10 @@ type post struct {
 // faster than the shards waits here, which is the backpressure that
 // keeps memory bounded.
 const maxPosts = 4096
+
+// pingSlices is how many parts a shard's clients are pinged in, one part
+// every PingInterval/pingSlices.
+const pingSlices = 16
 
 func newWriteShard(h *Hub, idx int) *writeShard {
 	s := &writeShard{hub: h, idx: idx, wake: make(chan struct{}, 1)}
@@ -74,10 +79,10 @@ func (s *writeShard) post(p post) {
 	s.signal()
 }
 
-// push puts a client whose queue became non-empty on the ready list. It
-// reports false, leaving the client to its own goroutine, when the shard
-// is not running (before Run, or after it has returned).
-func (s *writeShard) push(c *Client) bool {
+// push puts a client with frames due on the ready list. It reports false,
+// leaving the client to its blocking writer, when the shard is not running
+// (before Run, or after it has returned).
+func (s *writeShard) push(c *sender) bool {
 	s.mu.Lock()
 	live := s.live
 	if live {
@@ -90,27 +95,83 @@ func (s *writeShard) push(c *Client) bool {
 	return live
 }
 
-// setLive marks the shard running (Run does, before starting run) or not
-// (run does, as it returns, releasing every waiting publisher).
-func (s *writeShard) setLive(live bool) {
-	s.mu.Lock()
-	s.live = live
-	if !live {
-		s.posts = nil
-		s.room.Broadcast()
+// register and unregister keep the list of clients the shard pings.
+func (s *writeShard) register(c *sender) {
+	s.regMu.Lock()
+	c.slot = len(s.clients)
+	s.clients = append(s.clients, c)
+	s.regMu.Unlock()
+}
+
+func (s *writeShard) unregister(c *sender) {
+	s.regMu.Lock()
+	if i := c.slot; i >= 0 && i < len(s.clients) && s.clients[i] == c {
+		last := len(s.clients) - 1
+		s.clients[i] = s.clients[last]
+		s.clients[i].slot = i
+		s.clients[last] = nil
+		s.clients = s.clients[:last]
+		c.slot = -1
 	}
+	s.regMu.Unlock()
+}
+
+// pingSome pings the next slice of the shard's clients.
+func (s *writeShard) pingSome() {
+	s.regMu.Lock()
+	n := len(s.clients)
+	k := (n + pingSlices - 1) / pingSlices
+	if s.cursor >= n {
+		s.cursor = 0
+	}
+	batch := make([]*sender, 0, k)
+	for i := 0; i < k && s.cursor < n; i++ {
+		batch = append(batch, s.clients[s.cursor])
+		s.cursor++
+	}
+	s.regMu.Unlock()
+	for _, c := range batch {
+		c.control(true, nil)
+	}
+}
+
+// start marks the shard running; Run calls it before starting run.
+func (s *writeShard) start() {
+	s.mu.Lock()
+	s.live = true
 	s.mu.Unlock()
 }
 
-// run fans out and writes until done is closed.
+// stop marks the shard stopped, releases every waiting publisher and
+// hands the clients still on the ready list to their blocking writers, so
+// what they have queued is still written.
+func (s *writeShard) stop() {
+	s.mu.Lock()
+	s.live = false
+	s.posts = nil
+	ready := s.ready
+	s.ready = nil
+	s.room.Broadcast()
+	s.mu.Unlock()
+	for _, c := range ready {
+		c.handOff()
+	}
+}
+
+// run fans out, writes and pings until done is closed.
 func (s *writeShard) run(done <-chan struct{}) {
-	defer s.setLive(false)
+	defer s.stop()
+	ping := time.NewTicker(max(s.hub.cfg.PingInterval/pingSlices, time.Millisecond))
+	defer ping.Stop()
 	var sparePosts []post
-	var spareReady, dirty []*Client
+	var spareReady, dirty []*sender
 	w := &vecWriter{}
 	for {
 		select {
 		case <-s.wake:
+		case <-ping.C:
+			s.pingSome()
+			continue
 		case <-done:
 			return
 		}
@@ -129,7 +190,7 @@ func (s *writeShard) run(done <-chan struct{}) {
 				dirty = s.fanOut(p, dirty)
 			}
 			for _, c := range dirty {
-				c.flushFast(w)
+				c.flush(w)
 			}
 			clear(posts)
 			clear(ready)
@@ -140,20 +201,34 @@ func (s *writeShard) run(done <-chan struct{}) {
 }
 
 // fanOut queues p's frame on this shard's subscribers of p's channel and
-// returns dirty extended by the clients this shard must now flush.
-func (s *writeShard) fanOut(p post, dirty []*Client) []*Client {
+// returns dirty extended by the clients this shard must now flush. A
+// subscriber whose protocol had no subscriber of the channel when the
+// post was made gets the frame encoded here, once per shard.
+func (s *writeShard) fanOut(p post, dirty []*sender) []*sender {
 	var n int64
-	for _, chunk := range p.ch.sets[s.idx].subscribers() {
-		for _, c := range chunk {
+	snap := p.ch.sets[s.idx].load()
+	for ci, chunk := range snap.chunks {
+		for _, c := range chunk[:snap.chunkLen(ci)] {
 			if p.except != "" && c.ID == p.except {
 				continue
 			}
-			ok, kick := c.enqueueShard(p.f)
+			f := p.frames[c.proto]
+			if f == nil {
+				f = encodeFrame(s.hub.protocols[c.proto], p.ev)
+				if f == nil {
+					f = noFrame
+				}
+				p.frames[c.proto] = f
+			}
+			if len(f) == 0 {
+				continue // the protocol sends nothing for this event
+			}
+			ok, kick := c.out.enqueueShard(f)
 			if ok {
 				n++
 			}
 			if kick {
-				dirty = append(dirty, c)
+				dirty = append(dirty, &c.out)
 			}
 		}
 	}
@@ -162,163 +237,4 @@ func (s *writeShard) fanOut(p post, dirty []*Client) []*Client {
 		s.hub.stats.whispersOut.Add(n)
 	}
 	return dirty
-}
-
-// maxIOV is the most buffers one writev takes (Linux IOV_MAX).
-const maxIOV = 1024
-
-// vecWriter is a shard's reusable writev argument.
-type vecWriter struct {
-	iov []unix.Iovec
-}
-
-// writev writes bufs (at most maxIOV, none empty) to raw's descriptor with
-// one writev that does not wait. It returns how much the socket took, how
-// much bufs held, and EAGAIN when the socket took nothing.
-func (w *vecWriter) writev(raw syscall.RawConn, bufs [][]byte) (n, want int, err error) {
-	w.iov = w.iov[:0]
-	for _, b := range bufs {
-		v := unix.Iovec{Base: &b[0]}
-		v.SetLen(len(b))
-		w.iov = append(w.iov, v)
-		want += len(b)
-	}
-	var written uintptr
-	var errno syscall.Errno
-	err = raw.Write(func(fd uintptr) bool {
-		written, _, errno = syscall.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
-		return true
-	})
-	runtime.KeepAlive(bufs)
-	clear(w.iov) // drop the pointers so the frames can be collected
-	switch {
-	case err != nil:
-		return 0, want, err
-	case errno != 0:
-		return 0, want, errno
-	}
-	return int(written), want, nil
-}
-
-// flushFast writes c's queue with non-blocking writev calls. Only the
-// shard that owns c calls it, and only while c.writing is set for it.
-// Whatever it cannot finish without blocking (a full socket, a failed
-// write, the close handshake) it hands to c.writeLoop, in order.
-func (c *Client) flushFast(w *vecWriter) {
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		go c.writeLoop() // the close handshake blocks; not on a shard
-		return
-	}
-	batch := c.queue
-	c.queue = nil
-	c.queued = 0
-	if len(batch) == 0 {
-		c.writing = false
-		c.mu.Unlock()
-		return
-	}
-	c.mu.Unlock()
-
-	var written int64
-	rest := batch
-	var err error
-	for len(rest) > 0 {
-		k := min(len(rest), maxIOV)
-		n, want, werr := w.writev(c.raw, rest[:k])
-		written += int64(n)
-		err = werr
-		if n < want {
-			rest = append(trimWritten(rest[:k], n), rest[k:]...)
-			break
-		}
-		rest = rest[k:]
-	}
-	c.hub.stats.bytesOut.Add(written)
-
-	c.mu.Lock()
-	handOff := true
-	switch {
-	case err != nil && err != unix.EAGAIN:
-		c.writeFailedLocked(err)
-		c.queue = nil
-	case len(rest) > 0:
-		// The socket is full: what is left goes before what was queued
-		// meanwhile, and the client's own goroutine waits for the socket.
-		q := make([][]byte, 0, len(rest)+len(c.queue))
-		q = append(append(q, rest...), c.queue...)
-		c.queued += lenAll(rest)
-		putQueue(c.queue)
-		c.queue = q
-	case c.closing:
-		// Closed while this flush was writing: the close handshake is
-		// the client goroutine's job.
-	case len(c.queue) > 0:
-		handOff = !c.hub.shards[c.shard].push(c)
-	default:
-		handOff = false
-		c.writing = false
-	}
-	c.mu.Unlock()
-	putQueue(batch)
-	if handOff {
-		go c.writeLoop()
-	}
-}
-
-// queuePool recycles client queues, so an idle client holds none and a
-// busy one does not grow a new slice for every burst.
-var queuePool = sync.Pool{New: func() any { return make([][]byte, 0, 32) }}
-
-func getQueue() [][]byte { return queuePool.Get().([][]byte)[:0] }
-
-func putQueue(q [][]byte) {
-	if q == nil || cap(q) > 4096 {
-		return
-	}
-	clear(q[:cap(q)])
-	queuePool.Put(q[:0]) //nolint:staticcheck // a slice header is fine here
-}
-
-func lenAll(bufs [][]byte) int {
-	n := 0
-	for _, b := range bufs {
-		n += len(b)
-	}
-	return n
-}
-
-// trimWritten returns a copy of what is left of bufs after n bytes were
-// written.
-func trimWritten(bufs [][]byte, n int) [][]byte {
-	for len(bufs) > 0 && n >= len(bufs[0]) {
-		n -= len(bufs[0])
-		bufs = bufs[1:]
-	}
-	out := make([][]byte, len(bufs))
-	copy(out, bufs)
-	if len(out) > 0 {
-		out[0] = out[0][n:]
-	}
-	return out
-}
-
-// rawConn returns the socket's raw descriptor access when the connection
-// is a plain TCP or Unix socket.
-func rawConn(nc net.Conn) syscall.RawConn {
-	switch nc.(type) {
-	case *net.TCPConn, *net.UnixConn:
-	default:
-		return nil // a wrapper may buffer or transform what is written
-	}
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return raw
 }

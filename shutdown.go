@@ -3,7 +3,6 @@ package ws
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 )
 
@@ -89,7 +88,7 @@ func (h *Hub) shutdownTimes() (hard, giveUp time.Time) {
 // OnDisconnect) or a broker ignores its context. The presence of clients
 // unregistered that way is not removed; a PresenceReaper on another node
 // removes it once this node's heartbeat expires.
-func (h *Hub) drain(reaps *sync.WaitGroup) {
+func (h *Hub) drain(bg *background) {
 	h.closing.Store(true)
 	start := time.Now()
 	hardAt, giveUpAt := h.shutdownTimes()
@@ -109,7 +108,7 @@ func (h *Hub) drain(reaps *sync.WaitGroup) {
 		wasHard = true
 		h.ioStop()
 		for c := range h.clients {
-			c.closeNow()
+			c.out.closeNow()
 		}
 		h.forced.Add(int64(len(h.clients)))
 	}
@@ -133,8 +132,11 @@ wait:
 	}
 	h.abandon()
 	h.ioStop()
-	reaps.Wait()
+	bg.stopTasks()
+	close(h.brokerOps.stop)
+	<-h.brokerOps.done
 	h.finish()
+	bg.stopShards()
 	h.log.Info("ws: shut down", "took", time.Since(start).Round(time.Millisecond), "closed_hard", h.forced.Load(), "unfinished", h.unended.Load())
 }
 
@@ -174,22 +176,4 @@ func (h *Hub) finish() {
 		}
 		close(h.done)
 	})
-}
-
-// logStatsEvery logs a statistics line every interval until stop closes.
-func (h *Hub) logStatsEvery(interval time.Duration, stop <-chan struct{}) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			h.logStats()
-		case <-stop:
-			return
-		}
-	}
-}
-
-func (h *Hub) logStats() {
-	h.log.Info("ws: stats", h.Stats().logAttrs()...)
 }

@@ -76,9 +76,11 @@ type leaveCounter struct {
 	leaves atomic.Int64
 }
 
+// Publish counts payloads that are presence envelopes ('p' after the
+// version byte) naming the event "leave" (a length-prefixed field).
 func (b *leaveCounter) Publish(ctx context.Context, channel string, payload []byte) error {
 	err := b.MessageBroker.Publish(ctx, channel, payload)
-	if err == nil && bytes.Contains(payload, []byte(`"event":"leave"`)) {
+	if err == nil && len(payload) > 1 && payload[1] == 'p' && bytes.Contains(payload, []byte("\x05leave")) {
 		b.leaves.Add(1)
 	}
 	return err

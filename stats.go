@@ -3,6 +3,7 @@ package ws
 import (
 	"log/slog"
 	"sync/atomic"
+	"time"
 )
 
 // error kinds counted in Stats.Errors.
@@ -13,10 +14,11 @@ const (
 	errKindWhisper
 	errKindProtocol
 	errKindStorage
+	errKindBroker
 	numErrKinds
 )
 
-var errKindNames = [numErrKinds]string{"auth", "rate_limit", "connection", "whisper", "protocol", "storage"}
+var errKindNames = [numErrKinds]string{"auth", "rate_limit", "connection", "whisper", "protocol", "storage", "broker"}
 
 // counters are the hub's live figures. Each is one atomic; the hot path
 // adds once per publication (not once per delivery) where it can.
@@ -95,9 +97,11 @@ type Stats struct {
 	// "auth" (*AuthError), "rate_limit" (*RateLimitError, one per
 	// dropped frame), "connection" (*ConnectionError: refused requests,
 	// failed upgrades), "whisper" (*WhisperError), "protocol"
-	// (*ProtocolError, and broker payloads that could not be decoded) and
-	// "storage" (presence storage failures on leave and reap). Every kind
-	// is present, zero or not.
+	// (*ProtocolError, and broker payloads that could not be decoded),
+	// "storage" (presence storage failures: *UnavailableError on a join,
+	// and failures on leave and presence maintenance) and "broker" (broker
+	// failures: *UnavailableError on a subscribe or whisper). Every kind is
+	// present, zero or not.
 	Errors map[string]int64
 }
 
@@ -122,7 +126,7 @@ func (h *Hub) Stats() Stats {
 		SlowConsumers:         s.slowConsumers.Load(),
 		RateLimited:           s.rateLimited.Load(),
 		BrokerPublishFailures: s.brokerPublishFailures.Load(),
-		BrokerHealthy:         h.BrokerHealthy(),
+		BrokerHealthy:         h.brokerHealthy(),
 		Errors:                make(map[string]int64, numErrKinds),
 	}
 	for i := range s.errors {
@@ -131,9 +135,9 @@ func (h *Hub) Stats() Stats {
 	return st
 }
 
-// BrokerHealthy reports whether the broker is connected; brokers that
+// brokerHealthy reports whether the broker is connected; brokers that
 // cannot fail (MemoryBroker) are healthy until closed.
-func (h *Hub) BrokerHealthy() bool {
+func (h *Hub) brokerHealthy() bool {
 	if bh, ok := h.broker.(BrokerHealth); ok {
 		return bh.Healthy()
 	}
@@ -162,4 +166,22 @@ func (s Stats) logAttrs() []any {
 		attrs = append(attrs, slog.Int64("errors_"+name, s.Errors[name]))
 	}
 	return attrs
+}
+
+// logStatsEvery logs a statistics line every interval until stop closes.
+func (h *Hub) logStatsEvery(interval time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			h.logStats()
+		case <-stop:
+			return
+		}
+	}
+}
+
+func (h *Hub) logStats() {
+	h.log.Info("ws: stats", h.Stats().logAttrs()...)
 }

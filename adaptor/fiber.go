@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	ws "github.com/vortechron/go-ws"
+	"github.com/vortechron/go-ws/internal/bridge"
 )
 
 // FiberHandler returns a Fiber handler that serves WebSocket connections
@@ -73,10 +74,7 @@ func serve(c *fiber.Ctx, hub *ws.Hub, up *websocket.FastHTTPUpgrader, options *w
 		return
 	}
 	rec := newRecorder()
-	var hs *ws.Handshake
-	ws.Chain(options.Middleware, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hs, _ = hub.Accept(w, r, options) // a refusal is written to w and reported
-	})).ServeHTTP(rec, r)
+	hs := bridge.Prepare(hub, rec, r, options, 0)
 	if hs == nil {
 		cancel()
 		rec.writeTo(c)
@@ -125,17 +123,27 @@ func hijacked(hc net.Conn) net.Conn {
 		return hc
 	}
 	if tc, ok := u.UnsafeConn().(*net.TCPConn); ok {
-		return &hijackedTCP{TCPConn: tc, r: hc} // keeps TCPConn's writev
+		return &hijackedTCP{Conn: tc, tc: tc, r: hc}
 	}
 	return &hijackedConn{Conn: u.UnsafeConn(), r: hc}
 }
 
+// hijackedTCP writes straight to the TCP connection, so it tells the hub
+// so (TCPConn): the hub's write shards then write to it with their
+// non-blocking writev, as to a connection from ServeWS.
 type hijackedTCP struct {
-	*net.TCPConn
-	r io.Reader
+	net.Conn // the *net.TCPConn, as tc
+	tc       *net.TCPConn
+	r        io.Reader
 }
 
 func (c *hijackedTCP) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// CloseWrite half-closes the TCP connection, for the close handshake.
+func (c *hijackedTCP) CloseWrite() error { return c.tc.CloseWrite() }
+
+// TCPConn returns the connection that writes go to unchanged.
+func (c *hijackedTCP) TCPConn() *net.TCPConn { return c.tc }
 
 type hijackedConn struct {
 	net.Conn
@@ -144,9 +152,9 @@ type hijackedConn struct {
 
 func (c *hijackedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// netConn hands an upgraded connection to Handshake.Serve.
+// netConn hands an upgraded connection to the handshake's Serve.
 type netConn struct{ nc net.Conn }
 
-var _ ws.Conn = netConn{}
+var _ bridge.Conn = netConn{}
 
 func (c netConn) NetConn() net.Conn { return c.nc }

@@ -1,0 +1,30 @@
+package ws
+
+import (
+	"net/http"
+
+	"github.com/vortechron/go-ws/internal/bridge"
+	"github.com/vortechron/go-ws/internal/wire"
+)
+
+// The plumbing this module's other packages use (the Fiber adaptor, the
+// Pusher protocol) without it being part of ws's API: see internal/bridge.
+func init() {
+	bridge.Prepare = func(hub any, w http.ResponseWriter, r *http.Request, options any, protocol int) bridge.Handshake {
+		h, opts := hub.(*Hub), options.(*Options)
+		if opts == nil {
+			opts = &Options{}
+		}
+		var hs *handshake
+		chain(opts.Middleware, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hs, _ = h.accept(w, r, opts, protocol) // a refusal is written to w and reported
+		})).ServeHTTP(w, r)
+		if hs == nil {
+			return nil
+		}
+		return hs
+	}
+	bridge.AddProtocol = func(hub any, p wire.Protocol) (int, error) {
+		return hub.(*Hub).addProtocol(p)
+	}
+}

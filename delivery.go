@@ -1,0 +1,151 @@
+package ws
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"sync"
+
+	"github.com/vortechron/go-ws/internal/frame"
+	"github.com/vortechron/go-ws/internal/wire"
+)
+
+// deliver hands one broker payload to every write shard with subscribers
+// of the channel, which fan it out to their share of them. The event is
+// encoded once for each protocol that the channel's subscribers speak,
+// and every subscriber of a protocol gets the same bytes. It runs on the
+// broker's delivery goroutine and waits only when a shard is far behind
+// (see maxPosts), never on a client.
+func (h *Hub) deliver(ch *channel, payload []byte) {
+	ev, except, err := decodeEnvelope(ch.name, payload)
+	if err != nil {
+		h.stats.errors[errKindProtocol].Add(1)
+		h.log.Warn("ws: dropped broker payload", "channel", ch.name, "err", err)
+		return
+	}
+	h.fanOut(ch, &ev, except)
+}
+
+// fanOut posts ev to every shard with subscribers of ch.
+func (h *Hub) fanOut(ch *channel, ev *wire.Event, except string) {
+	var p *post
+	for i, s := range h.shards {
+		if ch.sets[i].empty() {
+			continue
+		}
+		if p == nil {
+			p = &post{ch: ch, ev: ev, except: except, whisper: ev.Kind == wire.WhisperEvent}
+			for pi, proto := range h.protocols[:h.nprotocols.Load()] {
+				if ch.speakers[pi].Load() > 0 {
+					if p.frames[pi] = encodeFrame(proto, ev); p.frames[pi] == nil {
+						p.frames[pi] = noFrame
+					}
+				}
+			}
+		}
+		s.post(*p)
+	}
+}
+
+// encodeFrame encodes ev with proto as a complete text frame, or nil when
+// the protocol sends nothing for ev.
+func encodeFrame(proto wire.Protocol, ev *wire.Event) []byte {
+	bp := scratch.Get().(*[]byte)
+	payload := proto.Encode((*bp)[:0], ev)
+	var f []byte
+	if len(payload) > 0 {
+		f = frame.Text(payload)
+	}
+	if cap(payload) <= 64<<10 {
+		*bp = payload[:0]
+		scratch.Put(bp)
+	}
+	return f
+}
+
+// noFrame marks, in a post, a protocol that sends nothing for its event.
+var noFrame = []byte{}
+
+// scratch holds buffers that events are encoded into before framing.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+var errEnvelope = errors.New("ws: broker payload is not a ws envelope (version 2)")
+
+// decodeEnvelope reads a broker envelope (see encodeEnvelope in
+// publish.go) back into the event it carries and the connection to skip.
+func decodeEnvelope(channel string, b []byte) (ev wire.Event, except string, err error) {
+	if len(b) < 2 || b[0] != envelopeVersion {
+		return ev, "", errEnvelope
+	}
+	kind := b[1]
+	b = b[2:]
+	var fields [6][]byte
+	for i := range fields {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return ev, "", errEnvelope
+		}
+		fields[i], b = b[k:k+int(n)], b[k+int(n):]
+	}
+	var nums [3]uint64
+	for i := range nums {
+		v, k := binary.Uvarint(b)
+		if k <= 0 {
+			return ev, "", errEnvelope
+		}
+		nums[i], b = v, b[k:]
+	}
+	except = string(fields[0])
+	ev.Channel = channel
+	ev.Name = string(fields[1])
+	ev.Epoch = string(fields[4])
+	flags := nums[2]
+	switch kind {
+	case kindMessage:
+		ev.Kind, ev.Data = wire.Message, b
+		if flags&flagHistory != 0 {
+			ev.History, ev.Offset = true, nums[0]
+		}
+	case kindWhisper:
+		ev.Kind, ev.From, ev.Data = wire.WhisperEvent, string(fields[2]), b
+	case kindPresence:
+		switch ev.Name {
+		case "join":
+			ev.Kind = wire.Join
+		case "leave":
+			ev.Kind = wire.Leave
+		default:
+			return ev, "", errEnvelope
+		}
+		ev.Name = ""
+		ev.Member = &wire.Member{ID: string(fields[2])}
+		if len(fields[3]) > 0 {
+			ev.Member.Info = json.RawMessage(fields[3])
+		}
+		ev.Version, ev.Count = nums[0], int(nums[1])
+		if flags&flagUsers != 0 {
+			ev.HasMembers = true
+			if err := json.Unmarshal(fields[5], &membersJSON{&ev.Members}); err != nil {
+				return ev, "", errEnvelope
+			}
+		}
+	default:
+		return ev, "", errEnvelope
+	}
+	return ev, except, nil
+}
+
+// membersJSON reads a presence users list into wire.Members.
+type membersJSON struct{ m *[]wire.Member }
+
+func (j *membersJSON) UnmarshalJSON(b []byte) error {
+	var list []PresenceMember
+	if err := json.Unmarshal(b, &list); err != nil {
+		return err
+	}
+	*j.m = make([]wire.Member, len(list))
+	for i, m := range list {
+		(*j.m)[i] = wire.Member{ID: m.UserID, Info: m.Info}
+	}
+	return nil
+}
