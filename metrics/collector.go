@@ -122,7 +122,7 @@ func NewCollectorWithOptions(src StatsSource, opts Options) *Collector {
 				func(s ws.Stats) int64 { return s.BrokerPublishFailures }),
 		},
 		healthy: desc("broker_healthy", "1 when the message broker is connected, 0 when it is not."),
-		errors:  desc("errors_total", "Errors by kind: auth, rate_limit, connection, whisper, protocol, storage.", "kind"),
+		errors:  desc("errors_total", "Errors by kind: auth, rate_limit, connection, whisper, protocol, storage, broker.", "kind"),
 	}
 }
 

@@ -25,7 +25,7 @@ func TestCollectorExposesEveryFigure(t *testing.T) {
 		Connections: 3, ConnectionsTotal: 10, ConnectionsRefused: 2, Channels: 4, Subscriptions: 7,
 		MessagesIn: 11, MessagesOut: 12, BytesOut: 13, Publishes: 14, WhispersIn: 15, WhispersOut: 16,
 		SlowConsumers: 17, RateLimited: 18, BrokerPublishFailures: 19, BrokerHealthy: true,
-		Errors: map[string]int64{"auth": 1, "rate_limit": 2, "connection": 3, "whisper": 4, "protocol": 5, "storage": 6},
+		Errors: map[string]int64{"auth": 1, "rate_limit": 2, "connection": 3, "whisper": 4, "protocol": 5, "storage": 6, "broker": 7},
 	}
 	want := `
 # HELP ws_broker_healthy 1 when the message broker is connected, 0 when it is not.
@@ -46,9 +46,10 @@ ws_connections_accepted_total 10
 # HELP ws_connections_refused_total Connection requests refused (origin, connection limits, shutting down).
 # TYPE ws_connections_refused_total counter
 ws_connections_refused_total 2
-# HELP ws_errors_total Errors by kind: auth, rate_limit, connection, whisper, protocol, storage.
+# HELP ws_errors_total Errors by kind: auth, rate_limit, connection, whisper, protocol, storage, broker.
 # TYPE ws_errors_total counter
 ws_errors_total{kind="auth"} 1
+ws_errors_total{kind="broker"} 7
 ws_errors_total{kind="connection"} 3
 ws_errors_total{kind="protocol"} 5
 ws_errors_total{kind="rate_limit"} 2
