@@ -57,13 +57,13 @@ type Hub struct {
 	protocols  [maxProtocols]wire.Protocol
 	pongs      [maxProtocols][]byte
 	nprotocols atomic.Int32
-	done      chan struct{} // closed when Run returns
-	running   chan struct{} // closed when Run starts
-	started   atomic.Bool
-	closing   atomic.Bool  // set once shutdown begins; no new clients
-	forced    atomic.Int64 // connections still there when shutdown closed sockets hard
-	unended   atomic.Int64 // connections still tearing down when drain gave up
-	stats     counters
+	done       chan struct{} // closed when Run returns
+	running    chan struct{} // closed when Run starts
+	started    atomic.Bool
+	closing    atomic.Bool  // set once shutdown begins; no new clients
+	forced     atomic.Int64 // connections still there when shutdown closed sockets hard
+	unended    atomic.Int64 // connections still tearing down when drain gave up
+	stats      counters
 
 	finishOnce sync.Once
 
