@@ -19,6 +19,12 @@ var (
 	ErrInvalidChannel = errors.New("ws: invalid channel name")
 	// ErrBrokerUnavailable wraps broker failures seen by the Hub.
 	ErrBrokerUnavailable = errors.New("ws: broker unavailable")
+	// ErrPublishUncertain is wrapped by a publish that failed after the
+	// publication may have reached the broker (a timeout or a lost
+	// connection while waiting for the reply): it may have been delivered
+	// to some or all subscribers, or to none. Retrying may deliver it
+	// twice. It does not match ErrBrokerUnavailable.
+	ErrPublishUncertain = errors.New("ws: publish outcome unknown")
 	// ErrSlowConsumer is the disconnect reason of a client whose send
 	// queue overflowed.
 	ErrSlowConsumer = errors.New("ws: slow consumer")
