@@ -155,6 +155,9 @@ func (h *Hub) Publish(ctx context.Context, channel string, message any) error {
 	h.stats.publishes.Add(1)
 	if err := h.broker.Publish(ctx, channel, env); err != nil {
 		h.stats.brokerPublishFailures.Add(1)
+		if errors.Is(err, ErrPublishUncertain) { // not "unavailable": it may have been sent
+			return fmt.Errorf("ws: publish on %q: %w", channel, err)
+		}
 		return fmt.Errorf("%w: publish on %q: %w", ErrBrokerUnavailable, channel, err)
 	}
 	return nil

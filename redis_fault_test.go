@@ -39,9 +39,20 @@ type faultCluster struct {
 	subs  []*faultSubscriber
 }
 
-func newFaultCluster(t *testing.T, srv *redistest.Server) *faultCluster {
+// newFaultCluster starts one node per address in addrs (each node's way
+// to the same Redis), sharing one key prefix.
+func newFaultCluster(t *testing.T, addrs ...string) *faultCluster {
 	t.Helper()
-	fc := &faultCluster{nodes: redisNodes(t, 3, ws.RedisOptions{Addrs: []string{srv.Addr}}, ws.Config{}, nil)}
+	fc := &faultCluster{}
+	prefix := redistest.Prefix(t)
+	for _, addr := range addrs {
+		o := ws.RedisOptions{Addrs: []string{addr}, KeyPrefix: prefix}
+		b, err := ws.NewRedisBrokerWithOptions(o)
+		require.NoError(t, err)
+		s, err := ws.NewRedisStorageWithOptions(o)
+		require.NoError(t, err)
+		fc.nodes = append(fc.nodes, newNode(t, b, s, ws.Config{}, nil))
+	}
 	for i, n := range fc.nodes {
 		for range 2 {
 			c := n.dial(t, "")
@@ -243,15 +254,17 @@ type faultReport struct {
 	duplicates, reordered int
 	odd                   int // frames that are not publications
 	slowest               time.Duration
+	slowestUnavailable    time.Duration // slowest publish that failed with ErrBrokerUnavailable
 	firstLost             []int
 }
 
 func (r faultReport) String() string {
 	return fmt.Sprintf("%d publishes: %d nil, %d ErrBrokerUnavailable, %d ErrPublishUncertain (%d of them delivered), "+
 		"%d matching both, %d other errors; %d returned nil and were lost (%d client deliveries missed, first %v); "+
-		"%d deliveries of publishes that returned ErrBrokerUnavailable; %d duplicates, %d out of order, %d odd frames; slowest publish %v",
+		"%d deliveries of publishes that returned ErrBrokerUnavailable; %d duplicates, %d out of order, %d odd frames; "+
+		"slowest publish %v, slowest ErrBrokerUnavailable %v",
 		r.attempts, r.ok, r.unavailable, r.uncertain, r.uncertainDelivered, r.both, r.other, r.lost, r.missed, r.firstLost,
-		r.phantom, r.duplicates, r.reordered, r.odd, r.slowest.Round(time.Millisecond))
+		r.phantom, r.duplicates, r.reordered, r.odd, r.slowest.Round(time.Millisecond), r.slowestUnavailable.Round(time.Millisecond))
 }
 
 func analyseFault(results []publishResult, subs []*faultSubscriber) faultReport {
@@ -269,6 +282,7 @@ func analyseFault(results []publishResult, subs []*faultSubscriber) faultReport 
 			r.both++
 		case unavailable:
 			r.unavailable++
+			r.slowestUnavailable = max(r.slowestUnavailable, res.took)
 		case uncertain:
 			r.uncertain++
 		default:
@@ -341,7 +355,7 @@ func leakCheck(t *testing.T) {
 func TestRedisKillAndRestartUnderLoad(t *testing.T) {
 	leakCheck(t)
 	srv := redistest.StartServer(t)
-	fc := newFaultCluster(t, srv)
+	fc := newFaultCluster(t, srv.Addr, srv.Addr, srv.Addr)
 	load := startFaultLoad(t, fc.nodes)
 	load.waitOK(t, 25, "before the kill")
 
@@ -361,6 +375,41 @@ func TestRedisKillAndRestartUnderLoad(t *testing.T) {
 		restarted.Sub(killed).Round(time.Millisecond), recovered.Round(time.Millisecond), r)
 	r.check(t)
 	require.LessOrEqual(t, r.uncertain, 3, "only publishes in flight at the kill may be ambiguous: %s", r)
+	require.Less(t, r.slowestUnavailable, 250*time.Millisecond, "publishes during the outage should fail at once: %s", r)
+}
+
+// TestRedisRestartWaitsForSlowNode: as TestRedisKillAndRestartUnderLoad,
+// but the third node reaches Redis through a proxy that stays cut for
+// 1.5s after Redis is back, as a node in another rack or process whose
+// reconnect comes later would. The first two nodes resubscribe at once
+// yet accept publications only once the third is subscribed again, so
+// its clients miss nothing that returned nil.
+func TestRedisRestartWaitsForSlowNode(t *testing.T) {
+	leakCheck(t)
+	srv := redistest.StartServer(t)
+	proxy := redistest.StartProxy(t, srv.Addr)
+	fc := newFaultCluster(t, srv.Addr, srv.Addr, proxy.Addr)
+	load := startFaultLoad(t, fc.nodes)
+	load.waitOK(t, 25, "before the kill")
+
+	srv.Kill()
+	proxy.Cut()
+	<-time.After(2 * time.Second) // the outage's length, not a wait for an event
+	require.NoError(t, srv.Restart())
+	restarted := time.Now()
+	<-time.After(1500 * time.Millisecond) // how much later the third node's path comes back
+	fastHealthy := fc.nodes[0].hub.BrokerHealthy() || fc.nodes[1].hub.BrokerHealthy()
+	proxy.Restore()
+	require.Eventually(t, fc.healthy, 20*time.Second, 5*time.Millisecond, "brokers did not recover")
+	recovered := time.Since(restarted)
+	load.waitOK(t, 50, "after the restart")
+	load.halt()
+	fc.finish(t)
+
+	r := analyseFault(load.all(), fc.subs)
+	t.Logf("brokers healthy %v after the restart, the third node's path back after 1.5s; %s", recovered.Round(time.Millisecond), r)
+	r.check(t)
+	require.False(t, fastHealthy, "a node reported healthy while the third node was still cut off")
 }
 
 // TestRedisStallUnderLoad: Redis is frozen with SIGSTOP for 10 s, then
@@ -371,7 +420,7 @@ func TestRedisKillAndRestartUnderLoad(t *testing.T) {
 func TestRedisStallUnderLoad(t *testing.T) {
 	leakCheck(t)
 	srv := redistest.StartServer(t)
-	fc := newFaultCluster(t, srv)
+	fc := newFaultCluster(t, srv.Addr, srv.Addr, srv.Addr)
 	load := startFaultLoad(t, fc.nodes)
 	load.waitOK(t, 25, "before the stall")
 	baseline := runtime.NumGoroutine()
