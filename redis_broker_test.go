@@ -62,6 +62,10 @@ func TestRedisBrokerSurvivesRedisRestart(t *testing.T) {
 	require.NoError(t, b.Publish(ctx, "fault", []byte("before")))
 	r.waitFor(t, 1)
 	require.Eventually(t, b.Healthy, contractWait, 5*time.Millisecond)
+	// A broker that fails before it ever counted the brokers on its
+	// control channel waits ResubscribeWait after the reconnect; this test
+	// is about the quick path.
+	waitCounted(t, b)
 
 	srv.Kill()
 	killed := time.Now()
@@ -79,17 +83,95 @@ func TestRedisBrokerSurvivesRedisRestart(t *testing.T) {
 	require.NoError(t, srv.Restart())
 	require.Eventually(t, b.Healthy, 10*time.Second, 5*time.Millisecond, "broker did not recover")
 	recovered := time.Since(restarted)
-	// The subscription came back without anyone calling Subscribe again.
-	// Publish may fail once on a pooled connection that died with the old
-	// server, so retry it; every payload that arrives is the new one.
-	require.Eventually(t, func() bool { return b.Publish(ctx, "fault", []byte("after")) == nil },
-		contractWait, 10*time.Millisecond)
+	// The subscription came back without anyone calling Subscribe again,
+	// and a healthy broker publishes (go-redis drops pooled connections
+	// that died with the old server before using them).
+	require.NoError(t, b.Publish(testCtx(t), "fault", []byte("after")))
 	got := r.waitFor(t, 2)
 	require.Equal(t, "before", got[0])
 	for _, p := range got[1:] {
 		require.Equal(t, "after", p, "got %q after restart, want only \"after\"", p)
 	}
 	t.Logf("unhealthy %v after kill; healthy %v after restart", detected.Round(time.Millisecond), recovered.Round(time.Millisecond))
+}
+
+// waitCounted waits until every shard of b has counted the brokers on its
+// control channel.
+func waitCounted(t *testing.T, b *RedisBroker) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		for _, sh := range b.shards {
+			sh.mu.RLock()
+			n := sh.link.peers
+			sh.mu.RUnlock()
+			if n == 0 {
+				return false
+			}
+		}
+		return true
+	}, contractWait, 2*time.Millisecond, "the broker never counted the brokers on its control channel")
+}
+
+// TestRedisBrokerStartedDuringOutageWaits: a broker whose Redis was down
+// when it started has no count of the other brokers from before, so once
+// its channels are back it waits ResubscribeWait before it publishes.
+func TestRedisBrokerStartedDuringOutageWaits(t *testing.T) {
+	noLeaks(t)
+	srv := redistest.StartServer(t)
+	srv.Kill()
+	const wait = 500 * time.Millisecond
+	b := newTestRedisBroker(t, RedisOptions{Addrs: []string{srv.Addr}, HealthInterval: 50 * time.Millisecond, ResubscribeWait: wait})
+	ctx := testCtx(t)
+	require.ErrorIs(t, b.Publish(ctx, "x", []byte("p")), ErrBrokerUnavailable)
+	require.NoError(t, srv.Restart())
+	sh := b.shards[0]
+	state := func() linkState { sh.mu.RLock(); defer sh.mu.RUnlock(); return sh.link.state }
+	require.Eventually(t, func() bool { return state() == linkAwaitingPeers }, contractWait, time.Millisecond,
+		"got state %v, want it to await peers after the first connection", state())
+	err := b.Publish(ctx, "x", []byte("p"))
+	require.ErrorIs(t, err, ErrBrokerUnavailable, "publish while awaiting peers")
+	require.ErrorContains(t, err, "waiting for the other nodes")
+	require.Eventually(t, b.Healthy, contractWait, time.Millisecond)
+	sh.mu.RLock()
+	waited := time.Since(sh.link.since)
+	sh.mu.RUnlock()
+	require.GreaterOrEqual(t, waited, wait, "got healthy %v after the channels were back, want at least ResubscribeWait", waited)
+	require.NoError(t, b.Publish(ctx, "x", []byte("p")))
+}
+
+// TestRedisClusterBrokersCountEachOther: on Redis Cluster each partition
+// counts the brokers on its control channel (PUBSUB SHARDNUMSUB on the
+// slot's node), and a new broker's announcement makes the others count
+// it at once.
+func TestRedisClusterBrokersCountEachOther(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster; skipped with -short")
+	}
+	noLeaks(t)
+	cluster := redistest.StartCluster(t)
+	o := RedisOptions{Addrs: cluster.Addrs, KeyPrefix: redistest.Prefix(t), ClusterShards: 4, HealthInterval: time.Minute}
+	a := newTestRedisBroker(t, o)
+	waitCounted(t, a)
+	b := newTestRedisBroker(t, o)
+	// HealthInterval is a minute, so only the announcement can make a count 2 now.
+	for _, br := range []*RedisBroker{a, b} {
+		require.Eventually(t, func() bool {
+			for _, sh := range br.shards {
+				sh.mu.RLock()
+				n := sh.link.peers
+				sh.mu.RUnlock()
+				if n != 2 {
+					return false
+				}
+			}
+			return true
+		}, contractWait, 5*time.Millisecond, "every partition should count 2 brokers")
+	}
+	ctx := testCtx(t)
+	var r recorder
+	require.NoError(t, b.Subscribe(ctx, "news", r.handle))
+	require.NoError(t, a.Publish(ctx, "news", []byte("hello")))
+	require.Equal(t, []string{"hello"}, r.waitFor(t, 1))
 }
 
 // TestRedisBrokerUnreachable needs no Redis: nothing listens on the port.

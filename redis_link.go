@@ -3,7 +3,6 @@ package ws
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -38,7 +37,7 @@ const (
 func (s linkState) String() string {
 	switch s {
 	case linkConnecting:
-		return "connecting"
+		return "subscription connection not up yet"
 	case linkDown:
 		return "subscription connection down"
 	case linkResubscribing:
@@ -192,7 +191,7 @@ func (sh *pubsubShard) admit(ctx context.Context) (uint64, error) {
 		sh.mu.RLock()
 		state := sh.link.state
 		sh.mu.RUnlock()
-		return 0, fmt.Errorf("redis %s", state)
+		return 0, errors.New(state.String())
 	}
 	if !sh.fresh() {
 		return 0, errStale
