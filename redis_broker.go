@@ -78,9 +78,13 @@ func NewRedisBrokerWithOptions(opts RedisOptions) (*RedisBroker, error) {
 }
 
 // NewRedisBrokerFromClient returns a broker that uses client, which it
-// does not close. Of opts only the broker's fields and KeyPrefix apply.
-// The client's retries should be off (MaxRetries -1): a retried PUBLISH
-// whose first attempt reached Redis is delivered twice.
+// does not close. Of opts only the broker's fields (HealthInterval,
+// ClusterShards, DisableShardedPubSub, ResubscribeWait, Logger) and
+// KeyPrefix apply; the connection settings are the client's own. Its
+// retries should be off (MaxRetries -1): a retried PUBLISH whose first
+// attempt reached Redis is delivered twice. With ContextTimeoutEnabled
+// a ctx deadline bounds Publish; DialerRetries 1 makes a refused dial
+// fail at once.
 func NewRedisBrokerFromClient(client redis.UniversalClient, opts RedisOptions) (*RedisBroker, error) {
 	if client == nil {
 		return nil, &ConfigError{Field: "client", Reason: "is nil"}
