@@ -17,8 +17,10 @@ type MessageBroker interface {
 	// Publications made by one goroutine on one channel are delivered in
 	// the order they were published. Publish returns an error when the
 	// publication could not be handed to the transport (for example Redis
-	// is unreachable); it does not wait for delivery. It may block for
-	// network I/O and must honour ctx.
+	// is unreachable): one wrapping ErrPublishUncertain when it may have
+	// been handed over all the same (retrying may deliver it twice), any
+	// other meaning it was not. It does not wait for delivery. It may
+	// block for network I/O and must honour ctx.
 	Publish(ctx context.Context, channel string, payload []byte) error
 
 	// Subscribe starts delivering channel's publications to handler. It

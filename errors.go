@@ -25,9 +25,11 @@ var (
 	// ErrStorageUnavailable wraps presence storage failures seen by the
 	// Hub.
 	ErrStorageUnavailable = errors.New("ws: storage unavailable")
-	// ErrPublishUncertain wraps a publication whose outcome is unknown:
-	// the broker may have taken it (a timeout after the request was
-	// sent), so retrying may deliver it twice.
+	// ErrPublishUncertain is wrapped by a publish that failed after the
+	// publication may have reached the broker (a timeout or a lost
+	// connection while waiting for the reply): it may have been delivered
+	// to some or all subscribers, or to none. Retrying may deliver it
+	// twice. It does not match ErrBrokerUnavailable.
 	ErrPublishUncertain = errors.New("ws: publish outcome unknown")
 	// ErrSlowConsumer is the disconnect reason of a client whose send
 	// queue overflowed.

@@ -22,13 +22,17 @@ import (
 // hash tag "{s<i>}" ("ws:{s3}:ch:chat") so each partition lives in one slot
 // and needs one subscription connection.
 //
-// Delivery: Publish sends exactly one PUBLISH; Subscribe returns once
-// Redis has confirmed the subscription. Handlers run on the receive
-// goroutine of the channel's connection, one payload at a time, in the
-// order Redis delivered them. While Redis is unreachable, Publish fails
-// with an error wrapping ErrBrokerUnavailable, Healthy reports false and
-// publications from other nodes are lost (pub/sub is at most once); the
-// broker reconnects and resubscribes every channel by itself.
+// Delivery: Publish sends at most one PUBLISH, and only while this
+// node's subscriptions are live (see Publish for what its result
+// promises); Subscribe returns once Redis has confirmed the
+// subscription. Handlers run on the receive goroutine of the channel's
+// connection, one payload at a time, in the order Redis delivered them.
+// While Redis is unreachable, Publish fails at once with an error
+// wrapping ErrBrokerUnavailable and Healthy reports false; the broker
+// reconnects, resubscribes every channel and waits for the other nodes
+// to do the same before it accepts publications again. Publications
+// accepted by Redis while this node's subscription connection was down
+// are lost to its subscribers (pub/sub is at most once).
 //
 // RedisBroker is safe for concurrent use. See docs/redis.md.
 type RedisBroker struct {
@@ -74,9 +78,13 @@ func NewRedisBrokerWithOptions(opts RedisOptions) (*RedisBroker, error) {
 }
 
 // NewRedisBrokerFromClient returns a broker that uses client, which it
-// does not close. Of opts only the broker's fields and KeyPrefix apply.
-// The client's retries should be off (MaxRetries -1): a retried PUBLISH
-// whose first attempt reached Redis is delivered twice.
+// does not close. Of opts only the broker's fields (HealthInterval,
+// ClusterShards, DisableShardedPubSub, ResubscribeWait, Logger) and
+// KeyPrefix apply; the connection settings are the client's own. Its
+// retries should be off (MaxRetries -1): a retried PUBLISH whose first
+// attempt reached Redis is delivered twice. With ContextTimeoutEnabled
+// a ctx deadline bounds Publish; DialerRetries 1 makes a refused dial
+// fail at once.
 func NewRedisBrokerFromClient(client redis.UniversalClient, opts RedisOptions) (*RedisBroker, error) {
 	if client == nil {
 		return nil, &ConfigError{Field: "client", Reason: "is nil"}
@@ -105,7 +113,11 @@ func newRedisBroker(client redis.UniversalClient, owns bool, o RedisOptions) *Re
 		if b.sharded {
 			ctl = b.prefix + "{s" + strconv.Itoa(i) + "}:ctl"
 		}
-		sh := newPubsubShard(client, b.sharded, ctl, o.HealthInterval, o.Logger, b.done)
+		p := peers{
+			count:    b.peerCounter(ctl),
+			announce: func(ctx context.Context) error { return b.publishOnce(ctx, ctl, []byte("hello")) },
+		}
+		sh := newPubsubShard(client, b.sharded, ctl, o, p, b.done)
 		b.shards = append(b.shards, sh)
 		sh.start(&b.wg)
 	}
@@ -128,25 +140,6 @@ func (b *RedisBroker) redisChannel(i int, channel string) string {
 		return b.prefix + "ch:" + channel
 	}
 	return b.prefix + "{s" + strconv.Itoa(i) + "}:ch:" + channel
-}
-
-// Publish sends payload with one PUBLISH (SPUBLISH on Redis Cluster). It
-// returns once Redis accepted it; errors wrap ErrBrokerUnavailable.
-func (b *RedisBroker) Publish(ctx context.Context, channel string, payload []byte) error {
-	if b.closed.Load() {
-		return ErrHubClosed
-	}
-	rch := b.redisChannel(b.shardOf(channel), channel)
-	var err error
-	if b.sharded {
-		err = b.client.SPublish(ctx, rch, payload).Err()
-	} else {
-		err = b.client.Publish(ctx, rch, payload).Err()
-	}
-	if err != nil {
-		return fmt.Errorf("%w: redis publish on %q: %w", ErrBrokerUnavailable, channel, err)
-	}
-	return nil
 }
 
 // Subscribe sends SUBSCRIBE (SSUBSCRIBE on Redis Cluster) and returns
@@ -197,8 +190,11 @@ func (b *RedisBroker) Unsubscribe(ctx context.Context, channel string) error {
 	return nil
 }
 
-// Healthy reports whether every subscription connection is up and has
-// answered within three HealthIntervals. It does not block.
+// Healthy reports whether every subscription connection is live (up,
+// every channel confirmed again by Redis after a reconnect, and the
+// resubscribe window over) and has answered within three
+// HealthIntervals: whether Publish would send on every channel. It does
+// not block.
 func (b *RedisBroker) Healthy() bool {
 	if b.closed.Load() {
 		return false

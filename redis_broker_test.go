@@ -2,11 +2,17 @@ package ws
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/vortechron/go-ws/internal/redistest"
@@ -56,6 +62,10 @@ func TestRedisBrokerSurvivesRedisRestart(t *testing.T) {
 	require.NoError(t, b.Publish(ctx, "fault", []byte("before")))
 	r.waitFor(t, 1)
 	require.Eventually(t, b.Healthy, contractWait, 5*time.Millisecond)
+	// A broker that fails before it ever counted the brokers on its
+	// control channel waits ResubscribeWait after the reconnect; this test
+	// is about the quick path.
+	waitCounted(t, b)
 
 	srv.Kill()
 	killed := time.Now()
@@ -73,17 +83,95 @@ func TestRedisBrokerSurvivesRedisRestart(t *testing.T) {
 	require.NoError(t, srv.Restart())
 	require.Eventually(t, b.Healthy, 10*time.Second, 5*time.Millisecond, "broker did not recover")
 	recovered := time.Since(restarted)
-	// The subscription came back without anyone calling Subscribe again.
-	// Publish may fail once on a pooled connection that died with the old
-	// server, so retry it; every payload that arrives is the new one.
-	require.Eventually(t, func() bool { return b.Publish(ctx, "fault", []byte("after")) == nil },
-		contractWait, 10*time.Millisecond)
+	// The subscription came back without anyone calling Subscribe again,
+	// and a healthy broker publishes (go-redis drops pooled connections
+	// that died with the old server before using them).
+	require.NoError(t, b.Publish(testCtx(t), "fault", []byte("after")))
 	got := r.waitFor(t, 2)
 	require.Equal(t, "before", got[0])
 	for _, p := range got[1:] {
 		require.Equal(t, "after", p, "got %q after restart, want only \"after\"", p)
 	}
 	t.Logf("unhealthy %v after kill; healthy %v after restart", detected.Round(time.Millisecond), recovered.Round(time.Millisecond))
+}
+
+// waitCounted waits until every shard of b has counted the brokers on its
+// control channel.
+func waitCounted(t *testing.T, b *RedisBroker) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		for _, sh := range b.shards {
+			sh.mu.RLock()
+			n := sh.link.peers
+			sh.mu.RUnlock()
+			if n == 0 {
+				return false
+			}
+		}
+		return true
+	}, contractWait, 2*time.Millisecond, "the broker never counted the brokers on its control channel")
+}
+
+// TestRedisBrokerStartedDuringOutageWaits: a broker whose Redis was down
+// when it started has no count of the other brokers from before, so once
+// its channels are back it waits ResubscribeWait before it publishes.
+func TestRedisBrokerStartedDuringOutageWaits(t *testing.T) {
+	noLeaks(t)
+	srv := redistest.StartServer(t)
+	srv.Kill()
+	const wait = 500 * time.Millisecond
+	b := newTestRedisBroker(t, RedisOptions{Addrs: []string{srv.Addr}, HealthInterval: 50 * time.Millisecond, ResubscribeWait: wait})
+	ctx := testCtx(t)
+	require.ErrorIs(t, b.Publish(ctx, "x", []byte("p")), ErrBrokerUnavailable)
+	require.NoError(t, srv.Restart())
+	sh := b.shards[0]
+	state := func() linkState { sh.mu.RLock(); defer sh.mu.RUnlock(); return sh.link.state }
+	require.Eventually(t, func() bool { return state() == linkAwaitingPeers }, contractWait, time.Millisecond,
+		"got state %v, want it to await peers after the first connection", state())
+	err := b.Publish(ctx, "x", []byte("p"))
+	require.ErrorIs(t, err, ErrBrokerUnavailable, "publish while awaiting peers")
+	require.ErrorContains(t, err, "waiting for the other nodes")
+	require.Eventually(t, b.Healthy, contractWait, time.Millisecond)
+	sh.mu.RLock()
+	waited := time.Since(sh.link.since)
+	sh.mu.RUnlock()
+	require.GreaterOrEqual(t, waited, wait, "got healthy %v after the channels were back, want at least ResubscribeWait", waited)
+	require.NoError(t, b.Publish(ctx, "x", []byte("p")))
+}
+
+// TestRedisClusterBrokersCountEachOther: on Redis Cluster each partition
+// counts the brokers on its control channel (PUBSUB SHARDNUMSUB on the
+// slot's node), and a new broker's announcement makes the others count
+// it at once.
+func TestRedisClusterBrokersCountEachOther(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster; skipped with -short")
+	}
+	noLeaks(t)
+	cluster := redistest.StartCluster(t)
+	o := RedisOptions{Addrs: cluster.Addrs, KeyPrefix: redistest.Prefix(t), ClusterShards: 4, HealthInterval: time.Minute}
+	a := newTestRedisBroker(t, o)
+	waitCounted(t, a)
+	b := newTestRedisBroker(t, o)
+	// HealthInterval is a minute, so only the announcement can make a count 2 now.
+	for _, br := range []*RedisBroker{a, b} {
+		require.Eventually(t, func() bool {
+			for _, sh := range br.shards {
+				sh.mu.RLock()
+				n := sh.link.peers
+				sh.mu.RUnlock()
+				if n != 2 {
+					return false
+				}
+			}
+			return true
+		}, contractWait, 5*time.Millisecond, "every partition should count 2 brokers")
+	}
+	ctx := testCtx(t)
+	var r recorder
+	require.NoError(t, b.Subscribe(ctx, "news", r.handle))
+	require.NoError(t, a.Publish(ctx, "news", []byte("hello")))
+	require.Equal(t, []string{"hello"}, r.waitFor(t, 1))
 }
 
 // TestRedisBrokerUnreachable needs no Redis: nothing listens on the port.
@@ -132,6 +220,12 @@ func TestRedisOptionsValidation(t *testing.T) {
 		{"negative shards", RedisOptions{ClusterShards: -1}, "RedisOptions.ClusterShards"},
 		{"tiny node TTL", RedisOptions{NodeTTL: 10 * time.Millisecond}, "RedisOptions.NodeTTL"},
 		{"negative reap interval", RedisOptions{ReapInterval: -time.Second}, "RedisOptions.ReapInterval"},
+		{"negative dial timeout", RedisOptions{DialTimeout: -time.Second}, "RedisOptions.DialTimeout"},
+		{"negative dial retries", RedisOptions{DialRetries: -1}, "RedisOptions.DialRetries"},
+		{"negative dial retry backoff", RedisOptions{DialRetryBackoff: -time.Second}, "RedisOptions.DialRetryBackoff"},
+		{"negative read timeout", RedisOptions{ReadTimeout: -time.Second}, "RedisOptions.ReadTimeout"},
+		{"negative write timeout", RedisOptions{WriteTimeout: -time.Second}, "RedisOptions.WriteTimeout"},
+		{"negative resubscribe wait", RedisOptions{ResubscribeWait: -time.Second}, "RedisOptions.ResubscribeWait"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -149,4 +243,108 @@ func TestRedisOptionsValidation(t *testing.T) {
 	require.Equal(t, DefaultRedisKeyPrefix, o.KeyPrefix)
 	require.Equal(t, DefaultRedisNodeTTL, o.NodeTTL)
 	require.Equal(t, DefaultRedisReapInterval, o.ReapInterval)
+	require.Equal(t, DefaultRedisDialTimeout, o.DialTimeout)
+	require.Zero(t, o.DialRetries)
+	require.Equal(t, DefaultRedisReadTimeout, o.ReadTimeout)
+	require.Equal(t, DefaultRedisReadTimeout, o.WriteTimeout, "WriteTimeout follows ReadTimeout")
+	require.Equal(t, DefaultRedisResubscribeWait, o.ResubscribeWait)
+	o, err = RedisOptions{ReadTimeout: 3 * time.Second}.withDefaults()
+	require.NoError(t, err)
+	require.Equal(t, 3*time.Second, o.WriteTimeout, "WriteTimeout follows ReadTimeout")
+}
+
+// replyError stands for an error reply from Redis, as go-redis's own
+// (internal) type does.
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+func (replyError) RedisError()     {}
+
+var _ redis.Error = replyError("")
+
+// TestPublishErrorClassification pins which failures mean "not sent"
+// (ErrBrokerUnavailable) and which leave the outcome unknown
+// (ErrPublishUncertain).
+func TestPublishErrorClassification(t *testing.T) {
+	opErr := func(op string, err error) error { return &net.OpError{Op: op, Net: "tcp", Err: err} }
+	tests := []struct {
+		name    string
+		err     error
+		notSent bool
+	}{
+		{"dial refused (ws dialer)", &noConnError{err: opErr("dial", syscall.ECONNREFUSED)}, true},
+		{"dial refused (client passed in)", opErr("dial", syscall.ECONNREFUSED), true},
+		{"no cluster node", &noConnError{err: errors.New("redis: cluster has no nodes")}, true},
+		{"client closed", redis.ErrClosed, true},
+		{"pool timeout", redis.ErrPoolTimeout, true},
+		{"pool exhausted", redis.ErrPoolExhausted, true},
+		{"ctx cancelled waiting for a connection", context.Canceled, true},
+		{"ctx deadline waiting for a connection", context.DeadlineExceeded, true},
+		{"write timeout", opErr("write", os.ErrDeadlineExceeded), true},
+		{"write reset", opErr("write", syscall.ECONNRESET), true},
+		{"error reply", replyError("LOADING Redis is loading the dataset in memory"), true},
+		{"moved", replyError("MOVED 3999 127.0.0.1:7001"), true},
+		{"read timeout", opErr("read", os.ErrDeadlineExceeded), false},
+		{"read reset", opErr("read", syscall.ECONNRESET), false},
+		{"EOF", io.EOF, false},
+		{"unexpected EOF", io.ErrUnexpectedEOF, false},
+		{"set deadline", opErr("set", net.ErrClosed), false},
+		{"unknown", errors.New("something else"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := publishNotSent(fmt.Errorf("wrapped: %w", tt.err))
+			require.Equal(t, tt.notSent, got, "publishNotSent(%v): got %v, want %v", tt.err, got, tt.notSent)
+		})
+	}
+}
+
+// TestDialFailureIsNotSent: with nothing listening, a PUBLISH on a client
+// built from RedisOptions fails with an error that publishNotSent
+// recognises, at once by default and after the retries when DialRetries
+// asks for them (go-redis's own default of 5 attempts 100ms apart made
+// each publish during an outage take 0.4s).
+func TestDialFailureIsNotSent(t *testing.T) {
+	noLeaks(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	for _, retries := range []int{0, 2} {
+		o, err := RedisOptions{Addrs: []string{addr}, DialRetries: retries, DialRetryBackoff: 50 * time.Millisecond}.withDefaults()
+		require.NoError(t, err)
+		c := o.newClient()
+		start := time.Now()
+		err = c.Publish(testCtx(t), "x", "p").Err()
+		took := time.Since(start)
+		require.NoError(t, c.Close())
+		require.Error(t, err)
+		require.True(t, publishNotSent(err), "got %v (%T), want an error publishNotSent recognises", err, err)
+		t.Logf("DialRetries %d: failed after %v: %v", retries, took.Round(time.Millisecond), err)
+		require.GreaterOrEqual(t, took, time.Duration(retries)*50*time.Millisecond, "the retries were not made")
+		if retries == 0 {
+			require.Less(t, took, 200*time.Millisecond, "a refused dial without retries should fail at once")
+		}
+	}
+}
+
+// uncertainBroker is a MemoryBroker whose publishes end in doubt.
+type uncertainBroker struct{ *MemoryBroker }
+
+func (uncertainBroker) Publish(context.Context, string, []byte) error {
+	return fmt.Errorf("%w: test", ErrPublishUncertain)
+}
+
+// TestHubPublishKeepsUncertainApart: the Hub passes ErrPublishUncertain
+// on without making it ErrBrokerUnavailable, which would invite a retry.
+func TestHubPublishKeepsUncertainApart(t *testing.T) {
+	noLeaks(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	h := NewHub(ctx, uncertainBroker{NewMemoryBroker()}, nil, Config{})
+	done := make(chan error, 1)
+	go func() { done <- h.Run() }()
+	t.Cleanup(func() { cancel(); <-done })
+	err := h.Publish(ctx, "news", "x")
+	require.ErrorIs(t, err, ErrPublishUncertain)
+	require.NotErrorIs(t, err, ErrBrokerUnavailable, "got %v, want an error that does not match ErrBrokerUnavailable", err)
 }

@@ -12,8 +12,8 @@ import (
 )
 
 // pubsubShard is one go-redis PubSub (one subscription connection) and
-// the goroutines that read it. A RedisBroker has one shard, or on Redis
-// Cluster one per sharded pub/sub partition.
+// the goroutines that read and watch it. A RedisBroker has one shard, or
+// on Redis Cluster one per sharded pub/sub partition.
 //
 // Subscribe confirmation: go-redis writes SUBSCRIBE without reading the
 // reply, so the shard registers the subscription as pending, writes the
@@ -22,44 +22,72 @@ import (
 // only to confirmed subscriptions, which also drops stale messages left
 // in flight by an earlier UNSUBSCRIBE of the same channel.
 //
-// Health: the receive loop marks the shard broken on a read error and
-// whole again on the next reply; a ping goroutine keeps replies coming on
-// an idle connection, so a connection that stops answering goes stale.
-// go-redis itself redials after a read error and resubscribes every
-// channel it knows, which brings the confirmations that heal the shard.
+// Reconnects: go-redis redials after a read error and sends one SUBSCRIBE
+// naming every channel it knows; Redis answers it with one reply per
+// channel, counting 1, 2, 3... subscriptions on the new connection. The
+// shard is always subscribed to its control channel, so a reply counting
+// 1 subscription can only be the first one on a new connection. From
+// there the shard counts the replies of the channels it had confirmed
+// before and accepts publications again only once all of them are back
+// (and the other nodes too; see linkState in redis_link.go).
 type pubsubShard struct {
 	ps      *redis.PubSub
 	sharded bool   // SSUBSCRIBE instead of SUBSCRIBE
 	ctl     string // Redis channel kept subscribed for the shard's lifetime
 	every   time.Duration
+	wait    time.Duration // RedisOptions.ResubscribeWait
 	logger  *slog.Logger
 	done    <-chan struct{} // closed by RedisBroker.Close
+	// countPeers returns how many brokers subscribe to ctl; nil where
+	// Redis cannot tell (classic pub/sub on a cluster).
+	countPeers func(ctx context.Context) (int, error)
+	// announce publishes on ctl, which makes every broker count again.
+	announce func(ctx context.Context) error
 
-	broken   atomic.Bool  // set by the receive loop on a read error
-	lastSeen atomic.Int64 // unix nanos of the last reply; written by the receive loop
+	started  chan struct{} // closed when the link leaves linkConnecting
+	wake     chan struct{} // tells the monitor the link awaits peers
+	live     atomic.Uint64 // the session while the link is live, else 0
+	lastSeen atomic.Int64  // unix nanos of the last reply; written by the receive loop
 
-	// mu is held for writing to change subs and for reading while a
-	// handler runs, so Unsubscribe returns only after any delivery in
-	// progress for its channel has finished.
+	// mu is held for writing to change subs or the link, and for
+	// reading while a handler runs, so Unsubscribe returns only after any
+	// delivery in progress for its channel has finished.
 	mu   sync.RWMutex
-	subs map[string]*redisSub // by Redis channel; guarded by mu
+	subs map[string]*redisSub // by Redis channel, ctl included; guarded by mu
+	link link                 // guarded by mu
 }
 
-// redisSub is one channel's handler. confirmed is closed by the receive
-// loop (its only closer) when Redis acknowledges the subscription.
+// redisSub is one channel's handler (nil for the control channel).
+// confirmed is closed by the receive loop (its only closer) when Redis
+// first acknowledges the subscription.
 type redisSub struct {
 	handler   func([]byte)
 	confirmed chan struct{}
+	// session is the connection on which Redis last confirmed the
+	// subscription; 0 while it was never confirmed. Guarded by the
+	// shard's mu.
+	session uint64
 }
 
-func newPubsubShard(client redis.UniversalClient, sharded bool, ctl string, every time.Duration, logger *slog.Logger, done <-chan struct{}) *pubsubShard {
-	sh := &pubsubShard{sharded: sharded, ctl: ctl, every: every, logger: logger, done: done, subs: make(map[string]*redisSub)}
+// peers are the control channel's counter and announcer (see
+// RedisBroker.peerCounter and publishOnce).
+type peers struct {
+	count    func(ctx context.Context) (int, error)
+	announce func(ctx context.Context) error
+}
+
+func newPubsubShard(client redis.UniversalClient, sharded bool, ctl string, o RedisOptions, p peers, done <-chan struct{}) *pubsubShard {
+	sh := &pubsubShard{
+		sharded: sharded, ctl: ctl, every: o.HealthInterval, wait: o.ResubscribeWait, logger: o.Logger, done: done,
+		countPeers: p.count, announce: p.announce, started: make(chan struct{}), wake: make(chan struct{}, 1),
+		subs: map[string]*redisSub{ctl: {confirmed: make(chan struct{})}},
+	}
 	// Subscribing to the control channel up front pins the connection to
 	// the node owning the shard's slot on Redis Cluster, and means every
-	// reconnect ends in a subscribe reply that marks the shard healthy.
-	// An error here (Redis down) is not fatal: go-redis keeps the channel
-	// and subscribes it when the receive loop connects.
-	ctx, cancel := context.WithTimeout(context.Background(), every)
+	// new connection starts with a subscribe reply counting 1. An error
+	// here (Redis down) is not fatal: go-redis keeps the channel and
+	// subscribes it when the receive loop connects.
+	ctx, cancel := context.WithTimeout(context.Background(), sh.every)
 	defer cancel()
 	if sharded {
 		sh.ps = client.SSubscribe(ctx, ctl)
@@ -69,17 +97,11 @@ func newPubsubShard(client redis.UniversalClient, sharded bool, ctl string, ever
 	return sh
 }
 
-// start runs the receive loop and the pinger; wg tracks both.
+// start runs the receive loop and the monitor; wg tracks both.
 func (sh *pubsubShard) start(wg *sync.WaitGroup) {
 	wg.Add(2)
 	go func() { defer wg.Done(); sh.receiveLoop() }()
-	go func() { defer wg.Done(); sh.pingLoop() }()
-}
-
-// healthy reports whether the connection is up and answered recently.
-func (sh *pubsubShard) healthy() bool {
-	last := sh.lastSeen.Load()
-	return !sh.broken.Load() && last != 0 && time.Since(time.Unix(0, last)) < 3*sh.every
+	go func() { defer wg.Done(); sh.monitor() }()
 }
 
 func (sh *pubsubShard) receiveLoop() {
@@ -91,9 +113,7 @@ func (sh *pubsubShard) receiveLoop() {
 			if sh.closing() {
 				return
 			}
-			if !sh.broken.Swap(true) {
-				sh.logger.Warn("ws: redis subscription connection lost", "error", err)
-			}
+			sh.lost(err)
 			failures++
 			if !sh.sleep(backoff(failures)) {
 				return
@@ -102,13 +122,10 @@ func (sh *pubsubShard) receiveLoop() {
 		}
 		failures = 0
 		sh.lastSeen.Store(time.Now().UnixNano())
-		if sh.broken.Swap(false) {
-			sh.logger.Info("ws: redis subscription connection restored")
-		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" || m.Kind == "ssubscribe" {
-				sh.confirm(m.Channel)
+				sh.subscribed(m.Channel, m.Count)
 			}
 		case *redis.Message:
 			sh.deliver(m.Channel, m.Payload)
@@ -116,25 +133,38 @@ func (sh *pubsubShard) receiveLoop() {
 	}
 }
 
-// confirm wakes the Subscribe waiting for channel, if any.
-func (sh *pubsubShard) confirm(channel string) {
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	if s := sh.subs[channel]; s != nil {
-		select {
-		case <-s.confirmed:
-		default:
-			close(s.confirmed)
-		}
+// subscribed records Redis's confirmation of channel, which leaves count
+// subscriptions on the connection, and wakes the Subscribe waiting for it.
+func (sh *pubsubShard) subscribed(channel string, count int) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if count == 1 {
+		sh.newConnection()
 	}
+	s := sh.subs[channel]
+	if s == nil {
+		return
+	}
+	select {
+	case <-s.confirmed:
+	default:
+		close(s.confirmed)
+	}
+	sh.confirmed(s)
 }
 
-// deliver calls channel's handler if its subscription is confirmed.
+// deliver calls channel's handler if its subscription is confirmed. A
+// message on the control channel, a broker announcing itself, makes the
+// monitor count the brokers again.
 func (sh *pubsubShard) deliver(channel, payload string) {
+	if channel == sh.ctl {
+		sh.poke()
+		return
+	}
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	s := sh.subs[channel]
-	if s == nil {
+	if s == nil || s.handler == nil {
 		return
 	}
 	select {
@@ -144,31 +174,14 @@ func (sh *pubsubShard) deliver(channel, payload string) {
 	}
 }
 
-// pingLoop pings every interval so an idle but dead connection is
-// noticed; the pong is read, like everything else, by the receive loop.
-func (sh *pubsubShard) pingLoop() {
-	t := time.NewTicker(sh.every)
-	defer t.Stop()
-	for {
-		select {
-		case <-sh.done:
-			return
-		case <-t.C:
-		}
-		if last := sh.lastSeen.Load(); last != 0 && time.Since(time.Unix(0, last)) < sh.every {
-			continue // traffic is flowing; no ping needed
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), sh.every)
-		_ = sh.ps.Ping(ctx) // a failure shows up as a read error or a stale lastSeen
-		cancel()
-	}
-}
-
 // subscribe registers handler for rch, sends the subscription and waits
 // for Redis to confirm it.
 func (sh *pubsubShard) subscribe(ctx context.Context, rch string, handler func([]byte)) error {
 	s := &redisSub{handler: handler, confirmed: make(chan struct{})}
 	sh.mu.Lock()
+	if old := sh.subs[rch]; old != nil {
+		sh.dropped(old)
+	}
 	sh.subs[rch] = s
 	sh.mu.Unlock()
 
@@ -193,6 +206,7 @@ func (sh *pubsubShard) subscribe(ctx context.Context, rch string, handler func([
 	sh.mu.Lock()
 	if sh.subs[rch] == s {
 		delete(sh.subs, rch)
+		sh.dropped(s)
 	}
 	sh.mu.Unlock()
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sh.every)
@@ -205,8 +219,11 @@ func (sh *pubsubShard) subscribe(ctx context.Context, rch string, handler func([
 // then tells Redis.
 func (sh *pubsubShard) unsubscribe(ctx context.Context, rch string) error {
 	sh.mu.Lock()
-	_, ok := sh.subs[rch]
-	delete(sh.subs, rch)
+	s, ok := sh.subs[rch]
+	if ok {
+		delete(sh.subs, rch)
+		sh.dropped(s)
+	}
 	sh.mu.Unlock()
 	if !ok {
 		return nil

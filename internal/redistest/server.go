@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Server is a redis-server process owned by one test.
@@ -123,6 +125,14 @@ func (s *Server) Kill() {
 
 // Restart starts the killed server again on the same port.
 func (s *Server) Restart() error { return s.Start() }
+
+// FlushAll deletes every key on the server, as FLUSHALL does (a Redis
+// that lost its data while the test's clients stay connected).
+func (s *Server) FlushAll(ctx context.Context) error {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
+	defer c.Close()
+	return c.FlushAll(ctx).Err()
+}
 
 // CLI runs redis-cli against the server and returns its output.
 func (s *Server) CLI(ctx context.Context, args ...string) (string, error) {

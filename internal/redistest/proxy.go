@@ -1,0 +1,108 @@
+package redistest
+
+import (
+	"io"
+	"net"
+	"sync"
+	"testing"
+)
+
+// Proxy forwards TCP connections to a server and can cut them, which
+// breaks one client's path to Redis while others keep theirs (a network
+// partition of one node).
+type Proxy struct {
+	// Addr is the address to connect to instead of the server's.
+	Addr string
+
+	target string
+	l      net.Listener
+	wg     sync.WaitGroup // the accept loop and the copiers
+
+	mu    sync.Mutex
+	cut   bool                  // guarded by mu: new connections are closed at once
+	conns map[net.Conn]struct{} // guarded by mu: both ends of every open pair
+}
+
+// StartProxy listens on a free loopback port and forwards every
+// connection to target. It stops, closing every connection, when tb ends.
+func StartProxy(tb testing.TB, target string) *Proxy {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("proxy listen: %v", err)
+	}
+	p := &Proxy{Addr: l.Addr().String(), target: target, l: l, conns: make(map[net.Conn]struct{})}
+	p.wg.Add(1)
+	go p.accept()
+	tb.Cleanup(p.close)
+	return p
+}
+
+// Cut closes every forwarded connection, and closes each new one as
+// soon as it is accepted, until Restore.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	for c := range p.conns {
+		_ = c.Close()
+	}
+}
+
+// Restore forwards new connections again.
+func (p *Proxy) Restore() {
+	p.mu.Lock()
+	p.cut = false
+	p.mu.Unlock()
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		in, err := p.l.Accept()
+		if err != nil {
+			return // closed
+		}
+		p.mu.Lock()
+		cut := p.cut
+		p.mu.Unlock()
+		if cut {
+			_ = in.Close()
+			continue
+		}
+		out, err := net.Dial("tcp", p.target)
+		if err != nil {
+			_ = in.Close()
+			continue
+		}
+		p.mu.Lock()
+		if p.cut { // cut while dialling
+			p.mu.Unlock()
+			_, _ = in.Close(), out.Close()
+			continue
+		}
+		p.conns[in], p.conns[out] = struct{}{}, struct{}{}
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.pipe(in, out)
+		go p.pipe(out, in)
+	}
+}
+
+// pipe copies src to dst until either fails, then closes both.
+func (p *Proxy) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	_, _ = io.Copy(dst, src)
+	p.mu.Lock()
+	delete(p.conns, dst)
+	delete(p.conns, src)
+	p.mu.Unlock()
+	_ = dst.Close()
+	_ = src.Close()
+}
+
+func (p *Proxy) close() {
+	_ = p.l.Close()
+	p.Cut()
+	p.wg.Wait()
+}

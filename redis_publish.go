@@ -1,0 +1,158 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Publish sends payload with one PUBLISH (SPUBLISH on Redis Cluster).
+//
+// nil means Redis accepted the publication while this node's
+// subscription connection for the channel was live: up, every channel
+// confirmed by Redis since its last reconnect, the resubscribe window
+// over, and no failure seen until the reply came. Every node whose
+// subscription connection stays up until the message reaches it
+// delivers it, in order; a node whose connection breaks first loses it
+// (Redis pub/sub is at most once) and reports unhealthy.
+//
+// An error wrapping ErrBrokerUnavailable means nothing was sent: the
+// broker is not live (Redis unreachable, resubscribing, waiting for the
+// other nodes, or silent for three HealthIntervals), or the command
+// failed before it could reach Redis (see publishNotSent). Retrying
+// later cannot duplicate it.
+//
+// An error wrapping ErrPublishUncertain means the command may have been
+// executed: a timeout or a lost connection while waiting for the reply,
+// or the subscription connection failed while the publish was in
+// flight. Some, all or none of the subscribers may receive it; retrying
+// may deliver it twice.
+//
+// Publish does not wait for a connection to come back. It returns within
+// ctx's deadline, or without one within about DialTimeout (when it must
+// open a connection) plus WriteTimeout plus ReadTimeout (one more for a
+// new connection's handshake), or PoolTimeout when all PoolSize
+// connections are busy.
+func (b *RedisBroker) Publish(ctx context.Context, channel string, payload []byte) error {
+	if b.closed.Load() {
+		return ErrHubClosed
+	}
+	i := b.shardOf(channel)
+	sh := b.shards[i]
+	session, err := sh.admit(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: redis publish on %q: %w", ErrBrokerUnavailable, channel, err)
+	}
+	if err := b.publishOnce(ctx, b.redisChannel(i, channel), payload); err != nil {
+		if publishNotSent(err) {
+			return fmt.Errorf("%w: redis publish on %q: %w", ErrBrokerUnavailable, channel, err)
+		}
+		return fmt.Errorf("%w: redis publish on %q: %w", ErrPublishUncertain, channel, err)
+	}
+	if !sh.stillLive(session) {
+		return fmt.Errorf("%w: redis publish on %q: the subscription connection failed while publishing", ErrPublishUncertain, channel)
+	}
+	return nil
+}
+
+// publishOnce sends one PUBLISH for rch. On Redis Cluster it goes to the
+// node that owns rch's slot through that node's own client, because the
+// cluster client would send a command again, maybe to another node,
+// after a timeout or a dropped connection, and a PUBLISH sent twice is
+// delivered twice.
+func (b *RedisBroker) publishOnce(ctx context.Context, rch string, payload []byte) error {
+	var c redis.Cmdable = b.client
+	cc, cluster := b.client.(*redis.ClusterClient)
+	if cluster {
+		node, err := cc.MasterForKey(ctx, rch)
+		if err != nil {
+			return &noConnError{err: err}
+		}
+		c = node
+	}
+	var err error
+	if b.sharded {
+		err = c.SPublish(ctx, rch, payload).Err()
+	} else {
+		err = c.Publish(ctx, rch, payload).Err()
+	}
+	if _, moved := redis.IsMovedError(err); moved && cluster {
+		cc.ReloadState(ctx) // the slot moved: learn where to
+	}
+	return err
+}
+
+// publishNotSent reports whether err, from publishOnce, proves that Redis
+// did not execute the command. These do:
+//
+//   - *noConnError, or a *net.OpError whose Op is "dial": there was no
+//     connection (a refused or timed-out dial, a failed TLS handshake,
+//     no node known for the slot);
+//   - redis.ErrClosed, redis.ErrPoolTimeout, redis.ErrPoolExhausted: no
+//     connection could be taken from the pool;
+//   - context.Canceled, context.DeadlineExceeded: go-redis returns these
+//     only while it waits for a connection (an expired deadline during
+//     I/O is a net timeout instead);
+//   - a *net.OpError whose Op is "write": the command was not written
+//     whole, and Redis never runs part of a command;
+//   - a Redis error reply (redis.Error: MOVED, LOADING, NOAUTH, OOM,
+//     CLUSTERDOWN...): Redis refused the command.
+//
+// Everything else leaves the outcome unknown: a read timeout, EOF or a
+// reset connection while waiting for the reply, a malformed reply, a
+// failure while a new connection's handshake waited for its reply (it
+// reads like a reply timeout), and any error ws does not recognise.
+func publishNotSent(err error) bool {
+	var noConn *noConnError
+	var op *net.OpError
+	var reply redis.Error
+	switch {
+	case errors.As(err, &noConn):
+		return true
+	case errors.Is(err, redis.ErrClosed), errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted):
+		return true
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return true
+	case errors.As(err, &reply):
+		return true
+	case errors.As(err, &op):
+		return op.Op == "dial" || op.Op == "write"
+	}
+	return false
+}
+
+// noConnError is a failure to get a connection for a command, which was
+// therefore not sent: a dial error (see RedisOptions.dialer) or no node
+// known for a cluster slot.
+type noConnError struct{ err error }
+
+func (e *noConnError) Error() string { return e.err.Error() }
+func (e *noConnError) Unwrap() error { return e.err }
+
+// peerCounter returns a function counting the brokers subscribed to the
+// control channel ctl, or nil where Redis cannot tell: with classic
+// pub/sub on a cluster each node counts only its own subscribers.
+func (b *RedisBroker) peerCounter(ctl string) func(context.Context) (int, error) {
+	cc, cluster := b.client.(*redis.ClusterClient)
+	switch {
+	case cluster && !b.sharded:
+		return nil
+	case cluster:
+		return func(ctx context.Context) (int, error) {
+			node, err := cc.MasterForKey(ctx, ctl)
+			if err != nil {
+				return 0, err
+			}
+			n, err := node.PubSubShardNumSub(ctx, ctl).Result()
+			return int(n[ctl]), err
+		}
+	default:
+		return func(ctx context.Context) (int, error) {
+			n, err := b.client.PubSubNumSub(ctx, ctl).Result()
+			return int(n[ctl]), err
+		}
+	}
+}
