@@ -239,6 +239,12 @@ export class Client extends Emitter {
 
   #received(data) {
     this.#lastFrameAt = Date.now();
+    if (this.#pingSentAt !== 0) {
+      // Alive: the ping is answered by this frame, whatever it is.
+      this.#pingSentAt = 0;
+      clearTimeout(this.#keepaliveTimer);
+      this.#scheduleKeepalive(this._options.pingInterval);
+    }
     let f;
     try {
       f = JSON.parse(typeof data === 'string' ? data : String(data));
@@ -356,8 +362,8 @@ export class Client extends Emitter {
   // nothing has arrived for pingInterval we send {"action":"ping"}; if
   // still nothing (not the pong, not any frame) arrives within
   // pongTimeout, the connection is dead: dropped and replaced. A busy
-  // connection sends no pings. The timer is not touched per frame: each
-  // frame only records its time.
+  // connection sends no pings: a frame only records its time, and
+  // reschedules the timer only when it answers a ping.
 
   #startKeepalive() {
     this.#lastFrameAt = Date.now();
@@ -374,16 +380,14 @@ export class Client extends Emitter {
     const { pingInterval, pongTimeout } = this._options;
     const now = Date.now();
     if (this.#pingSentAt !== 0) {
-      if (this.#lastFrameAt < this.#pingSentAt) {
-        if (now - this.#pingSentAt >= pongTimeout) {
-          this.#abandon();
-          this.#closed(1006, 'keepalive timeout');
-          return;
-        }
-        this.#scheduleKeepalive(this.#pingSentAt + pongTimeout - now);
+      // Nothing has arrived since the ping.
+      if (now - this.#pingSentAt >= pongTimeout) {
+        this.#abandon();
+        this.#closed(1006, 'keepalive timeout');
         return;
       }
-      this.#pingSentAt = 0;
+      this.#scheduleKeepalive(this.#pingSentAt + pongTimeout - now);
+      return;
     }
     const idle = now - this.#lastFrameAt;
     if (idle < pingInterval) {
