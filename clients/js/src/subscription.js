@@ -28,8 +28,19 @@ export class Subscription extends Emitter {
   #channel;
   #state = 'subscribing';
   #everSubscribed = false;
-  /** @type {{offset: number, epoch: string} | null} last position delivered on a history channel */
+  /**
+   * Where a history channel's subscription stands: the offset up to which
+   * it has everything (the last message delivered, or the channel's latest
+   * at subscribe time) and the history's epoch. Sent as since.
+   * @type {{offset: number, epoch: string} | null}
+   */
   #position = null;
+  /**
+   * Messages at or below this offset were delivered already and are
+   * dropped; null when nothing was delivered since the last fresh start.
+   * @type {number | null}
+   */
+  #floor = null;
   #sentSince = false; // the subscribe in flight carried since
   #presence = new Presence();
   #named = new Emitter(); // message listeners by event name (listen)
@@ -48,6 +59,7 @@ export class Subscription extends Emitter {
         throw new TypeError('since must be {offset: number, epoch: string}, as sub.position gives it');
       }
       this.#position = { offset: since.offset, epoch: since.epoch };
+      this.#floor = since.offset;
     }
   }
 
@@ -76,8 +88,9 @@ export class Subscription extends Emitter {
   }
 
   /**
-   * The position of the last message delivered on a history channel,
-   * {offset, epoch}, or null. Store it to resume after a page reload:
+   * Where the subscription stands on a history channel, {offset, epoch}:
+   * the offset of the last message delivered (or the channel's latest
+   * when it subscribed), or null on other channels. Store it to resume after a page reload:
    * client.subscribe(channel, {since: position}).
    */
   get position() {
@@ -222,12 +235,18 @@ export class Subscription extends Emitter {
       info.offset = typeof f.offset === 'number' ? f.offset : 0;
       info.epoch = f.epoch;
       if (sentSince) info.recovered = recovered = f.recovered === true;
-      // Recovered: the missed messages follow, from our own offset on.
-      // Otherwise we start from the channel's latest.
-      if (!recovered) this.#position = { offset: info.offset, epoch: f.epoch };
+      // Recovered: the missed messages follow, from our own offset on,
+      // and the floor stays. Otherwise we start from the channel's latest.
+      // No floor then: a message published as we subscribed may carry an
+      // offset at or below it, and it is delivered rather than lost.
+      if (!recovered) {
+        this.#position = { offset: info.offset, epoch: f.epoch };
+        this.#floor = null;
+      }
     } else if (sentSince) {
       info.recovered = false; // not a history channel (any more)
       this.#position = null;
+      this.#floor = null;
     }
     this.#everSubscribed = true;
     this.#setState('subscribed');
@@ -240,10 +259,9 @@ export class Subscription extends Emitter {
     if (f.event !== undefined) meta.event = f.event;
     if (typeof f.offset === 'number') {
       meta.offset = f.offset;
-      if (this.#position) {
-        if (f.offset <= this.#position.offset) return; // delivered already
-        this.#position.offset = f.offset;
-      }
+      if (this.#floor !== null && f.offset <= this.#floor) return; // delivered already
+      this.#floor = f.offset;
+      if (this.#position && f.offset > this.#position.offset) this.#position.offset = f.offset;
     }
     const message = f.message === undefined ? null : f.message;
     this._emit('message', message, meta);
