@@ -31,8 +31,7 @@ func TestJavaScriptClient(t *testing.T) {
 	defer cancel()
 	run(t, ctx, npm, "ci", "--no-audit", "--no-fund")
 
-	bin := filepath.Join(t.TempDir(), "testserver")
-	run(t, ctx, "go", "build", "-o", bin, "./testserver")
+	bin := buildTestServer(t, ctx)
 
 	t.Run("typecheck", func(t *testing.T) {
 		run(t, ctx, node, filepath.Join("node_modules", "typescript", "bin", "tsc"), "--noEmit", "-p", filepath.Join("test", "tsconfig.json"))

@@ -6,6 +6,9 @@
 //	go run ./clients/js/testserver
 //	ws=127.0.0.1:41234 control=127.0.0.1:41235
 //
+// With -static DIR it also serves DIR at / on the WebSocket port, so a
+// page in a browser reaches /ws on its own origin.
+//
 // It prints that line once both ports listen and runs until its standard
 // input closes (the test that started it exited) or it gets SIGINT/SIGTERM.
 //
@@ -54,6 +57,7 @@ func main() {
 	wsAddr := flag.String("ws", "127.0.0.1:0", "WebSocket listen address")
 	controlAddr := flag.String("control", "127.0.0.1:0", "control listen address")
 	queue := flag.Int("queue", 64, "Config.SendQueueSize")
+	static := flag.String("static", "", "a directory served at / on the WebSocket port (for pages in a browser)")
 	flag.Parse()
 	log.SetFlags(log.Lmicroseconds)
 
@@ -63,6 +67,7 @@ func main() {
 			// A held socket must not keep a closed client around for long.
 			WriteTimeout: 2 * time.Second,
 		},
+		static:  *static,
 		clients: make(map[*ws.Client]struct{}),
 	}
 	s.options = &ws.Options{
@@ -113,6 +118,7 @@ func main() {
 type server struct {
 	cfg     ws.Config
 	options *ws.Options
+	static  string // served at / when set
 
 	mu      sync.Mutex
 	addr    string                  // guarded by mu; the WebSocket address, kept across restarts
@@ -140,6 +146,9 @@ func (s *server) start(addr string) error {
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
 		_ = ws.ServeWS(hub, w, r, s.options)
 	})
+	if s.static != "" {
+		mux.Handle("/", http.FileServer(http.Dir(s.static)))
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	s.addr, s.hub, s.httpSrv, s.ln = l.Addr().String(), hub, srv, ln
