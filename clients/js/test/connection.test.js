@@ -6,7 +6,7 @@ import net from 'node:net';
 import { test } from 'node:test';
 
 import { connect } from '../src/index.js';
-import { connected, newClient, next, record, startServer, subscribed, testOptions } from './helpers.js';
+import { connected, newClient, next, record, registered, startServer, subscribed, testOptions } from './helpers.js';
 
 test('connect moves through connecting to connected, close to disconnected', async (t) => {
   const server = await startServer(t);
@@ -25,7 +25,7 @@ test('connect moves through connecting to connected, close to disconnected', asy
   ]);
   // connect() starts again.
   client.connect();
-  await connected(client);
+  await registered(client);
   const users = await server.call('GET', '/clients');
   assert.deepEqual(users, ['alice']);
 });
@@ -46,8 +46,9 @@ test('a URL function (async) is called before every attempt; params and token ar
   const sub = client.subscribe('presence-who');
   await next(sub, 'here');
   assert.deepEqual([...sub.members.keys()], ['token:t1'], 'the user came from ?token=');
+  const again = next(client, 'connected');
   await server.drop();
-  await next(client, 'connected');
+  await again;
   assert.equal(calls, 2);
   await next(sub, 'here', { accept: (members) => members.some((m) => m.id === 'token:t2') });
 });
@@ -55,7 +56,7 @@ test('a URL function (async) is called before every attempt; params and token ar
 test('reconnects after the socket is dropped without a close frame (1006)', async (t) => {
   const server = await startServer(t);
   const client = newClient(t, server, 'bob');
-  await connected(client);
+  await registered(client);
   const disconnected = next(client, 'disconnected');
   await server.drop();
   const [d] = await disconnected;
@@ -89,7 +90,7 @@ test('reconnects after a graceful shutdown (1001), through refused attempts, to 
 test('reconnects after being closed as a slow consumer (4008)', async (t) => {
   const server = await startServer(t, { queue: 16 });
   const client = newClient(t, server, 'slow');
-  await connected(client);
+  await registered(client);
   const disconnected = next(client, 'disconnected');
   await server.slow('slow');
   const [d] = await disconnected;
@@ -101,7 +102,7 @@ for (const code of [4009, 1011, 1012]) {
   test(`reconnects after close code ${code}`, async (t) => {
     const server = await startServer(t);
     const client = newClient(t, server, 'dave');
-    await connected(client);
+    await registered(client);
     const disconnected = next(client, 'disconnected');
     await server.closeClients(code, 'test');
     const [d] = await disconnected;
@@ -115,7 +116,7 @@ for (const code of [1008, 1000, 4001]) {
     const server = await startServer(t);
     const client = newClient(t, server, 'eve');
     const log = record(client, ['state', 'reconnecting']);
-    await connected(client);
+    await registered(client);
     const disconnected = next(client, 'disconnected');
     await server.closeClients(code, 'bye');
     const [d] = await disconnected;
@@ -132,7 +133,7 @@ for (const code of [1008, 1000, 4001]) {
 test('shouldReconnect overrides the policy', async (t) => {
   const server = await startServer(t);
   const client = newClient(t, server, 'frank', { shouldReconnect: ({ code }) => code === 1008 });
-  await connected(client);
+  await registered(client);
   const disconnected = next(client, 'disconnected');
   await server.closeClients(1008, 'policy');
   assert.equal((await disconnected)[0].willReconnect, true);
@@ -142,7 +143,7 @@ test('shouldReconnect overrides the policy', async (t) => {
 test('failed attempts back off exponentially with jitter, under the cap', async (t) => {
   const server = await startServer(t);
   const client = newClient(t, server, 'gina', { minReconnectDelay: 10, maxReconnectDelay: 80 });
-  await connected(client);
+  await registered(client);
   const attempts = [];
   const sixth = next(client, 'reconnecting', { accept: (r) => r.attempt === 6 });
   client.on('reconnecting', (r) => attempts.push(r));
@@ -172,13 +173,14 @@ test('keepalive: a silent server is noticed, dropped and replaced', async (t) =>
   const sub = client.subscribe('news');
   await subscribed(sub);
   const disconnected = next(client, 'disconnected', { timeout: 5000 });
+  const back = next(sub, 'subscribed', { accept: (info) => info.resubscribed });
   const started = Date.now();
   await server.stall('ivy'); // the server reads but never writes again
   const [d] = await disconnected;
   assert.deepEqual(d, { code: 1006, reason: 'keepalive timeout', willReconnect: true });
   assert.ok(Date.now() - started < 2000, `noticed after ${Date.now() - started} ms`);
   await server.call('POST', '/release?user=ivy'); // let the old socket's writer go
-  await next(sub, 'subscribed'); // on the new connection
+  await back; // on the new connection
   const got = next(sub, 'message');
   await server.publish('news', 'after');
   assert.equal((await got)[0], 'after');

@@ -161,6 +161,16 @@ export function connected(client, timeout = 10_000) {
   return next(client, 'connected', { timeout });
 }
 
+/**
+ * Resolves once the server has registered the client's connection (its
+ * OnConnect ran), which the socket's open event does not promise: the
+ * upgrade is answered first. A subscribe confirmed proves it.
+ */
+export async function registered(client, timeout = 10_000) {
+  await connected(client, timeout);
+  await subscribed(client.subscribe('registered'), timeout);
+}
+
 /** Resolves once sub is subscribed (at once if it is). */
 export function subscribed(sub, timeout = 10_000) {
   if (sub.state === 'subscribed') return Promise.resolve();
