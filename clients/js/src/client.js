@@ -130,6 +130,7 @@ export class Client extends Emitter {
    */
   close(code = 1000, reason = '') {
     this.#attempt++;
+    this.#failures = 0; // connect() starts afresh
     this.#clearReconnect();
     const socket = this.#socket;
     if (socket) {
@@ -137,7 +138,12 @@ export class Client extends Emitter {
       try {
         socket.close(code, reason);
       } catch {
-        socket.close();
+        // an invalid code or reason: close without them
+        try {
+          socket.close();
+        } catch {
+          // closed already
+        }
       }
     }
     for (const sub of this.#subs.values()) sub._disconnected();
