@@ -61,6 +61,9 @@ func main() {
 	flag.Parse()
 	log.SetFlags(log.Lmicroseconds)
 
+	// When Config grows its history hook (issue 13), test/recovery.test.js
+	// expects history on channels named history-small-* (10 publications)
+	// and on the other history-* channels (1000 publications).
 	s := &server{
 		cfg: ws.Config{
 			SendQueueSize: *queue,
