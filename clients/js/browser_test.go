@@ -1,0 +1,287 @@
+package jsclient_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vortechron/go-ws/internal/testenv"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/remote"
+)
+
+// TestJavaScriptClientInBrowser loads the client in headless Chromium,
+// straight from src/ (test/browser.html, served by the test server on
+// the WebSocket's own origin), as two users: presence, a publication and
+// a whisper reach the pages; a dropped socket is reconnected and
+// resubscribed; and a server that goes silent is noticed by the client's
+// keepalive, which a browser needs because it cannot see WebSocket pings.
+func TestJavaScriptClientInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped in -short mode: builds the test server and runs Chromium")
+	}
+	bin := chromium()
+	if bin == "" {
+		testenv.Missing(t, testenv.RequireTools, "no Chromium found (looked for $WS_CHROMIUM, chromium, chromium-browser, google-chrome); install it with: apt-get install -y chromium")
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		testenv.Missing(t, testenv.RequireTools, "go is not on PATH; cannot build clients/js/testserver")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv := startTestServer(t, ctx, buildTestServer(t, ctx), "-static", ".")
+
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(bin),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("remote-debugging-port", "0"),
+		remote.WebSocket,
+		// Two pages are open at once; neither may be throttled as a
+		// background tab.
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.Flag("disable-backgrounding-occluded-windows", true),
+	)
+	defer cancelAlloc()
+
+	page := "http://" + srv.ws + "/test/browser.html?ping=300&pong=500&user="
+	alice, closeAlice := openPage(t, alloc, page+"alice")
+	defer closeAlice()
+	waitJS(t, alice, "alice is subscribed with herself in the list",
+		`has(e => e[0] === 'subscribed') && has(e => e[0] === 'here' && e[1].join() === 'alice')`)
+	bob, closeBob := openPage(t, alice, page+"bob")
+	defer closeBob()
+	waitJS(t, bob, "bob's list has both", `has(e => e[0] === 'here' && e[1].join() === 'alice,bob')`)
+	waitJS(t, alice, "alice sees bob join", `has(e => e[0] === 'joining' && e[1] === 'bob')`)
+
+	srv.post(t, "/publish?channel=presence-browser", `{"n":1}`)
+	for _, p := range []context.Context{alice, bob} {
+		waitJS(t, p, "the publication arrives", `has(e => e[0] === 'message' && e[1].n === 1)`)
+	}
+	if sent := evalJS[bool](t, alice, `__room.whisper('typing', {isTyping: true})`); !sent {
+		t.Fatal("alice's whisper was not sent")
+	}
+	waitJS(t, bob, "bob gets alice's whisper", `has(e => e[0] === 'whisper' && e[1] === 'typing' && e[2].isTyping && e[3] === 'alice')`)
+
+	// A socket dropped without a close frame: reconnected, resubscribed.
+	srv.post(t, "/drop?user=alice", "")
+	waitJS(t, alice, "alice sees the drop", `has(e => e[0] === 'disconnected' && e[1].code === 1006 && e[1].willReconnect)`)
+	waitJS(t, alice, "alice is resubscribed", `has(e => e[0] === 'subscribed' && e[1].resubscribed)`)
+	srv.post(t, "/publish?channel=presence-browser", `{"n":2}`)
+	waitJS(t, alice, "a publication after the reconnect arrives", `has(e => e[0] === 'message' && e[1].n === 2)`)
+
+	// The server stops writing to alice: only the client's keepalive can
+	// tell; it drops the socket and connects again.
+	srv.post(t, "/stall?user=alice", "")
+	waitJS(t, alice, "alice's keepalive notices the silent server",
+		`has(e => e[0] === 'disconnected' && e[1].reason === 'keepalive timeout' && e[1].willReconnect)`)
+	srv.post(t, "/release?user=alice", "")
+	waitJS(t, alice, "alice is resubscribed again", `__events.filter(e => e[0] === 'subscribed').length === 3`)
+	srv.post(t, "/publish?channel=presence-browser", `{"n":3}`)
+	waitJS(t, alice, "a publication after the keepalive reconnect arrives", `has(e => e[0] === 'message' && e[1].n === 3)`)
+
+	closeBob()
+	waitJS(t, alice, "alice sees bob leave", `has(e => e[0] === 'leaving' && e[1] === 'bob') && [...__room.members.keys()].join() === 'alice'`)
+}
+
+// chromium returns the Chromium binary: $WS_CHROMIUM, or the first of
+// chromium, chromium-browser and google-chrome on PATH; "" if none.
+func chromium() string {
+	if p := os.Getenv("WS_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// openPage opens url in a new tab of parent, failing t on any uncaught
+// JavaScript exception in it. closePage closes the tab.
+func openPage(t *testing.T, parent context.Context, url string) (page context.Context, closePage func()) {
+	t.Helper()
+	page, cancel := chromedp.NewContext(parent)
+	var once sync.Once
+	closePage = func() {
+		once.Do(func() {
+			if err := chromedp.Cancel(page); err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("closing %s: %v", url, err)
+			}
+			cancel()
+		})
+	}
+	// The first call on a context opens its tab for the context's life, so
+	// it must not be one bounded by waitJS's timeout.
+	err := chromedp.Listen(page, func(ev any) {
+		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
+			d := e.ExceptionDetails
+			msg := d.Text
+			if d.Exception != nil && d.Exception.Description != "" {
+				msg = d.Exception.Description
+			}
+			t.Errorf("JavaScript exception on %s at %d:%d: %s", url, d.LineNumber+1, d.ColumnNumber+1, msg)
+		}
+	})
+	if err != nil {
+		t.Fatalf("start Chromium and open a tab: %v", err)
+	}
+	ctx, cancelNav := context.WithTimeout(page, 15*time.Second)
+	defer cancelNav()
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		t.Fatalf("open %s: %v", url, err)
+	}
+	return page, closePage
+}
+
+// waitJS waits up to 15 s until the expression is truthy on page. It may
+// use has(pred), true when an event the page logged satisfies pred.
+func waitJS(t *testing.T, page context.Context, step, expr string) {
+	t.Helper()
+	js := fmt.Sprintf(`(() => { const has = (p) => (window.__events || []).some(p); return !!(window.__events && (%s)); })()`, expr)
+	ctx, cancel := context.WithTimeout(page, 15*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](js, chromedp.WithPollingInterval(20*time.Millisecond))); err != nil {
+		var events string
+		logCtx, cancelLog := context.WithTimeout(page, 5*time.Second)
+		defer cancelLog()
+		events, _ = chromedp.Run(logCtx, chromedp.Evaluate[string](`JSON.stringify(window.__events || [])`))
+		t.Fatalf("%s: %v\npage events: %s", step, err, events)
+	}
+}
+
+// evalJS evaluates expr on page and returns its value.
+func evalJS[T any](t *testing.T, page context.Context, expr string) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(page, 15*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// buildTestServer builds clients/js/testserver into a temporary directory.
+func buildTestServer(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "testserver")
+	run(t, ctx, "go", "build", "-o", bin, "./testserver")
+	return bin
+}
+
+// testServer is a running clients/js/testserver.
+type testServer struct {
+	ws, control string // host:port
+}
+
+// startTestServer runs the test server binary with args in clients/js
+// until t ends, returning its addresses.
+func startTestServer(t *testing.T, ctx context.Context, bin string, args ...string) *testServer {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	cmd.Stderr = &logs
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	t.Cleanup(func() {
+		_ = stdin.Close() // the server shuts down when its stdin closes
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("testserver log:\n%s", logs.String())
+		}
+	})
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		if sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		for sc.Scan() { // keep the pipe drained
+		}
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	select {
+	case line := <-lines:
+		m := regexp.MustCompile(`^ws=(\S+) control=(\S+)$`).FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("testserver printed %q; log:\n%s", line, logs.String())
+		}
+		return &testServer{ws: m[1], control: m[2]}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("testserver did not print its addresses within 20s; log:\n%s", logs.String())
+	}
+	return nil
+}
+
+// post calls a control route, failing t unless it answers 2xx.
+func (s *testServer) post(t *testing.T, path, body string) {
+	t.Helper()
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Post("http://"+s.control+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("POST %s: %s", path, resp.Status)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and many readers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer // guarded by mu
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

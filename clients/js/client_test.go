@@ -1,0 +1,125 @@
+// Package jsclient_test runs the JavaScript client's own tests
+// (clients/js/test, node's test runner) and its type check from go test,
+// so `make test` covers the client. The tests start the Go server in
+// clients/js/testserver, built here once for all of them.
+package jsclient_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/vortechron/go-ws/internal/testenv"
+)
+
+// TestJavaScriptClient installs the client's dev dependencies (npm ci),
+// type-checks index.d.ts against test/types.ts (tsc --noEmit) and runs
+// every test/*.test.js with node --test against the test server.
+func TestJavaScriptClient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped in -short mode: builds the test server and runs Node")
+	}
+	node, npm := tools(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	run(t, ctx, npm, "ci", "--no-audit", "--no-fund")
+
+	bin := buildTestServer(t, ctx)
+
+	t.Run("typecheck", func(t *testing.T) {
+		run(t, ctx, node, filepath.Join("node_modules", "typescript", "bin", "tsc"), "--noEmit", "-p", filepath.Join("test", "tsconfig.json"))
+	})
+
+	t.Run("node", func(t *testing.T) {
+		files, err := filepath.Glob(filepath.Join("test", "*.test.js"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no test/*.test.js files (%v)", err)
+		}
+		args := append([]string{"--test", "--test-reporter=tap"}, files...)
+		cmd := exec.CommandContext(ctx, node, args...)
+		cmd.Env = append(os.Environ(), "WS_TESTSERVER_BIN="+bin)
+		cmd.WaitDelay = 10 * time.Second
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err = cmd.Run()
+		counts := summary(out.Bytes())
+		if err != nil {
+			t.Fatalf("node --test failed (%v): %s\n%s", err, counts, out.String())
+		}
+		if testing.Verbose() {
+			t.Logf("node --test output:\n%s", out.String())
+		}
+		t.Logf("node --test: %s", counts)
+		if n, _ := strconv.Atoi(tapCount(out.Bytes(), "pass")); n == 0 {
+			t.Fatalf("node --test passed no test:\n%s", out.String())
+		}
+	})
+}
+
+// tools returns node and npm, or skips (fails under WS_REQUIRE_TOOLS=1)
+// saying what is missing.
+func tools(t *testing.T) (node, npm string) {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		testenv.Missing(t, testenv.RequireTools, "node is not on PATH; install Node.js 18+ to run the JavaScript client's tests")
+	}
+	npm, err = exec.LookPath("npm")
+	if err != nil {
+		testenv.Missing(t, testenv.RequireTools, "npm is not on PATH; install Node.js 18+ (with npm) to run the JavaScript client's tests")
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		testenv.Missing(t, testenv.RequireTools, "go is not on PATH; cannot build clients/js/testserver")
+	}
+	out, err := exec.Command(node, "--version").Output()
+	if err != nil {
+		testenv.Missing(t, testenv.RequireTools, "node --version failed: %v", err)
+	}
+	m := regexp.MustCompile(`^v(\d+)\.`).FindSubmatch(out)
+	if m == nil {
+		testenv.Missing(t, testenv.RequireTools, "node --version printed %q", out)
+	}
+	if major, _ := strconv.Atoi(string(m[1])); major < 18 {
+		testenv.Missing(t, testenv.RequireTools, "node %s is too old; the client and its tests need Node.js 18+", bytes.TrimSpace(out))
+	}
+	return node, npm
+}
+
+// run runs a command in clients/js and fails t with its output if it fails.
+func run(t *testing.T, ctx context.Context, name string, args ...string) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
+
+// summary is the runner's closing counts, e.g. "tests 43, pass 38, fail 0, todo 5".
+func summary(tap []byte) string {
+	s := ""
+	for _, k := range []string{"tests", "pass", "fail", "cancelled", "skipped", "todo"} {
+		if s != "" {
+			s += ", "
+		}
+		s += k + " " + tapCount(tap, k)
+	}
+	return s
+}
+
+// tapCount returns the number on the TAP comment line "# key N".
+func tapCount(tap []byte, key string) string {
+	m := regexp.MustCompile(`(?m)^# ` + key + ` (\d+)$`).FindSubmatch(tap)
+	if m == nil {
+		return "?"
+	}
+	return string(m[1])
+}

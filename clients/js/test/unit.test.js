@@ -1,0 +1,268 @@
+// The client's bookkeeping on a fake socket, frame by frame: recovery
+// positions and dedup (the protocol of docs/protocol.md, which the Go
+// server does not implement yet for history), presence versions, retries,
+// routing, and the pure policy functions.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { backoffDelay, connect, defaultShouldReconnect } from '../src/index.js';
+import { next, record } from './helpers.js';
+
+/** A WebSocket class whose sockets the test opens, feeds and drops. */
+function fakeWebSocket() {
+  const sockets = [];
+  class FakeSocket {
+    readyState = 0;
+    sent = [];
+    constructor(url) {
+      this.url = url;
+      sockets.push(this);
+    }
+    send(s) {
+      if (this.readyState !== 1) throw new Error('send on a socket that is not open');
+      this.sent.push(JSON.parse(s));
+    }
+    close(code = 1000, reason = '') {
+      this.readyState = 3;
+      queueMicrotask(() => this.onclose({ code, reason }));
+    }
+    // the server's side
+    open() {
+      this.readyState = 1;
+      this.onopen({});
+    }
+    receive(frame) {
+      this.onmessage({ data: JSON.stringify(frame) });
+    }
+    drop(code = 1006, reason = '') {
+      this.readyState = 3;
+      this.onclose({ code, reason });
+    }
+  }
+  return { WebSocket: FakeSocket, sockets };
+}
+
+/** A client on a fake socket, connected, with fast reconnects. */
+async function fakeClient(t, options = {}) {
+  const fake = fakeWebSocket();
+  const client = connect('ws://fake.test/ws', { WebSocket: fake.WebSocket, minReconnectDelay: 1, maxReconnectDelay: 5, pingInterval: 0, ...options });
+  t.after(() => client.close());
+  await waitFor(() => fake.sockets.length === 1); // the URL resolves asynchronously
+  fake.sockets[0].open();
+  const current = () => fake.sockets[fake.sockets.length - 1];
+  /** Drops the socket and opens the next one the client makes. */
+  const reconnect = async (code = 1006) => {
+    const n = fake.sockets.length;
+    current().drop(code);
+    await waitFor(() => fake.sockets.length === n + 1);
+    current().open();
+  };
+  return { client, fake, current, reconnect };
+}
+
+async function waitFor(check, timeout = 2000) {
+  const deadline = Date.now() + timeout;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met');
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
+test('history: offsets are tracked, duplicates dropped, since sent on resubscribe, recovered signalled', async (t) => {
+  const { client, current, reconnect } = await fakeClient(t);
+  const sub = client.subscribe('history-feed');
+  assert.deepEqual(current().sent, [{ action: 'subscribe', channel: 'history-feed' }]);
+  const log = record(sub, ['subscribed', 'message', 'recovered', 'reset']);
+  current().receive({ type: 'subscribed', channel: 'history-feed', offset: 5, epoch: 'e1' });
+  assert.deepEqual(sub.position, { offset: 5, epoch: 'e1' });
+  for (const offset of [6, 7, 7, 6, 5, 8]) current().receive({ type: 'message', channel: 'history-feed', message: { offset }, offset });
+  assert.deepEqual(sub.position, { offset: 8, epoch: 'e1' });
+
+  await reconnect();
+  assert.deepEqual(current().sent, [{ action: 'subscribe', channel: 'history-feed', since: { offset: 8, epoch: 'e1' } }]);
+  current().receive({ type: 'subscribed', channel: 'history-feed', offset: 10, epoch: 'e1', recovered: true });
+  for (const offset of [9, 10, 10, 11]) current().receive({ type: 'message', channel: 'history-feed', message: { offset }, offset });
+
+  assert.deepEqual(log, [
+    ['subscribed', { resubscribed: false, offset: 5, epoch: 'e1' }],
+    ['message', { offset: 6 }, { channel: 'history-feed', offset: 6 }],
+    ['message', { offset: 7 }, { channel: 'history-feed', offset: 7 }],
+    ['message', { offset: 8 }, { channel: 'history-feed', offset: 8 }],
+    ['subscribed', { resubscribed: true, offset: 10, epoch: 'e1', recovered: true }],
+    ['recovered', { resubscribed: true, offset: 10, epoch: 'e1', recovered: true }],
+    ['message', { offset: 9 }, { channel: 'history-feed', offset: 9 }],
+    ['message', { offset: 10 }, { channel: 'history-feed', offset: 10 }],
+    ['message', { offset: 11 }, { channel: 'history-feed', offset: 11 }],
+  ]);
+});
+
+test('history: recovered:false signals reset and restarts from the channel\'s latest offset', async (t) => {
+  const { client, current, reconnect } = await fakeClient(t);
+  const sub = client.subscribe('history-feed', { since: { offset: 40, epoch: 'old' } });
+  assert.deepEqual(current().sent, [{ action: 'subscribe', channel: 'history-feed', since: { offset: 40, epoch: 'old' } }]);
+  const resets = [];
+  sub.on('reset', (info) => resets.push(info));
+  const got = [];
+  sub.on('message', (m, meta) => got.push(meta.offset));
+  current().receive({ type: 'subscribed', channel: 'history-feed', offset: 3, epoch: 'new', recovered: false });
+  assert.deepEqual(resets, [{ resubscribed: false, offset: 3, epoch: 'new', recovered: false }]);
+  assert.deepEqual(sub.position, { offset: 3, epoch: 'new' });
+  // After a fresh start nothing was delivered yet: a message at or below
+  // the channel's latest (published as we subscribed) is delivered, not lost.
+  for (const offset of [3, 4, 4, 2]) current().receive({ type: 'message', channel: 'history-feed', message: null, offset });
+  assert.deepEqual(got, [3, 4]);
+
+  // A resubscribe whose since was never answered is sent again.
+  await reconnect();
+  assert.deepEqual(current().sent, [{ action: 'subscribe', channel: 'history-feed', since: { offset: 4, epoch: 'new' } }]);
+  await reconnect();
+  assert.deepEqual(current().sent, [{ action: 'subscribe', channel: 'history-feed', since: { offset: 4, epoch: 'new' } }]);
+});
+
+test('history: since on a channel without history is a reset, and since is not sent again', async (t) => {
+  const { client, current, reconnect } = await fakeClient(t);
+  const sub = client.subscribe('plain', { since: { offset: 1, epoch: 'e' } });
+  const reset = next(sub, 'reset');
+  current().receive({ type: 'subscribed', channel: 'plain' });
+  assert.deepEqual(await reset, [{ resubscribed: false, recovered: false }]);
+  assert.equal(sub.position, null);
+  await reconnect();
+  assert.deepEqual(current().sent, [{ action: 'subscribe', channel: 'plain' }]);
+  assert.throws(() => client.subscribe('other', { since: { offset: '1' } }), /since must be/);
+});
+
+test('messages without offsets are all delivered; listen() filters by event name', async (t) => {
+  const { client, current } = await fakeClient(t);
+  const sub = client.subscribe('news');
+  current().receive({ type: 'subscribed', channel: 'news' });
+  const all = [];
+  const orders = [];
+  sub.on('message', (m, meta) => all.push([m, meta]));
+  sub.listen('order.created', (m, meta) => orders.push([m, meta]));
+  current().receive({ type: 'message', channel: 'news', message: 1 });
+  current().receive({ type: 'message', channel: 'news', message: 1 });
+  current().receive({ type: 'message', channel: 'news', event: 'order.created', message: { id: 9 } });
+  current().receive({ type: 'message', channel: 'elsewhere', message: 2 });
+  assert.deepEqual(all, [
+    [1, { channel: 'news' }],
+    [1, { channel: 'news' }],
+    [{ id: 9 }, { channel: 'news', event: 'order.created' }],
+  ]);
+  assert.deepEqual(orders, [[{ id: 9 }, { channel: 'news', event: 'order.created' }]]);
+});
+
+test('presence: members resets, join/leave apply in order, stale versions are dropped', async (t) => {
+  const { client, current } = await fakeClient(t);
+  const sub = client.subscribe('presence-room');
+  const log = record(sub, ['here', 'joining', 'leaving']);
+  const f = (event, version, extra) => ({ type: 'presence', channel: 'presence-room', event, version, ...extra });
+  current().receive({ type: 'subscribed', channel: 'presence-room' });
+  current().receive(f('members', 3, { users: [{ id: 'a', info: { n: 1 } }, { id: 'b' }], count: 2 }));
+  current().receive(f('join', 4, { user: { id: 'c' } }));
+  current().receive(f('join', 4, { user: { id: 'd' } })); // stale: dropped
+  current().receive(f('leave', 2, { user: { id: 'a' } })); // stale: dropped
+  current().receive(f('leave', 5, { user: { id: 'b' } }));
+  current().receive(f('join', 6, { user: { id: 'c' } })); // already there: no joining
+  current().receive(f('leave', 7, { user: { id: 'zz' } })); // not there: no leaving
+  assert.deepEqual([...sub.members], [['a', { n: 1 }], ['c', undefined]]);
+  // A fresh list resets everything, its version included.
+  current().receive(f('members', 1, { users: [{ id: 'x' }] }));
+  current().receive(f('join', 2, { user: { id: 'y', info: 'Y' } }));
+  // Frames without a version are always applied.
+  current().receive(f('leave', undefined, { user: { id: 'x' } }));
+  assert.deepEqual([...sub.members], [['y', 'Y']]);
+  assert.deepEqual(log, [
+    ['here', [{ id: 'a', info: { n: 1 } }, { id: 'b' }]],
+    ['joining', { id: 'c' }],
+    ['leaving', { id: 'b' }],
+    ['here', [{ id: 'x' }]],
+    ['joining', { id: 'y', info: 'Y' }],
+    ['leaving', { id: 'x' }],
+  ]);
+});
+
+test('a subscribe answered unavailable is retried after a backoff; an unexpected unsubscribed resubscribes', async (t) => {
+  const { client, current } = await fakeClient(t);
+  const sub = client.subscribe('news');
+  const errors = record(sub, ['error']);
+  current().receive({ type: 'error', code: 'unavailable', error: 'broker down', action: 'subscribe', channel: 'news' });
+  assert.equal(sub.state, 'subscribing');
+  await waitFor(() => current().sent.length === 2);
+  assert.deepEqual(current().sent[1], { action: 'subscribe', channel: 'news' });
+  assert.equal(errors[0][1].code, 'unavailable');
+  current().receive({ type: 'subscribed', channel: 'news' });
+  assert.equal(sub.state, 'subscribed');
+  current().receive({ type: 'unsubscribed', channel: 'news' });
+  assert.equal(sub.state, 'subscribing');
+  await waitFor(() => current().sent.length === 3);
+  assert.deepEqual(current().sent[2], { action: 'subscribe', channel: 'news' });
+});
+
+test('error frames without a subscription go to the client; an unsubscribe answered not_subscribed is quiet', async (t) => {
+  const { client, current } = await fakeClient(t);
+  const errors = record(client, ['error']);
+  current().receive({ type: 'error', code: 'rate_limited', error: 'slow down' });
+  current().receive({ type: 'error', code: 'not_subscribed', error: 'no', action: 'unsubscribe', channel: 'x' });
+  current().onmessage({ data: 'not json' });
+  assert.deepEqual(errors.map(([, e]) => e.code), ['rate_limited', 'bad_frame']);
+});
+
+test('close() from a disconnected listener stops the reconnect', async (t) => {
+  const { client, fake, current } = await fakeClient(t);
+  const log = record(client, ['reconnecting', 'disconnected']);
+  client.on('disconnected', () => client.close());
+  current().drop(1001);
+  assert.equal(client.state, 'disconnected');
+  assert.deepEqual(log, [
+    ['disconnected', { code: 1001, reason: '', willReconnect: true }],
+    ['disconnected', { code: 1000, reason: '', willReconnect: false }],
+  ]);
+  await new Promise((resolve) => setTimeout(resolve, 20)); // absence check: longer than maxReconnectDelay
+  assert.equal(fake.sockets.length, 1);
+});
+
+test('the URL gets params and the token; http(s) becomes ws(s)', async (t) => {
+  const fake = fakeWebSocket();
+  const client = connect('https://example.test/ws?x=1', {
+    WebSocket: fake.WebSocket,
+    params: async () => ({ user: 'al ice', skip: undefined }),
+    token: 'tok',
+    tokenParam: 'jwt',
+  });
+  t.after(() => client.close());
+  await waitFor(() => fake.sockets.length === 1);
+  assert.equal(fake.sockets[0].url, 'wss://example.test/ws?x=1&user=al+ice&jwt=tok');
+});
+
+test('a URL function that fails is retried with backoff and reported', async (t) => {
+  const fake = fakeWebSocket();
+  let calls = 0;
+  const client = connect(
+    () => {
+      if (++calls < 3) throw new Error('no token yet');
+      return 'ws://fake.test/ws';
+    },
+    { WebSocket: fake.WebSocket, minReconnectDelay: 1, maxReconnectDelay: 2 },
+  );
+  t.after(() => client.close());
+  const errors = record(client, ['error']);
+  await waitFor(() => fake.sockets.length === 1);
+  assert.deepEqual(errors.map(([, e]) => e.code), ['url_failed', 'url_failed']);
+  assert.match(errors[0][1].message, /no token yet/);
+});
+
+test('backoffDelay: full jitter under an exponential cap', () => {
+  assert.equal(backoffDelay(0, 500, 20000, () => 0), 0);
+  assert.equal(backoffDelay(0, 500, 20000, () => 1), 500);
+  assert.equal(backoffDelay(3, 500, 20000, () => 1), 4000);
+  assert.equal(backoffDelay(10, 500, 20000, () => 1), 20000);
+  assert.equal(backoffDelay(1000, 500, 20000, () => 0.5), 10000);
+});
+
+test('defaultShouldReconnect follows the close-code table', () => {
+  const yes = [1001, 1005, 1006, 1009, 1011, 1012, 1013, 1014, 4008, 4009];
+  const no = [1000, 1002, 1003, 1007, 1008, 1010, 4000, 4001, 4403];
+  for (const code of yes) assert.equal(defaultShouldReconnect({ code, reason: '' }), true, `code ${code}`);
+  for (const code of no) assert.equal(defaultShouldReconnect({ code, reason: '' }), false, `code ${code}`);
+});
