@@ -8,18 +8,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/vortechron/go-ws/internal/testenv"
-
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-	"github.com/chromedp/chromedp/remote"
 	"github.com/stretchr/testify/require"
 
 	ws "github.com/vortechron/go-ws"
@@ -32,44 +26,20 @@ import (
 // closing one page removes that user from the other's list. Screenshots
 // go to $WS_ARTIFACTS_DIR, or testdata/artifacts/.
 func TestChatInBrowser(t *testing.T) {
-	bin := chromium()
-	if bin == "" {
-		testenv.Missing(t, testenv.RequireTools, "no Chromium found (looked for $WS_CHROMIUM, chromium, chromium-browser, google-chrome); install it with: apt-get install -y chromium (make test runs scripts/ensure-tools.sh, which does)")
-	}
 	shots := artifactsDir(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	base := startChat(t)
-
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(bin),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		// DevTools over a WebSocket on a port Chromium picks and prints
-		// (chromedp's default is a pipe).
-		chromedp.Flag("remote-debugging-port", "0"),
-		remote.WebSocket,
-		// Two pages are open at once; neither may be throttled as a
-		// background tab.
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.Flag("disable-backgrounding-occluded-windows", true),
-		chromedp.WindowSize(900, 640),
-	)
+	alloc, cancelAlloc := newBrowser(t, ctx)
 	defer cancelAlloc()
+	base := startChat(t)
 
 	alice, closeAlice := openPage(t, alloc, base+"/?name=alice")
 	defer closeAlice()
+	run(t, alice, "alice's page is up", chromedp.WaitVisible(css(`#members li`)))
 	bob, closeBob := openPage(t, alice, base+"/?name=bob")
 	defer closeBob()
+	run(t, bob, "bob's page is up", chromedp.WaitVisible(css(`#members li`)))
 
 	// Each sees the other online.
 	run(t, alice, "alice sees bob online", chromedp.WaitVisible(css(`#members li[data-user="bob"]`)))
@@ -104,19 +74,6 @@ func TestChatInBrowser(t *testing.T) {
 
 func css(s string) chromedp.CSS { return chromedp.CSS(s) }
 
-// chromium returns the browser to drive, or "" if there is none.
-func chromium() string {
-	if p := os.Getenv("WS_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
 // artifactsDir is where screenshots go: $WS_ARTIFACTS_DIR, or
 // testdata/artifacts (ignored by git).
 func artifactsDir(t *testing.T) string {
@@ -146,38 +103,6 @@ func startChat(t *testing.T) string {
 		require.ErrorIs(t, <-served, http.ErrServerClosed)
 	})
 	return "http://" + ln.Addr().String()
-}
-
-// openPage opens url in a new tab of parent's browser (or starts the
-// browser, for an allocator context) and fails the test on any uncaught
-// JavaScript exception in it. closePage closes the tab; it is idempotent.
-func openPage(t *testing.T, parent context.Context, url string) (page context.Context, closePage func()) {
-	t.Helper()
-	page, cancel := chromedp.NewContext(parent)
-	var once sync.Once
-	closePage = func() {
-		once.Do(func() {
-			if err := chromedp.Cancel(page); err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("closing %s: %v", url, err)
-			}
-			cancel()
-		})
-	}
-	// The first call on a context opens its tab (and the browser) for the
-	// context's lifetime, so it must not be one bounded by run's timeout.
-	err := chromedp.Listen(page, func(ev any) {
-		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
-			d := e.ExceptionDetails
-			msg := d.Text
-			if d.Exception != nil && d.Exception.Description != "" {
-				msg = d.Exception.Description
-			}
-			t.Errorf("JavaScript exception on %s at %d:%d: %s", url, d.LineNumber+1, d.ColumnNumber+1, msg)
-		}
-	})
-	require.NoError(t, err, "start Chromium and open a tab")
-	run(t, page, "open "+url, chromedp.Navigate(url), chromedp.WaitVisible(css(`#members li`)))
-	return page, closePage
 }
 
 // run runs actions on a page, all of them within 15s.

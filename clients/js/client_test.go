@@ -123,3 +123,11 @@ func tapCount(tap []byte, key string) string {
 	}
 	return string(m[1])
 }
+
+// buildTestServer builds clients/js/testserver into a temporary directory.
+func buildTestServer(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "testserver")
+	run(t, ctx, "go", "build", "-o", bin, "./testserver")
+	return bin
+}

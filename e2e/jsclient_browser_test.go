@@ -1,13 +1,11 @@
-package jsclient_test
+package e2e
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -18,9 +16,7 @@ import (
 
 	"github.com/vortechron/go-ws/internal/testenv"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-	"github.com/chromedp/chromedp/remote"
 )
 
 // TestJavaScriptClientInBrowser loads the client in headless Chromium,
@@ -33,37 +29,14 @@ func TestJavaScriptClientInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short mode: builds the test server and runs Chromium")
 	}
-	bin := chromium()
-	if bin == "" {
-		testenv.Missing(t, testenv.RequireTools, "no Chromium found (looked for $WS_CHROMIUM, chromium, chromium-browser, google-chrome); install it with: apt-get install -y chromium")
-	}
 	if _, err := exec.LookPath("go"); err != nil {
 		testenv.Missing(t, testenv.RequireTools, "go is not on PATH; cannot build clients/js/testserver")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srv := startTestServer(t, ctx, buildTestServer(t, ctx), "-static", ".")
-
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(bin),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("remote-debugging-port", "0"),
-		remote.WebSocket,
-		// Two pages are open at once; neither may be throttled as a
-		// background tab.
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.Flag("disable-backgrounding-occluded-windows", true),
-	)
+	alloc, cancelAlloc := newBrowser(t, ctx)
 	defer cancelAlloc()
+	srv := startTestServer(t, ctx, buildTestServer(t, ctx), "-static", ".")
 
 	page := "http://" + srv.ws + "/test/browser.html?ping=300&pong=500&user="
 	alice, closeAlice := openPage(t, alloc, page+"alice")
@@ -105,57 +78,6 @@ func TestJavaScriptClientInBrowser(t *testing.T) {
 	waitJS(t, alice, "alice sees bob leave", `has(e => e[0] === 'leaving' && e[1] === 'bob') && [...__room.members.keys()].join() === 'alice'`)
 }
 
-// chromium returns the Chromium binary: $WS_CHROMIUM, or the first of
-// chromium, chromium-browser and google-chrome on PATH; "" if none.
-func chromium() string {
-	if p := os.Getenv("WS_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
-// openPage opens url in a new tab of parent, failing t on any uncaught
-// JavaScript exception in it. closePage closes the tab.
-func openPage(t *testing.T, parent context.Context, url string) (page context.Context, closePage func()) {
-	t.Helper()
-	page, cancel := chromedp.NewContext(parent)
-	var once sync.Once
-	closePage = func() {
-		once.Do(func() {
-			if err := chromedp.Cancel(page); err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("closing %s: %v", url, err)
-			}
-			cancel()
-		})
-	}
-	// The first call on a context opens its tab for the context's life, so
-	// it must not be one bounded by waitJS's timeout.
-	err := chromedp.Listen(page, func(ev any) {
-		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
-			d := e.ExceptionDetails
-			msg := d.Text
-			if d.Exception != nil && d.Exception.Description != "" {
-				msg = d.Exception.Description
-			}
-			t.Errorf("JavaScript exception on %s at %d:%d: %s", url, d.LineNumber+1, d.ColumnNumber+1, msg)
-		}
-	})
-	if err != nil {
-		t.Fatalf("start Chromium and open a tab: %v", err)
-	}
-	ctx, cancelNav := context.WithTimeout(page, 15*time.Second)
-	defer cancelNav()
-	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
-		t.Fatalf("open %s: %v", url, err)
-	}
-	return page, closePage
-}
-
 // waitJS waits up to 15 s until the expression is truthy on page. It may
 // use has(pred), true when an event the page logged satisfies pred.
 func waitJS(t *testing.T, page context.Context, step, expr string) {
@@ -188,7 +110,10 @@ func evalJS[T any](t *testing.T, page context.Context, expr string) T {
 func buildTestServer(t *testing.T, ctx context.Context) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "testserver")
-	run(t, ctx, "go", "build", "-o", bin, "./testserver")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/vortechron/go-ws/clients/js/testserver")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build testserver: %v\n%s", err, out)
+	}
 	return bin
 }
 
@@ -198,10 +123,12 @@ type testServer struct {
 }
 
 // startTestServer runs the test server binary with args in clients/js
-// until t ends, returning its addresses.
+// (its -static pages are served from there) until t ends, returning its
+// addresses.
 func startTestServer(t *testing.T, ctx context.Context, bin string, args ...string) *testServer {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = filepath.Join("..", "clients", "js")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
