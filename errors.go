@@ -19,6 +19,10 @@ var (
 	ErrInvalidChannel = errors.New("ws: invalid channel name")
 	// ErrBrokerUnavailable wraps broker failures seen by the Hub.
 	ErrBrokerUnavailable = errors.New("ws: broker unavailable")
+	// ErrStorageUnavailable wraps presence storage failures: RedisStorage
+	// wraps every Redis error in it (the cause stays reachable with
+	// errors.Is, a context deadline for example).
+	ErrStorageUnavailable = errors.New("ws: storage unavailable")
 	// ErrSlowConsumer is the disconnect reason of a client whose send
 	// queue overflowed.
 	ErrSlowConsumer = errors.New("ws: slow consumer")

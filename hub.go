@@ -272,11 +272,11 @@ func (h *Hub) Run() error {
 		}()
 	}
 	var reapC <-chan time.Time
-	reaper, _ := h.storage.(PresenceReaper)
+	maintainer, _ := h.storage.(PresenceMaintainer)
 	var reaping atomic.Bool
 	var reapWG sync.WaitGroup
-	if reaper != nil && reaper.ReapInterval() > 0 {
-		t := time.NewTicker(reaper.ReapInterval())
+	if maintainer != nil && maintainer.MaintainInterval() > 0 {
+		t := time.NewTicker(maintainer.MaintainInterval())
 		defer t.Stop()
 		reapC = t.C
 	}
@@ -306,7 +306,7 @@ func (h *Hub) Run() error {
 				go func() {
 					defer reapWG.Done()
 					defer reaping.Store(false)
-					h.reap(reaper)
+					h.maintain(maintainer)
 				}()
 			}
 		case <-h.ctx.Done():

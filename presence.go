@@ -21,7 +21,8 @@ func (h *Hub) PresenceMembers(ctx context.Context, channel string) ([]PresenceMe
 	if err := ValidChannelName(channel); err != nil {
 		return nil, err
 	}
-	return h.storage.PresenceMembers(ctx, channel)
+	members, _, err := h.storage.PresenceMembers(ctx, channel)
+	return members, err
 }
 
 func (h *Hub) presenceCtx() (context.Context, context.CancelFunc) {
@@ -48,14 +49,14 @@ func (c *Client) joinPresence(channel string) {
 	ctx, cancel := h.presenceCtx()
 	defer cancel()
 	conn := c.presenceConn(channel)
-	joined, err := h.storage.AddPresence(ctx, conn)
+	_, joined, err := h.storage.AddPresence(ctx, conn)
 	if err != nil {
 		h.stats.errors[errKindStorage].Add(1)
 		c.fail(ActionSubscribe, channel, CodeUnavailable, "presence is unavailable: "+err.Error(), err)
 		c.handleUnsubscribe(channel)
 		return
 	}
-	members, err := h.storage.PresenceMembers(ctx, channel)
+	members, _, err := h.storage.PresenceMembers(ctx, channel)
 	if err != nil {
 		// The user is in the channel (AddPresence succeeded), so the
 		// others still hear of the join, without the list; the client
@@ -80,7 +81,7 @@ func (c *Client) leavePresence(channel string) {
 	ctx, cancel := h.presenceCtx()
 	defer cancel()
 	conn := c.presenceConn(channel)
-	left, err := h.storage.RemovePresence(ctx, conn)
+	_, left, err := h.storage.RemovePresence(ctx, conn)
 	if err != nil {
 		h.stats.errors[errKindStorage].Add(1)
 		h.log.Warn("ws: presence remove failed", "channel", channel, "client", c.ID, "err", err)
@@ -118,7 +119,7 @@ func (h *Hub) membersForEvent(ctx context.Context, channel string) (members []Pr
 			return nil, n, false, nil
 		}
 	}
-	members, err = h.storage.PresenceMembers(ctx, channel)
+	members, _, err = h.storage.PresenceMembers(ctx, channel)
 	if err != nil {
 		return nil, 0, false, err
 	}
@@ -151,22 +152,33 @@ func encodePresence(channel, event string, user *PresenceMember, users []Presenc
 	return b
 }
 
-// reap asks the storage for members of dead nodes and announces each
-// departure. Runs on its own goroutine, started by Run.
-func (h *Hub) reap(r PresenceReaper) {
+// maintain asks the storage to reap dead nodes and restore what it lost,
+// and announces each resulting join and leave. Runs on its own
+// goroutine, started by Run.
+func (h *Hub) maintain(m PresenceMaintainer) {
 	ctx, cancel := h.presenceCtx()
 	defer cancel()
-	gone, err := r.ReapPresence(ctx)
-	// Departures come back even with an error: they are already gone
-	// from storage, so they are announced before the error is handled.
-	for _, conn := range gone {
-		h.announceLeave(ctx, conn)
+	events, err := m.MaintainPresence(ctx)
+	// Events come back even with an error: they are already applied in
+	// storage, so they are announced before the error is handled.
+	joins := 0
+	for _, ev := range events {
+		if ev.Left {
+			h.announceLeave(ctx, ev.Conn)
+			continue
+		}
+		joins++
+		members, count, withUsers, err := h.membersForEvent(ctx, ev.Conn.Channel)
+		if err != nil {
+			h.stats.errors[errKindStorage].Add(1)
+		}
+		h.announce(ctx, ev.Conn.Channel, PresenceJoinEvent, ev.Conn, members, count, withUsers)
 	}
 	if err != nil {
 		h.stats.errors[errKindStorage].Add(1)
-		h.log.Warn("ws: presence reap failed", "err", err)
+		h.log.Warn("ws: presence maintenance failed", "err", err)
 	}
-	if len(gone) > 0 {
-		h.log.Info("ws: removed presence of dead nodes", "leaves", len(gone))
+	if len(events) > 0 {
+		h.log.Info("ws: presence maintained", "joins", joins, "leaves", len(events)-joins)
 	}
 }

@@ -87,8 +87,8 @@ func (h *Hub) shutdownTimes() (hard, giveUp time.Time) {
 // unregisters whatever is left itself, so Run returns in time even when a
 // client is stuck in user code (an AuthProvider, ErrorHandler or
 // OnDisconnect) or a broker ignores its context. The presence of clients
-// unregistered that way is not removed; a PresenceReaper on another node
-// removes it once this node's heartbeat expires.
+// unregistered that way is not removed; a PresenceMaintainer on another
+// node removes it once this node's heartbeat is gone.
 func (h *Hub) drain(reaps *sync.WaitGroup) {
 	h.closing.Store(true)
 	start := time.Now()
