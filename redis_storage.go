@@ -183,17 +183,18 @@ func (s *RedisStorage) AddPresence(ctx context.Context, conn PresenceConn) (Pres
 	return PresenceEvent{}, false, s.wrap("add", conn.Channel, errors.New("node was declared dead repeatedly; is NodeTTL too short?"))
 }
 
-// RemovePresence removes conn, whichever node added it. If Redis cannot
-// be reached, the storage forgets conn at once (it is not restored) and
+// RemovePresence removes conn, whichever node added it. Even when it
+// fails, the storage forgets conn (it is never restored), and
 // MaintainPresence retries the removal.
 func (s *RedisStorage) RemovePresence(ctx context.Context, conn PresenceConn) (PresenceEvent, bool, error) {
-	s.untrack(conn)
 	unlock, err := s.connOps.lock(ctx, connKey(conn))
 	if err != nil {
+		s.untrack(conn)
 		s.orphan(conn)
 		return PresenceEvent{}, false, s.wrap("remove", conn.Channel, err)
 	}
 	defer unlock()
+	s.untrack(conn)
 	ev, left, err := s.remove(ctx, conn)
 	if err != nil {
 		s.orphan(conn)
