@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -223,18 +224,28 @@ func (s *RedisStorage) remove(ctx context.Context, conn PresenceConn) (PresenceE
 }
 
 // PresenceMembers returns the channel's members ordered by UserID and its
-// version, read in one script so the two agree.
+// version, read in one MULTI/EXEC so the two agree. It does not check
+// which Redis process wrote the version: whatever it reads is a state
+// Redis really had, named by its own version (after a restart from an
+// older file, an older one); only numbering new changes needs the check.
 func (s *RedisStorage) PresenceMembers(ctx context.Context, channel string) ([]PresenceMember, PresenceVersion, error) {
-	r := newScriptReply(membersScript.Run(ctx, s.client, s.keys.channel(channel), newEpoch()).Result())
-	v, all := r.version(0, 1), r.list(2)
-	if r.err != nil {
-		return nil, PresenceVersion{}, s.wrap("members", channel, r.err)
+	keys := s.keys.channel(channel)
+	pipe := s.client.TxPipeline()
+	infoCmd := pipe.HGetAll(ctx, keys[2])
+	versionCmd := pipe.HMGet(ctx, keys[5], "epoch", "seq")
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, PresenceVersion{}, s.wrap("members", channel, err)
 	}
-	out := make([]PresenceMember, 0, len(all)/2)
-	for i := 0; i+1 < len(all); i += 2 {
-		uid, _ := all[i].(string)
-		info, _ := all[i+1].(string)
-		out = append(out, member(uid, info))
+	var v PresenceVersion
+	if vals := versionCmd.Val(); len(vals) == 2 {
+		v.Epoch, _ = vals[0].(string)
+		seq, _ := vals[1].(string)
+		v.Seq, _ = strconv.ParseUint(seq, 10, 64)
+	}
+	info := infoCmd.Val()
+	out := make([]PresenceMember, 0, len(info))
+	for uid, data := range info {
+		out = append(out, member(uid, data))
 	}
 	slices.SortFunc(out, func(a, b PresenceMember) int { return strings.Compare(a.UserID, b.UserID) })
 	return out, v, nil

@@ -53,8 +53,10 @@ func newEpoch() string {
 // would hand out a Seq that was already announced. So when run differs
 // from the server's own run_id, or the hash is missing (FLUSHALL, a
 // restart without persistence), the channel starts a new epoch (ARGV's
-// newEpoch, made by the caller) at seq 0. A channel whose last member
-// left forgets its version, so the keyspace holds nothing for it.
+// newEpoch, made by the caller) at seq 0. Only numbering a change needs
+// this check; RedisStorage.PresenceMembers reads without it. A channel
+// whose last member left forgets its version, so the keyspace holds
+// nothing for it.
 const versionLua = `
 local function epoch(newEpoch)
   local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
@@ -108,17 +110,6 @@ redis.call('HDEL', KEYS[3], user)
 local e, s = bump(ARGV[2])
 forget()
 return {1, node, user, info, e, s}
-`)
-
-// membersScript reads a channel's members and version together.
-// KEYS: the channel's. ARGV: newEpoch.
-// Returns {epoch, seq, {userID, info, ...}}; for a channel without
-// members, an empty epoch, 0 and an empty list.
-var membersScript = redis.NewScript(versionLua + `
-local all = redis.call('HGETALL', KEYS[3])
-if #all == 0 then return {'', 0, {}} end
-local e = epoch(ARGV[1])
-return {e, tonumber(redis.call('HGET', KEYS[6], 'seq')), all}
 `)
 
 // reapPresenceScript removes every connection of a dead node from one
