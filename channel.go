@@ -103,6 +103,9 @@ type channel struct {
 	// speakers counts the subscribers of each wire protocol, so a
 	// delivery encodes the event only for the protocols it needs.
 	speakers [maxProtocols]atomic.Int32
+	// pres orders the joins and leaves of a presence channel; nil for
+	// other channels. Set before the channel is shared.
+	pres *presenceSeq
 
 	// owned by the Hub.Run goroutine
 	n       int // subscribers over all sets

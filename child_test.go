@@ -56,7 +56,7 @@ func storageCrashChild(opts RedisOptions) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, c := range crashConns {
-		if _, err := s.AddPresence(ctx, c); err != nil {
+		if _, _, err := s.AddPresence(ctx, c); err != nil {
 			return err
 		}
 	}

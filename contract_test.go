@@ -1,9 +1,13 @@
 package ws
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -204,6 +208,28 @@ func conn(channel, connID, userID string) PresenceConn {
 	return PresenceConn{Channel: channel, ConnID: connID, Member: PresenceMember{UserID: userID}}
 }
 
+// addConn, removeConn and membersOf call the storage and fail tb on error.
+func addConn(tb testing.TB, s StorageClient, c PresenceConn) (PresenceEvent, bool) {
+	tb.Helper()
+	ev, changed, err := s.AddPresence(testCtx(tb), c)
+	require.NoError(tb, err, "add %v", c)
+	return ev, changed
+}
+
+func removeConn(tb testing.TB, s StorageClient, c PresenceConn) (PresenceEvent, bool) {
+	tb.Helper()
+	ev, changed, err := s.RemovePresence(testCtx(tb), c)
+	require.NoError(tb, err, "remove %v", c)
+	return ev, changed
+}
+
+func membersOf(tb testing.TB, s StorageClient, channel string) ([]PresenceMember, PresenceVersion) {
+	tb.Helper()
+	ms, v, err := s.PresenceMembers(testCtx(tb), channel)
+	require.NoError(tb, err, "members of %q", channel)
+	return ms, v
+}
+
 // testStorageContract runs the StorageClient contract. newStorage
 // returns a new, empty storage that the test owns.
 func testStorageContract(t *testing.T, newStorage func(t *testing.T) StorageClient) {
@@ -212,83 +238,109 @@ func testStorageContract(t *testing.T, newStorage func(t *testing.T) StorageClie
 		run  func(t *testing.T, s StorageClient)
 	}{
 		{"a user with three connections joins once and leaves once", func(t *testing.T, s StorageClient) {
-			ctx := testCtx(t)
 			ch := "presence-room"
+			var join PresenceEvent
 			for i, want := range []bool{true, false, false} {
-				joined, err := s.AddPresence(ctx, conn(ch, "c"+strconv.Itoa(i), "alice"))
-				require.NoError(t, err)
-				require.Equal(t, want, joined, "add c%d: got joined=%v, want %v", i, joined, want)
+				ev, changed := addConn(t, s, conn(ch, "c"+strconv.Itoa(i), "alice"))
+				require.Equal(t, want, changed, "add c%d: got changed=%v, want %v", i, changed, want)
+				if changed {
+					join = ev
+				}
 			}
-			joined, err := s.AddPresence(ctx, conn(ch, "c0", "alice"))
-			require.NoError(t, err)
-			require.False(t, joined, "re-adding c0 must be a no-op")
+			require.Equal(t, conn(ch, "c0", "alice"), join.Conn)
+			require.False(t, join.Left)
+			require.NotEmpty(t, join.Version.Epoch)
+			require.Equal(t, uint64(1), join.Version.Seq, "got %v, want the channel's first version", join.Version)
+			_, changed := addConn(t, s, conn(ch, "c0", "alice"))
+			require.False(t, changed, "re-adding c0 must be a no-op")
 
-			members, err := s.PresenceMembers(ctx, ch)
-			require.NoError(t, err)
+			members, v := membersOf(t, s, ch)
 			require.Equal(t, []PresenceMember{{UserID: "alice"}}, members)
+			require.Equal(t, join.Version, v, "a no-op add must not change the version")
 
+			var leave PresenceEvent
 			for i, want := range []bool{false, false, true} {
-				left, err := s.RemovePresence(ctx, conn(ch, "c"+strconv.Itoa((i+1)%3), "alice"))
-				require.NoError(t, err)
-				require.Equal(t, want, left, "remove #%d: got left=%v, want %v", i, left, want)
+				ev, changed := removeConn(t, s, conn(ch, "c"+strconv.Itoa((i+1)%3), "alice"))
+				require.Equal(t, want, changed, "remove #%d: got changed=%v, want %v", i, changed, want)
+				if changed {
+					leave = ev
+				}
 			}
-			left, err := s.RemovePresence(ctx, conn(ch, "c0", "alice"))
-			require.NoError(t, err)
-			require.False(t, left, "removing an absent connection must return false")
-			members, err = s.PresenceMembers(ctx, ch)
-			require.NoError(t, err)
+			require.Equal(t, PresenceEvent{Conn: conn(ch, "c0", "alice"), Left: true,
+				Version: PresenceVersion{Epoch: join.Version.Epoch, Seq: 2}}, leave)
+			_, changed = removeConn(t, s, conn(ch, "c0", "alice"))
+			require.False(t, changed, "removing an absent connection must be a no-op")
+			members, _ = membersOf(t, s, ch)
 			require.Empty(t, members)
 		}},
 		{"concurrent adds and removes give one join and one leave per user", func(t *testing.T, s StorageClient) {
-			ctx := testCtx(t)
-			testConcurrentPresence(t, ctx, []StorageClient{s})
+			testConcurrentPresence(t, testCtx(t), []StorageClient{s})
+		}},
+		{"versions number every join and leave in order under concurrency", func(t *testing.T, s StorageClient) {
+			testPresenceVersions(t, testCtx(t), []StorageClient{s})
 		}},
 		{"members are sorted by user ID and keep their info", func(t *testing.T, s StorageClient) {
-			ctx := testCtx(t)
 			ch := "presence-sorted"
 			for i, uid := range []string{"carol", "alice", "bob", "dave"} {
 				c := conn(ch, "c"+strconv.Itoa(i), uid)
 				if uid != "dave" {
 					c.Member.Info = json.RawMessage(`{"name":"` + uid + `"}`)
 				}
-				_, err := s.AddPresence(ctx, c)
-				require.NoError(t, err)
+				addConn(t, s, c)
 			}
-			members, err := s.PresenceMembers(ctx, ch)
-			require.NoError(t, err)
+			members, v := membersOf(t, s, ch)
 			require.Equal(t, []PresenceMember{
 				{UserID: "alice", Info: json.RawMessage(`{"name":"alice"}`)},
 				{UserID: "bob", Info: json.RawMessage(`{"name":"bob"}`)},
 				{UserID: "carol", Info: json.RawMessage(`{"name":"carol"}`)},
 				{UserID: "dave"},
 			}, members)
+			require.Equal(t, uint64(4), v.Seq, "got %v after four joins", v)
+		}},
+		{"a leave names the member with their info", func(t *testing.T, s StorageClient) {
+			ch := "presence-info"
+			c := conn(ch, "c1", "alice")
+			c.Member.Info = json.RawMessage(`{"name":"Alice"}`)
+			addConn(t, s, c)
+			ev, changed := removeConn(t, s, conn(ch, "c1", "alice"))
+			require.True(t, changed)
+			require.Equal(t, c, ev.Conn)
+		}},
+		{"a channel that emptied starts a new epoch", func(t *testing.T, s StorageClient) {
+			ch := "presence-again"
+			first, _ := addConn(t, s, conn(ch, "c1", "alice"))
+			leave, _ := removeConn(t, s, conn(ch, "c1", "alice"))
+			require.Equal(t, PresenceVersion{Epoch: first.Version.Epoch, Seq: 2}, leave.Version)
+			members, v := membersOf(t, s, ch)
+			require.Empty(t, members)
+			require.Zero(t, v.Seq, "got %v for a channel without members", v)
+			again, changed := addConn(t, s, conn(ch, "c2", "bob"))
+			require.True(t, changed)
+			require.Equal(t, uint64(1), again.Version.Seq)
+			require.NotEqual(t, first.Version.Epoch, again.Version.Epoch,
+				"a channel that was forgotten must not reuse its epoch: seq 1 would look older than seq 2")
 		}},
 		{"channels are independent", func(t *testing.T, s StorageClient) {
-			ctx := testCtx(t)
 			for _, ch := range []string{"presence-a", "presence-b"} {
-				joined, err := s.AddPresence(ctx, conn(ch, "c-"+ch, "alice"))
-				require.NoError(t, err)
-				require.True(t, joined, "join on %s", ch)
+				ev, changed := addConn(t, s, conn(ch, "c-"+ch, "alice"))
+				require.True(t, changed, "join on %s", ch)
+				require.Equal(t, uint64(1), ev.Version.Seq, "each channel has its own versions")
 			}
-			left, err := s.RemovePresence(ctx, conn("presence-a", "c-presence-a", "alice"))
-			require.NoError(t, err)
-			require.True(t, left)
-			members, err := s.PresenceMembers(ctx, "presence-b")
-			require.NoError(t, err)
+			_, changed := removeConn(t, s, conn("presence-a", "c-presence-a", "alice"))
+			require.True(t, changed)
+			members, v := membersOf(t, s, "presence-b")
 			require.Equal(t, []PresenceMember{{UserID: "alice"}}, members)
+			require.Equal(t, uint64(1), v.Seq)
 		}},
 		{"odd channel names work", func(t *testing.T, s StorageClient) {
-			ctx := testCtx(t)
 			for _, ch := range []string{"presence-{x}", "presence-}", "presence-a:b", "presence-ü"} {
-				joined, err := s.AddPresence(ctx, conn(ch, "c", "u"))
-				require.NoError(t, err)
-				require.True(t, joined, "join on %q", ch)
-				members, err := s.PresenceMembers(ctx, ch)
-				require.NoError(t, err)
+				_, changed := addConn(t, s, conn(ch, "c", "u"))
+				require.True(t, changed, "join on %q", ch)
+				members, v := membersOf(t, s, ch)
 				require.Equal(t, []PresenceMember{{UserID: "u"}}, members, "members of %q", ch)
-				left, err := s.RemovePresence(ctx, conn(ch, "c", "u"))
-				require.NoError(t, err)
-				require.True(t, left, "leave on %q", ch)
+				require.Equal(t, uint64(1), v.Seq, "version of %q", ch)
+				_, changed = removeConn(t, s, conn(ch, "c", "u"))
+				require.True(t, changed, "leave on %q", ch)
 			}
 		}},
 	}
@@ -299,32 +351,31 @@ func testStorageContract(t *testing.T, newStorage func(t *testing.T) StorageClie
 	}
 }
 
-// testStorageMultiNode runs the cases that need two nodes on one backend:
-// newStorage called twice with the same t returns two storages sharing
-// it. Only storages that span processes (Redis) run it.
+// testStorageMultiNode runs the cases that need several nodes on one
+// backend: newStorage called again with the same t returns another
+// storage sharing it. Only storages that span processes (Redis) run it.
 func testStorageMultiNode(t *testing.T, newStorage func(t *testing.T) StorageClient) {
 	t.Run("two nodes share presence per user", func(t *testing.T) {
-		ctx := testCtx(t)
 		s1, s2 := newStorage(t), newStorage(t)
 		ch := "presence-shared"
-		joined, err := s1.AddPresence(ctx, conn(ch, "n1-c1", "alice"))
-		require.NoError(t, err)
-		require.True(t, joined)
-		joined, err = s2.AddPresence(ctx, conn(ch, "n2-c1", "alice"))
-		require.NoError(t, err)
-		require.False(t, joined, "alice is already present through node 1")
-		members, err := s2.PresenceMembers(ctx, ch)
-		require.NoError(t, err)
+		join, changed := addConn(t, s1, conn(ch, "n1-c1", "alice"))
+		require.True(t, changed)
+		_, changed = addConn(t, s2, conn(ch, "n2-c1", "alice"))
+		require.False(t, changed, "alice is already present through node 1")
+		members, v := membersOf(t, s2, ch)
 		require.Equal(t, []PresenceMember{{UserID: "alice"}}, members)
-		left, err := s1.RemovePresence(ctx, conn(ch, "n1-c1", "alice"))
-		require.NoError(t, err)
-		require.False(t, left, "alice is still present through node 2")
-		left, err = s2.RemovePresence(ctx, conn(ch, "n2-c1", "alice"))
-		require.NoError(t, err)
-		require.True(t, left)
+		require.Equal(t, join.Version, v, "both nodes read the same version")
+		_, changed = removeConn(t, s1, conn(ch, "n1-c1", "alice"))
+		require.False(t, changed, "alice is still present through node 2")
+		leave, changed := removeConn(t, s2, conn(ch, "n2-c1", "alice"))
+		require.True(t, changed)
+		require.Equal(t, PresenceVersion{Epoch: join.Version.Epoch, Seq: 2}, leave.Version)
 	})
 	t.Run("concurrent adds and removes on two nodes give one join and one leave", func(t *testing.T) {
 		testConcurrentPresence(t, testCtx(t), []StorageClient{newStorage(t), newStorage(t)})
+	})
+	t.Run("versions number every join and leave in order across three nodes", func(t *testing.T) {
+		testPresenceVersions(t, testCtx(t), []StorageClient{newStorage(t), newStorage(t), newStorage(t)})
 	})
 }
 
@@ -358,17 +409,16 @@ func testConcurrentPresence(t *testing.T, ctx context.Context, nodes []StorageCl
 		}
 	}
 	run(func(s StorageClient, c PresenceConn, u int) error {
-		joined, err := s.AddPresence(ctx, c)
+		_, joined, err := s.AddPresence(ctx, c)
 		if joined {
 			joins[u].Add(1)
 		}
 		return err
 	})
-	members, err := nodes[0].PresenceMembers(ctx, ch)
-	require.NoError(t, err)
+	members, _ := membersOf(t, nodes[0], ch)
 	require.Len(t, members, users)
 	run(func(s StorageClient, c PresenceConn, u int) error {
-		left, err := s.RemovePresence(ctx, c)
+		_, left, err := s.RemovePresence(ctx, c)
 		if left {
 			leaves[u].Add(1)
 		}
@@ -378,9 +428,92 @@ func testConcurrentPresence(t *testing.T, ctx context.Context, nodes []StorageCl
 		require.Equal(t, int64(1), joins[u].Load(), "user%d: got %d joins, want 1", u, joins[u].Load())
 		require.Equal(t, int64(1), leaves[u].Load(), "user%d: got %d leaves, want 1", u, leaves[u].Load())
 	}
-	members, err = nodes[0].PresenceMembers(ctx, ch)
-	require.NoError(t, err)
+	members, _ = membersOf(t, nodes[0], ch)
 	require.Empty(t, members)
+}
+
+// testPresenceVersions has 24 goroutines add and remove connections of 6
+// shared users on one channel through random nodes, 30 operations each,
+// and checks what ordered presence rests on: the events' versions are
+// exactly 1..N in one epoch (no gap, no duplicate), replaying the events
+// in version order alternates each user's joins and leaves, each event's
+// Count is the number of members right after it, and it ends with
+// the storage's member list, and that list's version is the last event's.
+// An anchor member keeps the channel from emptying (which would start a
+// new epoch).
+func testPresenceVersions(t *testing.T, ctx context.Context, nodes []StorageClient) {
+	const workers, ops, connsPerWorker, users = 24, 30, 3, 6
+	ch := "presence-versions"
+	anchor, changed := addConn(t, nodes[0], conn(ch, "anchor", "anchor"))
+	require.True(t, changed)
+	var (
+		mu     sync.Mutex
+		events = []PresenceEvent{anchor} // guarded by mu
+		wg     sync.WaitGroup
+		errs   = make(chan error, workers)
+	)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			added := make([]bool, connsPerWorker)
+			for range ops {
+				i := rng.IntN(connsPerWorker)
+				c := conn(ch, fmt.Sprintf("w%d-c%d", w, i), fmt.Sprintf("user%d", (w+i)%users))
+				s := nodes[rng.IntN(len(nodes))]
+				op := s.AddPresence
+				if added[i] {
+					op = s.RemovePresence
+				}
+				ev, changed, err := op(ctx, c)
+				if err != nil {
+					errs <- err
+					return
+				}
+				added[i] = !added[i]
+				if changed {
+					mu.Lock()
+					events = append(events, ev)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	slices.SortFunc(events, func(a, b PresenceEvent) int { return cmp.Compare(a.Version.Seq, b.Version.Seq) })
+	seqs := make([]uint64, len(events))
+	for i, ev := range events {
+		seqs[i] = ev.Version.Seq
+		require.Equal(t, anchor.Version.Epoch, ev.Version.Epoch, "event %v left the epoch", ev)
+	}
+	for i, seq := range seqs {
+		require.Equal(t, uint64(i+1), seq, "got versions %v, want 1..%d with no gap or duplicate", seqs, len(seqs))
+	}
+	present := map[string]bool{}
+	for _, ev := range events {
+		uid := ev.Conn.Member.UserID
+		if ev.Left {
+			require.True(t, present[uid], "version %d: %s left without being present", ev.Version.Seq, uid)
+			delete(present, uid)
+		} else {
+			require.False(t, present[uid], "version %d: %s joined while present", ev.Version.Seq, uid)
+			present[uid] = true
+		}
+		require.Equal(t, len(present), ev.Count, "version %d: Count is the number of members right after the change", ev.Version.Seq)
+	}
+	members, v := membersOf(t, nodes[0], ch)
+	ids := make([]string, 0, len(members))
+	for _, m := range members {
+		ids = append(ids, m.UserID)
+	}
+	require.Equal(t, slices.Sorted(maps.Keys(present)), ids, "replaying %d events in version order", len(events))
+	require.Equal(t, events[len(events)-1].Version, v, "members' version is the last event's")
+	t.Logf("%d nodes: %d joins and leaves numbered 1..%d", len(nodes), len(events), len(events))
 }
 
 func TestMemoryBrokerContract(t *testing.T) {
@@ -444,22 +577,29 @@ func TestRedisClusterContract(t *testing.T) {
 		require.Equal(t, []string{want}, found, "got shard channels %v, want %q on exactly one node", found, want)
 	})
 	t.Run("reaping a closed node", func(t *testing.T) {
-		ctx := testCtx(t)
 		a, err := NewRedisStorageWithOptions(opts(t))
 		require.NoError(t, err)
 		b := newStorage(t).(*RedisStorage)
 		for _, ch := range []string{"presence-1", "presence-2", "presence-3"} {
-			_, err := a.AddPresence(ctx, conn(ch, "a-"+ch, "alice"))
-			require.NoError(t, err)
+			addConn(t, a, conn(ch, "a-"+ch, "alice"))
 		}
 		require.NoError(t, a.Close())
-		left, err := b.ReapPresence(ctx)
+		left, err := b.MaintainPresence(testCtx(t))
 		require.NoError(t, err)
 		require.ElementsMatch(t, []PresenceConn{
 			conn("presence-1", "a-presence-1", "alice"),
 			conn("presence-2", "a-presence-2", "alice"),
 			conn("presence-3", "a-presence-3", "alice"),
-		}, left)
+		}, eventConns(left, true))
+	})
+	t.Run("presence comes back after FLUSHALL", func(t *testing.T) {
+		a, b := newStorage(t).(*RedisStorage), newStorage(t).(*RedisStorage)
+		testHealAfterLoss(t, a, b, func() {
+			for _, s := range cluster.Servers {
+				out, err := s.CLI(testCtx(t), "FLUSHALL")
+				require.NoError(t, err, "FLUSHALL on %s: %s", s.Addr, out)
+			}
+		})
 	})
 	t.Logf("cluster test total %v", time.Since(started).Round(time.Millisecond))
 }

@@ -23,18 +23,28 @@ func (h *Hub) deliver(ch *channel, payload []byte) {
 		h.log.Warn("ws: dropped broker payload", "channel", ch.name, "err", err)
 		return
 	}
-	h.fanOut(ch, &ev, except)
+	if ch.pres != nil && (ev.Kind == wire.Join || ev.Kind == wire.Leave) {
+		ch.pres.receive(&ev, except) // in version order: see presence_seq.go
+		return
+	}
+	h.post(ch, &ev, except, nil, nil)
 }
 
-// fanOut posts ev to every shard with subscribers of ch.
-func (h *Hub) fanOut(ch *channel, ev *wire.Event, except string) {
+// post hands ev to every shard with subscribers of ch, to be queued on
+// each of them but the connection except and the clients in skip; with
+// only set, to that client alone.
+func (h *Hub) post(ch *channel, ev *wire.Event, except string, skip []*Client, only *Client) {
+	if only != nil {
+		only.out.shard.post(post{ch: ch, ev: ev, only: only})
+		return
+	}
 	var p *post
 	for i, s := range h.shards {
 		if ch.sets[i].empty() {
 			continue
 		}
 		if p == nil {
-			p = &post{ch: ch, ev: ev, except: except, whisper: ev.Kind == wire.WhisperEvent}
+			p = &post{ch: ch, ev: ev, except: except, skip: skip, whisper: ev.Kind == wire.WhisperEvent}
 			for pi, proto := range h.protocols[:h.nprotocols.Load()] {
 				if ch.speakers[pi].Load() > 0 {
 					if p.frames[pi] = encodeFrame(proto, ev); p.frames[pi] == nil {

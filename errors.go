@@ -22,8 +22,9 @@ var (
 	ErrInvalidChannel = errors.New("ws: invalid channel name")
 	// ErrBrokerUnavailable wraps broker failures seen by the Hub.
 	ErrBrokerUnavailable = errors.New("ws: broker unavailable")
-	// ErrStorageUnavailable wraps presence storage failures seen by the
-	// Hub.
+	// ErrStorageUnavailable wraps presence storage failures: RedisStorage
+	// wraps every Redis error in it (the cause stays reachable with
+	// errors.Is, a context deadline for example).
 	ErrStorageUnavailable = errors.New("ws: storage unavailable")
 	// ErrPublishUncertain is wrapped by a publish that failed after the
 	// publication may have reached the broker (a timeout or a lost

@@ -75,6 +75,10 @@ type Hub struct {
 	conns   int            // guarded by admitMu
 	perIP   map[string]int // guarded by admitMu
 
+	presenceMu   sync.Mutex
+	presence     map[string]*presenceSeq // guarded by presenceMu; the node's presence channels
+	presenceWork taskGroup               // presence resyncs in flight
+
 	// owned by the Hub.Run goroutine
 	clients  map[*Client]struct{}
 	channels map[string]*channel
@@ -118,6 +122,7 @@ func NewHub(ctx context.Context, broker MessageBroker, storage StorageClient, co
 		perIP:         make(map[string]int),
 		clients:       make(map[*Client]struct{}),
 		channels:      make(map[string]*channel),
+		presence:      make(map[string]*presenceSeq),
 	}
 	for range runtime.GOMAXPROCS(0) {
 		h.shards = append(h.shards, newWriteShard(h, len(h.shards)))
@@ -280,9 +285,9 @@ func (h *Hub) startBackground() *background {
 		bg.tasks.Add(1)
 		go func() { defer bg.tasks.Done(); h.logStatsEvery(h.cfg.StatsInterval, bg.stop) }()
 	}
-	if reaper, ok := h.storage.(PresenceReaper); ok && reaper.ReapInterval() > 0 {
+	if m, ok := h.storage.(PresenceMaintainer); ok && m.MaintainInterval() > 0 {
 		bg.tasks.Add(1)
-		go func() { defer bg.tasks.Done(); h.reapEvery(reaper, bg.stop) }()
+		go func() { defer bg.tasks.Done(); h.maintainEvery(m, bg.stop) }()
 	}
 	return bg
 }
@@ -350,4 +355,45 @@ func newConnPrefix() string {
 // newClientID returns the next client ID of this hub.
 func (h *Hub) newClientID() string {
 	return h.idPrefix + "." + strconv.FormatUint(h.nextConn.Add(1), 10)
+}
+
+// taskGroup tracks goroutines that may be started while the hub shuts
+// down, unlike a sync.WaitGroup, whose Add must not race with Wait: once
+// closeAndWait has begun, start refuses.
+type taskGroup struct {
+	mu     sync.Mutex
+	n      int  // guarded by mu
+	closed bool // guarded by mu
+	idle   sync.Cond
+}
+
+// start counts one more task, or reports false once the group is closed.
+func (g *taskGroup) start() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.n++
+	return true
+}
+
+func (g *taskGroup) done() {
+	g.mu.Lock()
+	g.n--
+	if g.n == 0 && g.idle.L != nil {
+		g.idle.Broadcast()
+	}
+	g.mu.Unlock()
+}
+
+// closeAndWait refuses new tasks and waits for the running ones.
+func (g *taskGroup) closeAndWait() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	g.idle.L = &g.mu
+	for g.n > 0 {
+		g.idle.Wait()
+	}
 }

@@ -36,9 +36,7 @@ func (h *Hub) subscribe(op *hubOp) {
 	}
 	ch := h.channels[op.channel]
 	if ch == nil {
-		ch = newChannel(op.channel, len(h.shards))
-		h.channels[op.channel] = ch
-		h.stats.channels.Add(1)
+		ch = h.newChannel(op.channel)
 		ch.pending = append(ch.pending, op)
 		h.startBrokerSubscribe(ch)
 		return
@@ -142,8 +140,7 @@ func (h *Hub) brokerSubscribed(ch *channel, err error) {
 		for _, op := range pending {
 			op.reply <- opResult{err: err}
 		}
-		delete(h.channels, ch.name)
-		h.stats.channels.Add(-1)
+		h.dropChannel(ch)
 		return
 	}
 	ch.state = chanActive
@@ -167,6 +164,44 @@ func (h *Hub) brokerUnsubscribed(ch *channel) {
 		op.reply <- opResult{err: ErrHubClosed}
 	}
 	ch.pending = nil
+	h.dropChannel(ch)
+}
+
+// newChannel makes the channel called name known to the node, with its
+// presence sequencer if it is a presence channel.
+func (h *Hub) newChannel(name string) *channel {
+	ch := newChannel(name, len(h.shards))
+	if ch.kind == presenceChannel {
+		ch.pres = newPresenceSeq(h, ch)
+		h.presenceMu.Lock()
+		h.presence[name] = ch.pres
+		h.presenceMu.Unlock()
+	}
+	h.channels[name] = ch
+	h.stats.channels.Add(1)
+	return ch
+}
+
+// dropChannel forgets a channel the node no longer has subscribers of.
+func (h *Hub) dropChannel(ch *channel) {
+	if ch.pres != nil {
+		ch.pres.close()
+		h.presenceMu.Lock()
+		delete(h.presence, ch.name)
+		h.presenceMu.Unlock()
+	}
 	delete(h.channels, ch.name)
 	h.stats.channels.Add(-1)
+}
+
+// presenceChannels returns the sequencers of the node's presence
+// channels; safe from any goroutine.
+func (h *Hub) presenceChannels() []*presenceSeq {
+	h.presenceMu.Lock()
+	defer h.presenceMu.Unlock()
+	out := make([]*presenceSeq, 0, len(h.presence))
+	for _, p := range h.presence {
+		out = append(out, p)
+	}
+	return out
 }

@@ -10,9 +10,7 @@ import (
 )
 
 // PresenceCounter is implemented by storages that can count a presence
-// channel's members cheaply. The Hub uses it to skip fetching the member
-// list of channels larger than Config.PresenceUsersLimit when it only
-// needs the list for a join or leave frame.
+// channel's members cheaply (both shipped storages).
 type PresenceCounter interface {
 	// PresenceCount returns the number of members (users) on channel.
 	PresenceCount(ctx context.Context, channel string) (int, error)
@@ -24,7 +22,8 @@ func (h *Hub) PresenceMembers(ctx context.Context, channel string) ([]PresenceMe
 	if err := ValidChannelName(channel); err != nil {
 		return nil, err
 	}
-	return h.storage.PresenceMembers(ctx, channel)
+	members, _, err := h.storage.PresenceMembers(ctx, channel)
+	return members, err
 }
 
 func (h *Hub) presenceCtx() (context.Context, context.CancelFunc) {
@@ -37,45 +36,57 @@ func (c *Client) member() PresenceMember { return PresenceMember{UserID: c.UserI
 
 // joinPresence records the client as member of a presence channel it has
 // just subscribed to, announces the join to everyone else if this is the
-// user's first connection in the cluster, and then sends the client the
-// member list. A client that subscribes again gets the list again.
-//
-// The join goes out before the client's own list so that, once a client
-// has its list, the announcements of those on that list are already on
-// their way: a client that subscribes next cannot receive an older join
-// whose users list lacks itself after its own, newer, list. (With the
-// in-memory broker they are already queued; across nodes see
-// docs/presence.md, "Ordering".)
+// user's first connection in the cluster, and sends the client the member
+// list. A client that subscribes again (again) gets the list again.
 func (c *Client) joinPresence(channel string, member PresenceMember, again bool) {
 	h := c.hub
 	ctx, cancel := h.presenceCtx()
 	defer cancel()
-	conn := PresenceConn{Channel: channel, ConnID: c.ID, Member: member}
-	joined := false
+	var join *PresenceEvent
 	if !again {
-		var err error
-		joined, err = h.storage.AddPresence(ctx, conn)
+		ev, joined, err := h.storage.AddPresence(ctx, PresenceConn{Channel: channel, ConnID: c.ID, Member: member})
 		if err != nil {
 			c.unavailable(actionSubscribe, channel, errKindStorage, storageError("presence join", channel, err))
 			c.handleUnsubscribe(channel)
 			return
 		}
-	}
-	members, err := h.storage.PresenceMembers(ctx, channel)
-	if err != nil {
-		// The user is in the channel (AddPresence succeeded), so the
-		// others still hear of the join, without the list; the client
-		// learns that its own list is missing.
 		if joined {
-			h.announce(ctx, wire.Join, conn, nil, 0, false)
+			join = &ev
 		}
-		c.unavailable(actionSubscribe, channel, errKindStorage, storageError("presence list", channel, err))
-		return
 	}
-	if joined {
-		h.announce(ctx, wire.Join, conn, members, len(members), len(members) <= h.cfg.PresenceUsersLimit)
+	seq := c.presenceSeq(channel)
+	// The list is read after the join, so it includes it, and is read again
+	// in the rare case that it is older than what this node's subscribers
+	// already have.
+	for range 3 {
+		members, v, err := h.storage.PresenceMembers(ctx, channel)
+		if err != nil {
+			if join != nil {
+				h.announce(ctx, *join, nil, PresenceVersion{})
+			}
+			c.unavailable(actionSubscribe, channel, errKindStorage, storageError("presence list", channel, err))
+			return
+		}
+		if join != nil {
+			h.announce(ctx, *join, members, v)
+			join = nil
+		}
+		if seq == nil || seq.attach(c, members, v) {
+			return
+		}
 	}
-	c.sendAnswer(&wire.Event{Kind: wire.Members, Channel: channel, Members: wireMembers(members), HasMembers: true, Count: len(members)})
+	seq.resyncNow()
+}
+
+// presenceSeq returns the sequencer of a presence channel the client is
+// in, or nil.
+func (c *Client) presenceSeq(name string) *presenceSeq {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i := c.subIndexLocked(name); i >= 0 {
+		return c.subs[i].pres
+	}
+	return nil
 }
 
 // leavePresence removes the client from a presence channel and, if it was
@@ -84,8 +95,7 @@ func (c *Client) leavePresence(channel string) {
 	h := c.hub
 	ctx, cancel := h.presenceCtx()
 	defer cancel()
-	conn := PresenceConn{Channel: channel, ConnID: c.ID, Member: c.member()}
-	left, err := h.storage.RemovePresence(ctx, conn)
+	ev, left, err := h.storage.RemovePresence(ctx, PresenceConn{Channel: channel, ConnID: c.ID, Member: c.member()})
 	if err != nil {
 		h.stats.errors[errKindStorage].Add(1)
 		h.log.Warn("ws: presence remove failed", "channel", channel, "client", c.ID, "err", err)
@@ -93,7 +103,7 @@ func (c *Client) leavePresence(channel string) {
 		return
 	}
 	if left {
-		h.announceLeave(ctx, conn)
+		h.announceChange(ctx, ev)
 	}
 }
 
@@ -106,49 +116,41 @@ func storageError(op, channel string, err error) error {
 	return fmt.Errorf("%w: %s on %q: %w", ErrStorageUnavailable, op, channel, err)
 }
 
-// announceLeave publishes a leave frame for conn's user.
-func (h *Hub) announceLeave(ctx context.Context, conn PresenceConn) {
-	members, count, withUsers, err := h.membersForEvent(ctx, conn.Channel)
+// announceChange publishes a join or leave decided by the storage, with
+// the member list when the channel is small enough for it.
+func (h *Hub) announceChange(ctx context.Context, ev PresenceEvent) {
+	if ev.Count > h.cfg.PresenceUsersLimit {
+		h.announce(ctx, ev, nil, PresenceVersion{})
+		return
+	}
+	members, v, err := h.storage.PresenceMembers(ctx, ev.Conn.Channel)
 	if err != nil {
 		h.stats.errors[errKindStorage].Add(1)
-		h.log.Warn("ws: presence list failed", "channel", conn.Channel, "err", err)
+		h.log.Warn("ws: presence list failed", "channel", ev.Conn.Channel, "err", err)
 	}
-	h.announce(ctx, wire.Leave, conn, members, count, withUsers)
+	h.announce(ctx, ev, members, v)
 }
 
-// membersForEvent fetches the member list for a leave frame. When the
-// storage can count members (PresenceCounter) and the channel is larger
-// than Config.PresenceUsersLimit, only the count is fetched, so a leave
-// costs O(1) and not O(members). withUsers says whether the list belongs
-// in the frame; it is false when the channel is too large or the storage
-// failed.
-func (h *Hub) membersForEvent(ctx context.Context, channel string) (members []PresenceMember, count int, withUsers bool, err error) {
-	if pc, ok := h.storage.(PresenceCounter); ok {
-		n, err := pc.PresenceCount(ctx, channel)
-		if err != nil {
-			return nil, 0, false, err
-		}
-		if n > h.cfg.PresenceUsersLimit {
-			return nil, n, false, nil
-		}
+// announce publishes a join or leave to the channel's subscribers on every
+// node, except the connection that caused it. The frame carries the users
+// list only when members (read at version v) is the list of the event's
+// own version and small enough: clients keep their lists from the events
+// themselves (docs/presence.md), and a list of another version would
+// contradict the event it rides on.
+func (h *Hub) announce(ctx context.Context, ev PresenceEvent, members []PresenceMember, v PresenceVersion) {
+	kind := wire.Join
+	if ev.Left {
+		kind = wire.Leave
 	}
-	members, err = h.storage.PresenceMembers(ctx, channel)
-	if err != nil {
-		return nil, 0, false, err
+	m := ev.Conn.Member
+	w := wire.Event{Kind: kind, Channel: ev.Conn.Channel, Member: &wire.Member{ID: m.UserID, Info: m.Info},
+		Count: ev.Count, Version: ev.Version.Seq, Epoch: ev.Version.Epoch}
+	if v == ev.Version && v.Seq > 0 && len(members) <= h.cfg.PresenceUsersLimit {
+		w.Members, w.HasMembers = wireMembers(members), true
 	}
-	return members, len(members), len(members) <= h.cfg.PresenceUsersLimit, nil
-}
-
-// announce publishes a join or leave to the channel's subscribers on
-// every node, except conn itself.
-func (h *Hub) announce(ctx context.Context, kind wire.EventKind, conn PresenceConn, members []PresenceMember, count int, withUsers bool) {
-	ev := wire.Event{Kind: kind, Channel: conn.Channel, Member: &wire.Member{ID: conn.Member.UserID, Info: conn.Member.Info}, Count: count}
-	if withUsers {
-		ev.Members, ev.HasMembers = wireMembers(members), true
-	}
-	if err := h.publish(ctx, &ev, conn.ConnID); err != nil {
+	if err := h.publish(ctx, &w, ev.Conn.ConnID); err != nil {
 		h.stats.errors[errKindBroker].Add(1)
-		h.log.Warn("ws: presence announce failed", "channel", conn.Channel, "event", presenceEvents[kind], "err", err)
+		h.log.Warn("ws: presence announce failed", "channel", w.Channel, "event", presenceEvents[kind], "err", err)
 	}
 }
 
@@ -161,37 +163,43 @@ func wireMembers(members []PresenceMember) []wire.Member {
 	return out
 }
 
-// reapEvery calls reap every ReapInterval until stop is closed. It runs
-// on a goroutine of its own, started by Run.
-func (h *Hub) reapEvery(r PresenceReaper, stop <-chan struct{}) {
-	t := time.NewTicker(r.ReapInterval())
+// maintainEvery calls maintain every MaintainInterval until stop is
+// closed. It runs on a goroutine of its own, started by Run.
+func (h *Hub) maintainEvery(m PresenceMaintainer, stop <-chan struct{}) {
+	t := time.NewTicker(m.MaintainInterval())
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-			h.reap(r)
+			h.maintain(m)
 		case <-stop:
 			return
 		}
 	}
 }
 
-// reap asks the storage for members of dead nodes and announces each
-// departure.
-func (h *Hub) reap(r PresenceReaper) {
+// maintain asks the storage to remove the presence of dead nodes and to
+// restore what it lost of this node's, announces every resulting join and
+// leave, and then checks that this node's subscribers have every
+// announcement of their channels (one lost while the broker was down is
+// made good by a resync).
+func (h *Hub) maintain(m PresenceMaintainer) {
 	ctx, cancel := h.presenceCtx()
 	defer cancel()
-	gone, err := r.ReapPresence(ctx)
-	// Departures come back even with an error: they are already gone
-	// from storage, so they are announced before the error is handled.
-	for _, conn := range gone {
-		h.announceLeave(ctx, conn)
+	events, err := m.MaintainPresence(ctx)
+	// Events come back even with an error: they are already applied in
+	// storage, so they are announced before the error is handled.
+	for _, ev := range events {
+		h.announceChange(ctx, ev)
 	}
 	if err != nil {
 		h.stats.errors[errKindStorage].Add(1)
-		h.log.Warn("ws: presence reap failed", "err", err)
+		h.log.Warn("ws: presence maintenance failed", "err", err)
 	}
-	if len(gone) > 0 {
-		h.log.Info("ws: removed presence of dead nodes", "leaves", len(gone))
+	if len(events) > 0 {
+		h.log.Info("ws: presence maintained", "changes", len(events))
+	}
+	for _, seq := range h.presenceChannels() {
+		seq.check(ctx)
 	}
 }

@@ -263,7 +263,7 @@ type countingStorage struct {
 	countCalls atomic.Int64
 }
 
-func (s *countingStorage) PresenceMembers(ctx context.Context, channel string) ([]ws.PresenceMember, error) {
+func (s *countingStorage) PresenceMembers(ctx context.Context, channel string) ([]ws.PresenceMember, ws.PresenceVersion, error) {
 	s.listCalls.Add(1)
 	return s.MemoryStorage.PresenceMembers(ctx, channel)
 }
@@ -282,16 +282,16 @@ type failingStorage struct {
 
 var errStorageDown = errors.New("storage down")
 
-func (s *failingStorage) AddPresence(ctx context.Context, conn ws.PresenceConn) (bool, error) {
+func (s *failingStorage) AddPresence(ctx context.Context, conn ws.PresenceConn) (ws.PresenceEvent, bool, error) {
 	if s.failAdd.Load() {
-		return false, errStorageDown
+		return ws.PresenceEvent{}, false, errStorageDown
 	}
 	return s.MemoryStorage.AddPresence(ctx, conn)
 }
 
-func (s *failingStorage) PresenceMembers(ctx context.Context, channel string) ([]ws.PresenceMember, error) {
+func (s *failingStorage) PresenceMembers(ctx context.Context, channel string) ([]ws.PresenceMember, ws.PresenceVersion, error) {
 	if s.failList.Load() {
-		return nil, errStorageDown
+		return nil, ws.PresenceVersion{}, errStorageDown
 	}
 	return s.MemoryStorage.PresenceMembers(ctx, channel)
 }

@@ -5,10 +5,10 @@ import (
 	"sync"
 )
 
-// keyLock serialises operations on one key (a channel) while letting
-// different keys proceed in parallel. Unlike a mutex, waiting for it
-// honours a context, so a Redis round trip made while holding it never
-// holds up a caller past its deadline.
+// keyLock serialises operations on one key (a channel, a connection)
+// while letting different keys proceed in parallel. Unlike a mutex,
+// waiting for it honours a context, so a Redis round trip made while
+// holding it never holds up a caller past its deadline.
 type keyLock struct {
 	mu   sync.Mutex
 	held map[string]chan struct{} // guarded by mu; closed on release

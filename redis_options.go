@@ -118,9 +118,11 @@ type RedisOptions struct {
 	// and its presence is reaped. Zero means 20s, so with the default
 	// ReapInterval a dead node's members leave within 30s.
 	NodeTTL time.Duration
-	// ReapInterval is what RedisStorage.ReapInterval reports: how often
-	// the Hub reaps dead nodes. Presence of a crashed node is gone at
-	// most NodeTTL + ReapInterval after the crash. Zero means 10s.
+	// ReapInterval is how often the Hub maintains presence (reaps dead
+	// nodes, restores presence Redis lost): RedisStorage.MaintainInterval
+	// reports it, or NodeTTL/2 if that is shorter. Presence of a crashed
+	// node is gone at most NodeTTL + MaintainInterval after the crash.
+	// Zero means 10s.
 	ReapInterval time.Duration
 
 	// Logger receives connection-state changes. Nil means silent.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -14,15 +15,22 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// RedisStorage is a StorageClient (and PresenceReaper) that keeps
+// RedisStorage is a StorageClient (and PresenceMaintainer) that keeps
 // presence in Redis, shared by every node of a cluster.
 //
 // Each RedisStorage is a node with a random ID. Its heartbeat key lives
 // NodeTTL and is refreshed every NodeTTL/3 by a goroutine that Close
 // stops. Connections are counted per user in Lua scripts, so joins and
-// leaves are decided atomically across nodes. When a node dies, its
-// heartbeat expires and ReapPresence (on any node) removes its
-// connections within NodeTTL + ReapInterval.
+// leaves are decided atomically across nodes, and the same scripts number
+// them with the channel's version. When a node dies, its heartbeat
+// expires and MaintainPresence (on any node) removes its connections
+// within NodeTTL + MaintainInterval.
+//
+// The storage remembers the connections it added and has not removed.
+// When Redis loses them (FLUSHALL, a restart without persistence, a
+// failover to a replica that lagged) or declares the node dead while it
+// was only stalled, MaintainPresence writes them back under a new node ID
+// and returns the joins that result. See docs/redis.md for the bounds.
 //
 // Keys, with the default KeyPrefix "ws:", ID a node ID and C a channel:
 //
@@ -34,21 +42,31 @@ import (
 //	ws:presence:{C}:info        HASH   userID -> info JSON
 //	ws:presence:{C}:nodes       HASH   nodeID -> number of connections
 //	ws:presence:{C}:dead        SET    nodes reaped here (tombstones)
+//	ws:presence:{C}:version     HASH   epoch, seq, run (Redis run_id)
 //
 // The braces are Redis Cluster hash tags: one channel's keys share a slot,
 // so its scripts run on Redis Cluster. Nothing scans the keyspace; the
 // reaper reads the node set and the channel index of dead nodes only.
-// See docs/redis.md.
 type RedisStorage struct {
-	client       redis.UniversalClient
-	ownsClient   bool
-	keys         presenceKeys
-	ttl          time.Duration
-	reapInterval time.Duration
-	logger       *slog.Logger
+	client        redis.UniversalClient
+	ownsClient    bool
+	keys          presenceKeys
+	ttl           time.Duration
+	maintainEvery time.Duration
+	logger        *slog.Logger
 
-	mu   sync.Mutex
-	node *presenceNode // guarded by mu; replaced by rotate
+	mu      sync.Mutex
+	node    *presenceNode                        // guarded by mu; replaced by rotate
+	retired []string                             // guarded by mu; IDs this storage wrote under before, not yet reaped
+	heal    bool                                 // guarded by mu; live connections must be claimed under node
+	live    map[string]map[string]PresenceMember // guarded by mu; channel -> connID -> member, added and not removed
+	orphans map[string]map[string]PresenceMember // guarded by mu; channel -> connID -> member whose removal failed
+
+	// connOps orders the add, removal, claim and retried removal of one
+	// connection in one channel (key: channel, NUL, connID).
+	connOps keyLock
+	// maintaining admits one MaintainPresence at a time.
+	maintaining chan struct{}
 
 	kick      chan struct{} // wakes the heartbeat goroutine after a rotation
 	done      chan struct{} // closed by Close
@@ -58,9 +76,9 @@ type RedisStorage struct {
 }
 
 var (
-	_ StorageClient   = (*RedisStorage)(nil)
-	_ PresenceReaper  = (*RedisStorage)(nil)
-	_ PresenceCounter = (*RedisStorage)(nil)
+	_ StorageClient      = (*RedisStorage)(nil)
+	_ PresenceMaintainer = (*RedisStorage)(nil)
+	_ PresenceCounter    = (*RedisStorage)(nil)
 )
 
 // NewRedisStorage returns a presence store on the Redis server at addr
@@ -101,15 +119,18 @@ func NewRedisStorageFromClient(client redis.UniversalClient, opts RedisOptions) 
 
 func newRedisStorage(client redis.UniversalClient, owns bool, o RedisOptions) *RedisStorage {
 	s := &RedisStorage{
-		client:       client,
-		ownsClient:   owns,
-		keys:         presenceKeys{prefix: o.KeyPrefix},
-		ttl:          o.NodeTTL,
-		reapInterval: o.ReapInterval,
-		logger:       o.Logger,
-		node:         newPresenceNode(),
-		kick:         make(chan struct{}, 1),
-		done:         make(chan struct{}),
+		client:        client,
+		ownsClient:    owns,
+		keys:          presenceKeys{prefix: o.KeyPrefix},
+		ttl:           o.NodeTTL,
+		maintainEvery: min(o.ReapInterval, o.NodeTTL/2),
+		logger:        o.Logger,
+		node:          newPresenceNode(),
+		live:          make(map[string]map[string]PresenceMember),
+		orphans:       make(map[string]map[string]PresenceMember),
+		maintaining:   make(chan struct{}, 1),
+		kick:          make(chan struct{}, 1),
+		done:          make(chan struct{}),
 	}
 	s.wg.Add(1)
 	go s.heartbeat()
@@ -117,76 +138,117 @@ func newRedisStorage(client redis.UniversalClient, owns bool, o RedisOptions) *R
 }
 
 // NodeID returns the ID under which this storage currently writes
-// presence. It changes only if Redis declared the node dead.
+// presence. It changes when Redis declared the node dead or lost its
+// data.
 func (s *RedisStorage) NodeID() string { return s.current().id }
 
 // AddPresence records conn. It waits (within ctx) for the node's first
 // heartbeat to be written.
-func (s *RedisStorage) AddPresence(ctx context.Context, conn PresenceConn) (bool, error) {
+func (s *RedisStorage) AddPresence(ctx context.Context, conn PresenceConn) (PresenceEvent, bool, error) {
+	unlock, err := s.connOps.lock(ctx, connKey(conn))
+	if err != nil {
+		return PresenceEvent{}, false, s.wrap("add", conn.Channel, err)
+	}
+	defer unlock()
 	// A node that finds itself reaped takes a new identity and tries again;
 	// twice in a row means its heartbeat cannot keep up, so give up.
 	for range 3 {
 		n, err := s.session(ctx)
 		if err != nil {
-			return false, s.wrap("add", conn.Channel, err)
+			return PresenceEvent{}, false, s.wrap("add", conn.Channel, err)
 		}
-		if err := n.acquire(ctx, s, conn.Channel); err != nil {
-			return false, s.wrap("add", conn.Channel, err)
+		if err := n.acquire(ctx, s, conn.Channel, 1); err != nil {
+			return PresenceEvent{}, false, s.wrap("add", conn.Channel, err)
 		}
-		res, err := addPresenceScript.Run(ctx, s.client, s.keys.channel(conn.Channel),
-			conn.ConnID, n.id, conn.Member.UserID, string(conn.Member.Info)).Int()
+		r := newScriptReply(addPresenceScript.Run(ctx, s.client, s.keys.channel(conn.Channel),
+			conn.ConnID, n.id, conn.Member.UserID, string(conn.Member.Info), newEpoch()).Result())
+		code := r.int(0)
+		var ev PresenceEvent
+		if code == 1 {
+			ev = PresenceEvent{Conn: conn, Version: r.version(1, 2), Count: int(r.int(3))}
+		}
 		switch {
-		case err != nil:
+		case r.err != nil:
 			// The entry may or may not be written; keeping the index
 			// entry is the safe side.
-			return false, s.wrap("add", conn.Channel, err)
-		case res == -1:
-			s.rotate(n)
+			return PresenceEvent{}, false, s.wrap("add", conn.Channel, r.err)
+		case code == -1:
+			s.rotate(n, "reaped while stalled")
 			continue
-		case res == 0:
-			n.release(ctx, s, conn.Channel)
-			return false, nil
-		default:
-			return res == 1, nil
+		case code == 0:
+			n.release(ctx, s, conn.Channel, 1)
 		}
+		s.track(conn, n)
+		return ev, code == 1, nil
 	}
-	return false, s.wrap("add", conn.Channel, errors.New("node was declared dead repeatedly; is NodeTTL too short?"))
+	return PresenceEvent{}, false, s.wrap("add", conn.Channel, errors.New("node was declared dead repeatedly; is NodeTTL too short?"))
 }
 
-// RemovePresence removes conn, whichever node added it.
-func (s *RedisStorage) RemovePresence(ctx context.Context, conn PresenceConn) (bool, error) {
-	res, err := removePresenceScript.Run(ctx, s.client, s.keys.channel(conn.Channel)[:4], conn.ConnID).Slice()
+// RemovePresence removes conn, whichever node added it. Even when it
+// fails, the storage forgets conn (it is never restored), and
+// MaintainPresence retries the removal.
+func (s *RedisStorage) RemovePresence(ctx context.Context, conn PresenceConn) (PresenceEvent, bool, error) {
+	unlock, err := s.connOps.lock(ctx, connKey(conn))
 	if err != nil {
-		return false, s.wrap("remove", conn.Channel, err)
+		s.untrack(conn)
+		s.orphan(conn)
+		return PresenceEvent{}, false, s.wrap("remove", conn.Channel, err)
 	}
-	if len(res) != 2 {
-		return false, s.wrap("remove", conn.Channel, fmt.Errorf("unexpected script reply %v", res))
+	defer unlock()
+	s.untrack(conn)
+	ev, left, err := s.remove(ctx, conn)
+	if err != nil {
+		s.orphan(conn)
+		return PresenceEvent{}, false, s.wrap("remove", conn.Channel, err)
 	}
-	left, _ := res[0].(int64)
-	node, _ := res[1].(string)
+	return ev, left, nil
+}
+
+// remove runs the removal script for conn; the caller holds its connOps
+// lock.
+func (s *RedisStorage) remove(ctx context.Context, conn PresenceConn) (PresenceEvent, bool, error) {
+	r := newScriptReply(removePresenceScript.Run(ctx, s.client, s.keys.channel(conn.Channel), conn.ConnID, newEpoch()).Result())
+	left, node := r.int(0), r.str(1)
+	var ev PresenceEvent
+	if left == 1 {
+		ev = PresenceEvent{Conn: PresenceConn{Channel: conn.Channel, ConnID: conn.ConnID, Member: member(r.str(2), r.str(3))},
+			Left: true, Version: r.version(4, 5), Count: int(r.int(6))}
+	}
+	if r.err != nil {
+		return PresenceEvent{}, false, r.err
+	}
 	if n := s.current(); node != "" && node == n.id {
-		n.release(ctx, s, conn.Channel)
+		n.release(ctx, s, conn.Channel, 1)
 	}
-	return left == 1, nil
+	return ev, left == 1, nil
 }
 
-// PresenceMembers returns the channel's members ordered by UserID, read
-// in one command so the list is a consistent snapshot.
-func (s *RedisStorage) PresenceMembers(ctx context.Context, channel string) ([]PresenceMember, error) {
-	info, err := s.client.HGetAll(ctx, s.keys.channel(channel)[2]).Result()
-	if err != nil {
-		return nil, s.wrap("members", channel, err)
+// PresenceMembers returns the channel's members ordered by UserID and its
+// version, read in one MULTI/EXEC so the two agree. It does not check
+// which Redis process wrote the version: whatever it reads is a state
+// Redis really had, named by its own version (after a restart from an
+// older file, an older one); only numbering new changes needs the check.
+func (s *RedisStorage) PresenceMembers(ctx context.Context, channel string) ([]PresenceMember, PresenceVersion, error) {
+	keys := s.keys.channel(channel)
+	pipe := s.client.TxPipeline()
+	infoCmd := pipe.HGetAll(ctx, keys[2])
+	versionCmd := pipe.HMGet(ctx, keys[5], "epoch", "seq")
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, PresenceVersion{}, s.wrap("members", channel, err)
 	}
+	var v PresenceVersion
+	if vals := versionCmd.Val(); len(vals) == 2 {
+		v.Epoch, _ = vals[0].(string)
+		seq, _ := vals[1].(string)
+		v.Seq, _ = strconv.ParseUint(seq, 10, 64)
+	}
+	info := infoCmd.Val()
 	out := make([]PresenceMember, 0, len(info))
 	for uid, data := range info {
-		m := PresenceMember{UserID: uid}
-		if data != "" {
-			m.Info = json.RawMessage(data)
-		}
-		out = append(out, m)
+		out = append(out, member(uid, data))
 	}
 	slices.SortFunc(out, func(a, b PresenceMember) int { return strings.Compare(a.UserID, b.UserID) })
-	return out, nil
+	return out, v, nil
 }
 
 // PresenceCount returns the number of members of channel with one HLEN,
@@ -199,13 +261,17 @@ func (s *RedisStorage) PresenceCount(ctx context.Context, channel string) (int, 
 	return int(n), nil
 }
 
-// ReapInterval returns RedisOptions.ReapInterval.
-func (s *RedisStorage) ReapInterval() time.Duration { return s.reapInterval }
+// MaintainInterval returns how often the Hub should call
+// MaintainPresence: RedisOptions.ReapInterval, or NodeTTL/2 if that is
+// shorter, so lost presence is restored within NodeTTL.
+func (s *RedisStorage) MaintainInterval() time.Duration { return s.maintainEvery }
 
-// Close stops the heartbeat and deletes the node's heartbeat key, so any
-// presence the node still holds is reaped at the next ReapPresence
-// anywhere instead of after NodeTTL. If the storage created its client, it
-// closes it. Later calls return the first call's result.
+// Close stops the heartbeat and takes the node out of Redis: its
+// heartbeat key, its channel index and its entry in the node set. If the
+// node still has presence recorded (the Hub did not remove it all), only
+// the heartbeat key goes, so the next MaintainPresence on another node
+// removes that presence and announces the leaves. If the storage created
+// its client, it closes it. Later calls return the first call's result.
 func (s *RedisStorage) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.done)
@@ -213,7 +279,7 @@ func (s *RedisStorage) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		var errs []error
-		if err := s.client.Del(ctx, s.keys.alive(s.current().id)).Err(); err != nil {
+		if err := s.deregister(ctx); err != nil {
 			errs = append(errs, err)
 		}
 		if s.ownsClient {
@@ -228,9 +294,44 @@ func (s *RedisStorage) Close() error {
 	return s.closeErr
 }
 
+// deregister removes the node from Redis on Close.
+func (s *RedisStorage) deregister(ctx context.Context) error {
+	n := s.current()
+	s.mu.Lock()
+	holds := len(s.live) > 0 || len(s.orphans) > 0 || len(s.retired) > 0 || !n.idle()
+	s.mu.Unlock()
+	if holds {
+		return s.client.Del(ctx, s.keys.alive(n.id)).Err()
+	}
+	// The index and the node set are different slots on Redis Cluster, so
+	// these are separate commands; the heartbeat goes first, as anything
+	// left behind is then reapable.
+	if err := s.client.Del(ctx, s.keys.alive(n.id)).Err(); err != nil {
+		return err
+	}
+	if err := s.client.Del(ctx, s.keys.nodeChannels(n.id)).Err(); err != nil {
+		return err
+	}
+	return s.client.SRem(ctx, s.keys.nodes(), n.id).Err()
+}
+
+// wrap makes err a storage failure: it matches ErrStorageUnavailable and
+// keeps err's own chain (a context deadline, say) for errors.Is.
 func (s *RedisStorage) wrap(op, channel string, err error) error {
 	if errors.Is(err, ErrHubClosed) {
 		return err
 	}
-	return fmt.Errorf("ws: redis presence %s on %q: %w", op, channel, err)
+	return fmt.Errorf("%w: redis presence %s on %q: %w", ErrStorageUnavailable, op, channel, err)
 }
+
+// member builds a PresenceMember from its stored form ("" info: none).
+func member(uid, info string) PresenceMember {
+	m := PresenceMember{UserID: uid}
+	if info != "" {
+		m.Info = json.RawMessage(info)
+	}
+	return m
+}
+
+// connKey names conn for connOps.
+func connKey(conn PresenceConn) string { return conn.Channel + "\x00" + conn.ConnID }

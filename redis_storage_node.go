@@ -11,12 +11,18 @@ import (
 // presenceNode is one identity of a RedisStorage in Redis: a random ID
 // with a heartbeat key and an index of the channels it has entries in.
 // A storage keeps one identity for its life unless Redis declares it
-// dead (its heartbeat expired while it was stalled, or Redis lost its
-// data); then it takes a new identity, because everything written under
-// the old one is, or is about to be, reaped.
+// dead (its heartbeat expired while it was stalled) or may have lost what
+// it wrote (the heartbeat key is gone, or the Redis process changed);
+// then it takes a new identity (rotate), because what was written under
+// the old one is, or is about to be, reaped or is no longer to be
+// trusted. MaintainPresence then claims the storage's live connections
+// under the new identity and reaps the old one.
 type presenceNode struct {
 	id    string
 	ready chan struct{} // closed by the heartbeat goroutine once registered
+	// runs are the run_id of each Redis master when the node registered;
+	// written before ready is closed, read-only after.
+	runs map[string]string
 
 	// ops orders the index updates of one channel: the first local
 	// connection adds the channel to the index before its entry is
@@ -41,10 +47,10 @@ func (n *presenceNode) registered() bool {
 	}
 }
 
-// acquire counts one more local entry in ch, first adding ch to the
+// acquire counts k more local entries in ch, first adding ch to the
 // node's channel index if it was not there, so a reaper always finds the
-// entry that is about to be written.
-func (n *presenceNode) acquire(ctx context.Context, s *RedisStorage, ch string) error {
+// entries that are about to be written.
+func (n *presenceNode) acquire(ctx context.Context, s *RedisStorage, ch string, k int) error {
 	unlock, err := n.ops.lock(ctx, ch)
 	if err != nil {
 		return err
@@ -66,22 +72,22 @@ func (n *presenceNode) acquire(ctx context.Context, s *RedisStorage, ch string) 
 		}
 	}
 	n.mu.Lock()
-	n.refs[ch]++
+	n.refs[ch] += k
 	n.mu.Unlock()
 	return nil
 }
 
-// release counts one local entry of ch gone and drops ch from the index
-// after the last. A failure leaves ch in the index, which costs a reaper
-// one empty look at the channel and nothing else.
-func (n *presenceNode) release(ctx context.Context, s *RedisStorage, ch string) {
+// release counts k local entries of ch gone (or never written) and drops
+// ch from the index after the last. A failure leaves ch in the index,
+// which costs a reaper one empty look at the channel and nothing else.
+func (n *presenceNode) release(ctx context.Context, s *RedisStorage, ch string, k int) {
 	unlock, err := n.ops.lock(ctx, ch)
 	if err != nil {
 		return
 	}
 	defer unlock()
 	n.mu.Lock()
-	n.refs[ch]--
+	n.refs[ch] -= k
 	last := n.refs[ch] <= 0
 	if last {
 		delete(n.refs, ch)
@@ -90,6 +96,13 @@ func (n *presenceNode) release(ctx context.Context, s *RedisStorage, ch string) 
 	if last {
 		_ = s.client.SRem(ctx, s.keys.nodeChannels(n.id), ch).Err()
 	}
+}
+
+// idle reports whether the node has no entries (nor adds in flight).
+func (n *presenceNode) idle() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.refs) == 0
 }
 
 // heartbeat registers the current identity and keeps its heartbeat key
@@ -121,11 +134,18 @@ func (s *RedisStorage) heartbeat() {
 	}
 }
 
-// register writes the heartbeat key, then adds the node to the node set,
-// so a reaper never sees a registered node without a heartbeat.
+// register notes which Redis processes the node writes to, then writes
+// the heartbeat key, then adds the node to the node set, so a reaper never
+// sees a registered node without a heartbeat. (A restart between the
+// first two steps costs one needless rotation, never a missed one.)
 func (s *RedisStorage) register(n *presenceNode) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.ttl/3)
 	defer cancel()
+	runs, err := s.serverRuns(ctx)
+	if err != nil {
+		return err
+	}
+	n.runs = runs
 	if err := s.client.Set(ctx, s.keys.alive(n.id), "1", s.ttl).Err(); err != nil {
 		return err
 	}
@@ -133,8 +153,9 @@ func (s *RedisStorage) register(n *presenceNode) error {
 }
 
 // beat refreshes the heartbeat key. It refreshes only a key that still
-// exists: a key that expired means the node was (or will be) reaped, and
-// it must not come back to life under the same ID.
+// exists: a key that expired means the node was (or will be) reaped, or
+// Redis lost its data, and the node must not come back to life under the
+// same ID.
 func (s *RedisStorage) beat(n *presenceNode) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.ttl/3)
 	defer cancel()
@@ -143,18 +164,22 @@ func (s *RedisStorage) beat(n *presenceNode) {
 	case err != nil:
 		s.logger.Warn("ws: redis presence heartbeat failed", "node", n.id, "error", err)
 	case !ok:
-		s.rotate(n)
+		s.rotate(n, "heartbeat key gone")
 	}
 }
 
 // rotate replaces the identity old, if it is still current, with a new
-// one and wakes the heartbeat goroutine to register it.
-func (s *RedisStorage) rotate(old *presenceNode) {
+// one, marks the live connections for MaintainPresence to claim under it
+// and old for reaping, and wakes the heartbeat goroutine to register the
+// new identity.
+func (s *RedisStorage) rotate(old *presenceNode, why string) {
 	s.mu.Lock()
 	if s.node == old {
 		s.node = newPresenceNode()
-		s.logger.Warn("ws: redis presence node expired; its presence was reaped; rejoining under a new ID",
-			"old", old.id, "new", s.node.id)
+		s.retired = append(s.retired, old.id)
+		s.heal = true
+		s.logger.Warn("ws: redis presence node takes a new ID; its presence is restored at the next maintenance",
+			"reason", why, "old", old.id, "new", s.node.id)
 	}
 	s.mu.Unlock()
 	select {

@@ -3,8 +3,11 @@ package ws
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,27 +54,37 @@ func TestRedisStorageIndexFollowsEntries(t *testing.T) {
 		require.NoError(t, err)
 		return ids
 	}
-	_, err := s.AddPresence(ctx, conn("presence-a", "c1", "u1"))
-	require.NoError(t, err)
-	_, err = s.AddPresence(ctx, conn("presence-a", "c2", "u2"))
-	require.NoError(t, err)
-	_, err = s.AddPresence(ctx, conn("presence-a", "c2", "u2")) // duplicate: no extra reference
-	require.NoError(t, err)
+	addConn(t, s, conn("presence-a", "c1", "u1"))
+	addConn(t, s, conn("presence-a", "c2", "u2"))
+	addConn(t, s, conn("presence-a", "c2", "u2")) // duplicate: no extra reference
 	require.Equal(t, []string{"presence-a"}, index())
 	nodes, err := s.client.SMembers(ctx, s.keys.nodes()).Result()
 	require.NoError(t, err)
 	require.Contains(t, nodes, s.NodeID())
 
-	_, err = s.RemovePresence(ctx, conn("presence-a", "c1", "u1"))
-	require.NoError(t, err)
+	removeConn(t, s, conn("presence-a", "c1", "u1"))
 	require.Equal(t, []string{"presence-a"}, index(), "one entry left")
-	_, err = s.RemovePresence(ctx, conn("presence-a", "c2", "u2"))
-	require.NoError(t, err)
+	removeConn(t, s, conn("presence-a", "c2", "u2"))
 	require.Empty(t, index(), "no entries left")
+	version, err := s.client.Exists(ctx, s.keys.channel("presence-a")...).Result()
+	require.NoError(t, err)
+	require.Zero(t, version, "an empty channel leaves no key behind, its version included")
+}
+
+// eventConns returns the Conn of each event that is a leave (left) or a
+// join (!left), failing nothing: a wrong kind just does not match.
+func eventConns(events []PresenceEvent, left bool) []PresenceConn {
+	var out []PresenceConn
+	for _, ev := range events {
+		if ev.Left == left {
+			out = append(out, ev.Conn)
+		}
+	}
+	return out
 }
 
 // TestRedisStorageCloseLetsOthersReapAtOnce: a node that closes with
-// presence still recorded deletes its heartbeat, so the next reap
+// presence still recorded deletes its heartbeat, so the next maintenance
 // anywhere removes that presence without waiting for the TTL.
 func TestRedisStorageCloseLetsOthersReapAtOnce(t *testing.T) {
 	addr := redistest.Addr(t)
@@ -83,14 +96,14 @@ func TestRedisStorageCloseLetsOthersReapAtOnce(t *testing.T) {
 	a, err := NewRedisStorageWithOptions(opts)
 	require.NoError(t, err)
 	b := newTestRedisStorage(t, opts)
-	_, err = a.AddPresence(ctx, conn("presence-x", "a1", "alice"))
-	require.NoError(t, err)
+	join, _ := addConn(t, a, conn("presence-x", "a1", "alice"))
 	require.NoError(t, a.Close())
 
-	left, err := b.ReapPresence(ctx)
+	left, err := b.MaintainPresence(ctx)
 	require.NoError(t, err)
-	require.Equal(t, []PresenceConn{conn("presence-x", "a1", "alice")}, left)
-	left, err = b.ReapPresence(ctx)
+	require.Equal(t, []PresenceEvent{{Conn: conn("presence-x", "a1", "alice"), Left: true,
+		Version: PresenceVersion{Epoch: join.Version.Epoch, Seq: 2}}}, left)
+	left, err = b.MaintainPresence(ctx)
 	require.NoError(t, err)
 	require.Empty(t, left, "a departure is reaped once")
 	nodes, err := b.client.SMembers(ctx, b.keys.nodes()).Result()
@@ -98,10 +111,38 @@ func TestRedisStorageCloseLetsOthersReapAtOnce(t *testing.T) {
 	require.Equal(t, []string{b.NodeID()}, nodes, "the reaped node is forgotten")
 }
 
-// TestRedisStorageRejoinsAfterBeingReaped: a node whose heartbeat expired
-// (it stalled) was reaped; its next add finds the tombstone, and the node
-// takes a new ID instead of writing an entry no reaper would find.
-func TestRedisStorageRejoinsAfterBeingReaped(t *testing.T) {
+// TestRedisStorageCloseDeregisters: a node that closes with no presence
+// left takes itself out of the node set at once.
+func TestRedisStorageCloseDeregisters(t *testing.T) {
+	addr := redistest.Addr(t)
+	noLeaks(t)
+	prefix := redistest.Prefix(t)
+	redistest.CleanupKeys(t, addr, prefix)
+	opts := RedisOptions{Addrs: []string{addr}, KeyPrefix: prefix}
+	ctx := testCtx(t)
+	a, err := NewRedisStorageWithOptions(opts)
+	require.NoError(t, err)
+	b := newTestRedisStorage(t, opts)
+	addConn(t, a, conn("presence-x", "a1", "alice"))
+	removeConn(t, a, conn("presence-x", "a1", "alice"))
+	id := a.NodeID()
+	require.NoError(t, a.Close())
+
+	nodes, err := b.client.SMembers(ctx, b.keys.nodes()).Result()
+	require.NoError(t, err)
+	require.Equal(t, []string{b.NodeID()}, nodes, "the closed node %s is still registered", id)
+	n, err := b.client.Exists(ctx, b.keys.alive(id), b.keys.nodeChannels(id)).Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "the closed node's heartbeat or index is left")
+}
+
+// TestRedisStorageStalledNodeRestoresItsPresence: a node whose heartbeat
+// expired while it was stalled is reaped by the others, who announce its
+// users' leaves. When it resumes, its next add in a reaped channel finds
+// the tombstone and the node takes a new ID instead of writing an entry no
+// reaper would find; its next maintenance writes its other connections
+// back and returns the joins of the users who had gone.
+func TestRedisStorageStalledNodeRestoresItsPresence(t *testing.T) {
 	addr := redistest.Addr(t)
 	noLeaks(t)
 	prefix := redistest.Prefix(t)
@@ -110,26 +151,192 @@ func TestRedisStorageRejoinsAfterBeingReaped(t *testing.T) {
 	ctx := testCtx(t)
 	a := newTestRedisStorage(t, opts)
 	b := newTestRedisStorage(t, opts)
-	_, err := a.AddPresence(ctx, conn("presence-s", "a1", "alice"))
-	require.NoError(t, err)
+	addConn(t, a, conn("presence-s", "a1", "alice"))
+	addConn(t, a, conn("presence-s", "a2", "bob"))
+	addConn(t, b, conn("presence-s", "b1", "carol")) // keeps the channel, and its epoch, alive
 	oldID := a.NodeID()
 	// The stall: a's heartbeat key disappears as if it had expired.
 	require.NoError(t, a.client.Del(ctx, a.keys.alive(oldID)).Err())
-	left, err := b.ReapPresence(ctx)
+	left, err := b.MaintainPresence(ctx)
 	require.NoError(t, err)
-	require.Equal(t, []PresenceConn{conn("presence-s", "a1", "alice")}, left)
+	require.ElementsMatch(t, []PresenceConn{conn("presence-s", "a1", "alice"), conn("presence-s", "a2", "bob")}, eventConns(left, true))
 
-	joined, err := a.AddPresence(ctx, conn("presence-s", "a2", "alice"))
-	require.NoError(t, err)
-	require.True(t, joined, "alice was reaped, so this is a join")
+	join, changed := addConn(t, a, conn("presence-s", "a3", "alice"))
+	require.True(t, changed, "alice was reaped, so this is a join")
+	require.Equal(t, uint64(6), join.Version.Seq, "three joins and two leaves came before")
 	require.NotEqual(t, oldID, a.NodeID(), "node kept its reaped ID")
-	// The new identity is alive and indexed, so it is not reaped.
-	left, err = b.ReapPresence(ctx)
+
+	restored, err := a.MaintainPresence(ctx)
 	require.NoError(t, err)
-	require.Empty(t, left)
-	members, err := b.PresenceMembers(ctx, "presence-s")
+	require.Equal(t, []PresenceEvent{{Conn: conn("presence-s", "a2", "bob"),
+		Version: PresenceVersion{Epoch: join.Version.Epoch, Seq: 7}, Count: 3}}, restored,
+		"bob is restored; alice is present again already")
+	members, v := membersOf(t, b, "presence-s")
+	require.Equal(t, []PresenceMember{{UserID: "alice"}, {UserID: "bob"}, {UserID: "carol"}}, members)
+	require.Equal(t, uint64(7), v.Seq)
+	// The new identity is alive and indexed, so nobody reaps it.
+	for _, s := range []*RedisStorage{a, b} {
+		evs, err := s.MaintainPresence(ctx)
+		require.NoError(t, err)
+		require.Empty(t, evs)
+	}
+	// Its connections are removed normally, a1 included.
+	for _, c := range []string{"a1", "a3"} {
+		removeConn(t, a, conn("presence-s", c, "alice"))
+	}
+	members, _ = membersOf(t, b, "presence-s")
+	require.Equal(t, []PresenceMember{{UserID: "bob"}, {UserID: "carol"}}, members)
+}
+
+// TestRedisStorageRetriesFailedRemoval: a removal that fails leaves the
+// connection in Redis; the next maintenance removes it and returns the
+// leave.
+func TestRedisStorageRetriesFailedRemoval(t *testing.T) {
+	addr := redistest.Addr(t)
+	noLeaks(t)
+	prefix := redistest.Prefix(t)
+	redistest.CleanupKeys(t, addr, prefix)
+	s := newTestRedisStorage(t, RedisOptions{Addrs: []string{addr}, KeyPrefix: prefix})
+	join, _ := addConn(t, s, conn("presence-r", "c1", "alice"))
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, _, err := s.RemovePresence(done, conn("presence-r", "c1", "alice"))
+	require.ErrorIs(t, err, ErrStorageUnavailable)
+	require.ErrorIs(t, err, context.Canceled)
+	members, _ := membersOf(t, s, "presence-r")
+	require.Len(t, members, 1, "the failed removal left alice in Redis")
+
+	events, err := s.MaintainPresence(testCtx(t))
 	require.NoError(t, err)
-	require.Equal(t, []PresenceMember{{UserID: "alice"}}, members)
+	require.Equal(t, []PresenceEvent{{Conn: conn("presence-r", "c1", "alice"), Left: true,
+		Version: PresenceVersion{Epoch: join.Version.Epoch, Seq: 2}}}, events)
+	events, err = s.MaintainPresence(testCtx(t))
+	require.NoError(t, err)
+	require.Empty(t, events)
+}
+
+// maintainRound calls MaintainPresence once on every node, as each
+// node's Hub does every MaintainInterval, and returns the events.
+func maintainRound(t *testing.T, nodes ...*RedisStorage) []PresenceEvent {
+	t.Helper()
+	var events []PresenceEvent
+	for _, s := range nodes {
+		evs, err := s.MaintainPresence(testCtx(t))
+		require.NoError(t, err, "maintenance of node %s", s.NodeID())
+		events = append(events, evs...)
+	}
+	return events
+}
+
+// testHealAfterLoss records presence on nodes a and b, has lose() make
+// Redis lose it (and answer again), and checks that the first maintenance
+// round restores every connection, with one join per user and channel in
+// a new epoch, and nothing else.
+func testHealAfterLoss(t *testing.T, a, b *RedisStorage, lose func()) {
+	addConn(t, a, conn("presence-room", "a1", "alice"))
+	addConn(t, a, conn("presence-room", "a2", "bob"))
+	addConn(t, a, conn("presence-lobby", "a3", "alice"))
+	addConn(t, b, conn("presence-room", "b1", "carol"))
+	addConn(t, b, conn("presence-room", "b2", "alice"))
+	_, before := membersOf(t, a, "presence-room")
+	ids := []string{a.NodeID(), b.NodeID()}
+
+	lose()
+	events := maintainRound(t, a, b)
+	var joins []string
+	for _, ev := range events {
+		require.False(t, ev.Left, "got leave %v", ev)
+		require.NotEqual(t, before.Epoch, ev.Version.Epoch, "restored under the lost epoch: %v", ev)
+		joins = append(joins, fmt.Sprintf("%s %s %d", ev.Conn.Channel, ev.Conn.Member.UserID, ev.Version.Seq))
+	}
+	slices.Sort(joins)
+	require.Len(t, joins, 4, "got joins %v, want alice, bob and carol in the room and alice in the lobby", joins)
+	require.Equal(t, "presence-lobby alice 1", joins[0])
+	var room []string
+	for _, j := range joins[1:] {
+		f := strings.Fields(j)
+		require.Equal(t, "presence-room", f[0])
+		room = append(room, f[1])
+	}
+	require.ElementsMatch(t, []string{"alice", "bob", "carol"}, room)
+
+	for _, s := range []*RedisStorage{a, b} {
+		members, v := membersOf(t, s, "presence-room")
+		require.Equal(t, []PresenceMember{{UserID: "alice"}, {UserID: "bob"}, {UserID: "carol"}}, members)
+		require.Equal(t, uint64(3), v.Seq, "got %v after three restored joins", v)
+	}
+	require.NotContains(t, ids, a.NodeID(), "node a kept an ID whose state was lost")
+	require.NotContains(t, ids, b.NodeID(), "node b kept an ID whose state was lost")
+	require.Empty(t, maintainRound(t, a, b), "a second round has nothing to do")
+	nodes, err := a.client.SMembers(testCtx(t), a.keys.nodes()).Result()
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{a.NodeID(), b.NodeID()}, nodes, "the lost IDs are forgotten")
+
+	// The restored connections are removed like any other.
+	leave, changed := removeConn(t, a, conn("presence-room", "a2", "bob"))
+	require.True(t, changed)
+	require.Equal(t, uint64(4), leave.Version.Seq)
+	_, changed = removeConn(t, a, conn("presence-room", "a1", "alice"))
+	require.False(t, changed, "alice is still there on b")
+}
+
+func TestRedisStorageHealsAfterFlushAll(t *testing.T) {
+	noLeaks(t)
+	srv := redistest.StartServer(t)
+	opts := RedisOptions{Addrs: []string{srv.Addr}}
+	a, b := newTestRedisStorage(t, opts), newTestRedisStorage(t, opts)
+	testHealAfterLoss(t, a, b, func() {
+		out, err := srv.CLI(testCtx(t), "FLUSHALL")
+		require.NoError(t, err, "FLUSHALL: %s", out)
+	})
+}
+
+func TestRedisStorageHealsAfterRestartWithoutPersistence(t *testing.T) {
+	noLeaks(t)
+	srv := redistest.StartServer(t)
+	opts := RedisOptions{Addrs: []string{srv.Addr}}
+	a, b := newTestRedisStorage(t, opts), newTestRedisStorage(t, opts)
+	testHealAfterLoss(t, a, b, func() {
+		srv.Kill()
+		require.NoError(t, srv.Restart())
+	})
+}
+
+// TestRedisStorageHealsAfterRestartFromOldSnapshot restarts Redis from a
+// snapshot older than its last writes, as a failover to a replica that
+// lagged does: a connection added since is missing, one removed since is
+// back, and the channel's stored version is behind what was announced.
+// The first maintenance re-adds the first, reaps the second and numbers
+// both in a new epoch, so no version is handed out twice.
+func TestRedisStorageHealsAfterRestartFromOldSnapshot(t *testing.T) {
+	noLeaks(t)
+	srv := redistest.StartServer(t)
+	a := newTestRedisStorage(t, RedisOptions{Addrs: []string{srv.Addr}})
+	const ch = "presence-room"
+	addConn(t, a, conn(ch, "a1", "alice"))
+	addConn(t, a, conn(ch, "a2", "bob"))
+	out, err := srv.CLI(testCtx(t), "SAVE")
+	require.NoError(t, err, "SAVE: %s", out)
+	leave, _ := removeConn(t, a, conn(ch, "a2", "bob"))
+	join, _ := addConn(t, a, conn(ch, "a3", "carol"))
+	require.Equal(t, uint64(4), join.Version.Seq)
+
+	srv.Kill()
+	require.NoError(t, srv.Restart())
+	// Until the maintenance, the old state is what Redis has, under its
+	// own (old) version.
+	members, stale := membersOf(t, a, ch)
+	require.Equal(t, []PresenceMember{{UserID: "alice"}, {UserID: "bob"}}, members)
+	require.Equal(t, PresenceVersion{Epoch: leave.Version.Epoch, Seq: 2}, stale)
+	events := maintainRound(t, a)
+	require.Len(t, events, 2, "got %v, want carol's join and bob's leave", events)
+	epoch := events[0].Version.Epoch
+	require.NotEqual(t, leave.Version.Epoch, epoch, "versions 3 and 4 of the old epoch were handed out twice")
+	require.Equal(t, PresenceEvent{Conn: conn(ch, "a3", "carol"), Version: PresenceVersion{Epoch: epoch, Seq: 1}, Count: 3}, events[0])
+	require.Equal(t, PresenceEvent{Conn: conn(ch, "a2", "bob"), Left: true, Version: PresenceVersion{Epoch: epoch, Seq: 2}, Count: 2}, events[1])
+	members, v := membersOf(t, a, ch)
+	require.Equal(t, []PresenceMember{{UserID: "alice"}, {UserID: "carol"}}, members)
+	require.Equal(t, events[1].Version, v)
 }
 
 // crashConns are the child's connections: alice twice in one channel and
@@ -143,7 +350,7 @@ var crashConns = []PresenceConn{
 
 // TestRedisStorageCrashIsReaped SIGKILLs a process holding presence and
 // has two surviving nodes reap concurrently: each departure is reported
-// once, within NodeTTL + ReapInterval.
+// once, within NodeTTL + MaintainInterval.
 func TestRedisStorageCrashIsReaped(t *testing.T) {
 	addr := redistest.Addr(t)
 	noLeaks(t)
@@ -154,8 +361,7 @@ func TestRedisStorageCrashIsReaped(t *testing.T) {
 	b := newTestRedisStorage(t, opts)
 	c := newTestRedisStorage(t, opts)
 	ctx := testCtx(t)
-	_, err := b.AddPresence(ctx, conn("presence-crash", "b-1", "bob"))
-	require.NoError(t, err)
+	addConn(t, b, conn("presence-crash", "b-1", "bob"))
 
 	child := exec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), childRoleEnv+"="+childStorageCrash, childPrefixEnv+"="+prefix, childRedisEnv+"="+addr)
@@ -183,10 +389,11 @@ func TestRedisStorageCrashIsReaped(t *testing.T) {
 	killed := time.Now()
 	_ = child.Wait() // "signal: killed"
 
-	// Two nodes reap concurrently, as the Hub would, every ReapInterval.
+	// Two nodes maintain concurrently, as the Hub would, every
+	// MaintainInterval.
 	var (
 		mu     sync.Mutex
-		left   []PresenceConn // guarded by mu
+		left   []PresenceEvent // guarded by mu
 		rounds [2]atomic.Int64
 		done   = make(chan struct{})
 		wg     sync.WaitGroup
@@ -196,10 +403,10 @@ func TestRedisStorageCrashIsReaped(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tick := time.NewTicker(s.ReapInterval())
+			tick := time.NewTicker(s.MaintainInterval())
 			defer tick.Stop()
 			for {
-				got, err := s.ReapPresence(ctx)
+				got, err := s.MaintainPresence(ctx)
 				if err != nil {
 					errCh <- err
 					return
@@ -216,7 +423,7 @@ func TestRedisStorageCrashIsReaped(t *testing.T) {
 			}
 		}()
 	}
-	bound := ttl + reapEvery
+	bound := ttl + b.MaintainInterval()
 	var took time.Duration
 	require.Eventually(t, func() bool {
 		mu.Lock()
@@ -237,14 +444,13 @@ func TestRedisStorageCrashIsReaped(t *testing.T) {
 	require.ElementsMatch(t, []PresenceConn{
 		{Channel: "presence-crash", ConnID: "child-1", Member: PresenceMember{UserID: "alice"}},
 		{Channel: "presence-other", ConnID: "child-4", Member: PresenceMember{UserID: "alice"}},
-	}, normaliseConnIDs(left), "got %v", left)
-	members, err := b.PresenceMembers(ctx, "presence-crash")
-	require.NoError(t, err)
+	}, normaliseConnIDs(eventConns(left, true)), "got %v", left)
+	members, _ := membersOf(t, b, "presence-crash")
 	require.Equal(t, []PresenceMember{{UserID: "bob"}}, members)
 	alive, err := b.client.Exists(ctx, b.keys.alive(childID)).Result()
 	require.NoError(t, err)
 	require.Zero(t, alive)
-	t.Logf("crashed node's presence reaped %v after SIGKILL (bound NodeTTL+ReapInterval = %v)", took.Round(time.Millisecond), bound)
+	t.Logf("crashed node's presence reaped %v after SIGKILL (bound NodeTTL+MaintainInterval = %v)", took.Round(time.Millisecond), bound)
 }
 
 // normaliseConnIDs maps the ConnID of alice's departure from
@@ -261,19 +467,70 @@ func normaliseConnIDs(in []PresenceConn) []PresenceConn {
 }
 
 // TestRedisStorageUnreachable needs no Redis: operations fail within
-// their context and Close still returns.
+// their context with errors that match ErrStorageUnavailable, and Close
+// still returns.
 func TestRedisStorageUnreachable(t *testing.T) {
 	noLeaks(t)
 	s := NewRedisStorage("127.0.0.1:1")
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	_, err := s.AddPresence(ctx, conn("presence-x", "c", "u"))
+	_, _, err := s.AddPresence(ctx, conn("presence-x", "c", "u"))
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	_, err = s.RemovePresence(ctx, conn("presence-x", "c", "u"))
-	require.Error(t, err)
-	_, err = s.PresenceMembers(ctx, "presence-x")
+	require.ErrorIs(t, err, ErrStorageUnavailable)
+	_, _, err = s.RemovePresence(ctx, conn("presence-x", "c", "u"))
+	require.ErrorIs(t, err, ErrStorageUnavailable)
+	_, _, err = s.PresenceMembers(ctx, "presence-x")
+	require.ErrorIs(t, err, ErrStorageUnavailable)
 	require.ErrorContains(t, err, "presence-x")
-	_, err = s.ReapPresence(ctx)
-	require.Error(t, err)
+	_, err = s.MaintainPresence(ctx)
+	require.ErrorIs(t, err, ErrStorageUnavailable)
 	require.Error(t, s.Close(), "Close reports that the heartbeat key could not be deleted")
+}
+
+// TestRedisStorageMaintainInterval: maintenance runs every ReapInterval,
+// or every NodeTTL/2 when that is shorter, so lost presence is back
+// within NodeTTL whatever the settings.
+func TestRedisStorageMaintainInterval(t *testing.T) {
+	noLeaks(t)
+	for _, tt := range []struct {
+		ttl, reap, want time.Duration
+	}{
+		{0, 0, 10 * time.Second},
+		{20 * time.Second, time.Minute, 10 * time.Second},
+		{time.Minute, 5 * time.Second, 5 * time.Second},
+		{time.Second, 0, 500 * time.Millisecond},
+	} {
+		s, err := NewRedisStorageWithOptions(RedisOptions{Addrs: []string{"127.0.0.1:1"}, NodeTTL: tt.ttl, ReapInterval: tt.reap})
+		require.NoError(t, err)
+		require.Equal(t, tt.want, s.MaintainInterval(), "NodeTTL %v, ReapInterval %v", tt.ttl, tt.reap)
+		_ = s.Close() // nothing listens there
+	}
+}
+
+// BenchmarkRedisStorageJoinLeave measures one user's visit to a presence
+// channel as the Hub makes it: add (a join), the member list, remove (a
+// leave), against the shared Redis.
+func BenchmarkRedisStorageJoinLeave(b *testing.B) {
+	addr := redistest.Addr(b)
+	prefix := redistest.Prefix(b)
+	redistest.CleanupKeys(b, addr, prefix)
+	s, err := NewRedisStorageWithOptions(RedisOptions{Addrs: []string{addr}, KeyPrefix: prefix})
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = s.Close() })
+	ctx := context.Background()
+	addConn(b, s, conn("presence-bench", "anchor", "anchor"))
+	i := 0
+	for b.Loop() {
+		c := conn("presence-bench", "c"+strconv.Itoa(i), "u"+strconv.Itoa(i))
+		i++
+		if _, _, err := s.AddPresence(ctx, c); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := s.PresenceMembers(ctx, c.Channel); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := s.RemovePresence(ctx, c); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -103,6 +103,23 @@ func (s *sender) enqueueShard(f []byte) (ok, kick bool) {
 	return ok, kick
 }
 
+// enqueueShardUnbounded is enqueueShard without the bounds check, for a
+// frame the client asked for (its member list).
+func (s *sender) enqueueShardUnbounded(f []byte) (ok, kick bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false, false
+	}
+	s.pushLocked(f)
+	if s.state == sendIdle && s.raw != nil {
+		s.state = sendShard
+		return true, true
+	}
+	s.scheduleLocked()
+	return true, false
+}
+
 // enqueueUnbounded queues f without the bounds check, for the frames a
 // subscribe queues together with its acknowledgement (the member list),
 // which the client asked for and must not cost it the connection.

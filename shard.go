@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -41,6 +42,8 @@ type post struct {
 	ev      *wire.Event
 	frames  [maxProtocols][]byte // ev's frame in each protocol, shared by its subscribers
 	except  string               // connection ID to skip (a whisper's sender)
+	skip    []*Client            // subscribers to skip as well (presence: lists already past ev)
+	only    *Client              // if set, the one subscriber to queue ev on
 	whisper bool
 }
 
@@ -205,11 +208,14 @@ func (s *writeShard) run(done <-chan struct{}) {
 // subscriber whose protocol had no subscriber of the channel when the
 // post was made gets the frame encoded here, once per shard.
 func (s *writeShard) fanOut(p post, dirty []*sender) []*sender {
+	if p.only != nil {
+		return s.queueOne(p, dirty)
+	}
 	var n int64
 	snap := p.ch.sets[s.idx].load()
 	for ci, chunk := range snap.chunks {
 		for _, c := range chunk[:snap.chunkLen(ci)] {
-			if p.except != "" && c.ID == p.except {
+			if p.except != "" && c.ID == p.except || len(p.skip) > 0 && slices.Contains(p.skip, c) {
 				continue
 			}
 			f := p.frames[c.proto]
@@ -235,6 +241,23 @@ func (s *writeShard) fanOut(p post, dirty []*sender) []*sender {
 	s.hub.stats.messagesOut.Add(n)
 	if p.whisper {
 		s.hub.stats.whispersOut.Add(n)
+	}
+	return dirty
+}
+
+// queueOne queues a post meant for one client (its own "members" frame),
+// if it is still subscribed.
+func (s *writeShard) queueOne(p post, dirty []*sender) []*sender {
+	c := p.only
+	if !c.inChannel(p.ch.name) {
+		return dirty
+	}
+	f := encodeFrame(s.hub.protocols[c.proto], p.ev)
+	if f == nil {
+		return dirty
+	}
+	if _, kick := c.out.enqueueShardUnbounded(f); kick {
+		dirty = append(dirty, &c.out)
 	}
 	return dirty
 }

@@ -86,8 +86,8 @@ func (h *Hub) shutdownTimes() (hard, giveUp time.Time) {
 // unregisters whatever is left itself, so Run returns in time even when a
 // client is stuck in user code (an AuthProvider, ErrorHandler or
 // OnDisconnect) or a broker ignores its context. The presence of clients
-// unregistered that way is not removed; a PresenceReaper on another node
-// removes it once this node's heartbeat expires.
+// unregistered that way is not removed; a PresenceMaintainer on another
+// node removes it once this node's heartbeat is gone.
 func (h *Hub) drain(bg *background) {
 	h.closing.Store(true)
 	start := time.Now()
@@ -132,6 +132,7 @@ wait:
 	}
 	h.abandon()
 	h.ioStop()
+	h.presenceWork.closeAndWait()
 	bg.stopTasks()
 	close(h.brokerOps.stop)
 	<-h.brokerOps.done
@@ -154,9 +155,8 @@ func (h *Hub) abandon() {
 		delete(h.clients, c)
 		h.stats.connections.Add(-1)
 	}
-	for name := range h.channels {
-		delete(h.channels, name)
-		h.stats.channels.Add(-1)
+	for _, ch := range h.channels {
+		h.dropChannel(ch)
 	}
 	h.log.Warn("ws: shutdown deadline passed; gave up waiting",
 		"connections", h.unended.Load(), "broker_calls", h.inflight, "presence_not_removed", leftPresence)

@@ -229,7 +229,7 @@ func runShutdownScenario(t *testing.T, be backend, clients int) {
 	check := be.newStorage(t) // a fresh client: the hub closed its own
 	t.Cleanup(func() { _ = check.Close() })
 	for i := range rooms {
-		members, err := check.PresenceMembers(context.Background(), room(i))
+		members, _, err := check.PresenceMembers(context.Background(), room(i))
 		require.NoError(t, err)
 		require.Empty(t, members, "members left on %s", room(i))
 	}
