@@ -2,7 +2,10 @@
 GO        ?= go
 REDIS_ADDR ?= 127.0.0.1:6379
 
-.PHONY: test tools race unit bench bench-peers lint run fuzz
+.PHONY: test tools race unit bench bench-peers lint run fuzz cross
+
+# PLATFORMS are the GOOS/GOARCH pairs the library must build and vet on.
+PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64 freebsd/amd64 freebsd/arm64
 
 # test first runs scripts/ensure-tools.sh, which installs what the suite
 # needs and is missing (Chromium, Node and npm, redis-server: with apt-get
@@ -24,6 +27,16 @@ test:
 	cd e2e && $(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	cd bench && $(GO) build ./... && $(GO) vet ./...
+	$(MAKE) cross
+
+# cross builds and vets the library (tests included) for every platform in
+# PLATFORMS: the non-blocking writev is Linux and BSD only (writev_*.go),
+# and everything else must build without it.
+cross:
+	@for p in $(PLATFORMS); do \
+		echo "go vet for $$p"; \
+		GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) vet ./... || exit 1; \
+	done
 
 # tools installs and starts what `make test` needs (see scripts/ensure-tools.sh).
 tools:

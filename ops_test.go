@@ -2,6 +2,7 @@ package ws_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -421,4 +422,25 @@ func TestNoLogLinePerMessage(t *testing.T) {
 		a.next()
 	}
 	require.Equal(t, before, rec.count(), "log lines were written for ordinary traffic and client errors")
+}
+
+// TestStatsJSONIsSnakeCase: Stats encodes with the same snake_case names
+// as Health and the stats log line, so a /stats endpoint that marshals it
+// reads like the rest.
+func TestStatsJSONIsSnakeCase(t *testing.T) {
+	n := newNode(t, nil, nil, ws.Config{}, nil)
+	c := n.dial(t, "")
+	c.subscribe("news")
+	b, err := json.Marshal(n.hub.Stats())
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(b, &m))
+	for _, key := range []string{"connections", "connections_total", "connections_refused", "channels", "subscriptions",
+		"messages_in", "messages_out", "bytes_out", "publishes", "whispers_in", "whispers_out", "slow_consumers",
+		"rate_limited", "broker_publish_failures", "broker_healthy", "errors"} {
+		require.Contains(t, m, key, "Stats JSON %s", b)
+	}
+	require.Len(t, m, 16, "Stats JSON has a key per field: %s", b)
+	require.Equal(t, float64(1), m["subscriptions"])
+	require.Len(t, m["errors"], len(ws.ErrorKinds()))
 }

@@ -40,7 +40,8 @@ type counters struct {
 	errors                [numErrKinds]atomic.Int64
 }
 
-// Stats is a snapshot of a hub's figures since NewHub.
+// Stats is a snapshot of a hub's figures since NewHub. It encodes to JSON
+// with snake_case names, like Health.
 //
 // Every figure is exact: each is one atomic counter, bumped once per event
 // where the event happens (fan-out adds once per publication, not once per
@@ -50,49 +51,49 @@ type counters struct {
 // traffic stops, the figures agree with each other exactly.
 type Stats struct {
 	// Connections is the number of registered connections open now.
-	Connections int64
+	Connections int64 `json:"connections"`
 	// ConnectionsTotal counts connections registered since start.
-	ConnectionsTotal int64
+	ConnectionsTotal int64 `json:"connections_total"`
 	// ConnectionsRefused counts requests refused by Accept (origin,
 	// connection limits, shutting down) or refused right after the
 	// upgrade because shutdown had begun.
-	ConnectionsRefused int64
+	ConnectionsRefused int64 `json:"connections_refused"`
 	// Channels is the number of channels with local subscribers (or a
 	// broker subscription in flight).
-	Channels int64
+	Channels int64 `json:"channels"`
 	// Subscriptions is the number of client-channel pairs now.
-	Subscriptions int64
+	Subscriptions int64 `json:"subscriptions"`
 	// MessagesIn counts data frames read from clients, rate-limited ones
 	// included; control frames and frames over MaxMessageSize are not.
-	MessagesIn int64
+	MessagesIn int64 `json:"messages_in"`
 	// MessagesOut counts frames queued to clients by fan-out:
 	// publications, whispers and presence join/leave frames, once per
 	// receiving client. Replies to one client (acks, errors, pongs, the
 	// members list) are not counted.
-	MessagesOut int64
+	MessagesOut int64 `json:"messages_out"`
 	// BytesOut counts bytes written to client sockets: every frame,
 	// control and close frames included, but not the upgrade response.
-	BytesOut int64
+	BytesOut int64 `json:"bytes_out"`
 	// Publishes counts Hub.Publish calls with a valid channel and
 	// message, failed ones included (see BrokerPublishFailures).
-	Publishes int64
+	Publishes int64 `json:"publishes"`
 	// WhispersIn counts whispers that passed every check and were handed
 	// to the broker, failed ones included.
-	WhispersIn int64
+	WhispersIn int64 `json:"whispers_in"`
 	// WhispersOut counts whisper deliveries to clients (also counted in
 	// MessagesOut).
-	WhispersOut int64
+	WhispersOut int64 `json:"whispers_out"`
 	// SlowConsumers counts clients disconnected because their send queue
 	// overflowed.
-	SlowConsumers int64
+	SlowConsumers int64 `json:"slow_consumers"`
 	// RateLimited counts client frames dropped by Config.RateLimit.
-	RateLimited int64
+	RateLimited int64 `json:"rate_limited"`
 	// BrokerPublishFailures counts publications (Hub.Publish, whispers,
 	// presence announcements) the broker refused.
-	BrokerPublishFailures int64
+	BrokerPublishFailures int64 `json:"broker_publish_failures"`
 	// BrokerHealthy reports whether the broker is connected now (see
 	// BrokerHealth).
-	BrokerHealthy bool
+	BrokerHealthy bool `json:"broker_healthy"`
 	// Errors counts errors by kind, each error once under one kind:
 	// "auth" (*AuthError), "rate_limit" (*RateLimitError, one per
 	// dropped frame), "connection" (*ConnectionError: refused requests,
@@ -102,7 +103,7 @@ type Stats struct {
 	// and failures on leave and presence maintenance) and "broker" (broker
 	// failures: *UnavailableError on a subscribe or whisper). Every kind is
 	// present, zero or not.
-	Errors map[string]int64
+	Errors map[string]int64 `json:"errors"`
 }
 
 // ErrorKinds lists the keys of Stats.Errors.

@@ -1,7 +1,9 @@
 package protocoltest
 
 import (
+	"bufio"
 	"context"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -151,4 +153,49 @@ func notWebSocket(t *testing.T, newServer NewServer) {
 	require.Equal(t, "upgrade", ce.Op, "ConnectionError.Op")
 	require.Equal(t, int64(1), hub.Stats().Errors["connection"], `Stats.Errors["connection"]`)
 	wstest.Dial(t, u, nil).Quiet() // the failed upgrade gave its slot back
+}
+
+// handshakeStrictness sends raw handshakes that RFC 6455 section 4.2.1
+// forbids and checks each is answered as specified, the same way on every
+// HTTP stack: HTTP/1.0, no Host, a key that is not 16 bytes, and a
+// version other than 13 (426 with Sec-WebSocket-Version: 13). A
+// well-formed one is upgraded.
+func handshakeStrictness(t *testing.T, newServer NewServer) {
+	_, u := newServer(t, ws.Config{}, nil)
+	parsed, err := url.Parse(u)
+	require.NoError(t, err)
+	const key = "dGhlIHNhbXBsZSBub25jZQ==" // 16 bytes, from RFC 6455
+	for _, tc := range []struct {
+		name, proto, host, key, version string
+		want                            int
+	}{
+		{"well-formed", "HTTP/1.1", parsed.Host, key, "13", http.StatusSwitchingProtocols},
+		{"HTTP/1.0", "HTTP/1.0", parsed.Host, key, "13", http.StatusBadRequest},
+		{"no Host", "HTTP/1.1", "", key, "13", http.StatusBadRequest},
+		{"key of 4 bytes", "HTTP/1.1", parsed.Host, "dGVzdA==", "13", http.StatusBadRequest},
+		{"key not base64", "HTTP/1.1", parsed.Host, "not base64 at all!!!!!!=", "13", http.StatusBadRequest},
+		{"version 8", "HTTP/1.1", parsed.Host, key, "8", http.StatusUpgradeRequired},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.DialTimeout("tcp", parsed.Host, readTimeout)
+			require.NoError(t, err)
+			defer conn.Close()
+			require.NoError(t, conn.SetDeadline(time.Now().Add(readTimeout)))
+			req := "GET " + parsed.Path + " " + tc.proto + "\r\n"
+			if tc.host != "" {
+				req += "Host: " + tc.host + "\r\n"
+			}
+			req += "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + tc.key +
+				"\r\nSec-WebSocket-Version: " + tc.version + "\r\n\r\n"
+			_, err = conn.Write([]byte(req))
+			require.NoError(t, err)
+			resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: http.MethodGet})
+			require.NoError(t, err, "reading the answer")
+			resp.Body.Close()
+			require.Equal(t, tc.want, resp.StatusCode, "status: got %s", resp.Status)
+			if tc.want == http.StatusUpgradeRequired {
+				require.Equal(t, "13", resp.Header.Get("Sec-WebSocket-Version"), "a 426 names the version the server speaks")
+			}
+		})
+	}
 }

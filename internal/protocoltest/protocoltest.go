@@ -51,6 +51,7 @@ var cases = []struct {
 	{"MaxConnectionsPerIP refuses with 429", maxConnectionsPerIP},
 	{"middleware runs in order and can refuse", middleware},
 	{"plain HTTP request fails the upgrade with 400", notWebSocket},
+	{"handshakes are held to RFC 6455", handshakeStrictness},
 	{"server close ends the connection without the peer", serverClose},
 	{"shutdown closes every client with 1001", shutdown},
 }
