@@ -2,6 +2,7 @@ package ws_test
 
 import (
 	"context"
+	"errors"
 	"log"
 	"net/http"
 	"os"
@@ -200,4 +201,21 @@ func Example_newWebSocketServer() {
 
 	hub, _ := ws.NewWebSocketServer(ctx, redisAddr, config)
 	go hub.Run()
+}
+
+// ExampleHub_PublishWith publishes a named event that skips the
+// connection whose request caused it, as the README shows.
+func ExampleHub_PublishWith() {
+	ctx := context.Background()
+	hub := ws.NewHub(ctx, nil, nil, ws.Config{})
+	go hub.Run()
+	defer hub.Shutdown(ctx)
+
+	clientID := "482910384756102.17" // the Client.ID of the connection that asked
+	order := map[string]any{"id": 42, "status": "shipped"}
+	if err := hub.PublishWith(ctx, "orders", order, ws.PublishOptions{Event: "order.shipped", Except: clientID}); err != nil {
+		if errors.Is(err, ws.ErrPublishUncertain) {
+			return // it may have been delivered: retrying could duplicate it
+		}
+	}
 }
