@@ -38,7 +38,8 @@ func (c *Client) dispatch(b []byte) {
 
 func (c *Client) handleSubscribe(a wire.Action) {
 	name := a.Channel
-	if err := ValidChannelName(name); err != nil {
+	kind, err := channelKindOf(name)
+	if err != nil {
 		c.fail(actionSubscribe, name, CodeInvalidChannel, err.Error(), err)
 		return
 	}
@@ -51,7 +52,6 @@ func (c *Client) handleSubscribe(a wire.Action) {
 		c.fail(actionSubscribe, name, CodeTooManyChannels, "subscribed to too many channels; unsubscribe from one first", errTooManyChannels)
 		return
 	}
-	kind := kindOf(name)
 	member := c.member()
 	if a.Grant != nil {
 		if a.Grant.Member != nil {

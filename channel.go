@@ -40,6 +40,14 @@ func kindOf(name string) channelKind {
 	}
 }
 
+// channelKindOf validates name and returns its kind.
+func channelKindOf(name string) (channelKind, error) {
+	if err := ValidChannelName(name); err != nil {
+		return publicChannel, err
+	}
+	return kindOf(name), nil
+}
+
 // ValidChannelName reports whether name follows the channel naming rules,
 // with an error wrapping ErrInvalidChannel that says what is wrong.
 func ValidChannelName(name string) error {

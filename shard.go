@@ -203,35 +203,29 @@ func (s *writeShard) run(done <-chan struct{}) {
 	}
 }
 
-// fanOut queues p's frame on this shard's subscribers of p's channel and
-// returns dirty extended by the clients this shard must now flush. A
-// subscriber whose protocol had no subscriber of the channel when the
-// post was made gets the frame encoded here, once per shard.
+// fanOut queues p's frame on this shard's subscribers of p's channel (or
+// on p.only, when set) and returns dirty extended by the clients this
+// shard must now flush.
 func (s *writeShard) fanOut(p post, dirty []*sender) []*sender {
-	if p.only != nil {
-		return s.queueOne(p, dirty)
-	}
 	var n int64
 	snap := p.ch.sets[s.idx].load()
 	for ci, chunk := range snap.chunks {
 		for _, c := range chunk[:snap.chunkLen(ci)] {
-			if p.except != "" && c.ID == p.except || len(p.skip) > 0 && slices.Contains(p.skip, c) {
+			if p.only != nil && c != p.only || p.except != "" && c.ID == p.except || len(p.skip) > 0 && slices.Contains(p.skip, c) {
 				continue
 			}
-			f := p.frames[c.proto]
-			if f == nil {
-				f = encodeFrame(s.hub.protocols[c.proto], p.ev)
-				if f == nil {
-					f = noFrame
-				}
-				p.frames[c.proto] = f
-			}
+			f := p.frame(s.hub, c.proto)
 			if len(f) == 0 {
 				continue // the protocol sends nothing for this event
 			}
-			ok, kick := c.out.enqueueShard(f)
-			if ok {
-				n++
+			var ok, kick bool
+			if p.only != nil {
+				ok, kick = c.out.enqueueShardUnbounded(f) // its own member list: it asked for it
+			} else {
+				ok, kick = c.out.enqueueShard(f)
+				if ok {
+					n++
+				}
 			}
 			if kick {
 				dirty = append(dirty, &c.out)
@@ -245,19 +239,16 @@ func (s *writeShard) fanOut(p post, dirty []*sender) []*sender {
 	return dirty
 }
 
-// queueOne queues a post meant for one client (its own "members" frame),
-// if it is still subscribed.
-func (s *writeShard) queueOne(p post, dirty []*sender) []*sender {
-	c := p.only
-	if !c.inChannel(p.ch.name) {
-		return dirty
-	}
-	f := encodeFrame(s.hub.protocols[c.proto], p.ev)
+// frame returns the post's frame in protocol proto, encoding it the first
+// time this shard needs it: a subscriber whose protocol had no subscriber
+// of the channel when the post was made, or a post for one client.
+func (p *post) frame(h *Hub, proto uint8) []byte {
+	f := p.frames[proto]
 	if f == nil {
-		return dirty
+		if f = encodeFrame(h.protocols[proto], p.ev); f == nil {
+			f = noFrame
+		}
+		p.frames[proto] = f
 	}
-	if _, kick := c.out.enqueueShardUnbounded(f); kick {
-		dirty = append(dirty, &c.out)
-	}
-	return dirty
+	return f
 }
