@@ -58,6 +58,9 @@ func (h *Hub) join(ch *channel, c *Client) {
 	c.mu.Lock()
 	c.subs = append(c.subs, ch)
 	c.mu.Unlock()
+	if ch.pres != nil {
+		ch.pres.expect(c)
+	}
 	ch.add(c)
 	h.stats.subscriptions.Add(1)
 }
@@ -72,6 +75,9 @@ func (h *Hub) unsubscribe(c *Client, name string) error {
 	c.subs = slices.Delete(c.subs, i, i+1)
 	c.mu.Unlock()
 	ch.remove(c)
+	if ch.pres != nil {
+		ch.pres.forget(c)
+	}
 	h.stats.subscriptions.Add(-1)
 	c.sendAnswer(&wire.Event{Kind: wire.Unsubscribed, Channel: name})
 	h.maybeRelease(ch)
@@ -93,6 +99,9 @@ func (h *Hub) unregister(c *Client) []string {
 	var presence []string
 	for _, ch := range subs {
 		ch.remove(c)
+		if ch.pres != nil {
+			ch.pres.forget(c)
+		}
 		h.stats.subscriptions.Add(-1)
 		if ch.kind == presenceChannel {
 			presence = append(presence, ch.name)

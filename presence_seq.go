@@ -46,8 +46,10 @@ type presenceSeq struct {
 	early     map[uint64]seqEvent // announcements of epoch after seq+1, waiting for the gap to fill
 	stray     []seqEvent          // announcements of another epoch, until a resync says which is current
 	floors    map[*Client]uint64  // subscribers whose list is ahead of seq (same epoch)
+	pending   map[*Client]bool    // subscribers whose own list is not sent yet
 	gapTimer  *time.Timer         // runs while early is not empty
 	resyncing bool                // a resync is in flight
+	lag       *PresenceVersion    // where the last check saw the storage ahead of the subscribers, if it did
 	closed    bool                // the channel left this node
 }
 
@@ -67,7 +69,43 @@ const presenceGapWait = 150 * time.Millisecond
 const presenceResyncRetry = time.Second
 
 func newPresenceSeq(h *Hub, ch *channel) *presenceSeq {
-	return &presenceSeq{h: h, ch: ch, early: make(map[uint64]seqEvent), floors: make(map[*Client]uint64)}
+	return &presenceSeq{h: h, ch: ch, early: make(map[uint64]seqEvent), floors: make(map[*Client]uint64), pending: make(map[*Client]bool)}
+}
+
+// expect marks c pending: it has joined the channel's subscribers (the Run
+// goroutine calls it as it adds c) and its own list is on its way
+// (attach). Until then it gets neither announcements nor resync lists:
+// attach reads the list again if the node moved past it meanwhile.
+func (p *presenceSeq) expect(c *Client) {
+	p.mu.Lock()
+	p.pending[c] = true
+	p.mu.Unlock()
+}
+
+// forget drops what the sequencer knows of c, which left the channel.
+func (p *presenceSeq) forget(c *Client) {
+	p.mu.Lock()
+	delete(p.pending, c)
+	delete(p.floors, c)
+	p.mu.Unlock()
+}
+
+// skipLocked returns the subscribers an announcement of version v (or a
+// list of version v, with list) must not reach: those still waiting for
+// their own list, and those whose list is already past v.
+func (p *presenceSeq) skipLocked(v uint64) []*Client {
+	var skip []*Client
+	for c := range p.pending {
+		skip = append(skip, c)
+	}
+	for c, floor := range p.floors {
+		if floor >= v {
+			skip = append(skip, c)
+		} else {
+			delete(p.floors, c)
+		}
+	}
+	return skip
 }
 
 // receive takes an announcement from the broker.
@@ -101,15 +139,7 @@ func (p *presenceSeq) receive(ev *wire.Event, except string) {
 // not already past it, and advances seq.
 func (p *presenceSeq) emitLocked(se seqEvent) {
 	v := se.ev.Version
-	var skip []*Client
-	for c, floor := range p.floors {
-		if floor >= v {
-			skip = append(skip, c)
-		} else {
-			delete(p.floors, c)
-		}
-	}
-	p.h.post(p.ch, se.ev, se.except, skip, nil)
+	p.h.post(p.ch, se.ev, se.except, p.skipLocked(v), nil)
 	p.seq = v
 }
 
@@ -195,9 +225,13 @@ func (p *presenceSeq) retryResync() {
 	p.startResyncLocked()
 }
 
-// check compares the storage's version with the subscribers' and resyncs
-// if they differ: presence maintenance calls it, so an announcement lost
-// while the broker was down is made good within the maintenance interval.
+// check compares the storage's version with the subscribers'. Presence
+// maintenance calls it every interval, so an announcement lost while the
+// broker was down, with no later one to reveal the gap, is made good: if
+// the subscribers are still behind the version the previous check saw,
+// the node resyncs. One interval of grace lets the announcements that are
+// merely on their way (those the maintenance itself just made, say)
+// arrive first.
 func (p *presenceSeq) check(ctx context.Context) {
 	_, v, err := p.h.storage.PresenceMembers(ctx, p.ch.name)
 	if err != nil {
@@ -205,9 +239,16 @@ func (p *presenceSeq) check(ctx context.Context) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.synced || v.Epoch != p.epoch || v.Seq > p.seq {
-		p.startResyncLocked()
+	if p.synced && v.Epoch == p.epoch && v.Seq <= p.seq {
+		p.lag = nil
+		return
 	}
+	if last := p.lag; last != nil && (!p.synced || p.epoch != last.Epoch || p.seq < last.Seq) {
+		p.lag = nil
+		p.startResyncLocked()
+		return
+	}
+	p.lag = &v
 }
 
 // attach gives c, which has just joined the channel and read its members
@@ -221,14 +262,16 @@ func (p *presenceSeq) attach(c *Client, members []PresenceMember, v PresenceVers
 		return true
 	}
 	switch {
+	case p.synced && v.Epoch == p.epoch && v.Seq < p.seq:
+		return false // still pending: nothing was sent to c
 	case !p.synced || v.Epoch != p.epoch:
 		// c's list is the newest anyone here has (it was read after
 		// everything the node delivered was decided), or the epoch
 		// changed: it becomes everyone's.
+		delete(p.pending, c)
 		p.applyLocked(members, v, c)
-	case v.Seq < p.seq:
-		return false
 	default:
+		delete(p.pending, c)
 		if v.Seq > p.seq {
 			p.floors[c] = v.Seq
 		}
@@ -250,16 +293,12 @@ func (p *presenceSeq) applyLocked(members []PresenceMember, v PresenceVersion, c
 		return
 	}
 	// A subscriber whose own list is newer still (same epoch, a higher
-	// floor) keeps it; every other floor is behind v now.
-	var skip []*Client
-	for sc, floor := range p.floors {
-		if v.Epoch == p.epoch && floor > v.Seq {
-			skip = append(skip, sc)
-		} else {
-			delete(p.floors, sc)
-		}
+	// floor) keeps it; every other floor is behind v now. Pending
+	// subscribers get their own list from attach.
+	if v.Epoch != p.epoch {
+		clear(p.floors)
 	}
-	p.h.post(p.ch, membersEvent(p.ch.name, members, v), "", skip, nil)
+	p.h.post(p.ch, membersEvent(p.ch.name, members, v), "", p.skipLocked(v.Seq+1), nil)
 	p.epoch, p.seq, p.synced = v.Epoch, v.Seq, true
 	// Keep what is newer than v in v's epoch; the rest is older.
 	stray := p.stray
