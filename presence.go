@@ -62,13 +62,13 @@ func (c *Client) joinPresence(channel string, member PresenceMember, again bool)
 		members, v, err := h.storage.PresenceMembers(ctx, channel)
 		if err != nil {
 			if join != nil {
-				h.announce(ctx, *join, nil, PresenceVersion{})
+				h.announce(ctx, *join, nil, PresenceVersion{}, c.ID)
 			}
 			c.unavailable(actionSubscribe, channel, errKindStorage, storageError("presence list", channel, err))
 			return
 		}
 		if join != nil {
-			h.announce(ctx, *join, members, v)
+			h.announce(ctx, *join, members, v, c.ID)
 			join = nil
 		}
 		if seq == nil || seq.attach(c, members, v) {
@@ -103,7 +103,7 @@ func (c *Client) leavePresence(channel string) {
 		return
 	}
 	if left {
-		h.announceChange(ctx, ev)
+		h.announceChange(ctx, ev, c.ID)
 	}
 }
 
@@ -117,10 +117,11 @@ func storageError(op, channel string, err error) error {
 }
 
 // announceChange publishes a join or leave decided by the storage, with
-// the member list when the channel is small enough for it.
-func (h *Hub) announceChange(ctx context.Context, ev PresenceEvent) {
+// the member list when the channel is small enough for it, to every
+// subscriber but the connection except.
+func (h *Hub) announceChange(ctx context.Context, ev PresenceEvent, except string) {
 	if ev.Count > h.cfg.PresenceUsersLimit {
-		h.announce(ctx, ev, nil, PresenceVersion{})
+		h.announce(ctx, ev, nil, PresenceVersion{}, except)
 		return
 	}
 	members, v, err := h.storage.PresenceMembers(ctx, ev.Conn.Channel)
@@ -128,16 +129,16 @@ func (h *Hub) announceChange(ctx context.Context, ev PresenceEvent) {
 		h.stats.errors[errKindStorage].Add(1)
 		h.log.Warn("ws: presence list failed", "channel", ev.Conn.Channel, "err", err)
 	}
-	h.announce(ctx, ev, members, v)
+	h.announce(ctx, ev, members, v, except)
 }
 
 // announce publishes a join or leave to the channel's subscribers on every
-// node, except the connection that caused it. The frame carries the users
+// node but the connection except. The frame carries the users
 // list only when members (read at version v) is the list of the event's
 // own version and small enough: clients keep their lists from the events
 // themselves (docs/presence.md), and a list of another version would
 // contradict the event it rides on.
-func (h *Hub) announce(ctx context.Context, ev PresenceEvent, members []PresenceMember, v PresenceVersion) {
+func (h *Hub) announce(ctx context.Context, ev PresenceEvent, members []PresenceMember, v PresenceVersion, except string) {
 	kind := wire.Join
 	if ev.Left {
 		kind = wire.Leave
@@ -148,7 +149,7 @@ func (h *Hub) announce(ctx context.Context, ev PresenceEvent, members []Presence
 	if v == ev.Version && v.Seq > 0 && len(members) <= h.cfg.PresenceUsersLimit {
 		w.Members, w.HasMembers = wireMembers(members), true
 	}
-	if err := h.publish(ctx, &w, ev.Conn.ConnID); err != nil {
+	if err := h.publish(ctx, &w, except); err != nil {
 		h.stats.errors[errKindBroker].Add(1)
 		h.log.Warn("ws: presence announce failed", "channel", w.Channel, "event", presenceEvents[kind], "err", err)
 	}
@@ -188,9 +189,12 @@ func (h *Hub) maintain(m PresenceMaintainer) {
 	defer cancel()
 	events, err := m.MaintainPresence(ctx)
 	// Events come back even with an error: they are already applied in
-	// storage, so they are announced before the error is handled.
+	// storage, so they are announced before the error is handled. A join
+	// that puts back a connection the storage lost reaches that connection
+	// too: its own list may have been reset without it meanwhile (a
+	// resync after the epoch changed).
 	for _, ev := range events {
-		h.announceChange(ctx, ev)
+		h.announceChange(ctx, ev, "")
 	}
 	if err != nil {
 		h.stats.errors[errKindStorage].Add(1)

@@ -66,8 +66,15 @@ func TestRedisPresenceHealsAfterDataLoss(t *testing.T) {
 			dave := nodes[2].dial(t, "dave")
 			dave.subscribe(ch)
 			want := []string{"alice", "bob", "carol", "dave"}
-			list := dave.keepMembers(t, ch, want, back.Add(nodeTTL))
+			list := dave.keepMembers(t, ch, nil, want, back.Add(nodeTTL))
 			require.Equal(t, want, list, "dave's list by NodeTTL (%v) after Redis was back", nodeTTL)
+			// The members who were there all along keep whole lists: the
+			// loss announced no leave, and what the nodes put back reaches
+			// them as joins (or a fresh list) that change nothing.
+			for _, c := range []*testClient{alice, bob, carol} {
+				had := []string{"alice", "bob", "carol"}
+				require.Equal(t, want, c.keepMembers(t, ch, had, want, back.Add(nodeTTL)), "an observer's list")
+			}
 			for i, n := range nodes {
 				require.Equal(t, want, n.members(t, ch), "node %d's PresenceMembers", i)
 			}
@@ -78,12 +85,15 @@ func TestRedisPresenceHealsAfterDataLoss(t *testing.T) {
 }
 
 // keepMembers reads c's frames until deadline, keeping channel's member
-// list as docs/presence.md tells clients to (reset on members, add on
-// join, delete on leave), and returns the list as soon as it equals want,
-// or as it stands at deadline.
-func (c *testClient) keepMembers(t *testing.T, channel string, want []string, deadline time.Time) []string {
+// list, which starts as had, as docs/presence.md tells clients to (reset
+// on members, add on join, delete on leave), and returns the list as soon
+// as it equals want, or as it stands at deadline.
+func (c *testClient) keepMembers(t *testing.T, channel string, had, want []string, deadline time.Time) []string {
 	t.Helper()
 	members := map[string]bool{}
+	for _, id := range had {
+		members[id] = true
+	}
 	list := func() []string {
 		var out []string
 		for id := range members {
