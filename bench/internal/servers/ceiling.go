@@ -29,9 +29,10 @@ import (
 // queued since its last pass to each of its connections in one writev.
 // There is no goroutine, buffer or timer per connection (the handshake and
 // the subscribe frames are handled by the request goroutine, which then
-// exits), no ping, no read loop, no close detection: a connection whose
-// socket cannot take a whole batch at once is simply dropped. It bounds
-// from above what any safe library can do on this machine.
+// exits), no ping, no read loop: a connection whose socket cannot take a
+// whole batch at once is simply dropped, and one epoll for the whole
+// server closes connections whose peer hung up (ceiling_close.go). It
+// bounds from above what any safe library can do on this machine.
 //
 // Over TLS (-tls) the frames of a pass are joined once per channel and
 // handed to each connection's tls.Conn in one Write (a socket that cannot
@@ -51,6 +52,7 @@ type ceilingServer struct {
 	wg       sync.WaitGroup
 	compress bool
 	zpool    sync.Pool // *flate.Writer at level
+	closer   *closer
 }
 
 type ceilingFrame struct {
@@ -77,7 +79,13 @@ type ceilingConn struct {
 
 func init() {
 	register("ceiling", func(ctx context.Context, opts Options) (Server, error) {
-		s := &ceilingServer{done: make(chan struct{}), compress: opts.Compress}
+		cl, err := newCloser()
+		if err != nil {
+			return nil, err
+		}
+		s := &ceilingServer{done: make(chan struct{}), compress: opts.Compress, closer: cl}
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); cl.run(s.done) }()
 		level := opts.CompressLevel
 		s.zpool.New = func() any {
 			w, _ := flate.NewWriter(nil, level)
@@ -122,16 +130,23 @@ func (s *ceilingServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &ceilingConn{conn: conn, deflate: deflate}
+	tcp := conn
 	if tc, ok := conn.(*tls.Conn); ok {
 		c.tls = tc
-	} else if sc, ok := conn.(syscall.Conn); ok {
-		if c.raw, err = sc.SyscallConn(); err != nil {
-			conn.Close()
-			return
-		}
-	} else {
+		tcp = tc.NetConn()
+	}
+	sc, ok := tcp.(syscall.Conn)
+	if !ok {
 		conn.Close()
 		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		conn.Close()
+		return
+	}
+	if c.tls == nil {
+		c.raw = raw
 	}
 	sh := s.shards[s.next.Add(1)%uint64(len(s.shards))]
 	for range subs {
@@ -156,6 +171,9 @@ func (s *ceilingServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			conn.Close()
 			return
 		}
+	}
+	if err := s.closer.watch(c, raw); err != nil {
+		conn.Close()
 	}
 }
 
