@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/sys/unix"
 
 	"github.com/vortechron/go-ws/bench/internal/proto"
 )
@@ -98,14 +99,21 @@ func dialer(local net.IP, readBuf, rcvbuf int, compress bool) *websocket.Dialer 
 	if local != nil {
 		nd.LocalAddr = &net.TCPAddr{IP: local}
 	}
-	if rcvbuf > 0 {
-		nd.Control = func(network, address string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
-			})
-			return errors.Join(err, serr)
-		}
+	nd.Control = func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			// Bound to a source address, a socket would get its port at
+			// bind time, where Linux searches the whole ephemeral range
+			// for a port no other socket (TIME_WAIT included) holds:
+			// seconds per thousand dials once a reconnect storm left
+			// thousands in TIME_WAIT. With IP_BIND_ADDRESS_NO_PORT the
+			// port is chosen at connect time, per destination.
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+			if serr == nil && rcvbuf > 0 {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
+			}
+		})
+		return errors.Join(err, serr)
 	}
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := nd.DialContext(ctx, network, addr)

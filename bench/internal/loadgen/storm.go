@@ -57,14 +57,16 @@ type StormResult struct {
 	NotSubscribed    int   `json:"not_subscribed"`
 	Unsettled        int   `json:"unsettled"`
 	// The same under the list reading of ws's frames (see wsFrame).
-	LastListSettledNs int64  `json:"last_list_settled_ns"`
-	ListUnsettled     int    `json:"list_unsettled"`
-	ErrorFrames       int64  `json:"error_frames"`
-	Retries           int64  `json:"retries"` // subscribes sent again after an error frame
-	PresenceFrames    int64  `json:"presence_frames"`
-	Example           string `json:"example,omitempty"` // one unsettled connection, described
-	Upgrade           Hist   `json:"upgrade"`           // per connection: start to upgrade, µs
-	Subscribed        Hist   `json:"subscribed"`        // per connection: start to all four acknowledged, µs
+	LastListSettledNs int64            `json:"last_list_settled_ns"`
+	ListUnsettled     int              `json:"list_unsettled"`
+	ErrorFrames       int64            `json:"error_frames"`
+	Retries           int64            `json:"retries"` // subscribes sent again after an error frame
+	PresenceFrames    int64            `json:"presence_frames"`
+	ErrorCodes        map[string]int64 `json:"error_codes,omitempty"` // error frames by code
+	ErrorExample      string           `json:"error_example,omitempty"`
+	Example           string           `json:"example,omitempty"` // one unsettled connection, described
+	Upgrade           Hist             `json:"upgrade"`           // per connection: start to upgrade, µs
+	Subscribed        Hist             `json:"subscribed"`        // per connection: start to all four acknowledged, µs
 }
 
 type stormOptions struct {
@@ -92,6 +94,9 @@ type stormWorker struct {
 	listSet    atomic.Int64 // live sessions settled under the list reading
 	lastFrame  atomic.Int64 // Unix ns of the last frame on a live session
 	errors     atomic.Int64
+	errMu      sync.Mutex
+	errCodes   map[string]int64 // guarded by errMu: error frames by code
+	errExample string           // guarded by errMu
 	retries    atomic.Int64
 	presence   atomic.Int64
 }
@@ -190,6 +195,9 @@ func (w *stormWorker) phase() *StormResult {
 	w.settled.Store(0)
 	w.listSet.Store(0)
 	w.errors.Store(0)
+	w.errMu.Lock()
+	w.errCodes, w.errExample = map[string]int64{}, ""
+	w.errMu.Unlock()
 	w.retries.Store(0)
 	w.presence.Store(0)
 	w.lastFrame.Store(start.UnixNano())
@@ -307,6 +315,7 @@ func (w *stormWorker) serve(u *stormUser, s *session) {
 func (w *stormWorker) collect(start time.Time, failed int) *StormResult {
 	r := &StormResult{Conns: len(w.users), Failed: failed, StartNs: start.UnixNano(),
 		ErrorFrames: w.errors.Load(), Retries: w.retries.Load(), PresenceFrames: w.presence.Load(),
+		ErrorCodes: w.errCodes, ErrorExample: w.errExample,
 		Upgrade: Hist{}, Subscribed: Hist{}}
 	t0 := start.UnixNano()
 	for _, u := range w.users {
@@ -352,6 +361,17 @@ func describe(u *stormUser, s *session) string {
 	}
 	return fmt.Sprintf("u%d: %d of %d subscribed, list received %v, view %v (last count %d), want %d users",
 		u.idx, len(s.acked), len(u.chans), s.haveList, view, s.lastCount, len(u.want))
+}
+
+// errorFrame counts one error frame.
+func (w *stormWorker) errorFrame(code string, line []byte) {
+	w.errors.Add(1)
+	w.errMu.Lock()
+	defer w.errMu.Unlock()
+	w.errCodes[code]++
+	if w.errExample == "" {
+		w.errExample = string(line)
+	}
 }
 
 func (w *stormWorker) send(ev Event) {

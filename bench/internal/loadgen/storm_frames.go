@@ -81,7 +81,7 @@ func (w *stormWorker) wsFrame(u *stormUser, s *session, line []byte, now int64) 
 		}
 		s.lastCount = f.Count
 	case "error":
-		w.errors.Add(1)
+		w.errorFrame(f.Code, line)
 		if f.Action == "subscribe" && f.Channel != "" && s.tries[f.Channel] < 5 {
 			s.tries[f.Channel]++
 			w.retries.Add(1)
@@ -136,7 +136,7 @@ func (w *stormWorker) centrifugeFrame(u *stormUser, s *session, line []byte, now
 	var send [][]byte
 	switch {
 	case f.Error != nil:
-		w.errors.Add(1)
+		w.errorFrame(strconv.Itoa(f.Error.Code), line)
 		key := strconv.Itoa(f.ID)
 		if f.ID >= 1 && f.ID <= cfPresenceID && s.tries[key] < 5 {
 			s.tries[key]++
