@@ -48,7 +48,8 @@ type stormPhase struct {
 	ListUnsettled                           int
 	SubP50, SubP99                          time.Duration // per connection: drop to all subscribed
 	ErrorFrames, Retries, PresenceFrames    int64
-	Example                                 string
+	ErrorCodes                              map[string]int64
+	Example, ErrorExample                   string
 	Foreign                                 float64
 }
 
@@ -80,6 +81,15 @@ func mergeStorm(rs []*loadgen.StormResult) *stormPhase {
 		p.PresenceFrames += r.PresenceFrames
 		if p.Example == "" {
 			p.Example = r.Example
+		}
+		if p.ErrorExample == "" {
+			p.ErrorExample = r.ErrorExample
+		}
+		for k, v := range r.ErrorCodes {
+			if p.ErrorCodes == nil {
+				p.ErrorCodes = map[string]int64{}
+			}
+			p.ErrorCodes[k] += v
 		}
 		sh.Merge(r.Subscribed)
 	}
@@ -200,7 +210,15 @@ func (p *stormPhase) String() string {
 	return fmt.Sprintf("%d conns, %d failed; all upgraded in %v (%.0f handshakes/s), subscribed in %v (p50 %v, p99 %v), settled in %v (list reading %v); %d not subscribed, %d unsettled (list reading %d); %d presence frames, %d error frames (%d retried)%s",
 		p.Conns, p.Failed, p.Upgraded.Round(time.Millisecond), p.handshakes(), p.Subscribed.Round(time.Millisecond),
 		p.SubP50.Round(time.Millisecond), p.SubP99.Round(time.Millisecond), p.Settled.Round(time.Millisecond), p.ListSettled.Round(time.Millisecond),
-		p.NotSubscribed, p.Unsettled, p.ListUnsettled, p.PresenceFrames, p.ErrorFrames, p.Retries, exampleSuffix(p.Example))
+		p.NotSubscribed, p.Unsettled, p.ListUnsettled, p.PresenceFrames, p.ErrorFrames, p.Retries, exampleSuffix(p.Example)) +
+		errorSuffix(p.ErrorCodes, p.ErrorExample)
+}
+
+func errorSuffix(codes map[string]int64, example string) string {
+	if len(codes) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; error frames by code %v, e.g. %s", codes, example)
 }
 
 func exampleSuffix(e string) string {
