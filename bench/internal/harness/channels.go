@@ -59,6 +59,7 @@ type chanSample struct {
 	RedisRPS      float64 // redis-benchmark's PUBLISH rate (the "redis" row)
 	RedisReceived int64   // messages the attached subscribers got
 	RedisExpected int64   // 2 × the PUBLISH commands Redis served (INFO commandstats)
+	RedisForeign  float64 // CPU share other processes took during redis-benchmark
 }
 
 // chanSession runs ws or centrifuge as three nodes on the harness's Redis:
@@ -99,12 +100,17 @@ func chanSession(name string, cfg chanConfig, rs *redisProc, run int, prof profi
 	defer f.stop()
 	s.Conns = f.conns
 	time.Sleep(time.Second)
-	if s.Steady, err = chanPhaseRun(f, nodes[2], cfg, cfg.steadyPer, cfg.steadyRate); err != nil {
+	// Every process of the session is ours for the CPU meter.
+	pids := append(f.pids(), rs.cmd.Process.Pid)
+	for _, n := range nodes {
+		pids = append(pids, n.cmd.Process.Pid)
+	}
+	if s.Steady, err = chanPhaseRun(f, nodes[2], pids, cfg, cfg.steadyPer, cfg.steadyRate); err != nil {
 		return s, fmt.Errorf("steady: %w", err)
 	}
 	logf("  %s: steady %.0f pub/s delivered (publisher %.0f/s), %s", name, s.Steady.pubRate(), s.Steady.publisherRate(), s.Steady.Round)
 	time.Sleep(time.Second)
-	if s.Max, err = chanPhaseRun(f, nodes[2], cfg, cfg.maxPer, 0); err != nil {
+	if s.Max, err = chanPhaseRun(f, nodes[2], pids, cfg, cfg.maxPer, 0); err != nil {
 		return s, fmt.Errorf("max rate: %w", err)
 	}
 	logf("  %s: max rate %.0f pub/s delivered (publisher %.0f/s), %s", name, s.Max.pubRate(), s.Max.publisherRate(), s.Max.Round)
@@ -112,8 +118,9 @@ func chanSession(name string, cfg chanConfig, rs *redisProc, run int, prof profi
 }
 
 // chanPhaseRun arms per publications on every connection and has pub
-// publish per to every channel at rate (0: as fast as possible).
-func chanPhaseRun(f *fleet, pub *serverProc, cfg chanConfig, per int, rate float64) (*chanPhase, error) {
+// publish per to every channel at rate (0: as fast as possible); pids are
+// the session's processes, for the CPU meter.
+func chanPhaseRun(f *fleet, pub *serverProc, pids []int, cfg chanConfig, per int, rate float64) (*chanPhase, error) {
 	start, err := armRound(f, int64(per))
 	if err != nil {
 		return nil, err
@@ -121,7 +128,7 @@ func chanPhaseRun(f *fleet, pub *serverProc, cfg chanConfig, per int, rate float
 	q := url.Values{"prefix": {"room-"}, "channels": {strconv.Itoa(cfg.channels)}, "per": {strconv.Itoa(per)},
 		"goroutines": {strconv.Itoa(cfg.goroutines)}, "rate": {strconv.FormatFloat(rate, 'f', -1, 64)},
 		"size": {strconv.Itoa(cfg.size)}, "start": {strconv.FormatInt(start, 10)}}
-	meter := startCPUMeter(append(f.pids(), pub.cmd.Process.Pid)...)
+	meter := startCPUMeter(pids...)
 	t0 := time.Now().UnixNano()
 	type answer struct {
 		a   *publishAnswer
@@ -174,7 +181,7 @@ func redisCeiling(cfg chanConfig, rs *redisProc) (*chanSample, error) {
 	}
 	n := cfg.maxPer * cfg.channels
 	args := redisBenchArgs(cfg, rs.addr, n)
-	meter := startCPUMeter()
+	meter := startCPUMeterChildren(rs.cmd.Process.Pid)
 	before, err := publishCalls(rs.rc)
 	if err != nil {
 		return nil, err
@@ -202,9 +209,10 @@ func redisCeiling(cfg chanConfig, rs *redisProc) (*chanSample, error) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	s := &chanSample{Server: "redis", RedisRPS: rps, RedisReceived: subs[0].n.Load() + subs[1].n.Load(), RedisExpected: want}
+	s := &chanSample{Server: "redis", RedisRPS: rps, RedisReceived: subs[0].n.Load() + subs[1].n.Load(), RedisExpected: want,
+		RedisForeign: meter.foreign()}
 	logf("  redis: %.0f PUBLISH/s (redis-benchmark), subscribers received %d of %d; other processes used %.0f%% CPU",
-		rps, s.RedisReceived, want, meter.foreign()*100)
+		rps, s.RedisReceived, want, s.RedisForeign*100)
 	return s, nil
 }
 
@@ -345,7 +353,7 @@ func channelsMarkdown(b *strings.Builder, samples []*chanSample, runs int, cfg c
 			switch {
 			case s.Server != name:
 			case name == "redis":
-				parts = append(parts, kdel(s.RedisRPS))
+				parts = append(parts, fmt.Sprintf("%s [%.0f%%]", kdel(s.RedisRPS), s.RedisForeign*100))
 			default:
 				var mr *Round
 				if s.Max != nil {

@@ -156,7 +156,11 @@ func stormSession(name string, cfg stormConfig, rs *redisProc, run int, prof pro
 	}
 	time.Sleep(time.Second)
 
-	meter := startCPUMeter(append(f.pids(), srv.cmd.Process.Pid)...)
+	pids := append(f.pids(), srv.cmd.Process.Pid)
+	if usesRedis(name) {
+		pids = append(pids, rs.cmd.Process.Pid)
+	}
+	meter := startCPUMeter(pids...)
 	for _, w := range f.workers {
 		if err := w.send(loadgen.Command{Cmd: "drop"}); err != nil {
 			return s, err
