@@ -80,10 +80,9 @@ func chanSession(name string, cfg chanConfig, rs *redisProc, run int, prof profi
 	}()
 	for i := range 3 {
 		args := []string{"-redis", rs.addr, "-redis-prefix", prefix}
-		if i == 2 {
-			if p := prof.path("channels", name, run); p != "" {
-				args = append(args, "-cpuprofile", p)
-			}
+		// Profiles of node 1 (subscribers) and node 3 (the publisher).
+		if p := prof.path(fmt.Sprintf("channels-node%d", i+1), name, run); p != "" && i != 1 {
+			args = append(args, "-cpuprofile", p)
 		}
 		n, err := startServer(name, newAddr(), args...)
 		if err != nil {

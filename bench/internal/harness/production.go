@@ -46,7 +46,7 @@ func (pc *prodConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&pc.storm.parallel, "storm-parallel", 256, "storm: dials in flight per worker process")
 	fs.DurationVar(&pc.storm.timeout, "storm-timeout", 90*time.Second, "storm: longest wait for everyone to be subscribed and settled")
 	fs.DurationVar(&pc.storm.quiet, "storm-quiet", time.Second, "storm: settled also means no frame for this long")
-	fs.StringVar(&pc.stormServers, "storm-servers", "melody,centrifuge,gorilla,ws,ceiling", "storm: servers")
+	fs.StringVar(&pc.stormServers, "storm-servers", "melody,centrifuge,gorilla,ws,ceiling", "storm: servers; ws-memory and centrifuge-memory run them on their in-memory backends")
 	fs.StringVar(&pc.redisServer, "redis-server", "redis-server", "channels, storm: the redis-server binary the harness starts on a spare port")
 	fs.StringVar(&pc.cpuprofileDir, "cpuprofile-dir", "", "write a CPU profile of every ws server process of the production scenarios into this directory")
 }
@@ -103,7 +103,7 @@ func runProduction(pc *prodConfig, want func(string) bool, serverList string, ru
 		rep.errors = append(rep.errors, errs...)
 	}
 	if want("storm") {
-		names, err := scenarioServers(pc.stormServers)
+		names, err := scenarioServers(pc.stormServers, "ws-memory", "centrifuge-memory")
 		if err != nil {
 			return err
 		}

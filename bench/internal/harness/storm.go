@@ -22,11 +22,21 @@ type stormConfig struct {
 	quiet    time.Duration
 }
 
-// hasPresence says which storm servers keep presence.
-func hasPresence(server string) bool { return server == "ws" || server == "centrifuge" }
+// memorySuffix marks a storm row of ws or centrifuge on its in-memory
+// backends ("ws-memory"), which tells the hub's own cost from Redis's.
+const memorySuffix = "-memory"
 
-// usesRedis says which storm servers run on the harness's Redis.
-func usesRedis(server string) bool { return server == "ws" || server == "centrifuge" }
+// stormServer is the server process a storm row runs.
+func stormServer(row string) string { return strings.TrimSuffix(row, memorySuffix) }
+
+// hasPresence says which storm rows keep presence.
+func hasPresence(row string) bool {
+	s := stormServer(row)
+	return s == "ws" || s == "centrifuge"
+}
+
+// usesRedis says which storm rows run on the harness's Redis.
+func usesRedis(row string) bool { return hasPresence(row) && !strings.HasSuffix(row, memorySuffix) }
 
 // stormSample is one storm session.
 type stormSample struct {
@@ -115,10 +125,10 @@ func stormSession(name string, cfg stormConfig, rs *redisProc, run int, prof pro
 		}
 		args = append(args, "-redis", rs.addr, "-redis-prefix", fmt.Sprintf("storm%d:", time.Now().UnixNano()))
 	}
-	if p := prof.path("storm", name, run); p != "" {
+	if p := prof.path("storm", stormServer(name), run); p != "" && name == stormServer(name) {
 		args = append(args, "-cpuprofile", p)
 	}
-	srv, err := startServer(name, newAddr(), args...)
+	srv, err := startServer(stormServer(name), newAddr(), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +142,7 @@ func stormSession(name string, cfg stormConfig, rs *redisProc, run int, prof pro
 	per = (per + cfg.room - 1) / cfg.room * cfg.room // keep every room within one worker
 	for first := 0; first < cfg.conns; first += per {
 		n := min(per, cfg.conns-first)
-		w, err := startWorker("-storm", "-url", srv.wsURL(), "-proto", protoOf(name), "-conns", strconv.Itoa(n),
+		w, err := startWorker("-storm", "-url", srv.wsURL(), "-proto", protoOf(stormServer(name)), "-conns", strconv.Itoa(n),
 			"-first", strconv.Itoa(first), "-local", nextIP(), "-parallel", strconv.Itoa(cfg.parallel),
 			"-storm-total", strconv.Itoa(cfg.conns), "-storm-room", strconv.Itoa(cfg.room),
 			"-storm-presence="+strconv.FormatBool(hasPresence(name)),
@@ -309,7 +319,7 @@ func stormMarkdown(b *strings.Builder, samples []*stormSample, runs int, cfg sto
 	fmt.Fprintf(b, "### Reconnect storm\n\n")
 	fmt.Fprintf(b, "%d users on one node, one connection each (user `u<i>` in the `user` query parameter), each subscribed to `all`, its team's channel (100 users), "+
 		"its own channel and its presence room (%d users; `presence-room-…`). ws and centrifuge run on the harness's Redis (ws: RedisBroker + RedisStorage; "+
-		"centrifuge: RedisBroker + RedisPresenceManager); melody, the gorilla hub and the ceiling keep no presence and run in memory, so for them the presence room is a plain channel. "+
+		"centrifuge: RedisBroker + RedisPresenceManager; rows ending in -memory: the same server on its in-memory backends); melody, the gorilla hub and the ceiling keep no presence and run in memory, so for them the presence room is a plain channel. "+
 		"Once everyone is settled, every client socket is closed at once (no close frame) and every user dials again straight away, %d dials in flight per worker process "+
 		"(%d workers, one source address each). Handshakes/s = upgrades ÷ (last upgrade − drop). A connection is *subscribed* when its four subscriptions are acknowledged "+
 		"and *settled* when, besides, its presence view equals its room's users exactly (ws: the `members` frame then every join/leave in order, and the count in the last presence frame; "+
@@ -350,11 +360,14 @@ func stormMarkdown(b *strings.Builder, samples []*stormSample, runs int, cfg sto
 			fmt.Sprint(t.failed), fmt.Sprintf("%d (%d)", t.errFrames, t.retries)}
 		if hasPresence(name) {
 			row[1] = "yes (Redis)"
+			if !usesRedis(name) {
+				row[1] = "yes (memory)"
+			}
 			row[8] = settledCell(samples, name, t.unsettledRuns, t.runs, func(p *stormPhase) float64 { return p.Settled.Seconds() })
 			row[9] = fmt.Sprintf("%d of %d", t.unsettled, t.runs*cfg.conns)
 			row[10] = settledCell(samples, name, t.listUnsettledRuns, t.runs, func(p *stormPhase) float64 { return p.ListSettled.Seconds() })
 			row[11] = fmt.Sprintf("%d of %d", t.listUnsettled, t.runs*cfg.conns)
-			if name == "centrifuge" {
+			if stormServer(name) == "centrifuge" {
 				row[10], row[11] = "(no lists)", "–"
 			}
 			row[12] = fmt.Sprintf("%d of %d", t.bad, t.checked)
