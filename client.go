@@ -52,6 +52,9 @@ type Client struct {
 
 	out sender // the send side: queue, bounds, writer, close handshake
 
+	// subprotocol and compression, from the handshake
+	negotiated
+
 	mu   sync.Mutex
 	subs []*channel // guarded by mu; written only by the Hub.Run goroutine
 
@@ -69,6 +72,10 @@ type Client struct {
 // carrying its values but not its cancellation (net/http cancels it when
 // the upgrade handler returns, long before the connection ends).
 func (c *Client) Context() context.Context { return c.ctx }
+
+// Subprotocol returns the WebSocket subprotocol selected for the
+// connection from Config.Subprotocols, or "" when none was.
+func (c *Client) Subprotocol() string { return c.subprotocol }
 
 // DisconnectReason says why the connection ended: a *CloseReason when the
 // server closed it (shutdown, abuse, a panic in a hook), ErrSlowConsumer
@@ -88,7 +95,7 @@ func (c *Client) Send(message any) bool {
 	if err != nil {
 		return false
 	}
-	return c.out.enqueue(frame.Text(b))
+	return c.out.enqueue(c.textFrame(b))
 }
 
 // Close disconnects the client with a close frame carrying code and

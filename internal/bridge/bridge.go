@@ -28,6 +28,10 @@ type Handshake interface {
 	// goroutine, for HTTP stacks that close the connection when the
 	// handler returns.
 	Serve(conn Conn) error
+	// ResponseHeader returns what the upgrade's answer must carry besides
+	// the upgrade itself: Sec-WebSocket-Protocol and
+	// Sec-WebSocket-Extensions when the hub negotiated them.
+	ResponseHeader() http.Header
 	// Fail ends a handshake whose upgrade failed: it releases the slot and
 	// reports err to Options.ErrorHandler, and returns the error it
 	// reported.
