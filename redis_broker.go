@@ -187,7 +187,7 @@ func (b *RedisBroker) Unsubscribe(ctx context.Context, channel string) error {
 	}
 	defer unlock()
 	i := b.shardOf(channel)
-	if err := b.shards[i].unsubscribe(ctx, b.redisChannel(i, channel)); err != nil {
+	if err := b.shards[i].unsubscribe(ctx, []string{b.redisChannel(i, channel)}); err != nil {
 		return fmt.Errorf("ws: redis unsubscribe %q: %w", channel, err)
 	}
 	return nil
