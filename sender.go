@@ -379,16 +379,27 @@ func (s *sender) writeFailedLocked(err error) {
 // net.Buffers writes with writev) it passes the frames as they are; for
 // everything else, TLS above all, it first copies them into one buffer, so
 // a burst becomes one Write and one TLS record where it fits instead of a
-// record per frame.
+// record per frame. The buffer is borrowed from a pool for the length of
+// one Write, so a writer costs no buffer between bursts and a burst no
+// buffer growing by doubling.
 type blockingWriter struct {
 	s    *sender
 	bufs net.Buffers
-	buf  []byte
 }
 
 // coalesceMax bounds the buffer one Write gets: 16 KiB is the largest TLS
 // record, and a few of them per Write keep the copy cheap.
 const coalesceMax = 64 << 10
+
+// coalesceBufs holds buffers of coalesceSmall and of coalesceMax bytes;
+// a batch takes the smallest that holds it.
+var coalesceBufs = [2]sync.Pool{
+	{New: func() any { b := make([]byte, 0, coalesceSmall); return &b }},
+	{New: func() any { b := make([]byte, 0, coalesceMax); return &b }},
+}
+
+// coalesceSmall is the small buffers' size: a frame or a few.
+const coalesceSmall = 4 << 10
 
 func (w *blockingWriter) write(batch [][]byte) error {
 	if len(batch) == 0 {
@@ -404,19 +415,33 @@ func (w *blockingWriter) write(batch [][]byte) error {
 		return err
 	}
 	for len(batch) > 0 {
-		w.buf = w.buf[:0]
-		for len(batch) > 0 && (len(w.buf) == 0 || len(w.buf)+len(batch[0]) <= coalesceMax) {
-			w.buf = append(w.buf, batch[0]...)
+		if len(batch[0]) > coalesceMax {
+			// Too big to be worth a copy: written as it is.
+			n, err := s.conn.Write(batch[0])
+			s.hub.stats.bytesOut.Add(int64(n))
+			if err != nil {
+				return err
+			}
+			batch = batch[1:]
+			continue
+		}
+		pool := &coalesceBufs[0]
+		if lenAll(batch) > coalesceSmall {
+			pool = &coalesceBufs[1]
+		}
+		bp := pool.Get().(*[]byte)
+		buf := (*bp)[:0]
+		for len(batch) > 0 && len(buf)+len(batch[0]) <= cap(buf) {
+			buf = append(buf, batch[0]...)
 			batch = batch[1:]
 		}
-		n, err := s.conn.Write(w.buf)
+		n, err := s.conn.Write(buf)
 		s.hub.stats.bytesOut.Add(int64(n))
+		*bp = buf[:0]
+		pool.Put(bp)
 		if err != nil {
 			return err
 		}
-	}
-	if cap(w.buf) > coalesceMax {
-		w.buf = nil // a frame larger than the bound; do not keep it
 	}
 	return nil
 }
