@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	ws "github.com/vortechron/go-ws"
+	"github.com/vortechron/go-ws/internal/bridge"
 	"github.com/vortechron/go-ws/internal/wstest"
 )
 
@@ -184,4 +186,45 @@ func TestCompressionAndSubprotocolConfigIsValidated(t *testing.T) {
 	}
 	require.NoError(t, ws.Config{EnableCompression: true, CompressionLevel: 9, CompressionThreshold: 1,
 		Subprotocols: []string{"v2.json", "mqtt", "x.y-z"}}.Validate())
+}
+
+// TestUpgraderThatIgnoresTheNegotiationGetsNeither: an adaptor that
+// upgrades through the bridge without sending ResponseHeader's answer
+// (as a custom upgrader might) gets a connection served uncompressed and
+// without a subprotocol, so a client that offered both still reads it.
+func TestUpgraderThatIgnoresTheNegotiationGetsNeither(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	hub := ws.NewHub(ctx, nil, nil, ws.Config{EnableCompression: true, Subprotocols: []string{"v1"}})
+	go func() { _ = hub.Run() }()
+	selected := make(chan string, 1)
+	opts := &ws.Options{OnConnect: func(c *ws.Client) { selected <- c.Subprotocol() }}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hs := bridge.Prepare(hub, w, r, opts, 0)
+		if hs == nil {
+			return
+		}
+		up := websocket.Upgrader{} // no compression, no subprotocols
+		conn, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			_ = hs.Fail(err)
+			return
+		}
+		go func() { _ = hs.Serve(conn) }()
+	}))
+	t.Cleanup(func() {
+		cancel()
+		<-hub.Done()
+		srv.Close()
+	})
+	d := &websocket.Dialer{EnableCompression: true, Subprotocols: []string{"v1"}}
+	conn, resp, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Empty(t, resp.Header.Get("Sec-WebSocket-Extensions"))
+	require.Equal(t, "", <-selected, "Client.Subprotocol")
+	c := wstest.New(t, conn)
+	c.Subscribe("x")
+	big := strings.Repeat("uncompressed, as the handshake said; ", 100)
+	require.NoError(t, hub.Publish(context.Background(), "x", big))
+	c.Expect(map[string]any{"type": "message", "message": big})
 }

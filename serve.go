@@ -77,6 +77,7 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, options *Options
 	if hs.subprotocol != "" {
 		header = http.Header{"Sec-Websocket-Protocol": {hs.subprotocol}}
 	}
+	hs.answered = true
 	conn, err := up.Upgrade(w, r, header)
 	if err != nil {
 		return hs.Fail(err)
@@ -102,6 +103,10 @@ type handshake struct {
 	proto    uint8 // index of the connection's wire protocol
 	released bool
 	negotiated
+	// answered says the upgrade's answer carried what was negotiated
+	// (ResponseHeader was asked for it); a connection whose upgrader did
+	// not is served uncompressed, with no subprotocol.
+	answered bool
 }
 
 var _ bridge.Handshake = (*handshake)(nil)
@@ -213,8 +218,11 @@ func (hs *handshake) report(err error) {
 
 // ResponseHeader returns the headers the upgrade's answer carries besides
 // those of the upgrade itself: the selected subprotocol and the accepted
-// compression, as negotiate decided them.
+// compression, as negotiate decided them. An upgrader that calls it
+// promises to send them; one that does not gets a connection without
+// either.
 func (hs *handshake) ResponseHeader() http.Header {
+	hs.answered = true
 	hdr := http.Header{}
 	if hs.subprotocol != "" {
 		hdr.Set("Sec-WebSocket-Protocol", hs.subprotocol)
@@ -256,7 +264,9 @@ func (hs *handshake) start(conn bridge.Conn) (*Client, error) {
 		ctx:         context.WithoutCancel(hs.r.Context()),
 		slotKey:     key,
 		proto:       hs.proto,
-		negotiated:  hs.negotiated,
+	}
+	if hs.answered {
+		c.negotiated = hs.negotiated
 	}
 	c.out.init(h, c.ID, c.nc, h.shards[h.nextShard.Add(1)%uint64(len(h.shards))])
 	// If GetUserInfo or OnConnect panics (net/http recovers the panic on

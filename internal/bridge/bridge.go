@@ -30,7 +30,10 @@ type Handshake interface {
 	Serve(conn Conn) error
 	// ResponseHeader returns what the upgrade's answer must carry besides
 	// the upgrade itself: Sec-WebSocket-Protocol and
-	// Sec-WebSocket-Extensions when the hub negotiated them.
+	// Sec-WebSocket-Extensions when the hub negotiated them. An adaptor
+	// that calls it must send them; the connection is then served
+	// compressed and with the subprotocol as negotiated. Without the
+	// call it is served with neither, whatever the client offered.
 	ResponseHeader() http.Header
 	// Fail ends a handshake whose upgrade failed: it releases the slot and
 	// reports err to Options.ErrorHandler, and returns the error it
