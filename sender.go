@@ -21,15 +21,22 @@ import (
 // with a deadline, for whatever the fast way cannot finish (a full socket),
 // for connections without a raw descriptor (TLS, other wrappers) and for the
 // close handshake. Exactly one of them owns the socket at a time; state
-// says which.
+// says which. A connection without a raw descriptor still passes through
+// the shard during fan-out: the shard hands it to its blocking writer once
+// its whole pass is queued, so a burst starts one writer per connection
+// with every frame of the pass to write, not one per frame.
 //
 // The transitions, all made under mu:
 //
 //	from      to        by                          when
-//	idle      shard     whoever queues a frame      fast path available, not closing, shard running
-//	idle      blocking  whoever queues or closes    no fast path, shard stopped, or closing
+//	idle      shard     fan-out on the client's     not closing
+//	                    shard
+//	idle      shard     whoever else queues         fast path available, not closing, shard running
+//	idle      blocking  whoever else queues,        no fast path, shard stopped, or closing
+//	                    or closes
 //	shard     idle      the shard's flush           the queue was written out
-//	shard     blocking  the shard's flush           socket full, write failed, closing, or shard stopping
+//	shard     blocking  the shard's flush           no fast path, socket full, write failed, closing,
+//	                                                or shard stopping
 //	blocking  idle      the writer goroutine        the queue was written out and not closing
 //	blocking  done      the writer goroutine        the close frame was written, or a write failed
 //
@@ -88,12 +95,12 @@ func (s *sender) enqueue(f []byte) bool {
 }
 
 // enqueueShard is enqueue for fan-out on the client's own shard: instead
-// of putting the client on the ready list it reports kick, and the shard
-// flushes it after the rest of its batch.
+// of putting the client on the ready list or starting its writer it
+// reports kick, and the shard flushes it after the rest of its batch.
 func (s *sender) enqueueShard(f []byte) (ok, kick bool) {
 	s.mu.Lock()
 	ok = s.addLocked(f)
-	if ok && s.state == sendIdle && s.raw != nil {
+	if ok && s.state == sendIdle {
 		s.state = sendShard
 		kick = true
 	} else if ok {
@@ -112,7 +119,7 @@ func (s *sender) enqueueShardUnbounded(f []byte) (ok, kick bool) {
 		return false, false
 	}
 	s.pushLocked(f)
-	if s.state == sendIdle && s.raw != nil {
+	if s.state == sendIdle {
 		s.state = sendShard
 		return true, true
 	}
@@ -263,11 +270,12 @@ var pingFrame = frame.Ping()
 
 // flush writes what is due with non-blocking writev calls. Only the shard
 // calls it, while the state is sendShard. What cannot be finished without
-// blocking (a full socket, a failed write, the close handshake) goes to
-// the blocking writer, in order.
+// blocking (a full socket, a failed write, the close handshake, and every
+// frame of a connection with no fast path) goes to the blocking writer,
+// in order.
 func (s *sender) flush(w *vecWriter) {
 	s.mu.Lock()
-	if s.closing {
+	if s.closing || s.raw == nil {
 		s.handOffLocked()
 		s.mu.Unlock()
 		return
