@@ -11,12 +11,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// publishPipe lets concurrent Publish calls share round trips to Redis.
-// A call queues its command and waits; each of pipeWorkers goroutines
-// takes everything queued (up to pipeBatch commands) and sends it as one
-// pipeline, so while one pipeline waits for its replies the calls made
-// meanwhile gather into the next. A lone call still costs one round trip
-// and no more; sixteen goroutines publishing at once cost a few.
+// publishPipe lets concurrent Publish calls share round trips to Redis:
+// each call queues its command (pipeQueue) and pipeWorkers goroutines
+// send what is queued as one pipeline per Redis node.
 //
 // What a call's result means is unchanged (see RedisBroker.Publish).
 // Redis runs a pipeline's commands in order, and a call returns only once
@@ -29,21 +26,14 @@ import (
 type publishPipe struct {
 	client  redis.UniversalClient
 	sharded bool
-	wake    chan struct{}
+	queue   *pipeQueue[pubReq]
 	sent    atomic.Int64 // pipelines sent, and so round trips
-
-	mu      sync.Mutex
-	queue   []*pubReq // guarded by mu; commands not taken yet
-	stopped bool      // guarded by mu; the workers have returned
 }
 
-// pubReq is one Publish waiting for its pipeline.
+// pubReq is one PUBLISH waiting for its pipeline.
 type pubReq struct {
 	rch     string
 	payload []byte
-	done    chan error // receives the result once; buffered
-	taken   bool       // guarded by the pipe's mu: in a pipeline
-	dropped bool       // guarded by the pipe's mu: the caller gave up first
 }
 
 const (
@@ -60,26 +50,12 @@ const (
 var errPipeStopped = fmt.Errorf("the broker is closing: %w", redis.ErrClosed)
 
 func newPublishPipe(client redis.UniversalClient, sharded bool) *publishPipe {
-	return &publishPipe{client: client, sharded: sharded, wake: make(chan struct{}, 1)}
+	return &publishPipe{client: client, sharded: sharded, queue: newPipeQueue[pubReq](pipeBatch)}
 }
 
 // start runs the workers until done is closed; wg tracks them.
 func (p *publishPipe) start(wg *sync.WaitGroup, done <-chan struct{}) {
-	var workers sync.WaitGroup
-	workers.Add(pipeWorkers)
-	wg.Add(pipeWorkers + 1)
-	for range pipeWorkers {
-		go func() {
-			defer wg.Done()
-			defer workers.Done()
-			p.run(done)
-		}()
-	}
-	go func() {
-		defer wg.Done()
-		workers.Wait()
-		p.stop()
-	}()
+	p.queue.start(wg, done, pipeWorkers, errPipeStopped, p.send)
 }
 
 // publish sends one (S)PUBLISH of payload on the Redis channel rch in the
@@ -87,94 +63,15 @@ func (p *publishPipe) start(wg *sync.WaitGroup, done <-chan struct{}) {
 // ends first, the command is withdrawn if no pipeline took it yet (an
 // error publishNotSent recognises), else the outcome is unknown.
 func (p *publishPipe) publish(ctx context.Context, rch string, payload []byte) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	r := &pubReq{rch: rch, payload: payload, done: make(chan error, 1)}
-	p.mu.Lock()
-	if p.stopped {
-		p.mu.Unlock()
-		return errPipeStopped
-	}
-	p.queue = append(p.queue, r)
-	p.mu.Unlock()
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
-	select {
-	case err := <-r.done:
-		return err
-	case <-ctx.Done():
-	}
-	p.mu.Lock()
-	taken := r.taken
-	r.dropped = !taken
-	p.mu.Unlock()
-	if !taken {
-		return ctx.Err() // withdrawn: nothing was sent
-	}
-	// Not wrapped: publishNotSent takes context errors for "not sent".
-	return fmt.Errorf("gave up waiting for the reply: %v", ctx.Err())
-}
-
-// run sends pipelines until done is closed.
-func (p *publishPipe) run(done <-chan struct{}) {
-	for {
-		batch := p.take()
-		if len(batch) == 0 {
-			select {
-			case <-p.wake:
-				continue
-			case <-done:
-				return
-			}
-		}
-		// Another worker may find more queued meanwhile.
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
-		p.send(batch)
-	}
-}
-
-// take removes up to pipeBatch commands from the queue, skipping those
-// whose callers gave up.
-func (p *publishPipe) take() []*pubReq {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var batch []*pubReq
-	i := 0
-	for ; i < len(p.queue) && len(batch) < pipeBatch; i++ {
-		r := p.queue[i]
-		if !r.dropped {
-			r.taken = true
-			batch = append(batch, r)
-		}
-	}
-	rest := copy(p.queue, p.queue[i:])
-	clear(p.queue[rest:])
-	p.queue = p.queue[:rest]
-	return batch
-}
-
-// stop fails what is still queued once the workers have returned, and
-// anything queued later.
-func (p *publishPipe) stop() {
-	p.mu.Lock()
-	p.stopped = true
-	queue := p.queue
-	p.queue = nil
-	p.mu.Unlock()
-	for _, r := range queue {
-		r.done <- errPipeStopped
-	}
+	return p.queue.submit(ctx, pubReq{rch: rch, payload: payload}, errPipeStopped, func(err error) error {
+		// Not wrapped: publishNotSent takes context errors for "not sent".
+		return fmt.Errorf("gave up waiting for the reply: %v", err)
+	})
 }
 
 // send runs batch as one pipeline per Redis node and hands every command
 // its result.
-func (p *publishPipe) send(batch []*pubReq) {
+func (p *publishPipe) send(batch []*pipeItem[pubReq]) {
 	ctx := context.Background() // the sockets' Read/WriteTimeout bound it
 	cc, cluster := p.client.(*redis.ClusterClient)
 	if !cluster {
@@ -185,21 +82,21 @@ func (p *publishPipe) send(batch []*pubReq) {
 	// through that node's own client: the cluster client would send a
 	// command again, maybe to another node, after a timeout or a dropped
 	// connection, and a PUBLISH sent twice is delivered twice.
-	byNode := map[*redis.Client][]*pubReq{}
-	for _, r := range batch {
-		node, err := cc.MasterForKey(ctx, r.rch)
+	byNode := map[*redis.Client][]*pipeItem[pubReq]{}
+	for _, it := range batch {
+		node, err := cc.MasterForKey(ctx, it.v.rch)
 		if err != nil {
-			r.done <- &noConnError{err: err}
+			it.done <- &noConnError{err: err}
 			continue
 		}
-		byNode[node] = append(byNode[node], r)
+		byNode[node] = append(byNode[node], it)
 	}
 	var wg sync.WaitGroup
-	for node, rs := range byNode {
+	for node, its := range byNode {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if p.exec(ctx, node, rs) {
+			if p.exec(ctx, node, its) {
 				cc.ReloadState(ctx) // a slot moved: learn where to
 			}
 		}()
@@ -207,30 +104,30 @@ func (p *publishPipe) send(batch []*pubReq) {
 	wg.Wait()
 }
 
-// exec sends rs as one pipeline on c and reports whether Redis answered
+// exec sends its as one pipeline on c and reports whether Redis answered
 // any command with MOVED.
-func (p *publishPipe) exec(ctx context.Context, c redis.Cmdable, rs []*pubReq) (moved bool) {
+func (p *publishPipe) exec(ctx context.Context, c redis.Cmdable, its []*pipeItem[pubReq]) (moved bool) {
 	pipe := c.Pipeline()
-	cmds := make([]*redis.IntCmd, len(rs))
-	for i, r := range rs {
+	cmds := make([]*redis.IntCmd, len(its))
+	for i, it := range its {
 		if p.sharded {
-			cmds[i] = pipe.SPublish(ctx, r.rch, r.payload)
+			cmds[i] = pipe.SPublish(ctx, it.v.rch, it.v.payload)
 		} else {
-			cmds[i] = pipe.Publish(ctx, r.rch, r.payload)
+			cmds[i] = pipe.Publish(ctx, it.v.rch, it.v.payload)
 		}
 	}
 	p.sent.Add(1)
 	_, _ = pipe.Exec(ctx) // each command carries its own error
-	for i, r := range rs {
+	for i, it := range its {
 		err := cmds[i].Err()
 		if _, m := redis.IsMovedError(err); m {
 			moved = true
 		}
 		var op *net.OpError
-		if len(rs) > 1 && errors.As(err, &op) && op.Op == "write" {
+		if len(its) > 1 && errors.As(err, &op) && op.Op == "write" {
 			err = &partialWriteError{err: err}
 		}
-		r.done <- err
+		it.done <- err
 	}
 	return moved
 }

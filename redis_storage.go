@@ -68,6 +68,7 @@ type RedisStorage struct {
 	// maintaining admits one MaintainPresence at a time.
 	maintaining chan struct{}
 
+	scripts   *autoPipeline // gathers concurrent scripts; nil on a client given to FromClient
 	kick      chan struct{} // wakes the heartbeat goroutine after a rotation
 	done      chan struct{} // closed by Close
 	wg        sync.WaitGroup
@@ -131,6 +132,9 @@ func newRedisStorage(client redis.UniversalClient, owns bool, o RedisOptions) *R
 		maintaining:   make(chan struct{}, 1),
 		kick:          make(chan struct{}, 1),
 		done:          make(chan struct{}),
+	}
+	if owns {
+		s.scripts = installAutoPipeline(client, &s.wg, s.done) // redis_autopipeline.go
 	}
 	s.wg.Add(1)
 	go s.heartbeat()
