@@ -68,6 +68,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDispatch$$' -fuzztime $(FUZZTIME) -parallel 2 .
 	$(GO) test -run '^$$' -fuzz '^FuzzRawFrames$$' -fuzztime $(FUZZTIME) -parallel 2 .
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeInbound$$' -fuzztime $(FUZZTIME) -parallel 2 .
+	$(GO) test -run '^$$' -fuzz '^FuzzReaderDeflate$$' -fuzztime $(FUZZTIME) -parallel 2 ./internal/frame
 
 # bench-peers runs the load harness against ws, its peers and the ceiling
 # (see bench/README.md); it takes several minutes on an idle machine.
