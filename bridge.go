@@ -27,4 +27,7 @@ func init() {
 	bridge.AddProtocol = func(hub any, p wire.Protocol) (int, error) {
 		return hub.(*Hub).addProtocol(p)
 	}
+	bridge.WatchPresence = func(hub any, fn func(channel, userID string, left bool)) {
+		hub.(*Hub).watchPresence(fn)
+	}
 }

@@ -28,6 +28,11 @@ type Handshake interface {
 	// goroutine, for HTTP stacks that close the connection when the
 	// handler returns.
 	Serve(conn Conn) error
+	// Start registers the upgraded connection and returns once it is
+	// (after OnConnect), serving it on a goroutine of its own, as
+	// ws.ServeWS does: for net/http, where that releases the handler's
+	// goroutine and buffers.
+	Start(conn Conn) error
 	// Fail ends a handshake whose upgrade failed: it releases the slot and
 	// reports err to Options.ErrorHandler, and returns the error it
 	// reported.
@@ -45,4 +50,10 @@ var (
 	// AddProtocol registers a wire protocol on hub, before hub.Run, and
 	// returns its index.
 	AddProtocol func(hub any, p wire.Protocol) (int, error)
+
+	// WatchPresence registers fn to be called for every presence join
+	// and leave that hub decides (once per change across the cluster:
+	// the node whose add, remove or maintenance made it calls it). fn
+	// runs on the goroutine announcing the change and must not block.
+	WatchPresence func(hub any, fn func(channel, userID string, left bool))
 )
