@@ -2,6 +2,7 @@ package pusher
 
 import (
 	"encoding/json"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -9,16 +10,19 @@ import (
 // and ws's native clients have it) and Pusher's "data", which is a string
 // on the wire (docs/pusher.md):
 //
-//   - To Pusher clients: a message that is a JSON string is sent as that
-//     string; any other JSON value (object, array, number, true, false,
-//     null) is sent as a string holding its JSON text, byte for byte.
-//     pusher-js parses such a string back into the value.
+//   - To Pusher clients: a message that is a JSON string whose text is
+//     not itself JSON ("hello") is sent as that string; any other message
+//     (an object, array, number, true, false, null, or a string like "2"
+//     or "{}") is sent as a string holding its JSON text, byte for byte.
+//     pusher-js parses data that is JSON, so it gets back the message's
+//     value either way.
 //   - From the HTTP API: data that is valid JSON text becomes the message
 //     as that JSON value (so native clients see the object Laravel sent);
-//     any other text becomes a JSON string. Either way Pusher clients get
-//     back exactly the string that was sent, with one exception: data
-//     whose text is itself a JSON string literal ("\"hi\"") reaches them
-//     unquoted ("hi"), which pusher-js reads as the same value.
+//     any other text becomes a JSON string. Pusher clients then get back
+//     exactly the string that was sent, with one exception: data whose
+//     text is a JSON string literal of non-JSON text (the five bytes
+//     "hi" with their quotes) reaches them without the quotes, which
+//     pusher-js reads as the same value.
 //   - From Pusher clients (client events): data is a JSON value in the
 //     frame and stays that value.
 
@@ -34,12 +38,33 @@ func appendData(dst []byte, msg json.RawMessage) []byte {
 		for j > i && isSpace(msg[j-1]) {
 			j--
 		}
-		return append(dst, msg[i:j]...)
+		if !holdsJSON(msg[i:j]) {
+			return append(dst, msg[i:j]...)
+		}
 	}
 	if len(msg) == 0 {
 		return append(dst, `"null"`...)
 	}
 	return appendQuoted(dst, msg)
+}
+
+// holdsJSON reports whether the JSON string token tok has a text that is
+// itself valid JSON, which pusher-js would parse.
+func holdsJSON(tok []byte) bool {
+	k := 1
+	for k < len(tok) && isSpace(tok[k]) {
+		k++
+	}
+	// JSON text starts with one of these; a backslash (an escaped
+	// character) needs the full check.
+	if k >= len(tok)-1 || !strings.ContainsRune(`{["-0123456789tfn\`, rune(tok[k])) {
+		return false
+	}
+	var s string
+	if json.Unmarshal(tok, &s) != nil {
+		return false
+	}
+	return json.Valid([]byte(s))
 }
 
 // messageFromData is the message a Pusher publication's data string

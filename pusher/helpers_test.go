@@ -366,3 +366,14 @@ func (c *native) expect(typ string) map[string]any {
 }
 
 var _ = fmt.Sprint
+
+func readCloser(s string) io.ReadCloser { return io.NopCloser(strings.NewReader(s)) }
+
+func mustRequest(t testing.TB, method, u string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, u, nil)
+	require.NoError(t, err)
+	return req
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
