@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -43,6 +44,14 @@ type node struct {
 // t.Cleanup.
 func newNode(t testing.TB, broker ws.MessageBroker, storage ws.StorageClient, cfg ws.Config, opts *pusher.Options, native *ws.Options) *node {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	return newNodeOn(t, ln, broker, storage, cfg, opts, native)
+}
+
+// newNodeOn is newNode serving on ln.
+func newNodeOn(t testing.TB, ln net.Listener, broker ws.MessageBroker, storage ws.StorageClient, cfg ws.Config, opts *pusher.Options, native *ws.Options) *node {
+	t.Helper()
 	if opts == nil {
 		opts = &pusher.Options{}
 	}
@@ -61,7 +70,11 @@ func newNode(t testing.TB, broker ws.MessageBroker, storage ws.StorageClient, cf
 	mux.Handle("/pusher/auth", srv.AuthHandler())
 	mux.Handle("/pusher/user-auth", srv.UserAuthHandler())
 	mux.Handle("/ws", ws.Handler(hub, native))
-	n := &node{hub: hub, srv: srv, server: httptest.NewServer(mux), cancel: cancel}
+	hs := httptest.NewUnstartedServer(mux)
+	hs.Listener.Close()
+	hs.Listener = ln
+	hs.Start()
+	n := &node{hub: hub, srv: srv, server: hs, cancel: cancel}
 	n.base = n.server.URL
 	t.Cleanup(func() {
 		n.stop(t)
@@ -377,3 +390,6 @@ func mustRequest(t testing.TB, method, u string) *http.Request {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// wsConfig is the hub configuration of the acceptance tests.
+func wsConfig() ws.Config { return ws.Config{} }
