@@ -56,4 +56,24 @@ var (
 	// the node whose add, remove or maintenance made it calls it). fn
 	// runs on the goroutine announcing the change and must not block.
 	WatchPresence func(hub any, fn func(channel, userID string, left bool))
+
+	// PusherConnect, set by package pusher, checks a Pusher client's
+	// connection request to srv (a *pusher.Server), for the Fiber
+	// adaptor; see PusherConn.
+	PusherConnect func(srv any, r *http.Request) PusherConn
 )
+
+// PusherConn is how a Pusher connection request is to be served: on Hub
+// with Options and Protocol (for Prepare), or, when RefuseCode is set,
+// refused after the upgrade with the text frame RefuseFrame and a close
+// frame of RefuseCode and RefuseText. Err is set when the server cannot
+// serve at all (answer 500).
+type PusherConn struct {
+	Hub         any
+	Options     any
+	Protocol    int
+	RefuseCode  int
+	RefuseText  string
+	RefuseFrame []byte
+	Err         error
+}
