@@ -79,4 +79,3 @@ func refusePusher(c *fiber.Ctx, up *websocket.FastHTTPUpgrader, pc bridge.Pusher
 		}
 	})
 }
-
