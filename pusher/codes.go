@@ -20,17 +20,20 @@ const (
 	CodeNoProtocol          = 4008 // no protocol query
 
 	// Closes of an open connection.
-	CodeProtocolViolation = 4002 // malformed WebSocket frames (ws: 1002, 1003, 1007)
-	CodeMessageTooBig     = 4010 // a frame over Config.MaxMessageSize (ws: 1009)
+	CodeProtocolViolation = 4002 // a malformed WebSocket frame, or one over Config.MaxMessageSize (ws: 1002, 1003, 1007, 1009); the close text says which
 	CodeOverCapacity      = 4100 // slow consumer: its send queue overflowed (ws: 4008); reconnect after a second
 	CodeReconnect         = 4200 // the server is shutting down (ws: 1001); reconnect at once, to another node
 	CodePongNotReceived   = 4201 // no pong in time (ws: 4009); reconnect at once
 
 	// pusher:error frames that leave the connection open.
-	CodeUnauthorized = 4009 // a pusher:signin whose auth does not check out
+	CodeUnauthorized = 4009 // a pusher:signin refused; also the close of a connection the server terminated (ws: 4010, Hub.DisconnectUser)
 	CodeBadRequest   = 4300 // a frame that is not a Pusher event, an unknown event
 	CodeClientEvent  = 4301 // a client event refused (rate limit, channel, size); also the close of a client over Config.RateLimit (ws: 1008)
 )
+
+// closeTerminated is ws's close code for a connection the server
+// terminated (Hub.DisconnectUser): do not reconnect.
+const closeTerminated = 4010
 
 // CloseCode maps ws's close codes to the ones pusher-js acts on.
 func (p *protocol) CloseCode(code int) int {
@@ -43,10 +46,10 @@ func (p *protocol) CloseCode(code int) int {
 		return CodePongNotReceived
 	case ws.ClosePolicyViolation:
 		return CodeClientEvent
-	case ws.CloseMessageTooBig:
-		return CodeMessageTooBig
-	case 1002, 1003, 1007:
+	case 1002, 1003, 1007, ws.CloseMessageTooBig:
 		return CodeProtocolViolation
+	case closeTerminated:
+		return CodeUnauthorized
 	}
 	return code // 1000, 1011: pusher-js reconnects after a second
 }

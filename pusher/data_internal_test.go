@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/vortechron/go-ws/internal/wire"
 )
 
 // TestDataMapping checks the mapping of docs/pusher.md both ways: what
@@ -50,4 +52,13 @@ func TestDataMapping(t *testing.T) {
 		require.NoError(t, json.Unmarshal(got, &back))
 		require.Equal(t, data, back, "data %q", data)
 	}
+}
+
+// TestUserMessage: a message the hub addresses to one user (the "#user"
+// pseudo-channel of Hub.PublishToUser) is on the user's
+// #server-to-user-{id} channel for Pusher clients.
+func TestUserMessage(t *testing.T) {
+	p := &protocol{app: App{ID: "1", Key: "k", Secret: "s"}}
+	ev := wire.Event{Kind: wire.Message, Channel: userPseudoChannel, User: "u1", Name: "note", Data: json.RawMessage(`{"a":1}`)}
+	require.JSONEq(t, `{"event":"note","channel":"#server-to-user-u1","data":"{\"a\":1}"}`, string(p.Encode(nil, &ev)))
 }

@@ -34,6 +34,10 @@ const (
 	evSigninSuccess         = "pusher:signin_success"
 )
 
+// userPseudoChannel is where the hub puts a message for one user
+// (Hub.PublishToUser); Pusher clients see it on #server-to-user-{id}.
+const userPseudoChannel = "#user"
+
 // DefaultEvent is the event name Pusher clients see for a publication
 // without one (Hub.Publish, or PublishWith with an empty Event).
 const DefaultEvent = "message"
@@ -66,7 +70,11 @@ func (p *protocol) Encode(b []byte, ev *wire.Event) []byte {
 		b = append(b, `{"event":`...)
 		b = appendString(b, name)
 		b = append(b, `,"channel":`...)
-		b = appendString(b, ev.Channel)
+		if ev.Channel == userPseudoChannel {
+			b = appendString(b, ws.UserChannelPrefix+ev.User)
+		} else {
+			b = appendString(b, ev.Channel)
+		}
 		b = append(b, `,"data":`...)
 		b = appendData(b, ev.Data)
 		return append(b, '}')

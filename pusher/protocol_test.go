@@ -379,11 +379,11 @@ func TestSubscribeFlood(t *testing.T) {
 }
 
 func TestCloseCodes(t *testing.T) {
-	t.Run("frame too big: 4010", func(t *testing.T) {
+	t.Run("frame too big: 4002", func(t *testing.T) {
 		n := newNode(t, nil, nil, ws.Config{MaxMessageSize: 1024}, nil, nil)
 		c := n.dial(t, nil)
 		c.sendRaw(`{"event":"client-x","data":"` + strings.Repeat("x", 2000) + `"}`)
-		require.Equal(t, pusher.CodeMessageTooBig, c.expectClose())
+		require.Equal(t, pusher.CodeProtocolViolation, c.expectClose())
 	})
 	t.Run("shutdown: 4200", func(t *testing.T) {
 		n := newNode(t, nil, nil, ws.Config{}, nil, nil)

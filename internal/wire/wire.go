@@ -86,7 +86,7 @@ const (
 	Unsubscribed                  // an unsubscribe succeeded
 	Error                         // an action was refused or failed
 	PongEvent                     // the answer to a Ping action
-	SignedIn                      // a Signin succeeded: Member is the user
+	SignedIn                      // a Signin succeeded: Member is the user, Data what the protocol's Signin carried
 )
 
 // Event is one thing the server tells a client.
@@ -100,9 +100,11 @@ type Event struct {
 	Data json.RawMessage
 	// From is a whisper's sender (a user ID, possibly empty).
 	From string
+	// User is the user a Message on the "#user" pseudo-channel is
+	// addressed to (ws.Hub.PublishToUser); empty otherwise.
+	User string
 
-	// Presence: Member who joined or left (on a SignedIn event, the user
-	// who signed in); Members the list when it is
+	// Presence: Member who joined or left; Members the list when it is
 	// carried (Members events always; Join and Leave on small channels),
 	// with HasMembers telling an empty list from none; Count the number
 	// of members; Version the channel's presence version after the event.
