@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	ws "github.com/vortechron/go-ws"
 )
 
 // ProtocolVersion is the Pusher protocol the server speaks.
@@ -33,6 +35,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, key string) {
 		return
 	}
 	if code, msg := s.checkConnect(key, r.URL.Query()); code != 0 {
+		if s.opts.ErrorHandler != nil {
+			s.opts.ErrorHandler(&ws.ConnectionError{RemoteAddr: r.RemoteAddr, Op: "admit", Reason: "pusher " + strconv.Itoa(code) + ": " + msg})
+		}
 		refuse(w, r, code, msg)
 		return
 	}

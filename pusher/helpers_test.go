@@ -393,3 +393,5 @@ func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // wsConfig is the hub configuration of the acceptance tests.
 func wsConfig() ws.Config { return ws.Config{} }
+
+func httptestRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
