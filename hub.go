@@ -75,13 +75,13 @@ type Hub struct {
 	conns   int            // guarded by admitMu
 	perIP   map[string]int // guarded by admitMu
 
-	presenceMu   sync.Mutex
-	presence     map[string]*presenceSeq // guarded by presenceMu; the node's presence channels
-	presenceWork taskGroup               // presence resyncs in flight
-
 	// presenceWatchers are called for every join and leave this node
 	// decides (see watchPresence); guarded by protoMu.
 	presenceWatchers []func(channel, userID string, left bool)
+
+	presenceMu   sync.Mutex
+	presence     map[string]*presenceSeq // guarded by presenceMu; the node's presence channels
+	presenceWork taskGroup               // presence resyncs in flight
 
 	// owned by the Hub.Run goroutine
 	clients  map[*Client]struct{}
