@@ -148,6 +148,13 @@ dave.disconnect();
 assert.deepEqual(await aliceLeaving.next(), { name: 'DAVE' });
 ok('authorizeChannel from the SDK');
 
+// bob signs in through Echo (the Go server's UserAuthHandler): his
+// connection is his from now on, for terminateUserConnections.
+bob.connector.signin();
+await bob.connector.pusher.user.signinDonePromise;
+assert.equal(bob.connector.pusher.user.user_data.id, 'bob');
+ok('Echo signin');
+
 if (clusterAPI) {
   const closed = new Inbox('bob disconnected');
   bob.connector.pusher.connection.bind('state_change', (s) => s.current !== 'connected' && closed.push(s.current));

@@ -40,6 +40,7 @@ export function echo(node, user, broadcaster = 'reverb') {
     enabledTransports: ['ws'],
     authEndpoint: `http://${node}/pusher/auth`,
     auth: { headers: { 'X-User': user } },
+    userAuthentication: { endpoint: `http://${node}/pusher/user-auth`, headers: { 'X-User': user } },
     Pusher,
   });
 }
