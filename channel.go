@@ -24,7 +24,7 @@ const (
 	UserChannelPrefix    = "#server-to-user-"
 )
 
-// channelKind tells public, private and presence channels apart.
+// channelKind tells public, private, presence and user channels apart.
 type channelKind int
 
 // The channel kinds, decided by the name's prefix.
