@@ -50,7 +50,10 @@ var (
 	// AddProtocol registers a wire protocol on hub, before hub.Run, and
 	// returns its index.
 	AddProtocol func(hub any, p wire.Protocol) (int, error)
+)
 
+// The plumbing of package pusher.
+var (
 	// WatchPresence registers fn to be called for every presence join
 	// and leave that hub decides (once per change across the cluster:
 	// the node whose add, remove or maintenance made it calls it). fn
