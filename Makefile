@@ -68,6 +68,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDispatch$$' -fuzztime $(FUZZTIME) -parallel 2 .
 	$(GO) test -run '^$$' -fuzz '^FuzzRawFrames$$' -fuzztime $(FUZZTIME) -parallel 2 .
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeInbound$$' -fuzztime $(FUZZTIME) -parallel 2 .
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -parallel 2 ./pusher
+	$(GO) test -run '^$$' -fuzz '^FuzzData$$' -fuzztime $(FUZZTIME) -parallel 2 ./pusher
+	$(GO) test -run '^$$' -fuzz '^FuzzAPI$$' -fuzztime $(FUZZTIME) -parallel 2 ./pusher
 
 # bench-peers runs the load harness against ws, its peers and the ceiling
 # (see bench/README.md); it takes several minutes on an idle machine.

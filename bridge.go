@@ -10,6 +10,9 @@ import (
 // The plumbing this module's other packages use (the Fiber adaptor, the
 // Pusher protocol) without it being part of ws's API: see internal/bridge.
 func init() {
+	bridge.WatchPresence = func(hub any, fn func(channel, userID string, left bool)) {
+		hub.(*Hub).watchPresence(fn)
+	}
 	bridge.Prepare = func(hub any, w http.ResponseWriter, r *http.Request, options any, protocol int) bridge.Handshake {
 		h, opts := hub.(*Hub), options.(*Options)
 		if opts == nil {

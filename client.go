@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,14 @@ type Client struct {
 
 	mu   sync.Mutex
 	subs []*channel // guarded by mu; written only by the Hub.Run goroutine
+	// granted says, for each channel the client's protocol authorized
+	// itself (wire.Grant), who the client is there: its presence member
+	// and the sender of its whispers (an empty UserID: the client's own
+	// user). Guarded by mu; written by the read goroutine.
+	granted map[string]PresenceMember
+	// signedIn is the user a protocol's sign-in authenticated
+	// (wire.Signin), with the info it gave; empty before. Guarded by mu.
+	signedIn PresenceMember
 
 	// owned by the read goroutine
 	rd       frame.Reader
@@ -118,6 +127,50 @@ func (c *Client) subCount() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.subs)
+}
+
+// grant records who the client is on a channel its protocol authorized.
+func (c *Client) grant(channel string, m PresenceMember) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.granted == nil {
+		c.granted = make(map[string]PresenceMember)
+	}
+	c.granted[channel] = m
+}
+
+// ungrant forgets the grant of a channel the client left and returns it.
+func (c *Client) ungrant(channel string) (PresenceMember, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.granted[channel]
+	delete(c.granted, channel)
+	return m, ok
+}
+
+// identity returns who the client is on channel: the member its protocol
+// granted there, else its user (GetUserID, or a sign-in), else "";
+// granted reports a grant.
+func (c *Client) identity(channel string) (userID string, granted bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, granted := c.granted[channel]
+	switch {
+	case m.UserID != "":
+		return m.UserID, granted
+	case c.UserID != "":
+		return c.UserID, granted
+	}
+	return c.signedIn.UserID, granted
+}
+
+// ownsUserChannel reports whether channel, a user channel, is the one of
+// the client's user.
+func (c *Client) ownsUserChannel(channel string) bool {
+	id := strings.TrimPrefix(channel, UserChannelPrefix)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return id != "" && (id == c.UserID || id == c.signedIn.UserID)
 }
 
 // subIndexLocked returns the position of channel name in c.subs, or -1.

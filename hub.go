@@ -75,6 +75,10 @@ type Hub struct {
 	conns   int            // guarded by admitMu
 	perIP   map[string]int // guarded by admitMu
 
+	// presenceWatchers are called for every join and leave this node
+	// decides (see watchPresence); guarded by protoMu.
+	presenceWatchers []func(channel, userID string, left bool)
+
 	presenceMu   sync.Mutex
 	presence     map[string]*presenceSeq // guarded by presenceMu; the node's presence channels
 	presenceWork taskGroup               // presence resyncs in flight
@@ -160,6 +164,15 @@ func (h *Hub) addProtocol(p wire.Protocol) (int, error) {
 	h.pongs[i] = encodeFrame(p, &wire.Event{Kind: wire.PongEvent})
 	h.nprotocols.Store(int32(i + 1))
 	return i, nil
+}
+
+// watchPresence registers fn to be called for every presence join and
+// leave this node decides (the storage's answer to this node's add,
+// remove or maintenance): once per change across the cluster.
+func (h *Hub) watchPresence(fn func(channel, userID string, left bool)) {
+	h.protoMu.Lock()
+	defer h.protoMu.Unlock()
+	h.presenceWatchers = append(h.presenceWatchers, fn)
 }
 
 // Err returns the configuration error the Hub was created with, or nil.

@@ -43,6 +43,7 @@ type sender struct {
 	conn  net.Conn
 	raw   syscall.RawConn // conn's descriptor for the fast path; nil if none
 	shard *writeShard     // the shard that serves the fast path
+	proto uint8           // the client's wire protocol, whose CloseCode maps close codes
 	slot  int             // guarded by shard.regMu; index in shard.clients
 	done  chan struct{}   // closed when the state becomes sendDone
 
@@ -193,14 +194,15 @@ func (s *sender) scheduleLocked() {
 }
 
 // beginCloseLocked marks the connection closing with a close frame of code
-// and text, sent after what is queued; cause (or a *CloseReason) becomes
-// the disconnect reason unless one is set.
+// (as the client's protocol spells it: wire.Protocol.CloseCode) and text,
+// sent after what is queued; cause (or a *CloseReason with ws's own code)
+// becomes the disconnect reason unless one is set.
 func (s *sender) beginCloseLocked(code int, text string, cause error) {
 	if s.closing {
 		return
 	}
 	s.closing = true
-	s.closeFrame = frame.Close(code, text)
+	s.closeFrame = frame.Close(s.hub.protocols[s.proto].CloseCode(code), text)
 	if cause == nil {
 		cause = &CloseReason{Code: code, Text: text}
 	}

@@ -28,6 +28,11 @@ type Handshake interface {
 	// goroutine, for HTTP stacks that close the connection when the
 	// handler returns.
 	Serve(conn Conn) error
+	// Start registers the upgraded connection and returns once it is
+	// (after OnConnect), serving it on a goroutine of its own, as
+	// ws.ServeWS does: for net/http, where that releases the handler's
+	// goroutine and buffers.
+	Start(conn Conn) error
 	// Fail ends a handshake whose upgrade failed: it releases the slot and
 	// reports err to Options.ErrorHandler, and returns the error it
 	// reported.
@@ -46,3 +51,32 @@ var (
 	// returns its index.
 	AddProtocol func(hub any, p wire.Protocol) (int, error)
 )
+
+// The plumbing of package pusher.
+var (
+	// WatchPresence registers fn to be called for every presence join
+	// and leave that hub decides (once per change across the cluster:
+	// the node whose add, remove or maintenance made it calls it). fn
+	// runs on the goroutine announcing the change and must not block.
+	WatchPresence func(hub any, fn func(channel, userID string, left bool))
+
+	// PusherConnect, set by package pusher, checks a Pusher client's
+	// connection request to srv (a *pusher.Server), for the Fiber
+	// adaptor; see PusherConn.
+	PusherConnect func(srv any, r *http.Request) PusherConn
+)
+
+// PusherConn is how a Pusher connection request is to be served: on Hub
+// with Options and Protocol (for Prepare), or, when RefuseCode is set,
+// refused after the upgrade with the text frame RefuseFrame and a close
+// frame of RefuseCode and RefuseText. Err is set when the server cannot
+// serve at all (answer 500).
+type PusherConn struct {
+	Hub         any
+	Options     any
+	Protocol    int
+	RefuseCode  int
+	RefuseText  string
+	RefuseFrame []byte
+	Err         error
+}
