@@ -35,6 +35,11 @@ var (
 	// ErrSlowConsumer is the disconnect reason of a client whose send
 	// queue overflowed.
 	ErrSlowConsumer = errors.New("ws: slow consumer")
+	// ErrClusterIncomplete is wrapped by the errors of Hub.Channels,
+	// Hub.Channel, Hub.DisconnectUser and Hub.UnsubscribeUser when some
+	// node did not answer within Config.ClusterTimeout (or ctx): what
+	// they return covers the nodes that did.
+	ErrClusterIncomplete = errors.New("ws: not every node answered")
 )
 
 // Error codes carried in the "code" field of error frames. They are stable:
@@ -67,6 +72,7 @@ const (
 	CloseInternalError   = 1011 // a handler panicked
 	CloseSlowConsumer    = 4008 // send queue overflowed
 	ClosePingTimeout     = 4009 // no pong within PongTimeout
+	CloseTerminated      = 4010 // Hub.DisconnectUser: do not reconnect
 )
 
 // AuthError reports a refused subscription to a private or presence

@@ -79,9 +79,20 @@ type Hub struct {
 	presence     map[string]*presenceSeq // guarded by presenceMu; the node's presence channels
 	presenceWork taskGroup               // presence resyncs in flight
 
+	// The cluster API (cluster.go): the node's connections by user, the
+	// control channels, channel occupancy and the hook goroutine.
+	users userIndex
+	ctl   control
+	occ   occupancy
+	hooks hookRunner
+
+	// channels is written only by the Run goroutine, under chanMu, and
+	// read by Run without it and by others (cluster.go) with it.
+	chanMu   sync.RWMutex
+	channels map[string]*channel
+
 	// owned by the Hub.Run goroutine
 	clients  map[*Client]struct{}
-	channels map[string]*channel
 	inflight int // broker calls started and not yet reported back
 }
 
@@ -128,6 +139,9 @@ func NewHub(ctx context.Context, broker MessageBroker, storage StorageClient, co
 		h.shards = append(h.shards, newWriteShard(h, len(h.shards)))
 	}
 	h.brokerOps.init(h)
+	h.ctl.init(h)
+	h.occ.init(h)
+	h.hooks.init(h)
 	h.idPrefix = newConnPrefix()
 	h.addProtocol(nativeProtocol{})
 	return h
@@ -269,8 +283,9 @@ func (h *Hub) Run() error {
 type background struct {
 	shardsDone chan struct{}
 	shards     sync.WaitGroup
-	stop       chan struct{} // stops the stats logger and maintenance
+	stop       chan struct{} // stops the stats logger, maintenance and the cluster tasks
 	tasks      sync.WaitGroup
+	cluster    func() // stops what startCluster started outside tasks
 }
 
 func (h *Hub) startBackground() *background {
@@ -289,6 +304,7 @@ func (h *Hub) startBackground() *background {
 		bg.tasks.Add(1)
 		go func() { defer bg.tasks.Done(); h.maintainEvery(m, bg.stop) }()
 	}
+	bg.cluster = h.startCluster(bg)
 	return bg
 }
 
@@ -297,6 +313,7 @@ func (h *Hub) startBackground() *background {
 func (bg *background) stopTasks() {
 	close(bg.stop)
 	bg.tasks.Wait()
+	bg.cluster()
 }
 
 // stopShards stops the write shards and waits for them; the last thing
@@ -315,6 +332,9 @@ func (h *Hub) handle(op *hubOp) {
 			return
 		}
 		h.clients[op.client] = struct{}{}
+		if op.client.UserID != "" {
+			h.users.add(op.client, op.client.UserID)
+		}
 		h.stats.connections.Add(1)
 		h.stats.connectionsTotal.Add(1)
 		op.reply <- opResult{}

@@ -60,6 +60,7 @@ func (h *Hub) join(ch *channel, c *Client) {
 	c.mu.Unlock()
 	ch.add(c)
 	h.stats.subscriptions.Add(1)
+	h.subscribedHook(c, ch.name)
 }
 
 func (h *Hub) unsubscribe(c *Client, name string) error {
@@ -74,6 +75,7 @@ func (h *Hub) unsubscribe(c *Client, name string) error {
 	ch.remove(c)
 	h.stats.subscriptions.Add(-1)
 	c.sendAnswer(&wire.Event{Kind: wire.Unsubscribed, Channel: name})
+	h.unsubscribedHook(c, name)
 	h.maybeRelease(ch)
 	return nil
 }
@@ -86,6 +88,7 @@ func (h *Hub) unregister(c *Client) []string {
 	if _, ok := h.clients[c]; !ok {
 		return nil
 	}
+	h.users.remove(c)
 	c.mu.Lock()
 	subs := c.subs
 	c.subs = nil
@@ -94,6 +97,7 @@ func (h *Hub) unregister(c *Client) []string {
 	for _, ch := range subs {
 		ch.remove(c)
 		h.stats.subscriptions.Add(-1)
+		h.unsubscribedHook(c, ch.name)
 		if ch.kind == presenceChannel {
 			presence = append(presence, ch.name)
 		}
@@ -177,7 +181,9 @@ func (h *Hub) newChannel(name string) *channel {
 		h.presence[name] = ch.pres
 		h.presenceMu.Unlock()
 	}
+	h.chanMu.Lock()
 	h.channels[name] = ch
+	h.chanMu.Unlock()
 	h.stats.channels.Add(1)
 	return ch
 }
@@ -190,7 +196,10 @@ func (h *Hub) dropChannel(ch *channel) {
 		delete(h.presence, ch.name)
 		h.presenceMu.Unlock()
 	}
+	h.chanMu.Lock()
 	delete(h.channels, ch.name)
+	h.chanMu.Unlock()
+	h.occ.vacate(ch.name)
 	h.stats.channels.Add(-1)
 }
 

@@ -96,6 +96,9 @@ type Event struct {
 	Data json.RawMessage
 	// From is a whisper's sender (a user ID, possibly empty).
 	From string
+	// User is the user a Message on the "#user" pseudo-channel is
+	// addressed to (ws.Hub.PublishToUser); empty otherwise.
+	User string
 
 	// Presence: Member who joined or left; Members the list when it is
 	// carried (Members events always; Join and Leave on small channels),
