@@ -99,8 +99,8 @@ return 0
 `)
 
 // OccupyChannels adds this node to the occupied set of each channel, after
-// adding the channels to the node's index. Cost: two round trips for the
-// whole batch (one pipeline each).
+// adding the channels to the node's index. Cost: one round trip for the
+// whole batch (two on Redis Cluster: see runIndexed).
 func (s *RedisStorage) OccupyChannels(ctx context.Context, channels []string) ([]string, error) {
 	if len(channels) == 0 {
 		return nil, nil
@@ -114,10 +114,7 @@ func (s *RedisStorage) OccupyChannels(ctx context.Context, channels []string) ([
 	if err != nil {
 		return nil, s.wrapOccupancy("occupy", err)
 	}
-	if err := s.indexOccupancy(ctx, n.id, channels); err != nil {
-		return nil, s.wrapOccupancy("occupy", err)
-	}
-	vals, errs, err := s.runEach(ctx, occupyScript, channels, func(int) []any { return []any{n.id} })
+	vals, errs, err := s.runIndexed(ctx, n.id, occupyScript, channels, func(int) []any { return []any{n.id} })
 	var occupied []string
 	for i, ch := range channels {
 		if errs[i] != nil {
@@ -150,7 +147,7 @@ func (s *RedisStorage) VacateChannels(ctx context.Context, channels []string) ([
 			ids[i] = current // never recorded: removing it is a no-op
 		}
 	}
-	vals, errs, err := s.runEach(ctx, vacateScript, channels, func(i int) []any { return []any{ids[i]} })
+	vals, errs, err := s.runEach(ctx, vacateScript, channels, func(i int) []any { return []any{ids[i]} }, nil)
 	var vacated []string
 	pipe := s.client.Pipeline()
 	for i, ch := range channels {
@@ -215,14 +212,11 @@ func (s *RedisStorage) claimOccupancy(ctx context.Context) ([]OccupancyChange, m
 	if len(stale) == 0 || !n.registered() {
 		return nil, keep, nil
 	}
-	if err := s.indexOccupancy(ctx, n.id, stale); err != nil {
-		return nil, keep, err
-	}
 	former := make([]string, len(stale))
 	for i, ch := range stale {
 		former[i] = s.occ.held[ch]
 	}
-	vals, errs, err := s.runEach(ctx, claimScript, stale, func(i int) []any { return []any{n.id, former[i]} })
+	vals, errs, err := s.runIndexed(ctx, n.id, claimScript, stale, func(i int) []any { return []any{n.id, former[i]} })
 	var changes []OccupancyChange
 	for i, ch := range stale {
 		if errs[i] != nil {
@@ -294,7 +288,7 @@ func (s *RedisStorage) reapNodeOccupancy(ctx context.Context, id string) ([]stri
 	for len(channels) > 0 {
 		batch := channels[:min(len(channels), occupancyBatch)]
 		channels = channels[len(batch):]
-		vals, errs, err := s.runEach(ctx, vacateScript, batch, func(int) []any { return []any{id} })
+		vals, errs, err := s.runEach(ctx, vacateScript, batch, func(int) []any { return []any{id} }, nil)
 		for i, ch := range batch {
 			if errs[i] == nil && vals[i] == 1 {
 				vacated = append(vacated, ch)
@@ -310,21 +304,36 @@ func (s *RedisStorage) reapNodeOccupancy(ctx context.Context, id string) ([]stri
 	return vacated, s.client.SRem(ctx, s.keys.occupancyNodes(), id).Err()
 }
 
-// indexOccupancy adds channels to node id's index and id to the node set,
-// before the node's entries are written. For a node that was reaped while
-// stalled and has not noticed yet, re-adding it to the node set makes
-// reapers look at it again, so what it is about to write is reaped too
-// instead of outliving it.
-func (s *RedisStorage) indexOccupancy(ctx context.Context, id string, channels []string) error {
+// runIndexed adds channels to node id's index and id to the node set, and
+// then runs script for each channel as runEach does. The index must be
+// written before the entries, so a reaper always finds them; and for a
+// node that was reaped while stalled and has not noticed yet, re-adding
+// it to the node set makes reapers look at it again, so what it is about
+// to write is reaped too instead of outliving it. On one server the
+// index commands and the scripts share one pipeline, which Redis runs in
+// order on one connection: one round trip. Redis Cluster may run the
+// parts of a pipeline on different nodes in any order, so there the
+// index is written first, in a round trip of its own.
+func (s *RedisStorage) runIndexed(ctx context.Context, id string, script *redis.Script, channels []string, args func(i int) []any) ([]int64, []error, error) {
 	members := make([]any, len(channels))
 	for i, ch := range channels {
 		members[i] = ch
 	}
-	pipe := s.client.Pipeline()
-	pipe.SAdd(ctx, s.keys.occupancyNodes(), id)
-	pipe.SAdd(ctx, s.keys.nodeOccupied(id), members...)
-	_, err := pipe.Exec(ctx)
-	return err
+	index := func(pipe redis.Pipeliner) []redis.Cmder {
+		return []redis.Cmder{
+			pipe.SAdd(ctx, s.keys.occupancyNodes(), id),
+			pipe.SAdd(ctx, s.keys.nodeOccupied(id), members...),
+		}
+	}
+	if isCluster(s.client) {
+		pipe := s.client.Pipeline()
+		index(pipe)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, nil, err
+		}
+		index = nil
+	}
+	return s.runEach(ctx, script, channels, args, index)
 }
 
 // deregisterOccupancy takes the node out of the occupancy node set on
@@ -348,9 +357,11 @@ func (s *RedisStorage) deregisterOccupancy(ctx context.Context) error {
 
 // runEach runs script once for each channel, on the channel's occupied
 // set with args(i), in one pipeline (EVALSHA, then EVAL for the servers
-// that do not have the script cached yet). It returns each reply, each
-// error, and the first error.
-func (s *RedisStorage) runEach(ctx context.Context, script *redis.Script, channels []string, args func(i int) []any) ([]int64, []error, error) {
+// that do not have the script cached yet). prelude, if not nil, queues
+// commands at the head of the first pipeline; if one of them fails,
+// nothing else counts. It returns each reply, each error, and the first
+// error.
+func (s *RedisStorage) runEach(ctx context.Context, script *redis.Script, channels []string, args func(i int) []any, prelude func(redis.Pipeliner) []redis.Cmder) ([]int64, []error, error) {
 	vals := make([]int64, len(channels))
 	errs := make([]error, len(channels))
 	pending := make([]int, len(channels))
@@ -359,6 +370,10 @@ func (s *RedisStorage) runEach(ctx context.Context, script *redis.Script, channe
 	}
 	for _, eval := range []bool{false, true} {
 		pipe := s.client.Pipeline()
+		var head []redis.Cmder
+		if prelude != nil && !eval {
+			head = prelude(pipe)
+		}
 		cmds := make([]*redis.Cmd, len(pending))
 		for j, i := range pending {
 			keys := []string{s.keys.occupied(channels[i])}
@@ -369,6 +384,14 @@ func (s *RedisStorage) runEach(ctx context.Context, script *redis.Script, channe
 			}
 		}
 		_, _ = pipe.Exec(ctx)
+		for _, c := range head {
+			if err := c.Err(); err != nil {
+				for i := range errs {
+					errs[i] = err
+				}
+				return vals, errs, err
+			}
+		}
 		var again []int
 		for j, i := range pending {
 			v, err := cmds[j].Int64()
