@@ -104,36 +104,29 @@ func (h *Hub) Channel(ctx context.Context, name string) (ChannelInfo, error) {
 }
 
 // localChannels returns the channels of this node whose name starts with
-// prefix and their local subscriptions. Safe from any goroutine; it
-// reads the fan-out snapshots, so it never waits for Run.
+// prefix and their local subscriptions. Safe from any goroutine: it reads
+// chanByName and the fan-out snapshots, so it never waits for Run nor
+// holds it up.
 func (h *Hub) localChannels(prefix string) map[string]int {
-	h.chanMu.RLock()
-	var chans []*channel
-	for name, ch := range h.channels {
-		if strings.HasPrefix(name, prefix) {
-			chans = append(chans, ch)
+	out := make(map[string]int)
+	h.chanByName.Range(func(k, v any) bool {
+		if name := k.(string); strings.HasPrefix(name, prefix) {
+			if n := v.(*channel).subscribers(); n > 0 {
+				out[name] = n
+			}
 		}
-	}
-	h.chanMu.RUnlock()
-	out := make(map[string]int, len(chans))
-	for _, ch := range chans {
-		if n := ch.subscribers(); n > 0 {
-			out[ch.name] = n
-		}
-	}
+		return true
+	})
 	return out
 }
 
 // localSubscriptions returns the number of this node's connections
 // subscribed to name. Safe from any goroutine.
 func (h *Hub) localSubscriptions(name string) int {
-	h.chanMu.RLock()
-	ch := h.channels[name]
-	h.chanMu.RUnlock()
-	if ch == nil {
-		return 0
+	if ch, ok := h.chanByName.Load(name); ok {
+		return ch.(*channel).subscribers()
 	}
-	return ch.subscribers()
+	return 0
 }
 
 // subscribers counts the channel's subscribers in the published

@@ -100,10 +100,11 @@ func (c *control) init(h *Hub) {
 
 // run is the control goroutine, started by Run: it subscribes the control
 // channels (retrying, 100ms doubling to 2s, while the broker fails), then
-// does the queued work until stop is closed. Then it waits for the
-// requests still being handled, until deadline.
+// does the queued work until stop is closed. Then it unsubscribes them
+// and waits for the requests still being handled, until deadline.
 func (c *control) run(stop <-chan struct{}, deadline func() time.Time) {
 	defer c.finish(deadline)
+	defer c.unsubscribe(deadline)
 	if !c.subscribe(stop) {
 		return
 	}
@@ -161,6 +162,24 @@ func (c *control) subscribe(stop <-chan struct{}) bool {
 			return false
 		}
 		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// unsubscribe drops the control channels as the hub stops, so that the
+// other nodes' requests no longer count this node among those to wait
+// for. The hub's own I/O context is cancelled by then; this has until
+// the shutdown deadline, and a second at most.
+func (c *control) unsubscribe(deadline func() time.Time) {
+	d := deadline()
+	if limit := time.Now().Add(time.Second); limit.Before(d) {
+		d = limit
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), d)
+	defer cancel()
+	for _, ch := range []string{ctlChannel, replyPrefix + c.h.nodeID} {
+		if err := c.h.broker.Unsubscribe(ctx, ch); err != nil {
+			c.h.log.Warn("ws: unsubscribing a control channel failed", "channel", ch, "err", err)
+		}
 	}
 }
 

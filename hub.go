@@ -80,19 +80,19 @@ type Hub struct {
 	presenceWork taskGroup               // presence resyncs in flight
 
 	// The cluster API (cluster.go): the node's connections by user, the
-	// control channels, channel occupancy and the hook goroutine.
-	users userIndex
-	ctl   control
-	occ   occupancy
-	hooks hookRunner
-
-	// channels is written only by the Run goroutine, under chanMu, and
-	// read by Run without it and by others (cluster.go) with it.
-	chanMu   sync.RWMutex
-	channels map[string]*channel
+	// control channels, channel occupancy, the hook goroutine, and the
+	// node's channels by name for goroutines other than Run (written by
+	// Run in step with channels; a sync.Map, so reading it never holds
+	// Run up).
+	users      userIndex
+	ctl        control
+	occ        occupancy
+	hooks      hookRunner
+	chanByName sync.Map // string -> *channel
 
 	// owned by the Hub.Run goroutine
 	clients  map[*Client]struct{}
+	channels map[string]*channel
 	inflight int // broker calls started and not yet reported back
 }
 

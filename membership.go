@@ -181,9 +181,8 @@ func (h *Hub) newChannel(name string) *channel {
 		h.presence[name] = ch.pres
 		h.presenceMu.Unlock()
 	}
-	h.chanMu.Lock()
 	h.channels[name] = ch
-	h.chanMu.Unlock()
+	h.chanByName.Store(name, ch)
 	h.stats.channels.Add(1)
 	return ch
 }
@@ -196,9 +195,8 @@ func (h *Hub) dropChannel(ch *channel) {
 		delete(h.presence, ch.name)
 		h.presenceMu.Unlock()
 	}
-	h.chanMu.Lock()
 	delete(h.channels, ch.name)
-	h.chanMu.Unlock()
+	h.chanByName.Delete(ch.name)
 	h.occ.vacate(ch.name)
 	h.stats.channels.Add(-1)
 }
