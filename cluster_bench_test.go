@@ -138,3 +138,37 @@ func BenchmarkRedisOccupancyStorm(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkUserCommands measures, on three nodes over Redis,
+// Hub.PublishToUser until the user's tab on another node has the message,
+// and Hub.UnsubscribeUser and Hub.DisconnectUser round trips (every node
+// answers) for a user with no connections.
+func BenchmarkUserCommands(b *testing.B) {
+	nodes := redisNodes(b, 3, ws.RedisOptions{Addrs: []string{redistest.Addr(b)}}, ws.Config{}, userOptions())
+	alice := nodes[1].dial(b, "alice")
+	quiet(alice)
+	ctx := context.Background()
+	h := nodes[0].hub
+	b.Run("PublishToUser", func(b *testing.B) {
+		for b.Loop() {
+			if err := h.PublishToUser(ctx, "alice", "hi", ws.PublishOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			alice.next()
+		}
+	})
+	b.Run("UnsubscribeUser", func(b *testing.B) {
+		for b.Loop() {
+			if err := h.UnsubscribeUser(ctx, "nobody", "news"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("DisconnectUser", func(b *testing.B) {
+		for b.Loop() {
+			if err := h.DisconnectUser(ctx, "nobody"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

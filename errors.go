@@ -63,7 +63,7 @@ const (
 )
 
 // Close codes the server sends. Clients should reconnect after 1001, 4008
-// and 4009 (docs/protocol.md), and not after 1008.
+// and 4009 (docs/protocol.md), and not after 1008 or 4010.
 const (
 	CloseNormal          = 1000
 	CloseGoingAway       = 1001 // server shutting down: reconnect elsewhere
