@@ -27,4 +27,7 @@ func init() {
 	bridge.AddProtocol = func(hub any, p wire.Protocol) (int, error) {
 		return hub.(*Hub).addProtocol(p)
 	}
+	bridge.SetUser = func(client any, userID string) error {
+		return client.(*Client).setUser(userID)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	ws "github.com/vortechron/go-ws"
+	"github.com/vortechron/go-ws/internal/bridge"
 	"github.com/vortechron/go-ws/internal/redistest"
 )
 
@@ -621,4 +622,27 @@ func (b *busBroker) PublishCounted(ctx context.Context, channel string, payload 
 		h(payload)
 	}
 	return len(b.bus.handlers[channel]), nil
+}
+
+// TestSignedInUserJoinsTheUserIndex: a connection that had no user and
+// gets one later (the Pusher protocol's pusher:signin, through
+// bridge.SetUser) is that user's for PublishToUser and DisconnectUser.
+// Here the user is set in OnConnect, before the connection's goroutine
+// reads its first frame.
+func TestSignedInUserJoinsTheUserIndex(t *testing.T) {
+	results := make(chan []error, 1)
+	n := newNode(t, nil, nil, ws.Config{}, &ws.Options{OnConnect: func(c *ws.Client) {
+		results <- []error{bridge.SetUser(c, "bob"), bridge.SetUser(c, "bob"), bridge.SetUser(c, "carol"), bridge.SetUser(c, "")}
+	}})
+	c := n.dial(t, "")
+	errs := <-results
+	require.NoError(t, errs[0], "signing in")
+	require.NoError(t, errs[1], "signing in again as the same user")
+	require.Error(t, errs[2], "signing in as another user")
+	require.Error(t, errs[3], "signing in as nobody")
+	ctx := apiCtx(t)
+	require.NoError(t, n.hub.PublishToUser(ctx, "bob", "hello", ws.PublishOptions{}))
+	expectNext(c, map[string]any{"type": "message", "channel": ws.UserChannel, "message": "hello"})
+	require.NoError(t, n.hub.DisconnectUser(ctx, "bob"))
+	require.Equal(t, ws.CloseTerminated, c.expectClose())
 }

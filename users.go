@@ -234,9 +234,10 @@ func (c *Client) act(frame []byte) {
 // Pusher protocol's pusher:signin): from then on the connection is
 // userID's for PublishToUser, DisconnectUser and UnsubscribeUser, and
 // Client.UserID says so. Setting the user it has already is a no-op;
-// another one is refused. Called by the connection's read goroutine
-// while it dispatches a frame, so with the acting lock held: whatever
-// reads UserID under that lock or on that goroutine sees the change.
+// another one is refused. Called on the connection's read goroutine while
+// it dispatches a frame, so with the acting lock held (whatever reads
+// UserID under that lock or on that goroutine sees the change), or in
+// OnConnect, before that goroutine starts.
 func (c *Client) setUser(userID string) error {
 	switch {
 	case userID == "":

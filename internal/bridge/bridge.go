@@ -45,4 +45,11 @@ var (
 	// AddProtocol registers a wire protocol on hub, before hub.Run, and
 	// returns its index.
 	AddProtocol func(hub any, p wire.Protocol) (int, error)
+
+	// SetUser makes userID the user of client (a *ws.Client) that had
+	// none, for protocols whose clients sign in on an open connection
+	// (pusher:signin); setting the user it has is a no-op, another one an
+	// error. It must be called on the client's read goroutine while it
+	// handles a frame, or in Options.OnConnect.
+	SetUser func(client any, userID string) error
 )
