@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -645,4 +646,50 @@ func TestSignedInUserJoinsTheUserIndex(t *testing.T) {
 	expectNext(c, map[string]any{"type": "message", "channel": ws.UserChannel, "message": "hello"})
 	require.NoError(t, n.hub.DisconnectUser(ctx, "bob"))
 	require.Equal(t, ws.CloseTerminated, c.expectClose())
+}
+
+// flakyOccupancy is a MemoryStorage whose occupancy calls fail while
+// failing is set.
+type flakyOccupancy struct {
+	*ws.MemoryStorage
+	failing atomic.Bool
+	calls   atomic.Int64
+}
+
+func (s *flakyOccupancy) OccupyChannels(ctx context.Context, channels []string) ([]string, error) {
+	s.calls.Add(1)
+	if s.failing.Load() {
+		return nil, errStorageDown
+	}
+	return s.MemoryStorage.OccupyChannels(ctx, channels)
+}
+
+func (s *flakyOccupancy) VacateChannels(ctx context.Context, channels []string) ([]string, error) {
+	s.calls.Add(1)
+	if s.failing.Load() {
+		return nil, errStorageDown
+	}
+	return s.MemoryStorage.VacateChannels(ctx, channels)
+}
+
+// TestOccupancyStorageFailureDelaysTheHookNotTheSubscribe: while the
+// storage fails, subscribes still succeed; the occupancy is recorded,
+// and the hook called, once the storage is back.
+func TestOccupancyStorageFailureDelaysTheHookNotTheSubscribe(t *testing.T) {
+	storage := &flakyOccupancy{MemoryStorage: ws.NewMemoryStorage()}
+	storage.failing.Store(true)
+	hooks := &hookLog{}
+	n := newNode(t, nil, storage, ws.Config{
+		OnChannelOccupied: func(ch string) { hooks.add("occupied %s", ch) },
+		OnChannelVacated:  func(ch string) { hooks.add("vacated %s", ch) },
+	}, nil)
+	c := n.dial(t, "")
+	join(c, "news")
+	require.Eventually(t, func() bool { return storage.calls.Load() >= 2 }, 10*time.Second, time.Millisecond, "retried")
+	require.Empty(t, hooks.all())
+	storage.failing.Store(false)
+	hooks.wait(t, "occupied news", 1)
+	leave(c, "news")
+	hooks.wait(t, "vacated news", 1)
+	require.Equal(t, []string{"occupied news", "vacated news"}, hooks.all())
 }

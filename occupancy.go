@@ -129,11 +129,17 @@ func (o *occupancy) vacate(channel string) {
 	o.poke()
 }
 
+// occupyWait bounds how long a broker worker waits for the occupancy of
+// the channels it subscribed to be recorded: a slow storage delays the
+// first subscribers of new channels by that much at most.
+const occupyWait = time.Second
+
 // occupy records that this node occupies the channels of batch whose
 // broker subscription succeeded, and waits for the worker's pass that
-// does it (at most brokerTimeout). Called by a broker worker before it
-// reports the batch to Run. A failure does not fail the subscriptions:
-// the worker tries again later.
+// does it, for occupyWait at most (then the occupation is recorded later,
+// after the subscribers are acknowledged). Called by a broker worker
+// before it reports the batch to Run. A failure does not fail the
+// subscriptions: the worker tries again later.
 func (o *occupancy) occupy(batch []brokerOp) {
 	if !o.on {
 		return
@@ -152,7 +158,7 @@ func (o *occupancy) occupy(batch []brokerOp) {
 		return
 	}
 	o.poke()
-	t := time.NewTimer(brokerTimeout)
+	t := time.NewTimer(occupyWait)
 	defer t.Stop()
 	select {
 	case <-done:
