@@ -30,4 +30,7 @@ func init() {
 	bridge.SetUser = func(client any, userID string) error {
 		return client.(*Client).setUser(userID)
 	}
+	bridge.AddOccupancyHooks = func(hub any, occupied, vacated func(string)) error {
+		return hub.(*Hub).addOccupancyHooks(occupied, vacated)
+	}
 }

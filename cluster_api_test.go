@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -692,4 +693,26 @@ func TestOccupancyStorageFailureDelaysTheHookNotTheSubscribe(t *testing.T) {
 	leave(c, "news")
 	hooks.wait(t, "vacated news", 1)
 	require.Equal(t, []string{"occupied news", "vacated news"}, hooks.all())
+}
+
+// TestOccupancyHooksAddedThroughTheBridge: a package that serves a hub
+// it did not configure (the Pusher webhooks) adds occupancy hooks before
+// Run; they are called beside Config's.
+func TestOccupancyHooksAddedThroughTheBridge(t *testing.T) {
+	hooks := &hookLog{}
+	ctx, cancel := context.WithCancel(context.Background())
+	hub := ws.NewHub(ctx, nil, nil, ws.Config{OnChannelOccupied: func(ch string) { hooks.add("config occupied %s", ch) }})
+	require.NoError(t, bridge.AddOccupancyHooks(hub,
+		func(ch string) { hooks.add("bridge occupied %s", ch) }, func(ch string) { hooks.add("bridge vacated %s", ch) }))
+	go hub.Run()
+	srv := httptest.NewServer(ws.Handler(hub, nil))
+	t.Cleanup(func() { cancel(); <-hub.Done(); srv.Close() })
+	n := &testNode{hub: hub, url: "ws" + strings.TrimPrefix(srv.URL, "http")}
+	c := n.dial(t, "")
+	join(c, "news")
+	hooks.wait(t, "bridge occupied news", 1)
+	hooks.wait(t, "config occupied news", 1)
+	leave(c, "news")
+	hooks.wait(t, "bridge vacated news", 1)
+	require.Error(t, bridge.AddOccupancyHooks(hub, func(string) {}, nil), "after Run")
 }

@@ -27,6 +27,7 @@ package ws
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -95,9 +96,15 @@ const occupancyBatch = 512
 // recorded and the worker that records it.
 type occupancy struct {
 	h     *Hub
-	on    bool             // a hook is set; otherwise nothing is recorded
 	store ChannelOccupancy // nil: the storage cannot tell, so this node's own transitions count
 	wake  chan struct{}
+
+	// The hooks: Config's and those added by addOccupancyHooks. Set
+	// before Run, read-only after; on says there is one, otherwise
+	// nothing is recorded.
+	on       bool
+	occupied []func(channel string)
+	vacated  []func(channel string)
 
 	mu   sync.Mutex
 	want map[string]bool // guarded by mu; what is to be recorded and the worker has not taken yet
@@ -109,7 +116,7 @@ type occupancy struct {
 
 func (o *occupancy) init(h *Hub) {
 	o.h = h
-	o.on = h.cfg.OnChannelOccupied != nil || h.cfg.OnChannelVacated != nil
+	o.addHooks(h.cfg.OnChannelOccupied, h.cfg.OnChannelVacated)
 	o.store, _ = h.storage.(ChannelOccupancy)
 	o.wake = make(chan struct{}, 1)
 	o.want = make(map[string]bool)
@@ -325,14 +332,37 @@ func (o *occupancy) maintainEvery(m OccupancyMaintainer, stop <-chan struct{}) {
 	}
 }
 
-// occupancyHook queues Config.OnChannelOccupied or OnChannelVacated for
-// c, if it is set.
-func (h *Hub) occupancyHook(c OccupancyChange) {
-	f := h.cfg.OnChannelVacated
-	if c.Occupied {
-		f = h.cfg.OnChannelOccupied
+// addHooks adds hooks to call on occupancy changes; nil ones are skipped.
+func (o *occupancy) addHooks(occupied, vacated func(string)) {
+	if occupied != nil {
+		o.occupied = append(o.occupied, occupied)
+		o.on = true
 	}
-	if f != nil {
+	if vacated != nil {
+		o.vacated = append(o.vacated, vacated)
+		o.on = true
+	}
+}
+
+// addOccupancyHooks adds functions called as Config.OnChannelOccupied and
+// OnChannelVacated are, for the module's packages that serve a hub they
+// did not configure (the Pusher webhooks, through bridge). Only before
+// Run.
+func (h *Hub) addOccupancyHooks(occupied, vacated func(string)) error {
+	if h.started.Load() {
+		return errors.New("ws: occupancy hooks must be added before Hub.Run")
+	}
+	h.occ.addHooks(occupied, vacated)
+	return nil
+}
+
+// occupancyHook queues the occupancy hooks for c.
+func (h *Hub) occupancyHook(c OccupancyChange) {
+	hooks := h.occ.vacated
+	if c.Occupied {
+		hooks = h.occ.occupied
+	}
+	for _, f := range hooks {
 		h.hooks.add(func() { f(c.Channel) })
 	}
 }

@@ -52,4 +52,10 @@ var (
 	// error. It must be called on the client's read goroutine while it
 	// handles a frame, or in Options.OnConnect.
 	SetUser func(client any, userID string) error
+
+	// AddOccupancyHooks adds functions that hub (a *ws.Hub) calls as it
+	// calls Config.OnChannelOccupied and OnChannelVacated: once per
+	// cluster, on its hook goroutine. Either may be nil. Before hub.Run
+	// only.
+	AddOccupancyHooks func(hub any, occupied, vacated func(channel string)) error
 )
