@@ -30,4 +30,10 @@ func init() {
 	bridge.AddProtocol = func(hub any, p wire.Protocol) (int, error) {
 		return hub.(*Hub).addProtocol(p)
 	}
+	bridge.SetUser = func(client any, userID string) error {
+		return client.(*Client).setUser(userID)
+	}
+	bridge.AddOccupancyHooks = func(hub any, occupied, vacated func(string)) error {
+		return hub.(*Hub).addOccupancyHooks(occupied, vacated)
+	}
 }

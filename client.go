@@ -33,7 +33,12 @@ type Client struct {
 	// socket ID.
 	ID string
 	// UserID is what Options.GetUserID returned; empty for anonymous
-	// connections.
+	// connections. The one exception to "never change" below: a
+	// connection of the Pusher protocol that had no user and signs in
+	// (pusher:signin) gets one then, set once on its read goroutine
+	// while it handles the sign-in; hooks that run on that goroutine,
+	// and OnSubscribe and OnUnsubscribe for its later subscriptions, see
+	// it.
 	UserID string
 	// RemoteAddr is the peer address of the connection.
 	RemoteAddr string
@@ -51,7 +56,8 @@ type Client struct {
 	info     json.RawMessage // presence info from Options.GetUserInfo
 	proto    uint8           // index of the client's wire protocol in hub.protocols
 
-	out sender // the send side: queue, bounds, writer, close handshake
+	out   sender     // the send side: queue, bounds, writer, close handshake
+	users clientUser // user index entry and acting lock (users.go)
 
 	mu   sync.Mutex
 	subs []*channel // guarded by mu; written only by the Hub.Run goroutine

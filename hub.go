@@ -83,6 +83,17 @@ type Hub struct {
 	presence     map[string]*presenceSeq // guarded by presenceMu; the node's presence channels
 	presenceWork taskGroup               // presence resyncs in flight
 
+	// The cluster API (cluster.go): the node's connections by user, the
+	// control channels, channel occupancy, the hook goroutine, and the
+	// node's channels by name for goroutines other than Run (written by
+	// Run in step with channels; a sync.Map, so reading it never holds
+	// Run up).
+	users      userIndex
+	ctl        control
+	occ        occupancy
+	hooks      hookRunner
+	chanByName sync.Map // string -> *channel
+
 	// owned by the Hub.Run goroutine
 	clients  map[*Client]struct{}
 	channels map[string]*channel
@@ -132,6 +143,9 @@ func NewHub(ctx context.Context, broker MessageBroker, storage StorageClient, co
 		h.shards = append(h.shards, newWriteShard(h, len(h.shards)))
 	}
 	h.brokerOps.init(h)
+	h.ctl.init(h)
+	h.occ.init(h)
+	h.hooks.init(h)
 	h.idPrefix = newConnPrefix()
 	h.addProtocol(nativeProtocol{})
 	return h
@@ -282,8 +296,9 @@ func (h *Hub) Run() error {
 type background struct {
 	shardsDone chan struct{}
 	shards     sync.WaitGroup
-	stop       chan struct{} // stops the stats logger and maintenance
+	stop       chan struct{} // stops the stats logger, maintenance and the cluster tasks
 	tasks      sync.WaitGroup
+	cluster    func() // stops what startCluster started outside tasks
 }
 
 func (h *Hub) startBackground() *background {
@@ -302,6 +317,7 @@ func (h *Hub) startBackground() *background {
 		bg.tasks.Add(1)
 		go func() { defer bg.tasks.Done(); h.maintainEvery(m, bg.stop) }()
 	}
+	bg.cluster = h.startCluster(bg)
 	return bg
 }
 
@@ -310,6 +326,7 @@ func (h *Hub) startBackground() *background {
 func (bg *background) stopTasks() {
 	close(bg.stop)
 	bg.tasks.Wait()
+	bg.cluster()
 }
 
 // stopShards stops the write shards and waits for them; the last thing
@@ -328,6 +345,9 @@ func (h *Hub) handle(op *hubOp) {
 			return
 		}
 		h.clients[op.client] = struct{}{}
+		if op.client.UserID != "" {
+			h.users.add(op.client, op.client.UserID)
+		}
 		h.stats.connections.Add(1)
 		h.stats.connectionsTotal.Add(1)
 		op.reply <- opResult{}

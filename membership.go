@@ -63,6 +63,7 @@ func (h *Hub) join(ch *channel, c *Client) {
 	}
 	ch.add(c)
 	h.stats.subscriptions.Add(1)
+	h.subscribedHook(c, ch.name)
 }
 
 func (h *Hub) unsubscribe(c *Client, name string) error {
@@ -80,6 +81,7 @@ func (h *Hub) unsubscribe(c *Client, name string) error {
 	}
 	h.stats.subscriptions.Add(-1)
 	c.sendAnswer(&wire.Event{Kind: wire.Unsubscribed, Channel: name})
+	h.unsubscribedHook(c, name)
 	h.maybeRelease(ch)
 	return nil
 }
@@ -92,6 +94,7 @@ func (h *Hub) unregister(c *Client) []string {
 	if _, ok := h.clients[c]; !ok {
 		return nil
 	}
+	h.users.remove(c)
 	c.mu.Lock()
 	subs := c.subs
 	c.subs = nil
@@ -103,6 +106,7 @@ func (h *Hub) unregister(c *Client) []string {
 			ch.pres.forget(c)
 		}
 		h.stats.subscriptions.Add(-1)
+		h.unsubscribedHook(c, ch.name)
 		if ch.kind == presenceChannel {
 			presence = append(presence, ch.name)
 		}
@@ -187,6 +191,7 @@ func (h *Hub) newChannel(name string) *channel {
 		h.presenceMu.Unlock()
 	}
 	h.channels[name] = ch
+	h.chanByName.Store(name, ch)
 	h.stats.channels.Add(1)
 	return ch
 }
@@ -200,6 +205,8 @@ func (h *Hub) dropChannel(ch *channel) {
 		h.presenceMu.Unlock()
 	}
 	delete(h.channels, ch.name)
+	h.chanByName.Delete(ch.name)
+	h.occ.vacate(ch.name)
 	h.stats.channels.Add(-1)
 }
 

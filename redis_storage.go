@@ -67,6 +67,8 @@ type RedisStorage struct {
 	connOps keyLock
 	// maintaining admits one MaintainPresence at a time.
 	maintaining chan struct{}
+	// occ is the node's channel occupancy (redis_occupancy.go).
+	occ redisOccupancy
 
 	kick      chan struct{} // wakes the heartbeat goroutine after a rotation
 	done      chan struct{} // closed by Close
@@ -129,6 +131,7 @@ func newRedisStorage(client redis.UniversalClient, owns bool, o RedisOptions) *R
 		live:          make(map[string]map[string]PresenceMember),
 		orphans:       make(map[string]map[string]PresenceMember),
 		maintaining:   make(chan struct{}, 1),
+		occ:           redisOccupancy{sem: make(chan struct{}, 1)},
 		kick:          make(chan struct{}, 1),
 		done:          make(chan struct{}),
 	}
@@ -280,6 +283,9 @@ func (s *RedisStorage) Close() error {
 		defer cancel()
 		var errs []error
 		if err := s.deregister(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		if err := s.deregisterOccupancy(ctx); err != nil {
 			errs = append(errs, err)
 		}
 		if s.ownsClient {

@@ -50,6 +50,19 @@ var (
 	// AddProtocol registers a wire protocol on hub, before hub.Run, and
 	// returns its index.
 	AddProtocol func(hub any, p wire.Protocol) (int, error)
+
+	// SetUser makes userID the user of client (a *ws.Client) that had
+	// none, for protocols whose clients sign in on an open connection
+	// (pusher:signin); setting the user it has is a no-op, another one an
+	// error. It must be called on the client's read goroutine while it
+	// handles a frame, or in Options.OnConnect.
+	SetUser func(client any, userID string) error
+
+	// AddOccupancyHooks adds functions that hub (a *ws.Hub) calls as it
+	// calls Config.OnChannelOccupied and OnChannelVacated: once per
+	// cluster, on its hook goroutine. Either may be nil. Before hub.Run
+	// only.
+	AddOccupancyHooks func(hub any, occupied, vacated func(channel string)) error
 )
 
 // The plumbing of package pusher.
