@@ -122,9 +122,11 @@ func (c *Client) handleUnsubscribe(name string) {
 	}
 }
 
-// handleSignin records the user a protocol authenticated on the
-// connection (Pusher's pusher:signin), which opens that user's channel
-// (UserChannelPrefix + ID) to it, and answers with a SignedIn event. A
+// handleSignin makes the user a protocol authenticated on the connection
+// (Pusher's pusher:signin) the connection's user (Client.setUser): its
+// user channel (UserChannelPrefix + ID) opens to it, PublishToUser,
+// DisconnectUser and UnsubscribeUser reach it, and the info the sign-in
+// carried is its presence info. It answers with a SignedIn event. A
 // connection belongs to one user: signing in as another is refused.
 func (c *Client) handleSignin(a wire.Action) {
 	m := a.Grant.Member
@@ -132,18 +134,13 @@ func (c *Client) handleSignin(a wire.Action) {
 		c.fail(a.Name, "", CodeBadRequest, "the user ID cannot name a user channel: "+err.Error(), err)
 		return
 	}
-	c.mu.Lock()
-	owner := c.UserID
-	if owner == "" {
-		owner = c.signedIn.UserID
-	}
-	if owner == "" {
-		c.signedIn = PresenceMember{UserID: m.ID, Info: m.Info}
-	}
-	c.mu.Unlock()
-	if owner != "" && owner != m.ID {
-		c.fail(a.Name, "", CodeForbidden, "the connection belongs to another user; open a new connection to sign in as "+cutEcho(m.ID), nil)
+	had := c.UserID != ""
+	if err := c.setUser(m.ID); err != nil {
+		c.fail(a.Name, "", CodeForbidden, "the connection belongs to another user; open a new connection to sign in as "+cutEcho(m.ID), err)
 		return
+	}
+	if !had {
+		c.info = m.Info // read on this goroutine, or under the acting lock held now
 	}
 	c.send(&wire.Event{Kind: wire.SignedIn, Member: m, Data: a.Data})
 }

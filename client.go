@@ -66,9 +66,6 @@ type Client struct {
 	// and the sender of its whispers (an empty UserID: the client's own
 	// user). Guarded by mu; written by the read goroutine.
 	granted map[string]PresenceMember
-	// signedIn is the user a protocol's sign-in authenticated
-	// (wire.Signin), with the info it gave; empty before. Guarded by mu.
-	signedIn PresenceMember
 
 	// owned by the read goroutine
 	rd       frame.Reader
@@ -155,28 +152,23 @@ func (c *Client) ungrant(channel string) (PresenceMember, bool) {
 }
 
 // identity returns who the client is on channel: the member its protocol
-// granted there, else its user (GetUserID, or a sign-in), else "";
+// granted there, else its user (GetUserID, or a sign-in), possibly "";
 // granted reports a grant.
 func (c *Client) identity(channel string) (userID string, granted bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m, granted := c.granted[channel]
-	switch {
-	case m.UserID != "":
+	if m.UserID != "" {
 		return m.UserID, granted
-	case c.UserID != "":
-		return c.UserID, granted
 	}
-	return c.signedIn.UserID, granted
+	return c.UserID, granted
 }
 
 // ownsUserChannel reports whether channel, a user channel, is the one of
 // the client's user.
 func (c *Client) ownsUserChannel(channel string) bool {
 	id := strings.TrimPrefix(channel, UserChannelPrefix)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return id != "" && (id == c.UserID || id == c.signedIn.UserID)
+	return id != "" && id == c.UserID
 }
 
 // subIndexLocked returns the position of channel name in c.subs, or -1.

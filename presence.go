@@ -32,15 +32,8 @@ func (h *Hub) presenceCtx() (context.Context, context.CancelFunc) {
 
 // member is who the client is on a presence channel it joins by the
 // hub's own authorization, or by a protocol's token that names no member:
-// its user, from GetUserID or else a sign-in.
-func (c *Client) member() PresenceMember {
-	if c.UserID == "" {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.signedIn
-	}
-	return PresenceMember{UserID: c.UserID, Info: c.info}
-}
+// its user, from GetUserID or a sign-in.
+func (c *Client) member() PresenceMember { return PresenceMember{UserID: c.UserID, Info: c.info} }
 
 // joinPresence records the client as member of a presence channel it has
 // just subscribed to, announces the join to everyone else if this is the

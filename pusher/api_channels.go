@@ -116,7 +116,7 @@ func clusterError(err error) *apiError {
 	switch {
 	case errors.Is(err, errNoClusterAPI):
 		return errorf(http.StatusNotImplemented, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, ws.ErrClusterIncomplete):
 		return errorf(http.StatusGatewayTimeout, "not every node answered in time; try again")
 	}
 	return errorf(http.StatusServiceUnavailable, "the service is unavailable; try again shortly")

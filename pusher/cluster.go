@@ -1,12 +1,12 @@
 package pusher
 
-// The parts of the HTTP API that need ws's cluster-wide Go API
-// (Hub.Channels, Hub.Channel, Hub.DisconnectUser). They are kept here, and
-// small, so that wiring them to that API is one file.
+// The parts of the HTTP API built on ws's cluster-wide Go API:
+// Hub.Channels, Hub.Channel and Hub.DisconnectUser.
 
 import (
 	"context"
 	"errors"
+	"strings"
 )
 
 // channelStat is one channel's occupancy across the cluster.
@@ -15,29 +15,40 @@ type channelStat struct {
 	users         int // presence members (presence channels)
 }
 
-// errNoClusterAPI answers what needs the hub's cluster API before it is
-// there. TODO(cluster-api): remove with the stubs below.
-var errNoClusterAPI = errors.New("this query needs the hub's cluster-wide channel API (Hub.Channels, Hub.Channel, Hub.DisconnectUser)")
+// errNoClusterAPI would answer what needs the cluster API; the hub has it.
+var errNoClusterAPI = errors.New("this query needs the hub's cluster-wide channel API")
+
+// hasClusterAPI says whether the HTTP API's channel listing, occupancy
+// and terminate_connections work; the acceptance tests check both ways.
+const hasClusterAPI = true
 
 // clusterChannels returns the occupied channels whose names start with
-// prefix. TODO(cluster-api): Hub.Channels.
+// prefix, but not the user channels (#server-to-user-{id}), which Pusher
+// does not list.
 func (s *Server) clusterChannels(ctx context.Context, prefix string) (map[string]channelStat, error) {
-	return nil, errNoClusterAPI
+	infos, err := s.hub.Channels(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]channelStat, len(infos))
+	for _, ci := range infos {
+		if !strings.HasPrefix(ci.Name, "#") {
+			out[ci.Name] = channelStat{subscriptions: ci.Subscriptions, users: ci.Users}
+		}
+	}
+	return out, nil
 }
 
-// clusterChannel returns one channel's occupancy. TODO(cluster-api):
-// Hub.Channel.
+// clusterChannel returns one channel's occupancy.
 func (s *Server) clusterChannel(ctx context.Context, name string) (channelStat, error) {
-	return channelStat{}, errNoClusterAPI
+	ci, err := s.hub.Channel(ctx, name)
+	if err != nil {
+		return channelStat{}, err
+	}
+	return channelStat{subscriptions: ci.Subscriptions, users: ci.Users}, nil
 }
 
 // disconnectUser closes every connection of userID, on every node.
-// TODO(cluster-api): Hub.DisconnectUser.
 func (s *Server) disconnectUser(ctx context.Context, userID string) error {
-	return errNoClusterAPI
+	return s.hub.DisconnectUser(ctx, userID)
 }
-
-// hasClusterAPI says whether the HTTP API's channel listing, occupancy
-// and terminate_connections work (they need the hub's cluster API); the
-// acceptance tests check both ways. TODO(cluster-api): true.
-const hasClusterAPI = false
