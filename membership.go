@@ -49,19 +49,23 @@ func (h *Hub) subscribe(op *hubOp) {
 	op.reply <- opResult{}
 }
 
-// join adds c to an active channel. The acknowledgement is queued before
-// c enters the channel's snapshot, so any delivery that finds c there
-// queues its frame after it: c sees "subscribed" before any message of
-// the channel.
+// join adds c to an active channel. The acknowledgement is queued and c
+// enters the channel's snapshot in one step of c's sender (enqueueBefore):
+// c sees "subscribed" before any message of the channel, and every
+// publication made after c saw it reaches c.
 func (h *Hub) join(ch *channel, c *Client) {
-	c.sendAnswer(&wire.Event{Kind: wire.Subscribed, Channel: ch.name})
 	c.mu.Lock()
 	c.subs = append(c.subs, ch)
 	c.mu.Unlock()
 	if ch.pres != nil {
 		ch.pres.expect(c)
 	}
-	ch.add(c)
+	ack := encodeFrame(c.protocol(), &wire.Event{Kind: wire.Subscribed, Channel: ch.name})
+	if ack == nil {
+		ch.add(c) // the protocol acknowledges later (a presence list)
+	} else {
+		c.out.enqueueBefore(ack, func() { ch.add(c) })
+	}
 	h.stats.subscriptions.Add(1)
 	h.subscribedHook(c, ch.name)
 }

@@ -104,6 +104,25 @@ func (s *sender) enqueueShard(f []byte) (ok, kick bool) {
 	return ok, kick
 }
 
+// enqueueBefore queues f, unbounded, then runs enter, and only then lets
+// a writer take the queue, all under mu. join uses it to queue a
+// subscription's acknowledgement and enter the channel's snapshot as one
+// step: a delivery that finds the client in the snapshot queues its frame
+// after the acknowledgement (it waits for mu), and the acknowledgement
+// cannot reach the socket before the client is in the snapshot, so every
+// publication made after the client saw it reaches the client.
+func (s *sender) enqueueBefore(f []byte, enter func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		enter()
+		return
+	}
+	s.pushLocked(f)
+	enter()
+	s.scheduleLocked()
+}
+
 // enqueueShardUnbounded is enqueueShard without the bounds check, for a
 // frame the client asked for (its member list).
 func (s *sender) enqueueShardUnbounded(f []byte) (ok, kick bool) {
