@@ -18,6 +18,8 @@ const perWorker = 10_000
 type fleet struct {
 	workers []*workerProc
 	conns   int
+	deflate int             // connections that negotiated permessage-deflate
+	ready   []loadgen.Event // each worker's "ready" event
 }
 
 // target is one server URL and how many connections go to it.
@@ -26,26 +28,47 @@ type target struct {
 	conns int
 }
 
+// lastIP is the last source address handed to a worker (127.0.0.lastIP).
+// Every worker gets the next one, wrapping before 255, so the ephemeral
+// ports a session leaves in TIME_WAIT are not needed by the next sessions.
+var lastIP = 1
+
+func nextIP() string {
+	lastIP++
+	if lastIP > 254 {
+		lastIP = 2
+	}
+	return fmt.Sprintf("127.0.0.%d", lastIP)
+}
+
 // startFleet opens conns subscribed connections spread over targets (each
 // split into workers of at most perWorker), slowFrac of them slow.
 func startFleet(proto string, channel string, slowFrac float64, targets ...target) (*fleet, error) {
+	return startFleetArgs(proto, channel, slowFrac, nil, targets...)
+}
+
+// startFleetArgs is startFleet with more worker flags (the same for every
+// worker); each worker also gets -first, the index of its first
+// connection within its target.
+func startFleetArgs(proto string, channel string, slowFrac float64, extra []string, targets ...target) (*fleet, error) {
 	f := &fleet{}
-	ip := 2
 	for _, t := range targets {
 		nw := (t.conns + perWorker - 1) / perWorker
+		first := 0
 		for i := range nw {
 			n := t.conns / nw
 			if i < t.conns%nw {
 				n++
 			}
 			slow := int(float64(n) * slowFrac)
-			w, err := startWorker("-url", t.url, "-proto", proto, "-conns", strconv.Itoa(n),
-				"-slow", strconv.Itoa(slow), "-channel", channel, "-local", fmt.Sprintf("127.0.0.%d", ip))
+			args := append([]string{"-url", t.url, "-proto", proto, "-conns", strconv.Itoa(n),
+				"-slow", strconv.Itoa(slow), "-channel", channel, "-local", nextIP(), "-first", strconv.Itoa(first)}, extra...)
+			w, err := startWorker(args...)
 			if err != nil {
 				f.stop()
 				return nil, err
 			}
-			ip++
+			first += n
 			f.workers = append(f.workers, w)
 		}
 	}
@@ -60,6 +83,8 @@ func startFleet(proto string, channel string, slowFrac float64, targets ...targe
 			logf("  %d connections failed: %s", ev.Failed, ev.Error)
 		}
 		f.conns += ev.Conns
+		f.deflate += ev.Deflate
+		f.ready = append(f.ready, ev)
 	}
 	return f, nil
 }

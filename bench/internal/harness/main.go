@@ -22,7 +22,8 @@ var peers = []string{"melody", "centrifuge", "gorilla"}
 // Main runs the harness. args excludes the program name.
 func Main(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("harness", flag.ContinueOnError)
-	scenario := fs.String("scenario", "all", "core (idle memory, burst, steady, slow consumers, every server), scale (ws: one node, -scale-conns), cluster (ws: 3 nodes over Redis, -cluster-conns), crossnode (ws: publish on A, -cross-conns subscribers on B, vs one node), or all")
+	scenario := fs.String("scenario", "all", "core (idle memory, burst, steady, slow consumers, every server), scale (ws: one node, -scale-conns), cluster (ws: 3 nodes over Redis, -cluster-conns), crossnode (ws: publish on A, -cross-conns subscribers on B, vs one node), or all of those; "+
+		"the production shapes (issue 15): tls (burst over wss), compression (1 KB chat message, permessage-deflate), channels (many channels, 3 nodes over Redis), storm (reconnect storm), or production (those four)")
 	serverList := fs.String("servers", "", "comma-separated servers for the core scenarios (default: all of "+strings.Join(servers.Names(), ",")+")")
 	runs := fs.Int("runs", 3, "repetitions of the core scenarios; the table shows medians")
 	var cfg Config
@@ -44,6 +45,8 @@ func Main(args []string, stdout io.Writer) error {
 	scaleServers := fs.String("scale-servers", "ws", "servers run in the scale scenario")
 	redis := fs.String("redis", "127.0.0.1:6379", "Redis for the cluster scenario")
 	out := fs.String("out", "", "also write the markdown report to this file")
+	var pc prodConfig
+	pc.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,6 +62,7 @@ func Main(args []string, stdout io.Writer) error {
 	names = order(names)
 	rep := &report{cfg: cfg, runs: *runs, slowRuns: min(*slowRuns, *runs), args: args}
 	has := func(s string) bool { return *scenario == "all" || *scenario == s }
+	prod := func(s string) bool { return *scenario == "production" || *scenario == s }
 
 	if has("core") {
 		for run := 1; run <= *runs; run++ {
@@ -114,6 +118,9 @@ func Main(args []string, stdout io.Writer) error {
 			rep.errors = append(rep.errors, fmt.Sprintf("cross-node: %v", err))
 		}
 		rep.cross = c
+	}
+	if err := runProduction(&pc, prod, *serverList, *runs, rep); err != nil {
+		return err
 	}
 	md := rep.markdown()
 	fmt.Fprint(stdout, md)

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,14 +20,31 @@ import (
 	"github.com/vortechron/go-ws/bench/internal/servers"
 )
 
-// httpc talks to the servers' control API; every call is bounded.
-var httpc = &http.Client{Timeout: 200 * time.Second}
+// httpc talks to the servers' control API; every call is bounded. The
+// servers' TLS certificates are self-signed and made at start, so they
+// are not verified (loopback only).
+var httpc = &http.Client{
+	Timeout:   200 * time.Second,
+	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+}
 
 // serverProc is one server process started by the harness.
 type serverProc struct {
-	name string
-	addr string
-	cmd  *exec.Cmd
+	name   string
+	addr   string
+	scheme string // http, or https with -tls
+	cmd    *exec.Cmd
+}
+
+// base is the server's control API URL.
+func (s *serverProc) base() string { return s.scheme + "://" + s.addr }
+
+// wsURL is the server's WebSocket endpoint.
+func (s *serverProc) wsURL() string {
+	if s.scheme == "https" {
+		return "wss://" + s.addr + "/ws"
+	}
+	return "ws://" + s.addr + "/ws"
 }
 
 // startServer runs `self server -server name -addr addr extra...` and
@@ -43,10 +62,13 @@ func startServer(name, addr string, extra ...string) (*serverProc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &serverProc{name: name, addr: addr, cmd: cmd}
+	s := &serverProc{name: name, addr: addr, scheme: "http", cmd: cmd}
+	if slices.Contains(extra, "-tls") {
+		s.scheme = "https"
+	}
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + addr + "/healthz")
+		resp, err := httpc.Get(s.base() + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			return s, nil
@@ -61,7 +83,7 @@ func startServer(name, addr string, extra ...string) (*serverProc, error) {
 // collect garbage and return memory to the OS.
 func (s *serverProc) rss(gc bool) (int64, error) {
 	if gc {
-		resp, err := httpc.Post("http://"+s.addr+"/gc", "", nil)
+		resp, err := httpc.Post(s.base()+"/gc", "", nil)
 		if err != nil {
 			return 0, err
 		}
@@ -71,23 +93,44 @@ func (s *serverProc) rss(gc bool) (int64, error) {
 	return servers.RSS(s.cmd.Process.Pid)
 }
 
-// publish asks the server to publish n payloads of size bytes from
-// sequence number start, at rate per second (0: as fast as possible).
-func (s *serverProc) publish(channel string, n, size int, rate float64, start int64) error {
+// publish asks the server to publish n payloads of size bytes (of kind,
+// "" or "chat") from sequence number start, at rate per second (0: as
+// fast as possible).
+func (s *serverProc) publish(channel string, n, size int, kind string, rate float64, start int64) error {
 	q := url.Values{
-		"channel": {channel}, "n": {strconv.Itoa(n)}, "size": {strconv.Itoa(size)},
+		"channel": {channel}, "n": {strconv.Itoa(n)}, "size": {strconv.Itoa(size)}, "kind": {kind},
 		"rate": {strconv.FormatFloat(rate, 'f', -1, 64)}, "start": {strconv.FormatInt(start, 10)},
 	}
-	resp, err := httpc.Post("http://"+s.addr+"/publish?"+q.Encode(), "", nil)
+	_, err := s.control("/publish", q)
+	return err
+}
+
+// publishAnswer is what /publish and /publish-many answer.
+type publishAnswer struct {
+	Published  int64  `json:"published"`
+	Failed     int64  `json:"failed"`
+	ElapsedNs  int64  `json:"elapsed_ns"`
+	FirstError string `json:"first_error"`
+	Mismatched int    `json:"mismatched"` // /presence-check
+	First      string `json:"first"`      // /presence-check
+}
+
+// control POSTs to the control API and decodes its JSON answer.
+func (s *serverProc) control(path string, q url.Values) (*publishAnswer, error) {
+	resp, err := httpc.Post(s.base()+path+"?"+q.Encode(), "", nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("publish: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+		return nil, fmt.Errorf("%s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
 	}
-	return nil
+	var a publishAnswer
+	if err := json.Unmarshal(body, &a); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &a, nil
 }
 
 // stop ends the server with SIGTERM, then SIGKILL after 5s.

@@ -18,6 +18,7 @@ type report struct {
 	scale    []*Sample
 	cluster  *Sample
 	cross    *crossResult
+	prod     *prodResults
 	errors   []string
 }
 
@@ -202,6 +203,9 @@ func (rep *report) markdown() string {
 	}
 	if rep.cross != nil {
 		rep.cross.markdown(&b, c.Size)
+	}
+	if rep.prod != nil {
+		rep.prod.markdown(&b, rep.runs)
 	}
 	if len(rep.errors) > 0 {
 		b.WriteString("Errors:\n\n")

@@ -38,12 +38,13 @@ type Round struct {
 	Conns      int64
 	Elapsed    time.Duration
 	Foreign    float64 // share of the machine's CPU other processes used meanwhile
+	WireBytes  int64   // read by the clients from their TCP connections during the round
 }
 
 func summarise(r *loadgen.Result, t0 int64) *Round {
 	out := &Round{
 		Expected: r.Expected, Delivered: r.Delivered, Missing: r.Missing,
-		OutOfOrder: r.OutOfOrder, Dup: r.Dup, Closed: r.Closed, Conns: r.Conns,
+		OutOfOrder: r.OutOfOrder, Dup: r.Dup, Closed: r.Closed, Conns: r.Conns, WireBytes: r.WireBytes,
 		P50: float64(r.Hist.Quantile(0.50)), P99: float64(r.Hist.Quantile(0.99)), Max: float64(r.Hist.Quantile(1)),
 	}
 	if r.LastNs > t0 {
@@ -66,9 +67,14 @@ func publishRound(f *fleet, pub *serverProc, channel string, n, size int, rate f
 // publishRoundIdle is publishRound that gives up once no delivery arrived
 // for idle.
 func publishRoundIdle(f *fleet, pub *serverProc, channel string, n, size int, rate float64, idle time.Duration) (*Round, error) {
-	seqBase += 10_000_000
-	start := seqBase
-	if _, err := f.do(loadgen.Command{Cmd: "arm", Start: start, N: int64(n), Latency: true}, "armed", 30*time.Second); err != nil {
+	return publishRoundKind(f, pub, channel, n, size, "", rate, idle)
+}
+
+// publishRoundKind is publishRoundIdle with payloads of kind ("" or
+// "chat", see the control API).
+func publishRoundKind(f *fleet, pub *serverProc, channel string, n, size int, kind string, rate float64, idle time.Duration) (*Round, error) {
+	start, err := armRound(f, int64(n))
+	if err != nil {
 		return nil, err
 	}
 	timeout := 150 * time.Second
@@ -78,7 +84,7 @@ func publishRoundIdle(f *fleet, pub *serverProc, channel string, n, size int, ra
 	meter := startCPUMeter(append(f.pids(), pub.cmd.Process.Pid)...)
 	t0 := time.Now().UnixNano()
 	errc := make(chan error, 1)
-	go func() { errc <- pub.publish(channel, n, size, rate, start) }()
+	go func() { errc <- pub.publish(channel, n, size, kind, rate, start) }()
 	res, err := f.do(loadgen.Command{Cmd: "wait", IdleMs: idle.Milliseconds(), TimeoutMs: timeout.Milliseconds()}, "result", timeout+30*time.Second)
 	if perr := <-errc; perr != nil && err == nil {
 		err = perr
@@ -89,6 +95,21 @@ func publishRoundIdle(f *fleet, pub *serverProc, channel string, n, size int, ra
 	r := summarise(res, t0)
 	r.Foreign = meter.foreign()
 	return r, nil
+}
+
+// armRound starts a round of n publications per connection on every
+// worker of f and returns its first sequence number.
+func armRound(f *fleet, n int64) (int64, error) {
+	seqBase += 10_000_000
+	start := seqBase
+	_, err := f.do(loadgen.Command{Cmd: "arm", Start: start, N: n, Latency: true}, "armed", 30*time.Second)
+	return start, err
+}
+
+// loadgenWait is the "wait" command: report once every delivery arrived,
+// nothing arrived for idle, or after timeout.
+func loadgenWait(idle, timeout time.Duration) loadgen.Command {
+	return loadgen.Command{Cmd: "wait", IdleMs: idle.Milliseconds(), TimeoutMs: timeout.Milliseconds()}
 }
 
 // Config is what the harness measures.

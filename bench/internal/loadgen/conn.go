@@ -3,15 +3,20 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/bits"
 	"net"
+	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/sys/unix"
 
 	"github.com/vortechron/go-ws/bench/internal/proto"
 )
@@ -44,41 +49,94 @@ type round struct {
 	lastNs    int64
 	lat       []uint32 // microseconds, publish to receive
 	recordLat bool
+	wire0     int64 // the conn's wire byte count when the round was armed
 }
 
 type conn struct {
-	ws   *websocket.Conn
-	slow bool
+	ws      *websocket.Conn
+	slow    bool
+	wire    *atomic.Int64 // bytes read from the TCP connection, TLS and frame headers included
+	deflate bool          // permessage-deflate was negotiated
 
 	mu     sync.Mutex
 	r      *round // guarded by mu
 	closed bool   // guarded by mu: the reader saw the connection end
 }
 
+// countingConn counts the bytes read from the TCP connection under the
+// WebSocket (and under TLS, for wss://).
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// wireCounter finds the byte counter under a dialled connection.
+func wireCounter(ws *websocket.Conn) *atomic.Int64 {
+	nc := ws.NetConn()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if cc, ok := nc.(*countingConn); ok {
+		return cc.n
+	}
+	return new(atomic.Int64)
+}
+
 // dialer returns a gorilla Dialer with small buffers bound to the local
 // source address (so many workers can spread over 127.0.0.x), optionally
-// with a tiny receive buffer (for slow consumers).
-func dialer(local net.IP, readBuf, rcvbuf int) *websocket.Dialer {
+// with a tiny receive buffer (for slow consumers). Every connection counts
+// the bytes it reads (see wireCounter). wss:// URLs skip certificate
+// verification (the servers use a self-signed certificate made at start);
+// compress offers permessage-deflate, as every browser does.
+func dialer(local net.IP, readBuf, rcvbuf int, compress bool) *websocket.Dialer {
 	nd := &net.Dialer{Timeout: 10 * time.Second}
 	if local != nil {
 		nd.LocalAddr = &net.TCPAddr{IP: local}
 	}
-	if rcvbuf > 0 {
-		nd.Control = func(network, address string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
-			})
-			return errors.Join(err, serr)
+	nd.Control = func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			// Bound to a source address, a socket would get its port at
+			// bind time, where Linux searches the whole ephemeral range
+			// for a port no other socket (TIME_WAIT included) holds:
+			// seconds per thousand dials once a reconnect storm left
+			// thousands in TIME_WAIT. With IP_BIND_ADDRESS_NO_PORT the
+			// port is chosen at connect time, per destination.
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+			if serr == nil && rcvbuf > 0 {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
+			}
+		})
+		return errors.Join(err, serr)
+	}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := nd.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
 		}
+		return &countingConn{Conn: c, n: new(atomic.Int64)}, nil
 	}
 	return &websocket.Dialer{
-		NetDialContext:   nd.DialContext,
-		HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:   readBuf,
-		WriteBufferSize:  256,
-		WriteBufferPool:  &sync.Pool{},
+		NetDialContext:    dial,
+		HandshakeTimeout:  10 * time.Second,
+		ReadBufferSize:    readBuf,
+		WriteBufferSize:   256,
+		WriteBufferPool:   &sync.Pool{},
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // loopback, self-signed
+		EnableCompression: compress,
 	}
+}
+
+// negotiatedDeflate reports whether the handshake response accepted
+// permessage-deflate.
+func negotiatedDeflate(resp *http.Response) bool {
+	return resp != nil && strings.Contains(resp.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
 }
 
 // step is one request of the subscribe handshake and the test that
@@ -98,8 +156,8 @@ func contains(p string) func([]byte) bool {
 
 // subscribe dials url and subscribes to channel, returning once the server
 // acknowledged the subscription.
-func subscribe(ctx context.Context, d *websocket.Dialer, url string, p Protocol, channel string) (*websocket.Conn, error) {
-	c, _, err := d.DialContext(ctx, url, nil)
+func subscribe(ctx context.Context, d *websocket.Dialer, url string, p Protocol, channel string) (*conn, error) {
+	c, resp, err := d.DialContext(ctx, url, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +195,7 @@ func subscribe(ctx context.Context, d *websocket.Dialer, url string, p Protocol,
 		}
 	}
 	c.SetReadDeadline(time.Time{})
-	return c, nil
+	return &conn{ws: c, wire: wireCounter(c), deflate: negotiatedDeflate(resp)}, nil
 }
 
 // read is the conn's reader goroutine: it tallies every publication into
@@ -217,7 +275,7 @@ func (c *conn) tally(seq, ts, now int64) bool {
 
 // arm starts a new round on c.
 func (c *conn) arm(start, n int64, lat bool) {
-	r := &round{start: start, n: n, seen: make([]uint64, (n+63)/64), maxSeen: start - 1, recordLat: lat}
+	r := &round{start: start, n: n, seen: make([]uint64, (n+63)/64), maxSeen: start - 1, recordLat: lat, wire0: c.wire.Load()}
 	if lat {
 		r.lat = make([]uint32, 0, n)
 	}
@@ -240,6 +298,7 @@ func (c *conn) collect(res *Result, h Hist) {
 	if r == nil {
 		return
 	}
+	res.WireBytes += c.wire.Load() - r.wire0
 	res.Expected += r.n
 	res.Delivered += r.unique
 	var got int64

@@ -13,9 +13,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/vortechron/go-ws/bench/internal/proto"
 )
 
 // Command is what the harness sends a worker, one JSON object a line.
@@ -23,7 +26,8 @@ type Command struct {
 	// Cmd is "arm" (start a round: Start, N, Latency), "wait" (report the
 	// round of the reading connections once all N arrived or nothing came
 	// for IdleMs, at most TimeoutMs), "release" (slow connections start
-	// reading; then report their round like wait) or "close".
+	// reading; then report their round like wait) or "close". A storm
+	// worker (-storm) knows "drop" and "close".
 	Cmd       string `json:"cmd"`
 	Start     int64  `json:"start,omitempty"`
 	N         int64  `json:"n,omitempty"`
@@ -34,11 +38,13 @@ type Command struct {
 
 // Event is what a worker answers, one JSON object a line.
 type Event struct {
-	Event  string  `json:"event"` // "ready", "armed", "result", "error"
-	Conns  int     `json:"conns,omitempty"`
-	Failed int     `json:"failed,omitempty"`
-	Error  string  `json:"error,omitempty"`
-	Result *Result `json:"result,omitempty"`
+	Event   string       `json:"event"` // "ready", "armed", "result", "error"
+	Conns   int          `json:"conns,omitempty"`
+	Failed  int          `json:"failed,omitempty"`
+	Deflate int          `json:"deflate,omitempty"` // connections that negotiated permessage-deflate
+	Storm   *StormResult `json:"storm,omitempty"`
+	Error   string       `json:"error,omitempty"`
+	Result  *Result      `json:"result,omitempty"`
 }
 
 // Result is the tally of one round over a set of connections.
@@ -51,7 +57,8 @@ type Result struct {
 	ConnsMissing int64 `json:"conns_missing"` // connections missing at least one
 	Dup          int64 `json:"dup"`
 	OutOfOrder   int64 `json:"out_of_order"`
-	Stale        int64 `json:"stale"` // publications of another round
+	Stale        int64 `json:"stale"`      // publications of another round
+	WireBytes    int64 `json:"wire_bytes"` // read from the TCP connections during the round
 	FirstNs      int64 `json:"first_ns"`
 	LastNs       int64 `json:"last_ns"`
 	Hist         Hist  `json:"hist,omitempty"`
@@ -68,6 +75,7 @@ func (r *Result) Merge(o *Result) {
 	r.Dup += o.Dup
 	r.OutOfOrder += o.OutOfOrder
 	r.Stale += o.Stale
+	r.WireBytes += o.WireBytes
 	if o.FirstNs != 0 && (r.FirstNs == 0 || o.FirstNs < r.FirstNs) {
 		r.FirstNs = o.FirstNs
 	}
@@ -99,16 +107,37 @@ func Main(args []string, stdin io.Reader, stdout io.Writer) error {
 	p := fs.String("proto", string(ProtoWS), "client protocol: ws or centrifuge")
 	n := fs.Int("conns", 500, "connections to open")
 	slow := fs.Int("slow", 0, "of which this many never read until released")
-	channel := fs.String("channel", "C", "channel to subscribe to")
+	channel := fs.String("channel", "C", "channel to subscribe to; with -channels, the prefix of the channel names")
+	channels := fs.Int("channels", 0, "spread the connections over this many channels: connection i joins proto.Indexed(channel, (first+i) % channels)")
+	first := fs.Int("first", 0, "index of this worker's first connection among all workers")
+	compress := fs.Bool("compress", false, "offer permessage-deflate")
+	storm := fs.Bool("storm", false, "reconnect-storm mode (see storm.go): -conns users, each on 3 public and 1 presence channel")
 	local := fs.String("local", "", "source IP (127.0.0.x) to dial from")
 	readBuf := fs.Int("read-buffer", 2048, "client read buffer per connection, bytes")
 	slowRcvbuf := fs.Int("slow-rcvbuf", 4096, "SO_RCVBUF of slow connections, bytes")
 	parallel := fs.Int("parallel", 64, "dials in flight")
+	stormTotal := fs.Int("storm-total", 0, "storm: connections over all workers (users u0..u<total-1>); 0 means -conns")
+	stormRoom := fs.Int("storm-room", 10, "storm: users per presence channel")
+	stormPresence := fs.Bool("storm-presence", true, "storm: the server keeps presence (members, join, leave)")
+	stormTimeout := fs.Duration("storm-timeout", 90*time.Second, "storm: longest wait for everyone to be subscribed and settled")
+	stormQuiet := fs.Duration("storm-quiet", time.Second, "storm: settled means also no frame for this long")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of this worker to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *n < 1 || *n > maxConns || *slow < 0 || *slow > *n {
-		return fmt.Errorf("-conns must be 1..%d and -slow 0..conns", maxConns)
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if *n < 1 || *n > maxConns || *slow < 0 || *slow > *n || *channels < 0 || *first < 0 {
+		return fmt.Errorf("-conns must be 1..%d, -slow 0..conns, -channels and -first >= 0", maxConns)
 	}
 	var localIP net.IP
 	if *local != "" {
@@ -116,9 +145,20 @@ func Main(args []string, stdin io.Reader, stdout io.Writer) error {
 			return fmt.Errorf("-local %q: want a 127.0.0.x address", *local)
 		}
 	}
+	if *storm {
+		return stormMain(stormOptions{url: *url, proto: Protocol(*p), conns: *n, first: *first, local: localIP,
+			readBuf: *readBuf, parallel: *parallel, total: *stormTotal, room: *stormRoom, presence: *stormPresence,
+			timeout: *stormTimeout, quiet: *stormQuiet}, stdin, stdout)
+	}
 	w := &worker{proto: Protocol(*p), out: json.NewEncoder(stdout)}
-	fastDialer := dialer(localIP, *readBuf, 0)
-	slowDialer := dialer(localIP, *readBuf, *slowRcvbuf)
+	fastDialer := dialer(localIP, *readBuf, 0, *compress)
+	slowDialer := dialer(localIP, *readBuf, *slowRcvbuf, *compress)
+	channelOf := func(i int) string {
+		if *channels == 0 {
+			return *channel
+		}
+		return proto.Indexed(*channel, (*first+i)%*channels)
+	}
 
 	// Connect and subscribe everyone, a bounded number at a time, with a
 	// few retries per connection.
@@ -139,10 +179,11 @@ func Main(args []string, stdin io.Reader, stdout io.Writer) error {
 			}
 			for attempt := range 3 {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				c, err := subscribe(ctx, d, *url, w.proto, *channel)
+				c, err := subscribe(ctx, d, *url, w.proto, channelOf(i))
 				cancel()
 				if err == nil {
-					conns[i] = &conn{ws: c, slow: isSlow}
+					c.slow = isSlow
+					conns[i] = c
 					return
 				}
 				firstErr.CompareAndSwap(nil, err.Error())
@@ -152,7 +193,11 @@ func Main(args []string, stdin io.Reader, stdout io.Writer) error {
 		}()
 	}
 	wg.Wait()
+	deflate := 0
 	for _, c := range conns {
+		if c != nil && c.deflate {
+			deflate++
+		}
 		switch {
 		case c == nil:
 		case c.slow:
@@ -162,7 +207,7 @@ func Main(args []string, stdin io.Reader, stdout io.Writer) error {
 			w.startReader(c)
 		}
 	}
-	ev := Event{Event: "ready", Conns: len(w.fast) + len(w.slow), Failed: int(failed.Load())}
+	ev := Event{Event: "ready", Conns: len(w.fast) + len(w.slow), Failed: int(failed.Load()), Deflate: deflate}
 	if e, ok := firstErr.Load().(string); ok {
 		ev.Error = e
 	}

@@ -6,6 +6,7 @@ package proto
 
 import (
 	"bytes"
+	"fmt"
 	"strconv"
 )
 
@@ -104,4 +105,11 @@ func ChannelOf(msg []byte) (string, bool) {
 		return "", false
 	}
 	return string(rest[:j]), true
+}
+
+// Indexed names the i-th of many channels: prefix and i as 12 digits,
+// the way redis-benchmark expands __rand_int__, so the harness, the
+// servers and redis-benchmark name the same channels.
+func Indexed(prefix string, i int) string {
+	return fmt.Sprintf("%s%012d", prefix, i)
 }

@@ -1,6 +1,9 @@
 package proto
 
-import "testing"
+import (
+	"encoding/json"
+	"testing"
+)
 
 func TestPayloadRoundTrip(t *testing.T) {
 	for _, size := range []int{0, 64, 100, 1000} {
@@ -15,5 +18,26 @@ func TestPayloadRoundTrip(t *testing.T) {
 	}
 	if _, _, ok := Parse(Subscribed("C")); ok {
 		t.Errorf("Parse(ack): got ok, want !ok")
+	}
+}
+
+func TestChatPayload(t *testing.T) {
+	total := 0
+	for i := range int64(100) {
+		p := ChatPayload(7+i, 1700000000000000001+i)
+		if !json.Valid(p) {
+			t.Fatalf("seq %d: not valid JSON: %s", 7+i, p)
+		}
+		seq, ts, ok := Parse(Envelope("C", p))
+		if !ok || seq != 7+i || ts != 1700000000000000001+i {
+			t.Fatalf("seq %d: got %d %d %v, want %d %d true", 7+i, seq, ts, ok, 7+i, 1700000000000000001+i)
+		}
+		total += len(p)
+	}
+	if mean := total / 100; mean < 900 || mean > 1200 {
+		t.Errorf("mean size: got %d bytes, want about 1 KB", mean)
+	}
+	if s := DeflateSaving([][]byte{ChatPayload(1, 1)}, 1); s < 0.2 || s > 0.6 {
+		t.Errorf("deflate saving at level 1: got %.2f, want a realistic 0.2..0.6", s)
 	}
 }

@@ -2,8 +2,11 @@ package servers
 
 import (
 	"bufio"
+	"bytes"
+	"compress/flate"
 	"context"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -11,11 +14,11 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/vortechron/go-ws/bench/internal/proto"
 )
@@ -25,24 +28,37 @@ import (
 // slice of the connections and, each time it wakes, writes every frame
 // queued since its last pass to each of its connections in one writev.
 // There is no goroutine, buffer or timer per connection (the handshake and
-// the subscribe frame are handled by the request goroutine, which then
-// exits), no ping, no read loop, no close detection: a connection whose
-// socket cannot take a whole batch at once is simply dropped. It bounds
-// from above what any safe library can do on this machine.
+// the subscribe frames are handled by the request goroutine, which then
+// exits), no ping, no read loop: a connection whose socket cannot take a
+// whole batch at once is simply dropped, and one epoll for the whole
+// server closes connections whose peer hung up (ceiling_close.go). It
+// bounds from above what any safe library can do on this machine.
+//
+// Over TLS (-tls) the frames of a pass are joined once per channel and
+// handed to each connection's tls.Conn in one Write (a socket that cannot
+// take it within a second is dropped). With -compress a connection that
+// offers permessage-deflate gets every publication compressed once (no
+// context takeover), the compressed frame shared by every such connection.
+// A handshake whose URL carries ?subs=N reads N subscribe frames instead
+// of one (the reconnect storm subscribes to four channels).
 
 // iovMax is the most frames one writev carries (Linux IOV_MAX is 1024).
 const iovMax = 1024
 
 type ceilingServer struct {
-	shards []*ceilingShard
-	next   atomic.Uint64
-	done   chan struct{}
-	wg     sync.WaitGroup
+	shards   []*ceilingShard
+	next     atomic.Uint64
+	done     chan struct{}
+	wg       sync.WaitGroup
+	compress bool
+	zpool    sync.Pool // *flate.Writer at level
+	closer   *closer
 }
 
 type ceilingFrame struct {
 	channel string
 	data    []byte
+	zdata   []byte // the compressed frame, with -compress
 }
 
 type ceilingShard struct {
@@ -54,14 +70,27 @@ type ceilingShard struct {
 }
 
 type ceilingConn struct {
-	raw  syscall.RawConn
-	conn net.Conn
-	dead bool // owned by the shard's run goroutine
+	raw     syscall.RawConn // plain TCP: written with non-blocking writev
+	tls     *tls.Conn       // TLS: written with one Write per pass
+	conn    net.Conn
+	deflate bool // permessage-deflate negotiated
+	dead    bool // owned by the shard's run goroutine
 }
 
 func init() {
 	register("ceiling", func(ctx context.Context, opts Options) (Server, error) {
-		s := &ceilingServer{done: make(chan struct{})}
+		cl, err := newCloser()
+		if err != nil {
+			return nil, err
+		}
+		s := &ceilingServer{done: make(chan struct{}), compress: opts.Compress, closer: cl}
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); cl.run(s.done) }()
+		level := opts.CompressLevel
+		s.zpool.New = func() any {
+			w, _ := flate.NewWriter(nil, level)
+			return w
+		}
 		for range runtime.GOMAXPROCS(0) {
 			sh := &ceilingShard{subs: map[string][]*ceilingConn{}, wake: make(chan struct{}, 1)}
 			s.shards = append(s.shards, sh)
@@ -80,25 +109,34 @@ func (s *ceilingServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not a websocket handshake", http.StatusBadRequest)
 		return
 	}
+	subs, err := strconv.Atoi(orDefault(r.URL.Query().Get("subs"), "1"))
+	if err != nil || subs < 1 || subs > 8 {
+		http.Error(w, "subs: want 1..8", http.StatusBadRequest)
+		return
+	}
+	deflate := s.compress && strings.Contains(r.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return
 	}
 	sum := sha1.Sum([]byte(key + wsGUID))
 	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
-		base64.StdEncoding.EncodeToString(sum[:]) + "\r\n\r\n"
-	if _, err := conn.Write([]byte(resp)); err != nil {
+		base64.StdEncoding.EncodeToString(sum[:]) + "\r\n"
+	if deflate {
+		resp += "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"
+	}
+	if _, err := conn.Write([]byte(resp + "\r\n")); err != nil {
 		conn.Close()
 		return
 	}
-	msg, err := readClientFrame(brw.Reader)
-	if err != nil {
-		conn.Close()
-		return
+	c := &ceilingConn{conn: conn, deflate: deflate}
+	tcp := conn
+	if tc, ok := conn.(*tls.Conn); ok {
+		c.tls = tc
+		tcp = tc.NetConn()
 	}
-	ch, ok := proto.ChannelOf(msg)
-	sc, ok2 := conn.(syscall.Conn)
-	if !ok || !ok2 {
+	sc, ok := tcp.(syscall.Conn)
+	if !ok {
 		conn.Close()
 		return
 	}
@@ -107,16 +145,34 @@ func (s *ceilingServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		conn.Close()
 		return
 	}
-	c := &ceilingConn{raw: raw, conn: conn}
-	sh := s.shards[s.next.Add(1)%uint64(len(s.shards))]
-	sh.mu.Lock()
-	// Ack and register under mu so no publication falls between them.
-	_, err = conn.Write(serverFrame(proto.Subscribed(ch)))
-	if err == nil {
-		sh.subs[ch] = append(sh.subs[ch], c)
+	if c.tls == nil {
+		c.raw = raw
 	}
-	sh.mu.Unlock()
-	if err != nil {
+	sh := s.shards[s.next.Add(1)%uint64(len(s.shards))]
+	for range subs {
+		msg, err := readClientFrame(brw.Reader)
+		if err != nil {
+			conn.Close()
+			return
+		}
+		ch, ok := proto.ChannelOf(msg)
+		if !ok {
+			conn.Close()
+			return
+		}
+		sh.mu.Lock()
+		// Ack and register under mu so no publication falls between them.
+		_, err = conn.Write(serverFrame(proto.Subscribed(ch)))
+		if err == nil {
+			sh.subs[ch] = append(sh.subs[ch], c)
+		}
+		sh.mu.Unlock()
+		if err != nil {
+			conn.Close()
+			return
+		}
+	}
+	if err := s.closer.watch(c, raw); err != nil {
 		conn.Close()
 	}
 }
@@ -141,6 +197,7 @@ func readClientFrame(r *bufio.Reader) ([]byte, error) {
 	if n > 4096 || h[1]&0x80 == 0 {
 		return nil, errors.New("bad client frame")
 	}
+	compressed := h[0]&0x40 != 0 // RSV1: permessage-deflate
 	var mask [4]byte
 	if _, err := io.ReadFull(r, mask[:]); err != nil {
 		return nil, err
@@ -152,27 +209,22 @@ func readClientFrame(r *bufio.Reader) ([]byte, error) {
 	for i := range b {
 		b[i] ^= mask[i%4]
 	}
+	if compressed {
+		// The stripped tail, then an empty final block so the reader
+		// ends cleanly (as gorilla does).
+		fr := flate.NewReader(io.MultiReader(bytes.NewReader(b), bytes.NewReader(deflateTail), bytes.NewReader(finalBlock)))
+		defer fr.Close()
+		return io.ReadAll(io.LimitReader(fr, 4096))
+	}
 	return b, nil
 }
 
-// serverFrame encodes payload as one unmasked text frame.
-func serverFrame(payload []byte) []byte {
-	n := len(payload)
-	var b []byte
-	switch {
-	case n < 126:
-		b = append(make([]byte, 0, n+2), 0x81, byte(n))
-	case n < 1<<16:
-		b = append(make([]byte, 0, n+4), 0x81, 126, byte(n>>8), byte(n))
-	default:
-		b = append(make([]byte, 0, n+10), 0x81, 127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	return append(b, payload...)
-}
-
 func (s *ceilingServer) Publish(ctx context.Context, channel string, payload []byte) error {
-	f := ceilingFrame{channel: channel, data: serverFrame(proto.Envelope(channel, payload))}
+	env := proto.Envelope(channel, payload)
+	f := ceilingFrame{channel: channel, data: serverFrame(env)}
+	if s.compress {
+		f.zdata = s.deflateFrame(env)
+	}
 	for _, sh := range s.shards {
 		sh.mu.Lock()
 		sh.pending = append(sh.pending, f)
@@ -187,7 +239,7 @@ func (s *ceilingServer) Publish(ctx context.Context, channel string, payload []b
 
 func (sh *ceilingShard) run(done <-chan struct{}) {
 	var spare []ceilingFrame
-	iovs := make([][]byte, 0, iovMax)
+	var p pass
 	for {
 		select {
 		case <-sh.wake:
@@ -200,16 +252,18 @@ func (sh *ceilingShard) run(done <-chan struct{}) {
 		sh.mu.Unlock()
 		for i := 0; i < len(batch); {
 			ch := batch[i].channel
-			iovs = iovs[:0]
-			for ; i < len(batch) && batch[i].channel == ch && len(iovs) < iovMax; i++ {
-				iovs = append(iovs, batch[i].data)
+			j := i
+			for j < len(batch) && batch[j].channel == ch && j-i < iovMax {
+				j++
 			}
+			p.reset(batch[i:j])
+			i = j
 			sh.mu.Lock()
 			conns := sh.subs[ch]
 			sh.mu.Unlock()
 			dead := 0
 			for _, c := range conns {
-				if !c.dead && !c.writev(iovs) {
+				if !c.dead && !c.write(&p) {
 					c.dead = true
 					c.conn.Close()
 					sh.dropped.Add(1)
@@ -239,22 +293,6 @@ func (sh *ceilingShard) prune(ch string) {
 	}
 	clear(sh.subs[ch][len(live):])
 	sh.subs[ch] = live
-}
-
-// writev writes all of iovs with one non-blocking writev; false means the
-// socket could not take them all at once (or is gone).
-func (c *ceilingConn) writev(iovs [][]byte) bool {
-	want := 0
-	for _, b := range iovs {
-		want += len(b)
-	}
-	var n int
-	var werr error
-	err := c.raw.Write(func(fd uintptr) bool {
-		n, werr = unix.Writev(int(fd), iovs)
-		return true
-	})
-	return err == nil && werr == nil && n == want
 }
 
 func (s *ceilingServer) Close() {

@@ -21,10 +21,21 @@ const maxPublish = 1_000_000
 
 // Mux serves s on /ws and the control API beside it:
 //
-//	POST /publish?channel=C&n=200&size=100&rate=0&start=0
+//	POST /publish?channel=C&n=200&size=100&rate=0&start=0&kind=pad
 //	     publishes n payloads of size bytes, sequence numbers start..start+n-1,
 //	     as fast as possible (rate=0) or rate per second; answers when all
 //	     were handed to Publish, with {"published":n,"elapsed_ns":...}.
+//	     kind=chat publishes proto.ChatPayload (about 1 KB) instead.
+//	POST /publish-many?prefix=room-&channels=5000&per=20&goroutines=16&rate=0&size=100&start=0
+//	     publishes per payloads to each of channels channels named
+//	     proto.Indexed(prefix, i) from goroutines goroutines (goroutine g
+//	     owns the channels i with i%goroutines == g, so every channel is
+//	     published in order), in rounds: payload start+k to every owned
+//	     channel, then start+k+1. rate is the total per second (0: as fast
+//	     as possible). Answers like /publish.
+//	POST /presence-check?prefix=presence-room-&channels=1800&size=10&total=18000
+//	     servers with presence (PresenceChecker): channel i should hold
+//	     min(size, total-i*size) members; answers {"mismatched":n,"first":"..."}.
 //	GET  /rss      this process's VmRSS in bytes (from /proc/self/status).
 //	POST /gc       runtime.GC + debug.FreeOSMemory.
 //	GET  /healthz  200 once serving.
@@ -71,7 +82,7 @@ func Mux(ctx context.Context, s Server) *http.ServeMux {
 					}
 				}
 			}
-			p := proto.Payload(start+int64(i), time.Now().UnixNano(), size)
+			p := payload(q.Get("kind"), start+int64(i), size)
 			if err := s.Publish(r.Context(), channel, p); err != nil {
 				failed++
 			}
@@ -81,11 +92,26 @@ func Mux(ctx context.Context, s Server) *http.ServeMux {
 			"published": n - failed, "failed": failed, "elapsed_ns": time.Since(t0).Nanoseconds(),
 		})
 	})
+	mux.HandleFunc("/publish-many", func(w http.ResponseWriter, r *http.Request) {
+		publishMany(ctx, s, w, r)
+	})
+	mux.HandleFunc("/presence-check", func(w http.ResponseWriter, r *http.Request) {
+		presenceCheck(s, w, r)
+	})
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// payload builds publication seq of the given kind: "chat" is
+// proto.ChatPayload, anything else proto.Payload of size bytes.
+func payload(kind string, seq int64, size int) []byte {
+	if kind == "chat" {
+		return proto.ChatPayload(seq, time.Now().UnixNano())
+	}
+	return proto.Payload(seq, time.Now().UnixNano(), size)
 }
 
 func orDefault(s, d string) string {

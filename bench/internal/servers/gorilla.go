@@ -15,7 +15,7 @@ import (
 // register, unregister and broadcast channels; each client has a 256-frame
 // send channel drained by its writePump, which (as in the example) packs
 // whatever is queued into one frame separated by newlines. A client whose
-// send channel is full is dropped.
+// send channel is full is dropped. A client may join several channels.
 
 const (
 	gWriteWait  = 10 * time.Second
@@ -45,10 +45,11 @@ type gorillaHub struct {
 }
 
 type gorillaClient struct {
-	hub     *gorillaHub
-	conn    *websocket.Conn
-	send    chan []byte
-	channel string // owned by the run goroutine
+	hub      *gorillaHub
+	conn     *websocket.Conn
+	send     chan []byte
+	channels []string // owned by the run goroutine
+	gone     bool     // owned by the run goroutine: send is closed
 }
 
 func init() {
@@ -71,42 +72,49 @@ func (h *gorillaHub) run() {
 		select {
 		case sub := <-h.register:
 			c := sub.client
-			if c.channel != "" {
-				delete(h.channels[c.channel], c)
+			if c.gone {
+				continue
 			}
-			c.channel = sub.channel
 			set := h.channels[sub.channel]
 			if set == nil {
 				set = map[*gorillaClient]bool{}
 				h.channels[sub.channel] = set
 			}
-			set[c] = true
+			if !set[c] {
+				set[c] = true
+				c.channels = append(c.channels, sub.channel)
+			}
 			select {
 			case c.send <- proto.Subscribed(sub.channel):
 			default:
 			}
 		case c := <-h.unregister:
-			if set := h.channels[c.channel]; set[c] {
-				delete(set, c)
-				close(c.send)
-			} else if c.channel == "" {
-				close(c.send)
-			}
-			c.channel = "\x00gone"
+			h.drop(c)
 		case m := <-h.broadcast:
 			for c := range h.channels[m.channel] {
 				select {
 				case c.send <- m.data:
 				default:
-					close(c.send)
-					delete(h.channels[m.channel], c)
-					c.channel = "\x00gone"
+					h.drop(c)
 				}
 			}
 		case <-h.done:
 			return
 		}
 	}
+}
+
+// drop removes c from all its channels and closes its send channel, once.
+func (h *gorillaHub) drop(c *gorillaClient) {
+	if c.gone {
+		return
+	}
+	for _, ch := range c.channels {
+		delete(h.channels[ch], c)
+	}
+	c.channels = nil
+	c.gone = true
+	close(c.send)
 }
 
 func (h *gorillaHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {

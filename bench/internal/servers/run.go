@@ -2,6 +2,7 @@ package servers
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"net"
@@ -23,6 +24,9 @@ func Main(args []string) error {
 	redis := fs.String("redis", "", "Redis address for a multi-node ws cluster (empty: in-memory)")
 	prefix := fs.String("redis-prefix", "", "Redis key prefix for this cluster run")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	useTLS := fs.Bool("tls", false, "serve https/wss with a self-signed certificate for 127.0.0.1 made at start (the control API too)")
+	compress := fs.Bool("compress", false, "offer permessage-deflate to clients that ask (servers that support it)")
+	level := fs.Int("compress-level", 1, "compression level 1..9 with -compress")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -46,7 +50,7 @@ func Main(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	s, err := New(ctx, *name, Options{Redis: *redis, RedisPrefix: *prefix})
+	s, err := New(ctx, *name, Options{Redis: *redis, RedisPrefix: *prefix, Compress: *compress, CompressLevel: *level})
 	if err != nil {
 		return err
 	}
@@ -56,7 +60,18 @@ func Main(args []string) error {
 	}
 	srv := &http.Server{Handler: Mux(ctx, s), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	if *useTLS {
+		// As the README's server does (ListenAndServeTLS), with a
+		// certificate made here instead of files.
+		cert, err := selfSignedCert()
+		if err != nil {
+			return err
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
 	select {
 	case <-ctx.Done():
 	case err := <-errc:

@@ -15,7 +15,9 @@ type Server interface {
 	// ServeHTTP upgrades a request on /ws to a WebSocket connection.
 	http.Handler
 	// Publish sends payload (a JSON object) to every subscriber of
-	// channel. It is called from one goroutine, one publication at a time.
+	// channel. /publish calls it from one goroutine; /publish-many from
+	// several at once, each channel from one goroutine only, so a
+	// channel's publications are ordered.
 	Publish(ctx context.Context, channel string, payload []byte) error
 	// Close stops the server's goroutines.
 	Close()
@@ -28,6 +30,19 @@ type Options struct {
 	Redis string
 	// RedisPrefix namespaces the Redis keys of one cluster run.
 	RedisPrefix string
+	// Compress offers permessage-deflate (RFC 7692) to clients that ask,
+	// on the servers that support it, at CompressLevel (1..9).
+	Compress      bool
+	CompressLevel int
+}
+
+// PresenceChecker is implemented by the servers that keep presence: it
+// compares what the server itself holds with what the harness expects.
+type PresenceChecker interface {
+	// CheckPresence reads the member count of each channel in channels
+	// and returns how many differ from want[i], with a description of
+	// the first difference.
+	CheckPresence(ctx context.Context, channels []string, want []int) (mismatched int, first string, err error)
 }
 
 // Factory builds a server.

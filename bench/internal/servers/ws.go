@@ -3,6 +3,7 @@ package servers
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 
 	ws "github.com/vortechron/go-ws"
@@ -11,7 +12,9 @@ import (
 // wsServer is this library with its defaults (Config{}), used the way its
 // README shows: NewHub, Run, ServeWS, Hub.Publish with a json.RawMessage.
 // With Options.Redis it uses the Redis broker and storage so several
-// processes form one cluster.
+// processes form one cluster. Users are identified by the "user" query
+// parameter (none: anonymous) and may join every channel, so presence
+// channels work as in an application whose auth allows everything.
 type wsServer struct {
 	hub    *ws.Hub
 	cancel context.CancelFunc
@@ -26,13 +29,21 @@ func init() {
 			cancel()
 			return nil, err
 		}
-		hub := ws.NewHub(ctx, broker, storage, ws.Config{})
+		cfg := ws.Config{}
+		if opts.Compress && !wsCompression(&cfg, opts) {
+			fmt.Println("ws: this version of the library has no compression; serving uncompressed")
+		}
+		hub := ws.NewHub(ctx, broker, storage, cfg)
 		if err := hub.Err(); err != nil {
 			cancel()
 			return nil, err
 		}
 		go hub.Run()
-		return &wsServer{hub: hub, cancel: cancel, opts: &ws.Options{}}, nil
+		o := &ws.Options{
+			GetUserID:   func(r *http.Request) string { return r.URL.Query().Get("user") },
+			AuthHandler: func(userID, channel string) bool { return true },
+		}
+		return &wsServer{hub: hub, cancel: cancel, opts: o}, nil
 	})
 }
 
@@ -42,6 +53,24 @@ func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *wsServer) Publish(ctx context.Context, channel string, payload []byte) error {
 	return s.hub.Publish(ctx, channel, json.RawMessage(payload))
+}
+
+// CheckPresence compares Hub.PresenceMembers of every channel with want.
+func (s *wsServer) CheckPresence(ctx context.Context, channels []string, want []int) (int, string, error) {
+	bad, first := 0, ""
+	for i, ch := range channels {
+		m, err := s.hub.PresenceMembers(ctx, ch)
+		if err != nil {
+			return bad, first, fmt.Errorf("PresenceMembers(%s): %w", ch, err)
+		}
+		if len(m) != want[i] {
+			if bad == 0 {
+				first = fmt.Sprintf("%s: %d members, want %d", ch, len(m), want[i])
+			}
+			bad++
+		}
+	}
+	return bad, first, nil
 }
 
 func (s *wsServer) Close() {
