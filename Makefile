@@ -2,7 +2,7 @@
 GO        ?= go
 REDIS_ADDR ?= 127.0.0.1:6379
 
-.PHONY: test tools race unit bench bench-peers lint run fuzz cross
+.PHONY: test tools race unit bench bench-peers lint run fuzz cross bench-tls bench-compression bench-channels bench-storm bench-production
 
 # PLATFORMS are the GOOS/GOARCH pairs the library must build and vet on.
 PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64 freebsd/amd64 freebsd/arm64
@@ -69,8 +69,26 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRawFrames$$' -fuzztime $(FUZZTIME) -parallel 2 .
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeInbound$$' -fuzztime $(FUZZTIME) -parallel 2 .
 	$(GO) test -run '^$$' -fuzz '^FuzzReaderDeflate$$' -fuzztime $(FUZZTIME) -parallel 2 ./internal/frame
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -parallel 2 ./pusher
+	$(GO) test -run '^$$' -fuzz '^FuzzData$$' -fuzztime $(FUZZTIME) -parallel 2 ./pusher
+	$(GO) test -run '^$$' -fuzz '^FuzzAPI$$' -fuzztime $(FUZZTIME) -parallel 2 ./pusher
 
 # bench-peers runs the load harness against ws, its peers and the ceiling
 # (see bench/README.md); it takes several minutes on an idle machine.
 bench-peers:
 	cd bench && $(GO) run ./cmd/harness -scenario all -out ../docs/benchmarks-latest.md
+
+# The production-shape scenarios of the load harness (bench/README.md):
+# TLS fan-out, compression, many channels over Redis on three nodes, and a
+# reconnect storm with presence. Each takes minutes; the channels and storm
+# scenarios start a redis-server of their own on a spare port.
+bench-tls:
+	cd bench && $(GO) run ./cmd/harness -scenario tls -runs 3 -out RESULTS-tls.md
+bench-compression:
+	cd bench && $(GO) run ./cmd/harness -scenario compression -runs 3 -out RESULTS-compression.md
+bench-channels:
+	cd bench && $(GO) run ./cmd/harness -scenario channels -runs 3 -out RESULTS-channels.md
+bench-storm:
+	cd bench && $(GO) run ./cmd/harness -scenario storm -runs 3 -out RESULTS-storm.md
+bench-production:
+	cd bench && $(GO) run ./cmd/harness -scenario production -runs 3 -out RESULTS-production.md

@@ -18,6 +18,8 @@ func (c *Client) dispatch(b []byte) {
 		c.handleUnsubscribe(a.Channel)
 	case wire.Whisper:
 		c.handleWhisper(a)
+	case wire.Signin:
+		c.handleSignin(a)
 	case wire.Ping:
 		if f := c.hub.pongs[c.proto]; f != nil {
 			c.out.enqueue(f)
@@ -28,8 +30,12 @@ func (c *Client) dispatch(b []byte) {
 	case wire.Unknown:
 		c.fail(a.Name, a.Channel, CodeUnknownAction, "unknown action; use subscribe, unsubscribe, whisper or ping", nil)
 	default: // wire.Invalid
-		if a.Code == CodeWhisperInvalid {
+		switch a.Code {
+		case CodeWhisperInvalid:
 			c.refuseWhisper(a, a.Code, a.Err.Error(), a.Err)
+			return
+		case CodeUnauthorized: // a protocol's own token did not check out
+			c.refuseAuth(a.Name, &AuthError{ClientID: c.ID, UserID: c.UserID, Channel: a.Channel, Reason: a.Err.Error()})
 			return
 		}
 		c.fail(a.Name, a.Channel, a.Code, a.Err.Error(), a.Err)
@@ -53,17 +59,30 @@ func (c *Client) handleSubscribe(a wire.Action) {
 		return
 	}
 	member := c.member()
-	if a.Grant != nil {
-		if a.Grant.Member != nil {
-			member = PresenceMember{UserID: a.Grant.Member.ID, Info: a.Grant.Member.Info}
-		}
-	} else if kind != publicChannel {
-		if aerr := c.authorize(name); aerr != nil {
-			c.hub.stats.errors[errKindAuth].Add(1)
-			c.reportError(aerr)
-			c.sendError(CodeUnauthorized, "not authorized to subscribe to "+name+": "+aerr.Reason, actionSubscribe, name)
+	var granted *PresenceMember // who the protocol's grant says the client is
+	switch {
+	case kind == userChannel:
+		if !c.ownsUserChannel(name) {
+			c.refuseAuth(actionSubscribe, &AuthError{ClientID: c.ID, UserID: c.UserID, Channel: name,
+				Reason: "a user channel is open only to the connections of its user (GetUserID, or a sign-in)"})
 			return
 		}
+	case a.Grant != nil:
+		granted = &PresenceMember{}
+		if a.Grant.Member != nil {
+			member = PresenceMember{UserID: a.Grant.Member.ID, Info: a.Grant.Member.Info}
+			*granted = member
+		}
+	case kind != publicChannel:
+		if aerr := c.authorize(name); aerr != nil {
+			c.refuseAuth(actionSubscribe, aerr)
+			return
+		}
+	}
+	if kind == presenceChannel && member.UserID == "" {
+		c.refuseAuth(actionSubscribe, &AuthError{ClientID: c.ID, Channel: name,
+			Reason: "a presence channel needs a user: the connection has none and its token names none"})
+		return
 	}
 	res := c.hub.call(&hubOp{kind: opSubscribe, client: c, channel: name})
 	if res.err != nil {
@@ -73,6 +92,9 @@ func (c *Client) handleSubscribe(a wire.Action) {
 		}
 		c.unavailable(actionSubscribe, name, errKindBroker, res.err)
 		return
+	}
+	if granted != nil && !already {
+		c.grant(name, *granted)
 	}
 	if kind == presenceChannel {
 		c.joinPresence(name, member, already)
@@ -95,7 +117,44 @@ func (c *Client) handleUnsubscribe(name string) {
 	}
 	if kindOf(name) == presenceChannel {
 		c.leavePresence(name)
+	} else {
+		c.ungrant(name)
 	}
+}
+
+// handleSignin makes the user a protocol authenticated on the connection
+// (Pusher's pusher:signin) the connection's user (Client.setUser): its
+// user channel (UserChannelPrefix + ID) opens to it, PublishToUser,
+// DisconnectUser and UnsubscribeUser reach it, and the info the sign-in
+// carried is its presence info. It answers with a SignedIn event. A
+// connection belongs to one user: signing in as another is refused.
+func (c *Client) handleSignin(a wire.Action) {
+	m := a.Grant.Member
+	if err := ValidChannelName(UserChannelPrefix + m.ID); err != nil {
+		c.fail(a.Name, "", CodeBadRequest, "the user ID cannot name a user channel: "+err.Error(), err)
+		return
+	}
+	had := c.UserID != ""
+	if err := c.setUser(m.ID); err != nil {
+		c.fail(a.Name, "", CodeForbidden, "the connection belongs to another user; open a new connection to sign in as "+cutEcho(m.ID), err)
+		return
+	}
+	if !had {
+		c.info = m.Info // read on this goroutine, or under the acting lock held now
+	}
+	c.send(&wire.Event{Kind: wire.SignedIn, Member: m, Data: a.Data})
+}
+
+// refuseAuth reports a refused authorization to ErrorHandler and answers
+// the client's action with an "unauthorized" error frame.
+func (c *Client) refuseAuth(action string, aerr *AuthError) {
+	c.hub.stats.errors[errKindAuth].Add(1)
+	c.reportError(aerr)
+	text := "not authorized: " + aerr.Reason
+	if aerr.Channel != "" {
+		text = "not authorized to subscribe to " + aerr.Channel + ": " + aerr.Reason
+	}
+	c.sendError(CodeUnauthorized, text, action, aerr.Channel)
 }
 
 // fail reports a *ProtocolError built from the arguments to

@@ -78,6 +78,9 @@ func (w *brokerWorker) run() {
 			}
 		}
 		w.call(batch)
+		// The node occupies the channels it subscribed before Run
+		// acknowledges their first subscribers (occupancy.go).
+		w.h.occ.occupy(batch)
 		select {
 		case w.h.ops <- &hubOp{kind: opBrokerDone, broker: batch}:
 		case <-w.stop:

@@ -11,14 +11,20 @@ import (
 // letters, digits and the characters _ - = @ , . ; : (the set Pusher and
 // Laravel Echo use, plus ':'). Names starting with "private-" are private
 // channels and names starting with "presence-" are presence channels;
-// both need authorization. Every other name is public.
+// both need authorization. Every other name is public, except the user
+// channels: UserChannelPrefix followed by a user ID (the only names that
+// may contain '#', as their first byte) is the channel of that user, which
+// a connection may join only when it belongs to the user (Options.GetUserID
+// at connect, or a protocol's sign-in: Pusher's pusher:signin). Publishing
+// there reaches every connection the user opened it on, on every node.
 const (
 	MaxChannelNameLength = 164
 	PrivatePrefix        = "private-"
 	PresencePrefix       = "presence-"
+	UserChannelPrefix    = "#server-to-user-"
 )
 
-// channelKind tells public, private and presence channels apart.
+// channelKind tells public, private, presence and user channels apart.
 type channelKind int
 
 // The channel kinds, decided by the name's prefix.
@@ -26,6 +32,7 @@ const (
 	publicChannel channelKind = iota
 	privateChannel
 	presenceChannel
+	userChannel
 )
 
 // kindOf returns the kind of the channel called name.
@@ -35,6 +42,8 @@ func kindOf(name string) channelKind {
 		return presenceChannel
 	case strings.HasPrefix(name, PrivatePrefix):
 		return privateChannel
+	case strings.HasPrefix(name, UserChannelPrefix):
+		return userChannel
 	default:
 		return publicChannel
 	}
@@ -57,7 +66,11 @@ func ValidChannelName(name string) error {
 	if len(name) > MaxChannelNameLength {
 		return fmt.Errorf("%w: %d bytes long, the limit is %d", ErrInvalidChannel, len(name), MaxChannelNameLength)
 	}
-	for i := 0; i < len(name); i++ {
+	start := 0
+	if strings.HasPrefix(name, UserChannelPrefix) {
+		start = len(UserChannelPrefix)
+	}
+	for i := start; i < len(name); i++ {
 		if !validNameByte[name[i]] {
 			what := fmt.Sprintf("byte 0x%02x", name[i])
 			if r, size := utf8.DecodeRuneInString(name[i:]); r != utf8.RuneError || size > 1 {
@@ -66,7 +79,7 @@ func ValidChannelName(name string) error {
 			return fmt.Errorf("%w: %s at byte %d is not allowed (use ASCII letters, digits and _-=@,.;:)", ErrInvalidChannel, what, i)
 		}
 	}
-	if name == PrivatePrefix || name == PresencePrefix {
+	if name == PrivatePrefix || name == PresencePrefix || name == UserChannelPrefix {
 		return fmt.Errorf("%w: %q has a prefix but no name", ErrInvalidChannel, name)
 	}
 	return nil

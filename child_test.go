@@ -25,6 +25,9 @@ const (
 	// childCrashedNode serves a hub on Redis and waits to be killed
 	// (TestRedisCrashedNodeLeaves).
 	childCrashedNode = "crashed-node"
+	// childOccupancyNode serves a hub on Redis that records channel
+	// occupancy and waits to be killed (cluster_crash_test.go).
+	childOccupancyNode = "occupancy-node"
 )
 
 // childLifetime bounds a child that is, unexpectedly, never killed.
@@ -42,6 +45,9 @@ func runChild(role string) error {
 	case childCrashedNode:
 		opts.ReapInterval = 100 * time.Millisecond
 		return crashedNodeChild(opts)
+	case childOccupancyNode:
+		opts.ReapInterval = 100 * time.Millisecond
+		return occupancyNodeChild(opts)
 	}
 	return fmt.Errorf("unknown child role %q", role)
 }

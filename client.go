@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,7 +33,12 @@ type Client struct {
 	// socket ID.
 	ID string
 	// UserID is what Options.GetUserID returned; empty for anonymous
-	// connections.
+	// connections. The one exception to "never change" below: a
+	// connection of the Pusher protocol that had no user and signs in
+	// (pusher:signin) gets one then, set once on its read goroutine
+	// while it handles the sign-in; hooks that run on that goroutine,
+	// and OnSubscribe and OnUnsubscribe for its later subscriptions, see
+	// it.
 	UserID string
 	// RemoteAddr is the peer address of the connection.
 	RemoteAddr string
@@ -50,13 +56,19 @@ type Client struct {
 	info     json.RawMessage // presence info from Options.GetUserInfo
 	proto    uint8           // index of the client's wire protocol in hub.protocols
 
-	out sender // the send side: queue, bounds, writer, close handshake
+	out   sender     // the send side: queue, bounds, writer, close handshake
+	users clientUser // user index entry and acting lock (users.go)
 
 	// subprotocol and compression, from the handshake
 	negotiated
 
 	mu   sync.Mutex
 	subs []*channel // guarded by mu; written only by the Hub.Run goroutine
+	// granted says, for each channel the client's protocol authorized
+	// itself (wire.Grant), who the client is there: its presence member
+	// and the sender of its whispers (an empty UserID: the client's own
+	// user). Guarded by mu; written by the read goroutine.
+	granted map[string]PresenceMember
 
 	// owned by the read goroutine
 	rd       frame.Reader
@@ -125,6 +137,45 @@ func (c *Client) subCount() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.subs)
+}
+
+// grant records who the client is on a channel its protocol authorized.
+func (c *Client) grant(channel string, m PresenceMember) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.granted == nil {
+		c.granted = make(map[string]PresenceMember)
+	}
+	c.granted[channel] = m
+}
+
+// ungrant forgets the grant of a channel the client left and returns it.
+func (c *Client) ungrant(channel string) (PresenceMember, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.granted[channel]
+	delete(c.granted, channel)
+	return m, ok
+}
+
+// identity returns who the client is on channel: the member its protocol
+// granted there, else its user (GetUserID, or a sign-in), possibly "";
+// granted reports a grant.
+func (c *Client) identity(channel string) (userID string, granted bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, granted := c.granted[channel]
+	if m.UserID != "" {
+		return m.UserID, granted
+	}
+	return c.UserID, granted
+}
+
+// ownsUserChannel reports whether channel, a user channel, is the one of
+// the client's user.
+func (c *Client) ownsUserChannel(channel string) bool {
+	id := strings.TrimPrefix(channel, UserChannelPrefix)
+	return id != "" && id == c.UserID
 }
 
 // subIndexLocked returns the position of channel name in c.subs, or -1.

@@ -119,6 +119,23 @@ type Config struct {
 
 	// Logger receives the hub's log lines. Nil means silent.
 	Logger *slog.Logger
+
+	// OnChannelOccupied is called once per cluster when a channel gets
+	// its first subscriber on any node, and OnChannelVacated once per
+	// cluster when it has lost its last subscriber on every node (also
+	// when the node holding the last ones died: then at most NodeTTL +
+	// ReapInterval later, on a surviving node). For a channel they
+	// alternate, starting with OnChannelOccupied. They run on the hub's
+	// hook goroutine, one hook at a time (see docs/cluster.md); neither
+	// may block for long. Set them on every node of a cluster or on
+	// none: occupancy is recorded only by nodes that have one set.
+	OnChannelOccupied func(channel string)
+	OnChannelVacated  func(channel string)
+
+	// ClusterTimeout bounds how long Hub.Channels, Hub.Channel,
+	// Hub.DisconnectUser and Hub.UnsubscribeUser wait for every node's
+	// answer (a sooner ctx deadline wins). Zero means 2s.
+	ClusterTimeout time.Duration
 }
 
 const (
@@ -132,6 +149,7 @@ const (
 	defaultMaxChannels    = 100
 	defaultPresenceLimit  = 100
 	defaultStatsInterval  = time.Minute
+	defaultClusterTimeout = 2 * time.Second
 )
 
 // withDefaults returns c with every zero field replaced by its default.
@@ -175,6 +193,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if c.ClusterTimeout == 0 {
+		c.ClusterTimeout = defaultClusterTimeout
+	}
 	return c
 }
 
@@ -209,6 +230,7 @@ func (c Config) Validate() error {
 	neg("MaxChannelsPerClient", int64(c.MaxChannelsPerClient))
 	neg("PresenceUsersLimit", int64(c.PresenceUsersLimit))
 	neg("StatsInterval", int64(c.StatsInterval))
+	neg("ClusterTimeout", int64(c.ClusterTimeout))
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}

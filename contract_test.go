@@ -561,6 +561,10 @@ func TestRedisClusterContract(t *testing.T) {
 		testStorageContract(t, newStorage)
 		testStorageMultiNode(t, newStorage)
 	})
+	t.Run("occupancy", func(t *testing.T) {
+		testOccupancyContract(t, redisOccupancyNodes(opts))
+		testRedisOccupancyMaintenance(t, opts)
+	})
 	t.Run("subscriptions are shard channels", func(t *testing.T) {
 		b := newBroker(t).(*RedisBroker)
 		ctx := testCtx(t)

@@ -35,6 +35,11 @@ var (
 	// ErrSlowConsumer is the disconnect reason of a client whose send
 	// queue overflowed.
 	ErrSlowConsumer = errors.New("ws: slow consumer")
+	// ErrClusterIncomplete is wrapped by the errors of Hub.Channels,
+	// Hub.Channel, Hub.DisconnectUser and Hub.UnsubscribeUser when some
+	// node did not answer within Config.ClusterTimeout (or ctx): what
+	// they return covers the nodes that did.
+	ErrClusterIncomplete = errors.New("ws: not every node answered")
 )
 
 // Error codes carried in the "code" field of error frames. They are stable:
@@ -58,7 +63,7 @@ const (
 )
 
 // Close codes the server sends. Clients should reconnect after 1001, 4008
-// and 4009 (docs/protocol.md), and not after 1008.
+// and 4009 (docs/protocol.md), and not after 1008 or 4010.
 const (
 	CloseNormal          = 1000
 	CloseGoingAway       = 1001 // server shutting down: reconnect elsewhere
@@ -67,6 +72,7 @@ const (
 	CloseInternalError   = 1011 // a handler panicked
 	CloseSlowConsumer    = 4008 // send queue overflowed
 	ClosePingTimeout     = 4009 // no pong within PongTimeout
+	CloseTerminated      = 4010 // Hub.DisconnectUser: do not reconnect
 )
 
 // AuthError reports a refused subscription to a private or presence

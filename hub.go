@@ -75,9 +75,24 @@ type Hub struct {
 	conns   int            // guarded by admitMu
 	perIP   map[string]int // guarded by admitMu
 
+	// presenceWatchers are called for every join and leave this node
+	// decides (see watchPresence); guarded by protoMu.
+	presenceWatchers []func(channel, userID string, left bool)
+
 	presenceMu   sync.Mutex
 	presence     map[string]*presenceSeq // guarded by presenceMu; the node's presence channels
 	presenceWork taskGroup               // presence resyncs in flight
+
+	// The cluster API (cluster.go): the node's connections by user, the
+	// control channels, channel occupancy, the hook goroutine, and the
+	// node's channels by name for goroutines other than Run (written by
+	// Run in step with channels; a sync.Map, so reading it never holds
+	// Run up).
+	users      userIndex
+	ctl        control
+	occ        occupancy
+	hooks      hookRunner
+	chanByName sync.Map // string -> *channel
 
 	// owned by the Hub.Run goroutine
 	clients  map[*Client]struct{}
@@ -128,6 +143,9 @@ func NewHub(ctx context.Context, broker MessageBroker, storage StorageClient, co
 		h.shards = append(h.shards, newWriteShard(h, len(h.shards)))
 	}
 	h.brokerOps.init(h)
+	h.ctl.init(h)
+	h.occ.init(h)
+	h.hooks.init(h)
 	h.idPrefix = newConnPrefix()
 	h.addProtocol(nativeProtocol{})
 	return h
@@ -160,6 +178,15 @@ func (h *Hub) addProtocol(p wire.Protocol) (int, error) {
 	h.pongs[i] = encodeFrame(p, &wire.Event{Kind: wire.PongEvent})
 	h.nprotocols.Store(int32(i + 1))
 	return i, nil
+}
+
+// watchPresence registers fn to be called for every presence join and
+// leave this node decides (the storage's answer to this node's add,
+// remove or maintenance): once per change across the cluster.
+func (h *Hub) watchPresence(fn func(channel, userID string, left bool)) {
+	h.protoMu.Lock()
+	defer h.protoMu.Unlock()
+	h.presenceWatchers = append(h.presenceWatchers, fn)
 }
 
 // Err returns the configuration error the Hub was created with, or nil.
@@ -269,8 +296,9 @@ func (h *Hub) Run() error {
 type background struct {
 	shardsDone chan struct{}
 	shards     sync.WaitGroup
-	stop       chan struct{} // stops the stats logger and maintenance
+	stop       chan struct{} // stops the stats logger, maintenance and the cluster tasks
 	tasks      sync.WaitGroup
+	cluster    func() // stops what startCluster started outside tasks
 }
 
 func (h *Hub) startBackground() *background {
@@ -289,6 +317,7 @@ func (h *Hub) startBackground() *background {
 		bg.tasks.Add(1)
 		go func() { defer bg.tasks.Done(); h.maintainEvery(m, bg.stop) }()
 	}
+	bg.cluster = h.startCluster(bg)
 	return bg
 }
 
@@ -297,6 +326,7 @@ func (h *Hub) startBackground() *background {
 func (bg *background) stopTasks() {
 	close(bg.stop)
 	bg.tasks.Wait()
+	bg.cluster()
 }
 
 // stopShards stops the write shards and waits for them; the last thing
@@ -315,6 +345,9 @@ func (h *Hub) handle(op *hubOp) {
 			return
 		}
 		h.clients[op.client] = struct{}{}
+		if op.client.UserID != "" {
+			h.users.add(op.client, op.client.UserID)
+		}
 		h.stats.connections.Add(1)
 		h.stats.connectionsTotal.Add(1)
 		op.reply <- opResult{}

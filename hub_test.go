@@ -229,3 +229,21 @@ func TestPublishRejectsBadInput(t *testing.T) {
 	require.Error(t, n.hub.Publish(context.Background(), "x", json.RawMessage("{")))
 	require.Error(t, n.hub.Publish(context.Background(), "x", func() {}))
 }
+
+// TestSubscribedMeansLive: once a client has "subscribed", every
+// publication made after it reaches the client. The acknowledgement must
+// not reach the socket before the client is in the channel's snapshot,
+// or a publication made the moment it arrives finds nobody to deliver to.
+func TestSubscribedMeansLive(t *testing.T) {
+	n := newNode(t, nil, nil, ws.Config{}, nil)
+	c := n.dial(t, "")
+	const channels = 2000
+	for i := range channels {
+		ch := fmt.Sprintf("live-%d", i)
+		c.subscribe(ch)
+		require.NoError(t, n.hub.Publish(context.Background(), ch, i))
+		c.expect(map[string]any{"type": "message", "channel": ch, "message": float64(i)})
+		c.send(map[string]any{"action": "unsubscribe", "channel": ch})
+		c.expect(map[string]any{"type": "unsubscribed", "channel": ch})
+	}
+}

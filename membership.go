@@ -49,20 +49,25 @@ func (h *Hub) subscribe(op *hubOp) {
 	op.reply <- opResult{}
 }
 
-// join adds c to an active channel. The acknowledgement is queued before
-// c enters the channel's snapshot, so any delivery that finds c there
-// queues its frame after it: c sees "subscribed" before any message of
-// the channel.
+// join adds c to an active channel. The acknowledgement is queued and c
+// enters the channel's snapshot in one step of c's sender (enqueueBefore):
+// c sees "subscribed" before any message of the channel, and every
+// publication made after c saw it reaches c.
 func (h *Hub) join(ch *channel, c *Client) {
-	c.sendAnswer(&wire.Event{Kind: wire.Subscribed, Channel: ch.name})
 	c.mu.Lock()
 	c.subs = append(c.subs, ch)
 	c.mu.Unlock()
 	if ch.pres != nil {
 		ch.pres.expect(c)
 	}
-	ch.add(c)
+	ack := encodeFrame(c.protocol(), &wire.Event{Kind: wire.Subscribed, Channel: ch.name})
+	if ack == nil {
+		ch.add(c) // the protocol acknowledges later (a presence list)
+	} else {
+		c.out.enqueueBefore(ack, func() { ch.add(c) })
+	}
 	h.stats.subscriptions.Add(1)
+	h.subscribedHook(c, ch.name)
 }
 
 func (h *Hub) unsubscribe(c *Client, name string) error {
@@ -80,6 +85,7 @@ func (h *Hub) unsubscribe(c *Client, name string) error {
 	}
 	h.stats.subscriptions.Add(-1)
 	c.sendAnswer(&wire.Event{Kind: wire.Unsubscribed, Channel: name})
+	h.unsubscribedHook(c, name)
 	h.maybeRelease(ch)
 	return nil
 }
@@ -92,6 +98,7 @@ func (h *Hub) unregister(c *Client) []string {
 	if _, ok := h.clients[c]; !ok {
 		return nil
 	}
+	h.users.remove(c)
 	c.mu.Lock()
 	subs := c.subs
 	c.subs = nil
@@ -103,6 +110,7 @@ func (h *Hub) unregister(c *Client) []string {
 			ch.pres.forget(c)
 		}
 		h.stats.subscriptions.Add(-1)
+		h.unsubscribedHook(c, ch.name)
 		if ch.kind == presenceChannel {
 			presence = append(presence, ch.name)
 		}
@@ -187,6 +195,7 @@ func (h *Hub) newChannel(name string) *channel {
 		h.presenceMu.Unlock()
 	}
 	h.channels[name] = ch
+	h.chanByName.Store(name, ch)
 	h.stats.channels.Add(1)
 	return ch
 }
@@ -200,6 +209,8 @@ func (h *Hub) dropChannel(ch *channel) {
 		h.presenceMu.Unlock()
 	}
 	delete(h.channels, ch.name)
+	h.chanByName.Delete(ch.name)
+	h.occ.vacate(ch.name)
 	h.stats.channels.Add(-1)
 }
 

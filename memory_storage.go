@@ -21,6 +21,7 @@ type MemoryStorage struct {
 	mu       sync.Mutex
 	channels map[string]*memPresence // guarded by mu
 	lives    uint64                  // guarded by mu; channel states created so far
+	occupied map[string]int          // guarded by mu; channel -> hubs with subscribers (memory_occupancy.go)
 }
 
 type memPresence struct {
@@ -31,8 +32,9 @@ type memPresence struct {
 }
 
 var (
-	_ StorageClient   = (*MemoryStorage)(nil)
-	_ PresenceCounter = (*MemoryStorage)(nil)
+	_ StorageClient    = (*MemoryStorage)(nil)
+	_ PresenceCounter  = (*MemoryStorage)(nil)
+	_ ChannelOccupancy = (*MemoryStorage)(nil)
 )
 
 // NewMemoryStorage returns an empty in-process presence store.

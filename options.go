@@ -38,6 +38,17 @@ type Options struct {
 	// channel, whatever ended it; client.DisconnectReason says why.
 	OnDisconnect func(client *Client)
 
+	// OnSubscribe is called after a connection joined a channel (once
+	// per channel it joins, not for a repeated subscribe), and
+	// OnUnsubscribe after it left one: by unsubscribing, by
+	// Hub.UnsubscribeUser, or by disconnecting (then possibly after
+	// OnDisconnect). For one connection and channel they alternate. They
+	// run on the node that has the connection, on the hub's hook
+	// goroutine, one hook at a time in the order the changes happened
+	// (see docs/cluster.md); neither may block for long.
+	OnSubscribe   func(client *Client, channel string)
+	OnUnsubscribe func(client *Client, channel string)
+
 	// EnableWhispers lets subscribed, identified clients send whispers.
 	EnableWhispers bool
 	// WhisperPrivateOnly restricts whispers to private- and presence-

@@ -31,7 +31,8 @@ func (h *Hub) presenceCtx() (context.Context, context.CancelFunc) {
 }
 
 // member is who the client is on a presence channel it joins by the
-// hub's own authorization.
+// hub's own authorization, or by a protocol's token that names no member:
+// its user, from GetUserID or a sign-in.
 func (c *Client) member() PresenceMember { return PresenceMember{UserID: c.UserID, Info: c.info} }
 
 // joinPresence records the client as member of a presence channel it has
@@ -95,7 +96,11 @@ func (c *Client) leavePresence(channel string) {
 	h := c.hub
 	ctx, cancel := h.presenceCtx()
 	defer cancel()
-	ev, left, err := h.storage.RemovePresence(ctx, PresenceConn{Channel: channel, ConnID: c.ID, Member: c.member()})
+	member := c.member()
+	if m, ok := c.ungrant(channel); ok && m.UserID != "" {
+		member = m
+	}
+	ev, left, err := h.storage.RemovePresence(ctx, PresenceConn{Channel: channel, ConnID: c.ID, Member: member})
 	if err != nil {
 		h.stats.errors[errKindStorage].Add(1)
 		h.log.Warn("ws: presence remove failed", "channel", channel, "client", c.ID, "err", err)
@@ -152,6 +157,12 @@ func (h *Hub) announce(ctx context.Context, ev PresenceEvent, members []Presence
 	if err := h.publish(ctx, &w, except); err != nil {
 		h.stats.errors[errKindBroker].Add(1)
 		h.log.Warn("ws: presence announce failed", "channel", w.Channel, "event", presenceEvents[kind], "err", err)
+	}
+	h.protoMu.Lock()
+	watchers := h.presenceWatchers
+	h.protoMu.Unlock()
+	for _, fn := range watchers {
+		fn(ev.Conn.Channel, m.UserID, ev.Left)
 	}
 }
 

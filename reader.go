@@ -70,7 +70,7 @@ func (c *Client) readFrame() bool {
 		if op != frame.OpText {
 			c.fail("", "", CodeBinaryNotAllowed, "binary frames are not supported; send JSON text frames", nil)
 		} else {
-			c.dispatch(p)
+			c.act(p)
 		}
 	}
 	if c.out.isClosing() {

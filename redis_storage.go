@@ -67,6 +67,8 @@ type RedisStorage struct {
 	connOps keyLock
 	// maintaining admits one MaintainPresence at a time.
 	maintaining chan struct{}
+	// occ is the node's channel occupancy (redis_occupancy.go).
+	occ redisOccupancy
 
 	scripts   *autoPipeline // gathers concurrent scripts; nil on a client given to FromClient
 	kick      chan struct{} // wakes the heartbeat goroutine after a rotation
@@ -130,6 +132,7 @@ func newRedisStorage(client redis.UniversalClient, owns bool, o RedisOptions) *R
 		live:          make(map[string]map[string]PresenceMember),
 		orphans:       make(map[string]map[string]PresenceMember),
 		maintaining:   make(chan struct{}, 1),
+		occ:           redisOccupancy{sem: make(chan struct{}, 1)},
 		kick:          make(chan struct{}, 1),
 		done:          make(chan struct{}),
 	}
@@ -284,6 +287,9 @@ func (s *RedisStorage) Close() error {
 		defer cancel()
 		var errs []error
 		if err := s.deregister(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		if err := s.deregisterOccupancy(ctx); err != nil {
 			errs = append(errs, err)
 		}
 		if s.ownsClient {

@@ -50,6 +50,7 @@ type sender struct {
 	conn  net.Conn
 	raw   syscall.RawConn // conn's descriptor for the fast path; nil if none
 	shard *writeShard     // the shard that serves the fast path
+	proto uint8           // the client's wire protocol, whose CloseCode maps close codes
 	slot  int             // guarded by shard.regMu; index in shard.clients
 	done  chan struct{}   // closed when the state becomes sendDone
 
@@ -108,6 +109,25 @@ func (s *sender) enqueueShard(f []byte) (ok, kick bool) {
 	}
 	s.mu.Unlock()
 	return ok, kick
+}
+
+// enqueueBefore queues f, unbounded, then runs enter, and only then lets
+// a writer take the queue, all under mu. join uses it to queue a
+// subscription's acknowledgement and enter the channel's snapshot as one
+// step: a delivery that finds the client in the snapshot queues its frame
+// after the acknowledgement (it waits for mu), and the acknowledgement
+// cannot reach the socket before the client is in the snapshot, so every
+// publication made after the client saw it reaches the client.
+func (s *sender) enqueueBefore(f []byte, enter func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		enter()
+		return
+	}
+	s.pushLocked(f)
+	enter()
+	s.scheduleLocked()
 }
 
 // enqueueShardUnbounded is enqueueShard without the bounds check, for a
@@ -200,14 +220,15 @@ func (s *sender) scheduleLocked() {
 }
 
 // beginCloseLocked marks the connection closing with a close frame of code
-// and text, sent after what is queued; cause (or a *CloseReason) becomes
-// the disconnect reason unless one is set.
+// (as the client's protocol spells it: wire.Protocol.CloseCode) and text,
+// sent after what is queued; cause (or a *CloseReason with ws's own code)
+// becomes the disconnect reason unless one is set.
 func (s *sender) beginCloseLocked(code int, text string, cause error) {
 	if s.closing {
 		return
 	}
 	s.closing = true
-	s.closeFrame = frame.Close(code, text)
+	s.closeFrame = frame.Close(s.hub.protocols[s.proto].CloseCode(code), text)
 	if cause == nil {
 		cause = &CloseReason{Code: code, Text: text}
 	}

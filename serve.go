@@ -246,6 +246,17 @@ func (hs *handshake) Serve(conn bridge.Conn) error {
 	return nil
 }
 
+// Start registers an upgraded connection and serves it on a goroutine of
+// its own, like ServeWS; for the Pusher endpoint.
+func (hs *handshake) Start(conn bridge.Conn) error {
+	c, err := hs.start(conn)
+	if err != nil {
+		return err
+	}
+	go c.run()
+	return nil
+}
+
 // start registers the connection with the hub, sends its protocol's
 // greeting, if any, and calls OnConnect.
 func (hs *handshake) start(conn bridge.Conn) (*Client, error) {
@@ -269,6 +280,7 @@ func (hs *handshake) start(conn bridge.Conn) (*Client, error) {
 		c.negotiated = hs.negotiated
 	}
 	c.out.init(h, c.ID, c.nc, h.shards[h.nextShard.Add(1)%uint64(len(h.shards))])
+	c.out.proto = hs.proto
 	// If GetUserInfo or OnConnect panics (net/http recovers the panic on
 	// this goroutine), the hijacked socket, the slot and the registration
 	// must not leak.

@@ -39,7 +39,7 @@ func validWhisperEvent(ev string) bool {
 // them has no effect, so a whisper always names its real sender and goes
 // to the channel it was sent on.
 type WhisperEvent struct {
-	FromID      string          // sender's user ID, set by the server
+	FromID      string          // sender's user ID (on the channel; see handleWhisper), set by the server
 	ClientID    string          // sender's connection ID
 	ChannelName string          // channel whispered on
 	Event       string          // client-chosen event name, e.g. "typing"
@@ -62,13 +62,14 @@ func (c *Client) refuseWhisper(a wire.Action, code, msg string, err error) {
 // handleWhisper checks a whisper and publishes it to the other
 // subscribers of its channel on every node. Each check that fails answers
 // the client with an error frame and ErrorHandler with a *WhisperError.
+//
+// The whisper comes from who the client is on the channel: the member its
+// protocol granted it there (Pusher's channel_data), else its user. An
+// anonymous client may whisper only on a channel its protocol authorized
+// (a Pusher client on a private channel it holds a signature for).
 func (c *Client) handleWhisper(a wire.Action) {
-	switch {
-	case !c.opts.EnableWhispers:
+	if !c.opts.EnableWhispers {
 		c.refuseWhisper(a, CodeWhisperDisabled, "whispers are disabled on this server", nil)
-		return
-	case c.UserID == "":
-		c.refuseWhisper(a, CodeForbidden, "anonymous connections cannot whisper", nil)
 		return
 	}
 	if err := ValidChannelName(a.Channel); err != nil {
@@ -81,6 +82,11 @@ func (c *Client) handleWhisper(a wire.Action) {
 	}
 	if c.opts.WhisperPrivateOnly && kindOf(a.Channel) == publicChannel {
 		c.refuseWhisper(a, CodeForbidden, "whispers are allowed on private and presence channels only", nil)
+		return
+	}
+	from, granted := c.identity(a.Channel)
+	if from == "" && !granted {
+		c.refuseWhisper(a, CodeForbidden, "anonymous connections cannot whisper", nil)
 		return
 	}
 	if !validWhisperEvent(a.Event) {
@@ -98,7 +104,7 @@ func (c *Client) handleWhisper(a wire.Action) {
 	if len(a.Data) == 0 {
 		a.Data = json.RawMessage("null")
 	}
-	ev := &WhisperEvent{FromID: c.UserID, ClientID: c.ID, ChannelName: a.Channel, Event: a.Event, Data: a.Data}
+	ev := &WhisperEvent{FromID: from, ClientID: c.ID, ChannelName: a.Channel, Event: a.Event, Data: a.Data}
 	if mw := c.opts.WhisperMiddleware; mw != nil && !mw(ev) {
 		c.refuseWhisper(a, CodeWhisperBlocked, "whisper blocked by the server", nil)
 		return
@@ -113,7 +119,7 @@ func (c *Client) handleWhisper(a wire.Action) {
 	ctx, cancel := c.hub.presenceCtx()
 	defer cancel()
 	c.hub.stats.whispersIn.Add(1)
-	w := wire.Event{Kind: wire.WhisperEvent, Channel: a.Channel, Name: ev.Event, From: c.UserID, Data: ev.Data}
+	w := wire.Event{Kind: wire.WhisperEvent, Channel: a.Channel, Name: ev.Event, From: from, Data: ev.Data}
 	if err := c.hub.publish(ctx, &w, c.ID); err != nil {
 		c.refuseWhisper(a, CodeUnavailable, "whisper could not be delivered: the service is unavailable; try again shortly", err)
 	}

@@ -46,7 +46,7 @@ func FiberHandler(hub *ws.Hub, options *ws.Options) fiber.Handler {
 	}
 	writeTimeout := hub.Config().WriteTimeout
 	return func(c *fiber.Ctx) error {
-		serve(c, hub, up, options, writeTimeout)
+		serve(c, hub, up, options, 0, writeTimeout)
 		return nil
 	}
 }
@@ -64,7 +64,9 @@ func handshakeError(ctx *fasthttp.RequestCtx, status int, _ error) {
 // per connection; ws writes frames without it.
 var writeBufferPool = &sync.Pool{}
 
-func serve(c *fiber.Ctx, hub *ws.Hub, up *websocket.FastHTTPUpgrader, options *ws.Options, writeTimeout time.Duration) {
+// serve upgrades c's request to a connection on hub that speaks protocol
+// (an index from bridge.AddProtocol; 0 is ws's own).
+func serve(c *fiber.Ctx, hub *ws.Hub, up *websocket.FastHTTPUpgrader, options *ws.Options, protocol int, writeTimeout time.Duration) {
 	fctx := c.Context()
 	ctx, cancel := context.WithCancel(c.UserContext())
 	r, err := newRequest(ctx, fctx)
@@ -74,7 +76,7 @@ func serve(c *fiber.Ctx, hub *ws.Hub, up *websocket.FastHTTPUpgrader, options *w
 		return
 	}
 	rec := newRecorder()
-	hs := bridge.Prepare(hub, rec, r, options, 0)
+	hs := bridge.Prepare(hub, rec, r, options, protocol)
 	if hs == nil {
 		cancel()
 		rec.writeTo(c)

@@ -35,6 +35,11 @@ type Handshake interface {
 	// compressed and with the subprotocol as negotiated. Without the
 	// call it is served with neither, whatever the client offered.
 	ResponseHeader() http.Header
+	// Start registers the upgraded connection and returns once it is
+	// (after OnConnect), serving it on a goroutine of its own, as
+	// ws.ServeWS does: for net/http, where that releases the handler's
+	// goroutine and buffers.
+	Start(conn Conn) error
 	// Fail ends a handshake whose upgrade failed: it releases the slot and
 	// reports err to Options.ErrorHandler, and returns the error it
 	// reported.
@@ -52,4 +57,46 @@ var (
 	// AddProtocol registers a wire protocol on hub, before hub.Run, and
 	// returns its index.
 	AddProtocol func(hub any, p wire.Protocol) (int, error)
+
+	// SetUser makes userID the user of client (a *ws.Client) that had
+	// none, for protocols whose clients sign in on an open connection
+	// (pusher:signin); setting the user it has is a no-op, another one an
+	// error. It must be called on the client's read goroutine while it
+	// handles a frame, or in Options.OnConnect.
+	SetUser func(client any, userID string) error
+
+	// AddOccupancyHooks adds functions that hub (a *ws.Hub) calls as it
+	// calls Config.OnChannelOccupied and OnChannelVacated: once per
+	// cluster, on its hook goroutine. Either may be nil. Before hub.Run
+	// only.
+	AddOccupancyHooks func(hub any, occupied, vacated func(channel string)) error
 )
+
+// The plumbing of package pusher.
+var (
+	// WatchPresence registers fn to be called for every presence join
+	// and leave that hub decides (once per change across the cluster:
+	// the node whose add, remove or maintenance made it calls it). fn
+	// runs on the goroutine announcing the change and must not block.
+	WatchPresence func(hub any, fn func(channel, userID string, left bool))
+
+	// PusherConnect, set by package pusher, checks a Pusher client's
+	// connection request to srv (a *pusher.Server), for the Fiber
+	// adaptor; see PusherConn.
+	PusherConnect func(srv any, r *http.Request) PusherConn
+)
+
+// PusherConn is how a Pusher connection request is to be served: on Hub
+// with Options and Protocol (for Prepare), or, when RefuseCode is set,
+// refused after the upgrade with the text frame RefuseFrame and a close
+// frame of RefuseCode and RefuseText. Err is set when the server cannot
+// serve at all (answer 500).
+type PusherConn struct {
+	Hub         any
+	Options     any
+	Protocol    int
+	RefuseCode  int
+	RefuseText  string
+	RefuseFrame []byte
+	Err         error
+}

@@ -26,6 +26,7 @@ const (
 	Pong                          // the client answered a protocol-level ping: nothing to do
 	Publish                       // a client tried to publish: refused
 	Unknown                       // an action the protocol does not know: refused
+	Signin                        // the protocol authenticated the connection's user: Grant.Member
 )
 
 // Action is one decoded client frame.
@@ -42,7 +43,8 @@ type Action struct {
 	Since *Position
 	// Grant, when set, is a subscribe that the protocol authorized
 	// itself (a signed token in the frame); the hub then skips its own
-	// authorization hooks. Nil means the hub decides.
+	// authorization hooks. Nil means the hub decides. On a Signin action
+	// Grant.Member is the user the protocol authenticated.
 	Grant *Grant
 	// Code and Err say what was wrong with an Invalid frame (Code is one
 	// of ws's error codes; Err's text is safe to show the client).
@@ -50,10 +52,11 @@ type Action struct {
 	Err  error
 }
 
-// Grant is a protocol's authorization of one subscribe.
+// Grant is a protocol's authorization of one subscribe, or of a sign-in.
 type Grant struct {
-	// Member is who the connection is on a presence channel; nil means
-	// the connection's own user.
+	// Member is who the connection is on the channel: on a presence
+	// channel the member it joins as, and on any channel the user its
+	// whispers there come from. Nil means the connection's own user.
 	Member *Member
 }
 
@@ -83,6 +86,7 @@ const (
 	Unsubscribed                  // an unsubscribe succeeded
 	Error                         // an action was refused or failed
 	PongEvent                     // the answer to a Ping action
+	SignedIn                      // a Signin succeeded: Member is the user, Data what the protocol's Signin carried
 )
 
 // Event is one thing the server tells a client.
@@ -96,6 +100,9 @@ type Event struct {
 	Data json.RawMessage
 	// From is a whisper's sender (a user ID, possibly empty).
 	From string
+	// User is the user a Message on the "#user" pseudo-channel is
+	// addressed to (ws.Hub.PublishToUser); empty otherwise.
+	User string
 
 	// Presence: Member who joined or left; Members the list when it is
 	// carried (Members events always; Join and Leave on small channels),

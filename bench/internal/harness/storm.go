@@ -56,6 +56,7 @@ type stormPhase struct {
 	Upgraded, Subscribed, Settled           time.Duration // from the drop to the last one
 	ListSettled                             time.Duration // settled under ws's users-list reading
 	ListUnsettled                           int
+	NoList, WrongMembers, StaleCount        int           // why the subscribed unsettled ones are
 	SubP50, SubP99                          time.Duration // per connection: drop to all subscribed
 	ErrorFrames, Retries, PresenceFrames    int64
 	ErrorCodes                              map[string]int64
@@ -82,6 +83,9 @@ func mergeStorm(rs []*loadgen.StormResult) *stormPhase {
 		up, sub, set = max(up, r.LastUpgradeNs), max(sub, r.LastSubscribedNs), max(set, r.LastSettledNs)
 		list = max(list, r.LastListSettledNs)
 		p.ListUnsettled += r.ListUnsettled
+		p.NoList += r.NoList
+		p.WrongMembers += r.WrongMembers
+		p.StaleCount += r.StaleCount
 		p.Conns += r.Conns
 		p.Failed += r.Failed
 		p.NotSubscribed += r.NotSubscribed
@@ -221,10 +225,10 @@ func stormEvents(f *fleet, want string, cfg stormConfig) (*stormPhase, error) {
 }
 
 func (p *stormPhase) String() string {
-	return fmt.Sprintf("%d conns, %d failed; all upgraded in %v (%.0f handshakes/s), subscribed in %v (p50 %v, p99 %v), settled in %v (list reading %v); %d not subscribed, %d unsettled (list reading %d); %d presence frames, %d error frames (%d retried)%s",
+	return fmt.Sprintf("%d conns, %d failed; all upgraded in %v (%.0f handshakes/s), subscribed in %v (p50 %v, p99 %v), settled in %v (list reading %v); %d not subscribed, %d unsettled (no list %d, wrong members %d, stale count %d; list reading %d); %d presence frames, %d error frames (%d retried)%s",
 		p.Conns, p.Failed, p.Upgraded.Round(time.Millisecond), p.handshakes(), p.Subscribed.Round(time.Millisecond),
 		p.SubP50.Round(time.Millisecond), p.SubP99.Round(time.Millisecond), p.Settled.Round(time.Millisecond), p.ListSettled.Round(time.Millisecond),
-		p.NotSubscribed, p.Unsettled, p.ListUnsettled, p.PresenceFrames, p.ErrorFrames, p.Retries, exampleSuffix(p.Example)) +
+		p.NotSubscribed, p.Unsettled, p.NoList, p.WrongMembers, p.StaleCount, p.ListUnsettled, p.PresenceFrames, p.ErrorFrames, p.Retries, exampleSuffix(p.Example)) +
 		errorSuffix(p.ErrorCodes, p.ErrorExample)
 }
 
@@ -278,12 +282,16 @@ type stormTotals struct {
 	runs, unsettled, unsettledRuns, listUnsettled, listUnsettledRuns int
 	failed, bad, checked, initUnsettled, initListUnsettled, initBad  int
 	errFrames, retries                                               int64
+	noList, wrongMembers, staleCount                                 int
 }
 
 func (t *stormTotals) add(s *stormSample) {
 	t.runs++
 	t.unsettled += s.Storm.Unsettled
 	t.listUnsettled += s.Storm.ListUnsettled
+	t.noList += s.Storm.NoList
+	t.wrongMembers += s.Storm.WrongMembers
+	t.staleCount += s.Storm.StaleCount
 	if s.Storm.Unsettled > 0 {
 		t.unsettledRuns++
 	}
@@ -364,7 +372,7 @@ func stormMarkdown(b *strings.Builder, samples []*stormSample, runs int, cfg sto
 				row[1] = "yes (memory)"
 			}
 			row[8] = settledCell(samples, name, t.unsettledRuns, t.runs, func(p *stormPhase) float64 { return p.Settled.Seconds() })
-			row[9] = fmt.Sprintf("%d of %d", t.unsettled, t.runs*cfg.conns)
+			row[9] = fmt.Sprintf("%d of %d (no list %d, wrong members %d, stale count %d)", t.unsettled, t.runs*cfg.conns, t.noList, t.wrongMembers, t.staleCount)
 			row[10] = settledCell(samples, name, t.listUnsettledRuns, t.runs, func(p *stormPhase) float64 { return p.ListSettled.Seconds() })
 			row[11] = fmt.Sprintf("%d of %d", t.listUnsettled, t.runs*cfg.conns)
 			if stormServer(name) == "centrifuge" {

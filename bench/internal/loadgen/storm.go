@@ -56,6 +56,10 @@ type StormResult struct {
 	LastSettledNs    int64 `json:"last_settled_ns"`
 	NotSubscribed    int   `json:"not_subscribed"`
 	Unsettled        int   `json:"unsettled"`
+	// Why the subscribed ones among Unsettled are: no member list ever
+	// came; the list holds other users than the room's; it holds the
+	// room's users but the last presence frame counted another number.
+	NoList, WrongMembers, StaleCount int
 	// The same under the list reading of ws's frames (see wsFrame).
 	LastListSettledNs int64            `json:"last_list_settled_ns"`
 	ListUnsettled     int              `json:"list_unsettled"`
@@ -344,6 +348,15 @@ func (w *stormWorker) collect(start time.Time, failed int) *StormResult {
 				r.LastSettledNs = max(r.LastSettledNs, s.settledNs)
 			} else {
 				r.Unsettled++
+				switch {
+				case !s.isSub:
+				case !s.haveList:
+					r.NoList++
+				case w.o.proto != ProtoCentrifuge && viewSettled(u, s, ProtoCentrifuge):
+					r.StaleCount++ // the right members, a wrong count
+				default:
+					r.WrongMembers++
+				}
 				if r.Example == "" {
 					r.Example = describe(u, s)
 				}

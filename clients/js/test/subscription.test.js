@@ -59,7 +59,7 @@ test('every subscription is replayed after each reconnect', async (t) => {
     assert.deepEqual(messages.map(([m]) => m), channels.map((c) => ({ round, c })));
   }
   const stats = await server.call('GET', '/stats');
-  assert.equal(stats.Subscriptions, channels.length, 'no subscription was doubled');
+  assert.equal(stats.subscriptions, channels.length, 'no subscription was doubled');
 });
 
 test('subscriptions made while disconnected are sent on connect', async (t) => {

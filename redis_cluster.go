@@ -1,0 +1,88 @@
+package ws
+
+// What the cluster API (cluster.go) asks of Redis beyond the MessageBroker
+// and StorageClient contracts: a publish that counts its receivers, and
+// the member counts of many presence channels in one round trip.
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var _ PublishCounter = (*RedisBroker)(nil)
+
+// PublishCounted is Publish, returning also the number of subscription
+// connections Redis handed the publication to (the integer reply of
+// PUBLISH, or SPUBLISH on Redis Cluster): one per broker subscribed to
+// channel. With classic pub/sub on Redis Cluster (DisableShardedPubSub)
+// PUBLISH counts only the subscribers of the node it reached, so the
+// count is -1 (unknown).
+func (b *RedisBroker) PublishCounted(ctx context.Context, channel string, payload []byte) (int, error) {
+	if b.closed.Load() {
+		return 0, ErrHubClosed
+	}
+	if _, cluster := b.client.(*redis.ClusterClient); cluster && !b.sharded {
+		return -1, b.Publish(ctx, channel, payload)
+	}
+	i := b.shardOf(channel)
+	sh := b.shards[i]
+	session, err := sh.admit(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: redis publish on %q: %w", ErrBrokerUnavailable, channel, err)
+	}
+	n, err := b.publishCountedOnce(ctx, b.redisChannel(i, channel), payload)
+	if err != nil {
+		if publishNotSent(err) {
+			return 0, fmt.Errorf("%w: redis publish on %q: %w", ErrBrokerUnavailable, channel, err)
+		}
+		return 0, fmt.Errorf("%w: redis publish on %q: %w", ErrPublishUncertain, channel, err)
+	}
+	if !sh.stillLive(session) {
+		return 0, fmt.Errorf("%w: redis publish on %q: the subscription connection failed while publishing", ErrPublishUncertain, channel)
+	}
+	return int(n), nil
+}
+
+// publishCountedOnce is publishOnce, keeping the reply: how many
+// subscribers received the message.
+func (b *RedisBroker) publishCountedOnce(ctx context.Context, rch string, payload []byte) (int64, error) {
+	var c redis.Cmdable = b.client
+	cc, cluster := b.client.(*redis.ClusterClient)
+	if cluster {
+		node, err := cc.MasterForKey(ctx, rch)
+		if err != nil {
+			return 0, &noConnError{err: err}
+		}
+		c = node
+	}
+	var cmd *redis.IntCmd
+	if b.sharded {
+		cmd = c.SPublish(ctx, rch, payload)
+	} else {
+		cmd = c.Publish(ctx, rch, payload)
+	}
+	if _, moved := redis.IsMovedError(cmd.Err()); moved && cluster {
+		cc.ReloadState(ctx)
+	}
+	return cmd.Result()
+}
+
+// presenceCounts returns the member count of each presence channel, with
+// one pipelined HLEN each: one round trip (per Redis Cluster node).
+func (s *RedisStorage) presenceCounts(ctx context.Context, channels []string) ([]int, error) {
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.IntCmd, len(channels))
+	for i, ch := range channels {
+		cmds[i] = pipe.HLen(ctx, s.keys.channel(ch)[2])
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, s.wrap("count", fmt.Sprintf("%d channels", len(channels)), err)
+	}
+	out := make([]int, len(channels))
+	for i, cmd := range cmds {
+		out[i] = int(cmd.Val())
+	}
+	return out, nil
+}
