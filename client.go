@@ -59,6 +59,9 @@ type Client struct {
 	out   sender     // the send side: queue, bounds, writer, close handshake
 	users clientUser // user index entry and acting lock (users.go)
 
+	// subprotocol and compression, from the handshake
+	negotiated
+
 	mu   sync.Mutex
 	subs []*channel // guarded by mu; written only by the Hub.Run goroutine
 	// granted says, for each channel the client's protocol authorized
@@ -82,6 +85,10 @@ type Client struct {
 // the upgrade handler returns, long before the connection ends).
 func (c *Client) Context() context.Context { return c.ctx }
 
+// Subprotocol returns the WebSocket subprotocol selected for the
+// connection from Config.Subprotocols, or "" when none was.
+func (c *Client) Subprotocol() string { return c.subprotocol }
+
 // DisconnectReason says why the connection ended: a *CloseReason when the
 // server closed it (shutdown, abuse, a panic in a hook), ErrSlowConsumer
 // when its send queue overflowed, a *PeerCloseError when the client sent a
@@ -100,7 +107,7 @@ func (c *Client) Send(message any) bool {
 	if err != nil {
 		return false
 	}
-	return c.out.enqueue(frame.Text(b))
+	return c.out.enqueue(c.textFrame(b))
 }
 
 // Close disconnects the client with a close frame carrying code and

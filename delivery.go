@@ -13,7 +13,9 @@ import (
 // deliver hands one broker payload to every write shard with subscribers
 // of the channel, which fan it out to their share of them. The event is
 // encoded once for each protocol that the channel's subscribers speak,
-// and every subscriber of a protocol gets the same bytes. It runs on the
+// and every subscriber of a protocol gets the same bytes (compressed
+// once more, and shared the same way, for the subscribers that
+// negotiated compression: see compression.go). It runs on the
 // broker's delivery goroutine and waits only when a shard is far behind
 // (see maxPosts), never on a client.
 func (h *Hub) deliver(ch *channel, payload []byte) {
@@ -34,8 +36,12 @@ func (h *Hub) deliver(ch *channel, payload []byte) {
 // each of them but the connection except and the clients in skip; with
 // only set, to that client alone.
 func (h *Hub) post(ch *channel, ev *wire.Event, except string, skip []*Client, only *Client) {
+	var z *deflated
+	if h.cfg.EnableCompression {
+		z = &deflated{}
+	}
 	if only != nil {
-		only.out.shard.post(post{ch: ch, ev: ev, only: only})
+		only.out.shard.post(post{ch: ch, ev: ev, only: only, z: z})
 		return
 	}
 	var p *post
@@ -44,7 +50,7 @@ func (h *Hub) post(ch *channel, ev *wire.Event, except string, skip []*Client, o
 			continue
 		}
 		if p == nil {
-			p = &post{ch: ch, ev: ev, except: except, skip: skip, whisper: ev.Kind == wire.WhisperEvent}
+			p = &post{ch: ch, ev: ev, except: except, skip: skip, whisper: ev.Kind == wire.WhisperEvent, z: z}
 			for pi, proto := range h.protocols[:h.nprotocols.Load()] {
 				if ch.speakers[pi].Load() > 0 {
 					if p.frames[pi] = encodeFrame(proto, ev); p.frames[pi] == nil {

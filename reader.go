@@ -23,7 +23,7 @@ import (
 // most of what an idle connection costs.
 func (c *Client) readLoop() {
 	cfg := &c.hub.cfg
-	c.rd = frame.Reader{R: (*sockReader)(c), MaxSize: cfg.MaxMessageSize, Control: c.control}
+	c.rd = frame.Reader{R: (*sockReader)(c), MaxSize: cfg.MaxMessageSize, Control: c.control, Deflate: c.deflate}
 	if cfg.ReadBufferSize > 0 {
 		c.br = bufio.NewReaderSize(c.nc, cfg.ReadBufferSize)
 		c.rd.R = c.br

@@ -41,6 +41,7 @@ type RedisBroker struct {
 	prefix     string
 	sharded    bool           // SPUBLISH/SSUBSCRIBE with hash-tagged partitions
 	shards     []*pubsubShard // fixed at construction
+	pipe       *publishPipe   // batches concurrent publishes (redis_pipeline.go)
 	ops        keyLock        // orders Subscribe/Unsubscribe of one channel
 	done       chan struct{}  // closed by Close
 	wg         sync.WaitGroup // the shards' goroutines
@@ -104,6 +105,8 @@ func newRedisBroker(client redis.UniversalClient, owns bool, o RedisOptions) *Re
 		sharded:    isCluster(client) && !o.DisableShardedPubSub,
 		done:       make(chan struct{}),
 	}
+	b.pipe = newPublishPipe(client, b.sharded)
+	b.pipe.start(&b.wg, b.done)
 	n := 1
 	if b.sharded {
 		n = o.ClusterShards
@@ -184,7 +187,7 @@ func (b *RedisBroker) Unsubscribe(ctx context.Context, channel string) error {
 	}
 	defer unlock()
 	i := b.shardOf(channel)
-	if err := b.shards[i].unsubscribe(ctx, b.redisChannel(i, channel)); err != nil {
+	if err := b.shards[i].unsubscribe(ctx, []string{b.redisChannel(i, channel)}); err != nil {
 		return fmt.Errorf("ws: redis unsubscribe %q: %w", channel, err)
 	}
 	return nil

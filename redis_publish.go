@@ -9,7 +9,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Publish sends payload with one PUBLISH (SPUBLISH on Redis Cluster).
+// Publish sends payload with one PUBLISH (SPUBLISH on Redis Cluster),
+// in a pipeline shared with the Publish calls made at the same time
+// (redis_pipeline.go).
 //
 // nil means Redis accepted the publication while this node's
 // subscription connection for the channel was live: up, every channel
@@ -35,7 +37,8 @@ import (
 // ctx's deadline, or without one within about DialTimeout (when it must
 // open a connection) plus WriteTimeout plus ReadTimeout (one more for a
 // new connection's handshake), or PoolTimeout when all PoolSize
-// connections are busy.
+// connections are busy; a call made while every pipeline is in flight
+// first waits for one of them to end, within the same bounds.
 func (b *RedisBroker) Publish(ctx context.Context, channel string, payload []byte) error {
 	if b.closed.Load() {
 		return ErrHubClosed
@@ -46,7 +49,7 @@ func (b *RedisBroker) Publish(ctx context.Context, channel string, payload []byt
 	if err != nil {
 		return fmt.Errorf("%w: redis publish on %q: %w", ErrBrokerUnavailable, channel, err)
 	}
-	if err := b.publishOnce(ctx, b.redisChannel(i, channel), payload); err != nil {
+	if err := b.pipe.publish(ctx, b.redisChannel(i, channel), payload); err != nil {
 		if publishNotSent(err) {
 			return fmt.Errorf("%w: redis publish on %q: %w", ErrBrokerUnavailable, channel, err)
 		}
@@ -97,7 +100,9 @@ func (b *RedisBroker) publishOnce(ctx context.Context, rch string, payload []byt
 //     only while it waits for a connection (an expired deadline during
 //     I/O is a net timeout instead);
 //   - a *net.OpError whose Op is "write": the command was not written
-//     whole, and Redis never runs part of a command;
+//     whole, and Redis never runs part of a command (but a failed write
+//     of a pipeline of several commands is a *partialWriteError: the
+//     first ones may have run);
 //   - a Redis error reply (redis.Error: MOVED, LOADING, NOAUTH, OOM,
 //     CLUSTERDOWN...): Redis refused the command.
 //
@@ -109,7 +114,10 @@ func publishNotSent(err error) bool {
 	var noConn *noConnError
 	var op *net.OpError
 	var reply redis.Error
+	var partial *partialWriteError
 	switch {
+	case errors.As(err, &partial): // see redis_pipeline.go
+		return false
 	case errors.As(err, &noConn):
 		return true
 	case errors.Is(err, redis.ErrClosed), errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted):

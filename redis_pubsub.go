@@ -177,67 +177,105 @@ func (sh *pubsubShard) deliver(channel, payload string) {
 // subscribe registers handler for rch, sends the subscription and waits
 // for Redis to confirm it.
 func (sh *pubsubShard) subscribe(ctx context.Context, rch string, handler func([]byte)) error {
-	s := &redisSub{handler: handler, confirmed: make(chan struct{})}
+	return sh.subscribeMany(ctx, []string{rch}, []func([]byte){handler})[0]
+}
+
+// subscribeMany registers handlers[i] for rchs[i] (all different), sends
+// one subscription for all of them and waits until Redis confirmed each,
+// returning one error per channel. A channel not confirmed when ctx ends
+// is forgotten and unsubscribed.
+func (sh *pubsubShard) subscribeMany(ctx context.Context, rchs []string, handlers []func([]byte)) []error {
+	subs := make([]*redisSub, len(rchs))
 	sh.mu.Lock()
-	if old := sh.subs[rch]; old != nil {
-		sh.dropped(old)
+	for i, rch := range rchs {
+		s := &redisSub{handler: handlers[i], confirmed: make(chan struct{})}
+		if old := sh.subs[rch]; old != nil {
+			sh.dropped(old)
+		}
+		sh.subs[rch] = s
+		subs[i] = s
 	}
-	sh.subs[rch] = s
 	sh.mu.Unlock()
 
 	var err error
 	if sh.sharded {
-		err = sh.ps.SSubscribe(ctx, rch)
+		err = sh.ps.SSubscribe(ctx, rchs...)
 	} else {
-		err = sh.ps.Subscribe(ctx, rch)
+		err = sh.ps.Subscribe(ctx, rchs...)
 	}
-	if err == nil {
-		select {
-		case <-s.confirmed:
-			return nil
-		case <-ctx.Done():
-			err = ctx.Err()
-		case <-sh.done:
-			err = ErrHubClosed
+	errs := make([]error, len(rchs))
+	var failed []string
+	for i, s := range subs {
+		if errs[i] = err; err == nil {
+			errs[i] = sh.awaitConfirmed(ctx, s)
+		}
+		if errs[i] == nil {
+			continue
+		}
+		// Forget the half-made subscription so go-redis does not restore
+		// it on the next reconnect.
+		sh.mu.Lock()
+		if sh.subs[rchs[i]] == s {
+			delete(sh.subs, rchs[i])
+			sh.dropped(s)
+		}
+		sh.mu.Unlock()
+		failed = append(failed, rchs[i])
+	}
+	if len(failed) > 0 {
+		// ctx may be done, so use a short one of our own.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sh.every)
+		_ = sh.sendUnsubscribe(uctx, failed)
+		cancel()
+	}
+	return errs
+}
+
+// awaitConfirmed waits until Redis confirmed s, ctx ends or the broker
+// closes; a confirmation that came in time wins over an ended ctx.
+func (sh *pubsubShard) awaitConfirmed(ctx context.Context, s *redisSub) error {
+	select {
+	case <-s.confirmed:
+		return nil
+	default:
+	}
+	select {
+	case <-s.confirmed:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-sh.done:
+		return ErrHubClosed
+	}
+}
+
+// unsubscribe drops the handlers of rchs, waiting out a delivery in
+// progress, then tells Redis with one command.
+func (sh *pubsubShard) unsubscribe(ctx context.Context, rchs []string) error {
+	var known []string
+	sh.mu.Lock()
+	for _, rch := range rchs {
+		if s, ok := sh.subs[rch]; ok {
+			delete(sh.subs, rch)
+			sh.dropped(s)
+			known = append(known, rch)
 		}
 	}
-	// Forget the half-made subscription so go-redis does not restore it
-	// on the next reconnect. ctx may be done, so use a short one of our own.
-	sh.mu.Lock()
-	if sh.subs[rch] == s {
-		delete(sh.subs, rch)
-		sh.dropped(s)
-	}
 	sh.mu.Unlock()
-	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sh.every)
-	_ = sh.sendUnsubscribe(uctx, rch)
-	cancel()
-	return err
-}
-
-// unsubscribe drops rch's handler, waiting out a delivery in progress,
-// then tells Redis.
-func (sh *pubsubShard) unsubscribe(ctx context.Context, rch string) error {
-	sh.mu.Lock()
-	s, ok := sh.subs[rch]
-	if ok {
-		delete(sh.subs, rch)
-		sh.dropped(s)
-	}
-	sh.mu.Unlock()
-	if !ok {
+	if len(known) == 0 {
 		return nil
 	}
-	return sh.sendUnsubscribe(ctx, rch)
+	return sh.sendUnsubscribe(ctx, known)
 }
 
-// sendUnsubscribe writes (S)UNSUBSCRIBE for rch. go-redis forgets rch
-// even when the write fails, so it is not restored on reconnect.
-func (sh *pubsubShard) sendUnsubscribe(ctx context.Context, rch string) error {
+// sendUnsubscribe writes one (S)UNSUBSCRIBE for rchs, which must not be
+// empty (go-redis reads no channels as all of them). go-redis forgets
+// rchs even when the write fails, so they are not restored on reconnect.
+func (sh *pubsubShard) sendUnsubscribe(ctx context.Context, rchs []string) error {
 	if sh.sharded {
-		return sh.ps.SUnsubscribe(ctx, rch)
+		return sh.ps.SUnsubscribe(ctx, rchs...)
 	}
-	return sh.ps.Unsubscribe(ctx, rch)
+	return sh.ps.Unsubscribe(ctx, rchs...)
 }
 
 func (sh *pubsubShard) closing() bool {

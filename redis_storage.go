@@ -70,6 +70,7 @@ type RedisStorage struct {
 	// occ is the node's channel occupancy (redis_occupancy.go).
 	occ redisOccupancy
 
+	scripts   *autoPipeline // gathers concurrent scripts; nil on a client given to FromClient
 	kick      chan struct{} // wakes the heartbeat goroutine after a rotation
 	done      chan struct{} // closed by Close
 	wg        sync.WaitGroup
@@ -134,6 +135,9 @@ func newRedisStorage(client redis.UniversalClient, owns bool, o RedisOptions) *R
 		occ:           redisOccupancy{sem: make(chan struct{}, 1)},
 		kick:          make(chan struct{}, 1),
 		done:          make(chan struct{}),
+	}
+	if owns {
+		s.scripts = installAutoPipeline(client, &s.wg, s.done) // redis_autopipeline.go
 	}
 	s.wg.Add(1)
 	go s.heartbeat()
@@ -227,27 +231,27 @@ func (s *RedisStorage) remove(ctx context.Context, conn PresenceConn) (PresenceE
 }
 
 // PresenceMembers returns the channel's members ordered by UserID and its
-// version, read in one MULTI/EXEC so the two agree. It does not check
+// version, read in one script (membersScript) so the two agree. It does not check
 // which Redis process wrote the version: whatever it reads is a state
 // Redis really had, named by its own version (after a restart from an
 // older file, an older one); only numbering new changes needs the check.
 func (s *RedisStorage) PresenceMembers(ctx context.Context, channel string) ([]PresenceMember, PresenceVersion, error) {
 	keys := s.keys.channel(channel)
-	pipe := s.client.TxPipeline()
-	infoCmd := pipe.HGetAll(ctx, keys[2])
-	versionCmd := pipe.HMGet(ctx, keys[5], "epoch", "seq")
-	if _, err := pipe.Exec(ctx); err != nil {
+	res, err := membersScript.Run(ctx, s.client, []string{keys[2], keys[5]}).Slice()
+	if err == nil && (len(res) < 2 || len(res)%2 != 0) {
+		err = fmt.Errorf("unexpected members reply of %d values", len(res))
+	}
+	if err != nil {
 		return nil, PresenceVersion{}, s.wrap("members", channel, err)
 	}
 	var v PresenceVersion
-	if vals := versionCmd.Val(); len(vals) == 2 {
-		v.Epoch, _ = vals[0].(string)
-		seq, _ := vals[1].(string)
-		v.Seq, _ = strconv.ParseUint(seq, 10, 64)
-	}
-	info := infoCmd.Val()
-	out := make([]PresenceMember, 0, len(info))
-	for uid, data := range info {
+	v.Epoch, _ = res[0].(string)
+	seq, _ := res[1].(string)
+	v.Seq, _ = strconv.ParseUint(seq, 10, 64)
+	out := make([]PresenceMember, 0, len(res)/2-1)
+	for i := 2; i < len(res); i += 2 {
+		uid, _ := res[i].(string)
+		data, _ := res[i+1].(string)
 		out = append(out, member(uid, data))
 	}
 	slices.SortFunc(out, func(a, b PresenceMember) int { return strings.Compare(a.UserID, b.UserID) })

@@ -196,6 +196,18 @@ end
 return out
 `)
 
+// membersScript reads a channel's members and version together, as a
+// script rather than MULTI/EXEC so that the member-list reads of a
+// reconnect storm share round trips with the other scripts
+// (redis_autopipeline.go). KEYS: info, version. It returns {epoch or
+// false, seq or false, user, info, user, info, ...}.
+var membersScript = redis.NewScript(`
+local out = redis.call('HMGET', KEYS[2], 'epoch', 'seq')
+local info = redis.call('HGETALL', KEYS[1])
+for i = 1, #info do out[#out + 1] = info[i] end
+return out
+`)
+
 // scriptReply reads a script's reply: a flat list of integers and
 // strings. The first error sticks; later reads return zero values.
 type scriptReply struct {

@@ -21,15 +21,22 @@ import (
 // with a deadline, for whatever the fast way cannot finish (a full socket),
 // for connections without a raw descriptor (TLS, other wrappers) and for the
 // close handshake. Exactly one of them owns the socket at a time; state
-// says which.
+// says which. A connection without a raw descriptor still passes through
+// the shard during fan-out: the shard hands it to its blocking writer once
+// its whole pass is queued, so a burst starts one writer per connection
+// with every frame of the pass to write, not one per frame.
 //
 // The transitions, all made under mu:
 //
 //	from      to        by                          when
-//	idle      shard     whoever queues a frame      fast path available, not closing, shard running
-//	idle      blocking  whoever queues or closes    no fast path, shard stopped, or closing
+//	idle      shard     fan-out on the client's     not closing
+//	                    shard
+//	idle      shard     whoever else queues         fast path available, not closing, shard running
+//	idle      blocking  whoever else queues,        no fast path, shard stopped, or closing
+//	                    or closes
 //	shard     idle      the shard's flush           the queue was written out
-//	shard     blocking  the shard's flush           socket full, write failed, closing, or shard stopping
+//	shard     blocking  the shard's flush           no fast path, socket full, write failed, closing,
+//	                                                or shard stopping
 //	blocking  idle      the writer goroutine        the queue was written out and not closing
 //	blocking  done      the writer goroutine        the close frame was written, or a write failed
 //
@@ -89,12 +96,12 @@ func (s *sender) enqueue(f []byte) bool {
 }
 
 // enqueueShard is enqueue for fan-out on the client's own shard: instead
-// of putting the client on the ready list it reports kick, and the shard
-// flushes it after the rest of its batch.
+// of putting the client on the ready list or starting its writer it
+// reports kick, and the shard flushes it after the rest of its batch.
 func (s *sender) enqueueShard(f []byte) (ok, kick bool) {
 	s.mu.Lock()
 	ok = s.addLocked(f)
-	if ok && s.state == sendIdle && s.raw != nil {
+	if ok && s.state == sendIdle {
 		s.state = sendShard
 		kick = true
 	} else if ok {
@@ -132,7 +139,7 @@ func (s *sender) enqueueShardUnbounded(f []byte) (ok, kick bool) {
 		return false, false
 	}
 	s.pushLocked(f)
-	if s.state == sendIdle && s.raw != nil {
+	if s.state == sendIdle {
 		s.state = sendShard
 		return true, true
 	}
@@ -284,11 +291,12 @@ var pingFrame = frame.Ping()
 
 // flush writes what is due with non-blocking writev calls. Only the shard
 // calls it, while the state is sendShard. What cannot be finished without
-// blocking (a full socket, a failed write, the close handshake) goes to
-// the blocking writer, in order.
+// blocking (a full socket, a failed write, the close handshake, and every
+// frame of a connection with no fast path) goes to the blocking writer,
+// in order.
 func (s *sender) flush(w *vecWriter) {
 	s.mu.Lock()
-	if s.closing {
+	if s.closing || s.raw == nil {
 		s.handOffLocked()
 		s.mu.Unlock()
 		return
@@ -400,16 +408,27 @@ func (s *sender) writeFailedLocked(err error) {
 // net.Buffers writes with writev) it passes the frames as they are; for
 // everything else, TLS above all, it first copies them into one buffer, so
 // a burst becomes one Write and one TLS record where it fits instead of a
-// record per frame.
+// record per frame. The buffer is borrowed from a pool for the length of
+// one Write, so a writer costs no buffer between bursts and a burst no
+// buffer growing by doubling.
 type blockingWriter struct {
 	s    *sender
 	bufs net.Buffers
-	buf  []byte
 }
 
 // coalesceMax bounds the buffer one Write gets: 16 KiB is the largest TLS
 // record, and a few of them per Write keep the copy cheap.
 const coalesceMax = 64 << 10
+
+// coalesceBufs holds buffers of coalesceSmall and of coalesceMax bytes;
+// a batch takes the smallest that holds it.
+var coalesceBufs = [2]sync.Pool{
+	{New: func() any { b := make([]byte, 0, coalesceSmall); return &b }},
+	{New: func() any { b := make([]byte, 0, coalesceMax); return &b }},
+}
+
+// coalesceSmall is the small buffers' size: a frame or a few.
+const coalesceSmall = 4 << 10
 
 func (w *blockingWriter) write(batch [][]byte) error {
 	if len(batch) == 0 {
@@ -425,19 +444,33 @@ func (w *blockingWriter) write(batch [][]byte) error {
 		return err
 	}
 	for len(batch) > 0 {
-		w.buf = w.buf[:0]
-		for len(batch) > 0 && (len(w.buf) == 0 || len(w.buf)+len(batch[0]) <= coalesceMax) {
-			w.buf = append(w.buf, batch[0]...)
+		if len(batch[0]) > coalesceMax {
+			// Too big to be worth a copy: written as it is.
+			n, err := s.conn.Write(batch[0])
+			s.hub.stats.bytesOut.Add(int64(n))
+			if err != nil {
+				return err
+			}
+			batch = batch[1:]
+			continue
+		}
+		pool := &coalesceBufs[0]
+		if lenAll(batch) > coalesceSmall {
+			pool = &coalesceBufs[1]
+		}
+		bp := pool.Get().(*[]byte)
+		buf := (*bp)[:0]
+		for len(batch) > 0 && len(buf)+len(batch[0]) <= cap(buf) {
+			buf = append(buf, batch[0]...)
 			batch = batch[1:]
 		}
-		n, err := s.conn.Write(w.buf)
+		n, err := s.conn.Write(buf)
 		s.hub.stats.bytesOut.Add(int64(n))
+		*bp = buf[:0]
+		pool.Put(bp)
 		if err != nil {
 			return err
 		}
-	}
-	if cap(w.buf) > coalesceMax {
-		w.buf = nil // a frame larger than the bound; do not keep it
 	}
 	return nil
 }

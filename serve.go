@@ -64,12 +64,21 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request, options *Options
 	}
 	// A zero read buffer size lets gorilla reuse net/http's reader for the
 	// handshake; the hub reads and writes frames itself afterwards.
+	// What it negotiated was decided by accept: gorilla's answer to an
+	// acceptable permessage-deflate offer is deflateResponse, and the
+	// selected subprotocol goes in as a response header.
 	up := websocket.Upgrader{
-		WriteBufferSize: h.cfg.WriteBufferSize,
-		WriteBufferPool: writeBufferPool,
-		CheckOrigin:     func(*http.Request) bool { return true }, // checked by accept
+		WriteBufferSize:   h.cfg.WriteBufferSize,
+		WriteBufferPool:   writeBufferPool,
+		CheckOrigin:       func(*http.Request) bool { return true }, // checked by accept
+		EnableCompression: hs.deflate,
 	}
-	conn, err := up.Upgrade(w, r, nil)
+	var header http.Header
+	if hs.subprotocol != "" {
+		header = http.Header{"Sec-Websocket-Protocol": {hs.subprotocol}}
+	}
+	hs.answered = true
+	conn, err := up.Upgrade(w, r, header)
 	if err != nil {
 		return hs.Fail(err)
 	}
@@ -93,6 +102,11 @@ type handshake struct {
 	userID   string
 	proto    uint8 // index of the connection's wire protocol
 	released bool
+	negotiated
+	// answered says the upgrade's answer carried what was negotiated
+	// (ResponseHeader was asked for it); a connection whose upgrader did
+	// not is served uncompressed, with no subprotocol.
+	answered bool
 }
 
 var _ bridge.Handshake = (*handshake)(nil)
@@ -102,8 +116,9 @@ var _ bridge.Handshake = (*handshake)(nil)
 // request arrives, but a hub whose Run never starts refuses it.
 const runStartGrace = time.Second
 
-// accept runs the checks made before an upgrade: a well-formed handshake,
-// a running hub, an allowed Origin, room under MaxConnections and
+// accept runs the checks made before an upgrade: a well-formed handshake
+// with a subprotocol the server speaks, if it asks for one (negotiate), a
+// running hub, an allowed Origin, room under MaxConnections and
 // MaxConnectionsPerIP; then it identifies the user. A refused request
 // gets its HTTP error written to w (400, 403, 426, 429, 503) and a
 // *ConnectionError back, which also goes to options.ErrorHandler.
@@ -120,7 +135,12 @@ func (h *Hub) accept(w http.ResponseWriter, r *http.Request, options *Options, p
 		}
 		return nil, cerr
 	}
-	if status, reason := checkHandshake(r); status != 0 {
+	status, reason := checkHandshake(r)
+	var neg negotiated
+	if status == 0 {
+		neg, status, reason = h.negotiate(r)
+	}
+	if status != 0 {
 		cerr := &ConnectionError{RemoteAddr: r.RemoteAddr, Op: "upgrade", StatusCode: status, Reason: reason}
 		h.stats.errors[errKindConnection].Add(1)
 		if status == http.StatusUpgradeRequired {
@@ -154,7 +174,7 @@ func (h *Hub) accept(w http.ResponseWriter, r *http.Request, options *Options, p
 	if status, reason := h.admit(key); status != 0 {
 		return refuse(status, reason, nil)
 	}
-	hs := &handshake{hub: h, opts: options, r: r, ip: ip, key: key, proto: uint8(proto)}
+	hs := &handshake{hub: h, opts: options, r: r, ip: ip, key: key, proto: uint8(proto), negotiated: neg}
 	if options.GetUserID != nil {
 		identified := false
 		defer func() {
@@ -194,6 +214,23 @@ func (hs *handshake) report(err error) {
 	if hs.opts.ErrorHandler != nil {
 		hs.opts.ErrorHandler(err)
 	}
+}
+
+// ResponseHeader returns the headers the upgrade's answer carries besides
+// those of the upgrade itself: the selected subprotocol and the accepted
+// compression, as negotiate decided them. An upgrader that calls it
+// promises to send them; one that does not gets a connection without
+// either.
+func (hs *handshake) ResponseHeader() http.Header {
+	hs.answered = true
+	hdr := http.Header{}
+	if hs.subprotocol != "" {
+		hdr.Set("Sec-WebSocket-Protocol", hs.subprotocol)
+	}
+	if hs.deflate {
+		hdr.Set("Sec-WebSocket-Extensions", deflateResponse)
+	}
+	return hdr
 }
 
 // Serve runs an upgraded connection until it ends, on the calling
@@ -238,6 +275,9 @@ func (hs *handshake) start(conn bridge.Conn) (*Client, error) {
 		ctx:         context.WithoutCancel(hs.r.Context()),
 		slotKey:     key,
 		proto:       hs.proto,
+	}
+	if hs.answered {
+		c.negotiated = hs.negotiated
 	}
 	c.out.init(h, c.ID, c.nc, h.shards[h.nextShard.Add(1)%uint64(len(h.shards))])
 	c.out.proto = hs.proto

@@ -41,6 +41,7 @@ type post struct {
 	ch      *channel
 	ev      *wire.Event
 	frames  [maxProtocols][]byte // ev's frame in each protocol, shared by its subscribers
+	z       *deflated            // the compressed frames, shared by every shard; nil without compression
 	except  string               // connection ID to skip (a whisper's sender)
 	skip    []*Client            // subscribers to skip as well (presence: lists already past ev)
 	only    *Client              // if set, the one subscriber to queue ev on
@@ -208,6 +209,7 @@ func (s *writeShard) run(done <-chan struct{}) {
 // shard must now flush.
 func (s *writeShard) fanOut(p post, dirty []*sender) []*sender {
 	var n int64
+	var zf [maxProtocols][]byte // p.z's frames, fetched once per fan-out
 	snap := p.ch.sets[s.idx].load()
 	for ci, chunk := range snap.chunks {
 		for _, c := range chunk[:snap.chunkLen(ci)] {
@@ -217,6 +219,12 @@ func (s *writeShard) fanOut(p post, dirty []*sender) []*sender {
 			f := p.frame(s.hub, c.proto)
 			if len(f) == 0 {
 				continue // the protocol sends nothing for this event
+			}
+			if c.deflate && p.z != nil {
+				if zf[c.proto] == nil {
+					zf[c.proto] = p.z.frame(s.hub, c.proto, f)
+				}
+				f = zf[c.proto]
 			}
 			var ok, kick bool
 			if p.only != nil {

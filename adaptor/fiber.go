@@ -104,6 +104,12 @@ func serve(c *fiber.Ctx, hub *ws.Hub, up *websocket.FastHTTPUpgrader, options *w
 		_ = hs.Fail(err)
 		return
 	}
+	// The hub negotiated the subprotocol and compression before the
+	// upgrade (the upgrader's own negotiation is off); its answer goes
+	// out with the 101.
+	for k, v := range hs.ResponseHeader() {
+		fctx.Response.Header.Set(k, v[0])
+	}
 	// fasthttp skips the hijack handler, leaking the handshake's slot, if
 	// writing the response fails or the connection is to be closed
 	// (Connection: close, DisableKeepalive, shutdown). Writing the 101

@@ -45,12 +45,18 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, key string) {
 	if hs == nil {
 		return // refused, answered and reported
 	}
+	// The hub negotiated compression and the subprotocol from the request
+	// (Config.EnableCompression, Config.Subprotocols); gorilla writes the
+	// compression answer itself, the subprotocol goes in as a header.
+	answer := hs.ResponseHeader()
 	up := websocket.Upgrader{
-		WriteBufferSize: s.hub.Config().WriteBufferSize,
-		WriteBufferPool: writeBufferPool,
-		CheckOrigin:     func(*http.Request) bool { return true }, // checked by prepare
+		WriteBufferSize:   s.hub.Config().WriteBufferSize,
+		WriteBufferPool:   writeBufferPool,
+		CheckOrigin:       func(*http.Request) bool { return true }, // checked by prepare
+		EnableCompression: answer.Get("Sec-WebSocket-Extensions") != "",
 	}
-	conn, err := up.Upgrade(w, r, nil)
+	answer.Del("Sec-WebSocket-Extensions")
+	conn, err := up.Upgrade(w, r, answer)
 	if err != nil {
 		_ = hs.Fail(err)
 		return

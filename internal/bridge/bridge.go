@@ -28,6 +28,13 @@ type Handshake interface {
 	// goroutine, for HTTP stacks that close the connection when the
 	// handler returns.
 	Serve(conn Conn) error
+	// ResponseHeader returns what the upgrade's answer must carry besides
+	// the upgrade itself: Sec-WebSocket-Protocol and
+	// Sec-WebSocket-Extensions when the hub negotiated them. An adaptor
+	// that calls it must send them; the connection is then served
+	// compressed and with the subprotocol as negotiated. Without the
+	// call it is served with neither, whatever the client offered.
+	ResponseHeader() http.Header
 	// Start registers the upgraded connection and returns once it is
 	// (after OnConnect), serving it on a goroutine of its own, as
 	// ws.ServeWS does: for net/http, where that releases the handler's

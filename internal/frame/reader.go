@@ -47,20 +47,33 @@ type Reader struct {
 	// Control is called for each ping and pong, including those that
 	// arrive between the fragments of a message.
 	Control func(op byte, payload []byte)
+	// Deflate accepts compressed messages (permessage-deflate, RFC 7692,
+	// negotiated with client_no_context_takeover): RSV1 on the first
+	// frame of a text or binary message. Next inflates them, holding the
+	// inflated size to MaxSize.
+	Deflate bool
 	hdr     [14]byte
 }
 
 // Next reads the next text or binary message, appending its unmasked
 // payload to buf[:0], and returns the opcode and the payload. Fragmented
-// messages are joined. A close frame ends with a *CloseError; a frame that
-// breaks the protocol or the size limit ends with a *ProtocolError.
+// messages are joined. A compressed message is inflated into a new slice.
+// A close frame ends with a *CloseError; a frame that breaks the protocol
+// or the size limit (before or after inflating) ends with a
+// *ProtocolError.
 func (r *Reader) Next(buf []byte) (op byte, payload []byte, err error) {
 	buf = buf[:0]
-	fragmented := false
+	fragmented, compressed := false, false
 	for {
-		fin, fop, n, mask, err := r.header()
+		fin, fop, n, mask, rsv, err := r.header()
 		if err != nil {
 			return 0, buf, err
+		}
+		if rsv != 0 && (rsv != rsv1 || !r.Deflate || fop != OpText && fop != OpBinary) {
+			if rsv == rsv1 && r.Deflate {
+				return 0, buf, protocolErr(CodeProtocolError, "RSV1 set on a frame that does not start a message")
+			}
+			return 0, buf, protocolErr(CodeProtocolError, "reserved bits set (no extension was negotiated)")
 		}
 		switch fop {
 		case OpClose, OpPing, OpPong:
@@ -88,6 +101,7 @@ func (r *Reader) Next(buf []byte) (op byte, payload []byte, err error) {
 				return 0, buf, protocolErr(CodeProtocolError, "new message before the previous one was finished")
 			}
 			op = fop
+			compressed = rsv != 0
 		case OpContinuation:
 			if !fragmented {
 				return 0, buf, protocolErr(CodeProtocolError, "continuation frame without a message to continue")
@@ -115,6 +129,11 @@ func (r *Reader) Next(buf []byte) (op byte, payload []byte, err error) {
 			fragmented = true
 			continue
 		}
+		if compressed {
+			if buf, err = inflate(buf, r.MaxSize); err != nil {
+				return 0, nil, err
+			}
+		}
 		if op == OpText && !utf8.Valid(buf) {
 			return 0, buf, protocolErr(CodeInvalidData, "text message is not valid UTF-8")
 		}
@@ -122,17 +141,14 @@ func (r *Reader) Next(buf []byte) (op byte, payload []byte, err error) {
 	}
 }
 
-// header reads one frame header.
-func (r *Reader) header() (fin bool, op byte, n uint64, mask [4]byte, err error) {
+// header reads one frame header; rsv holds its reserved bits, which Next
+// checks.
+func (r *Reader) header() (fin bool, op byte, n uint64, mask [4]byte, rsv byte, err error) {
 	h := r.hdr[:2]
 	if _, err = io.ReadFull(r.R, h); err != nil {
 		return
 	}
-	if h[0]&0x70 != 0 {
-		err = protocolErr(CodeProtocolError, "reserved bits set (no extension was negotiated)")
-		return
-	}
-	fin, op = h[0]&0x80 != 0, h[0]&0x0F
+	fin, op, rsv = h[0]&0x80 != 0, h[0]&0x0F, h[0]&0x70
 	if h[1]&0x80 == 0 {
 		err = protocolErr(CodeProtocolError, "client frame is not masked")
 		return

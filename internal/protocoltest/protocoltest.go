@@ -52,6 +52,9 @@ var cases = []struct {
 	{"middleware runs in order and can refuse", middleware},
 	{"plain HTTP request fails the upgrade with 400", notWebSocket},
 	{"handshakes are held to RFC 6455", handshakeStrictness},
+	{"permessage-deflate is negotiated as RFC 7692 asks", deflateNegotiation},
+	{"compressed frames both ways, shared with plain clients", compressedTraffic},
+	{"subprotocols are negotiated in the server's order", subprotocolNegotiation},
 	{"server close ends the connection without the peer", serverClose},
 	{"shutdown closes every client with 1001", shutdown},
 }

@@ -1,0 +1,92 @@
+package ws
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// autoPipeline is a go-redis hook that lets the Lua scripts of many
+// goroutines share round trips: the RedisStorage installs it on the
+// client it creates, so that a reconnect storm's thousands of presence
+// scripts (each connection's join, each dropped connection's leave) go to
+// Redis a few hundred per pipeline instead of each waiting for one of
+// the pool's connections, which under a storm ran out (go-redis's pool
+// timeout) long before Redis was busy.
+//
+// Only scripts (EVALSHA, EVAL) are gathered: they are the storage's
+// per-connection work, and they depend on no connection state. Every
+// other command passes through unchanged; above all those go-redis sends
+// to set up a new connection (HELLO, AUTH, SELECT), which it sends
+// through the same hooks and which must reach that connection. So do the
+// pipelines and transactions the caller builds itself (MULTI/EXEC), and
+// every script once the hook's workers have stopped (while the storage
+// closes).
+//
+// A script is queued (pipeQueue) and sent with the others queued
+// meanwhile; its caller gets the command back filled in, as go-redis
+// would have filled it, and returns only then. Calls made one after the
+// other by one goroutine still reach Redis in that order.
+type autoPipeline struct {
+	client redis.UniversalClient
+	queue  *pipeQueue[redis.Cmder]
+	sent   atomic.Int64 // pipelines sent, and so round trips
+}
+
+var _ redis.Hook = (*autoPipeline)(nil)
+
+// errAutoPipelineStopped answers a command queued as the storage closed.
+var errAutoPipelineStopped = fmt.Errorf("the storage is closing: %w", redis.ErrClosed)
+
+// installAutoPipeline adds the hook to client and starts its workers
+// until done is closed; wg tracks them.
+func installAutoPipeline(client redis.UniversalClient, wg *sync.WaitGroup, done <-chan struct{}) *autoPipeline {
+	a := &autoPipeline{client: client, queue: newPipeQueue[redis.Cmder](pipeBatch)}
+	a.queue.start(wg, done, pipeWorkers, errAutoPipelineStopped, a.send)
+	client.AddHook(a)
+	return a
+}
+
+func (a *autoPipeline) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (a *autoPipeline) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// ProcessHook queues a script for the next pipeline. A caller whose ctx ends
+// before a pipeline took the command gets ctx's error and the command is
+// not sent; once taken, the caller waits for the reply (bounded by the
+// client's read and write timeouts), since the pipeline writes it into
+// cmd.
+func (a *autoPipeline) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name != "evalsha" && name != "eval" {
+			return next(ctx, cmd)
+		}
+		err := a.queue.submit(ctx, cmd, errAutoPipelineStopped, nil)
+		switch {
+		case err == errAutoPipelineStopped:
+			return next(ctx, cmd) // not sent: the storage is closing, go direct
+		case err != nil && cmd.Err() == nil:
+			cmd.SetErr(err) // withdrawn before it was sent
+		}
+		return cmd.Err()
+	}
+}
+
+// send runs batch as one pipeline (on Redis Cluster, go-redis splits it
+// by node) and hands every command its result.
+func (a *autoPipeline) send(batch []*pipeItem[redis.Cmder]) {
+	pipe := a.client.Pipeline()
+	for _, it := range batch {
+		_ = pipe.Process(it.ctx, it.v) // queued, not sent: a Pipeline's Process only appends
+	}
+	a.sent.Add(1)
+	_, _ = pipe.Exec(context.Background()) // the sockets' Read/WriteTimeout bound it
+	for _, it := range batch {
+		it.done <- it.v.Err()
+	}
+}

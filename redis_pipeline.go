@@ -1,0 +1,142 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// publishPipe lets concurrent Publish calls share round trips to Redis:
+// each call queues its command (pipeQueue) and pipeWorkers goroutines
+// send what is queued as one pipeline per Redis node.
+//
+// What a call's result means is unchanged (see RedisBroker.Publish).
+// Redis runs a pipeline's commands in order, and a call returns only once
+// its reply was read, so calls made one after the other (from one
+// goroutine, or ordered by the application) reach Redis in that order;
+// only calls in flight together may be sent in either order, as they
+// could be without pipelining. A pipeline whose writing failed may have
+// reached Redis in part, so its commands are uncertain, unless it held
+// one command (a command is never run in part).
+type publishPipe struct {
+	client  redis.UniversalClient
+	sharded bool
+	queue   *pipeQueue[pubReq]
+	sent    atomic.Int64 // pipelines sent, and so round trips
+}
+
+// pubReq is one PUBLISH waiting for its pipeline.
+type pubReq struct {
+	rch     string
+	payload []byte
+}
+
+const (
+	// pipeWorkers is how many pipelines may be in flight at once: two,
+	// so that one gathers calls while the other waits for its replies.
+	// More make smaller pipelines and cost more than they save (measured
+	// with 16 publishing goroutines on a 2-core machine).
+	pipeWorkers = 2
+	// pipeBatch bounds the commands of one pipeline.
+	pipeBatch = 512
+)
+
+// errPipeStopped answers a publish queued as the broker closed.
+var errPipeStopped = fmt.Errorf("the broker is closing: %w", redis.ErrClosed)
+
+func newPublishPipe(client redis.UniversalClient, sharded bool) *publishPipe {
+	return &publishPipe{client: client, sharded: sharded, queue: newPipeQueue[pubReq](pipeBatch)}
+}
+
+// start runs the workers until done is closed; wg tracks them.
+func (p *publishPipe) start(wg *sync.WaitGroup, done <-chan struct{}) {
+	p.queue.start(wg, done, pipeWorkers, errPipeStopped, p.send)
+}
+
+// publish sends one (S)PUBLISH of payload on the Redis channel rch in the
+// next pipeline and returns its error: nil when Redis replied. When ctx
+// ends first, the command is withdrawn if no pipeline took it yet (an
+// error publishNotSent recognises), else the outcome is unknown.
+func (p *publishPipe) publish(ctx context.Context, rch string, payload []byte) error {
+	return p.queue.submit(ctx, pubReq{rch: rch, payload: payload}, errPipeStopped, func(err error) error {
+		// Not wrapped: publishNotSent takes context errors for "not sent".
+		return fmt.Errorf("gave up waiting for the reply: %v", err)
+	})
+}
+
+// send runs batch as one pipeline per Redis node and hands every command
+// its result.
+func (p *publishPipe) send(batch []*pipeItem[pubReq]) {
+	ctx := context.Background() // the sockets' Read/WriteTimeout bound it
+	cc, cluster := p.client.(*redis.ClusterClient)
+	if !cluster {
+		p.exec(ctx, p.client, batch)
+		return
+	}
+	// On Redis Cluster each command goes to the node that owns its slot,
+	// through that node's own client: the cluster client would send a
+	// command again, maybe to another node, after a timeout or a dropped
+	// connection, and a PUBLISH sent twice is delivered twice.
+	byNode := map[*redis.Client][]*pipeItem[pubReq]{}
+	for _, it := range batch {
+		node, err := cc.MasterForKey(ctx, it.v.rch)
+		if err != nil {
+			it.done <- &noConnError{err: err}
+			continue
+		}
+		byNode[node] = append(byNode[node], it)
+	}
+	var wg sync.WaitGroup
+	for node, its := range byNode {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if p.exec(ctx, node, its) {
+				cc.ReloadState(ctx) // a slot moved: learn where to
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// exec sends its as one pipeline on c and reports whether Redis answered
+// any command with MOVED.
+func (p *publishPipe) exec(ctx context.Context, c redis.Cmdable, its []*pipeItem[pubReq]) (moved bool) {
+	pipe := c.Pipeline()
+	cmds := make([]*redis.IntCmd, len(its))
+	for i, it := range its {
+		if p.sharded {
+			cmds[i] = pipe.SPublish(ctx, it.v.rch, it.v.payload)
+		} else {
+			cmds[i] = pipe.Publish(ctx, it.v.rch, it.v.payload)
+		}
+	}
+	p.sent.Add(1)
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	for i, it := range its {
+		err := cmds[i].Err()
+		if _, m := redis.IsMovedError(err); m {
+			moved = true
+		}
+		var op *net.OpError
+		if len(its) > 1 && errors.As(err, &op) && op.Op == "write" {
+			err = &partialWriteError{err: err}
+		}
+		it.done <- err
+	}
+	return moved
+}
+
+// partialWriteError is a failed write of a pipeline of several commands:
+// those written whole before the failure may have run, so publishNotSent
+// does not count it as "not sent" as it does a failed write of one
+// command.
+type partialWriteError struct{ err error }
+
+func (e *partialWriteError) Error() string { return "pipeline write failed part way: " + e.err.Error() }
+func (e *partialWriteError) Unwrap() error { return e.err }
