@@ -156,7 +156,8 @@ func (h *Hub) announce(ctx context.Context, ev PresenceEvent, members []Presence
 	}
 	if err := h.publish(ctx, &w, except); err != nil {
 		h.stats.errors[errKindBroker].Add(1)
-		h.log.Warn("ws: presence announce failed", "channel", w.Channel, "event", presenceEvents[kind], "err", err)
+		h.log.Warn("ws: presence announce failed; retrying", "channel", w.Channel, "event", presenceEvents[kind], "err", err)
+		h.retryAnnounce(w, except)
 	}
 	h.protoMu.Lock()
 	watchers := h.presenceWatchers
@@ -164,6 +165,49 @@ func (h *Hub) announce(ctx context.Context, ev PresenceEvent, members []Presence
 	for _, fn := range watchers {
 		fn(ev.Conn.Channel, m.UserID, ev.Left)
 	}
+}
+
+// announceRetries and announceBackoff bound how an announcement that
+// failed is published again: after 250 ms, 500 ms, 1 s and 2 s.
+const (
+	announceRetries = 4
+	announceBackoff = 250 * time.Millisecond
+)
+
+// retryAnnounce publishes again, off the caller's goroutine, an
+// announcement whose publish failed (Redis timing out under load, say).
+// Announcements can be sent twice: every node's sequencer drops one whose
+// version its subscribers already have, so a retry of one that did get
+// through (an uncertain failure) changes nothing, and a late one still
+// lands in version order or fills the gap that held later ones back.
+// What no retry delivers, presence maintenance makes good with a fresh
+// member list (presenceSeq.check).
+func (h *Hub) retryAnnounce(w wire.Event, except string) {
+	if !h.presenceWork.start() {
+		return // the hub is shutting down
+	}
+	go func() {
+		defer h.presenceWork.done()
+		delay := announceBackoff
+		for range announceRetries {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-h.ioCtx.Done():
+				t.Stop()
+				return
+			}
+			ctx, cancel := context.WithTimeout(h.ioCtx, brokerTimeout)
+			err := h.publish(ctx, &w, except)
+			cancel()
+			if err == nil {
+				return
+			}
+			h.stats.errors[errKindBroker].Add(1)
+			delay *= 2
+		}
+		h.log.Warn("ws: presence announce failed for good", "channel", w.Channel, "event", presenceEvents[w.Kind], "version", w.Version)
+	}()
 }
 
 // wireMembers converts a member list for the protocols.

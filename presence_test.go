@@ -374,3 +374,38 @@ func TestPresenceStorageFailures(t *testing.T) {
 	alice.Conn.Close()
 	bob.expectPresence(ch, "leave", "alice", []string{"bob"}, 1)
 }
+
+// flakyPresenceBroker refuses the first failures presence announcements
+// (envelopes of kind 'p'), as Redis timing out under load would, and
+// passes everything else.
+type flakyPresenceBroker struct {
+	ws.MessageBroker
+	failures atomic.Int64
+}
+
+func (b *flakyPresenceBroker) Publish(ctx context.Context, channel string, payload []byte) error {
+	if len(payload) > 1 && payload[1] == 'p' && b.failures.Add(-1) >= 0 {
+		return ws.ErrBrokerUnavailable
+	}
+	return b.MessageBroker.Publish(ctx, channel, payload)
+}
+
+// TestPresenceAnnouncementIsRetried: a join or leave whose publish fails
+// is published again, so the other members hear of it even when nothing
+// else happens on the channel afterwards.
+func TestPresenceAnnouncementIsRetried(t *testing.T) {
+	broker := &flakyPresenceBroker{MessageBroker: ws.NewMemoryBroker()}
+	var log errorLog
+	n := newNode(t, broker, nil, ws.Config{}, presenceOptions(&log))
+	const ch = "presence-retry"
+	alice := n.dial(t, "alice")
+	alice.subscribePresence(ch, "alice")
+	broker.failures.Store(2) // bob's join fails twice, then goes through
+	bob := n.dial(t, "bob")
+	bob.subscribePresence(ch, "alice", "bob")
+	alice.expectPresence(ch, "join", "bob", []string{"alice", "bob"}, 2)
+	broker.failures.Store(1) // and bob's leave once
+	bob.Conn.Close()
+	alice.expectPresence(ch, "leave", "bob", []string{"alice"}, 1)
+	require.Equal(t, int64(3), n.hub.Stats().Errors["broker"], `Stats.Errors["broker"]: the failed attempts`)
+}
