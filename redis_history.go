@@ -1,0 +1,263 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Channel history on Redis. Each history channel has two keys: a stream
+// of its latest publications, whose entry IDs are the offsets ("17-0"),
+// and a hash holding its epoch (e), latest offset (o) and the run_id of
+// the Redis process that wrote them (r). As for presence versions (see
+// versionLua), the epoch is valid only on that process: a Redis restarted
+// from a snapshot or append-only file, or a replica promoted by a
+// failover, may have lost the latest publications and would give their
+// offsets out again, so the channel starts a new epoch there. One script
+// assigns the offset, appends to the stream, trims it, sets both keys'
+// expiry and publishes, so offset order is publish order on every node.
+// On Redis Cluster with sharded pub/sub the keys carry the hash tag of the
+// channel's partition ("ws:{s3}:hist:chat"), so the script's keys and the
+// channel it publishes on share one slot; otherwise they carry the
+// channel's name as their tag ("ws:hist:{chat}").
+
+var _ HistoryBroker = (*RedisBroker)(nil)
+
+// historyEpochLua returns the channel's epoch, starting a new one (with
+// no publication kept, at offset 0) when the meta hash is missing or was
+// written by another Redis process.
+const historyEpochLua = `
+local function historyEpoch(newEpoch)
+  local run = string.match(redis.call('info', 'server'), 'run_id:(%x+)')
+  local m = redis.call('hmget', KEYS[2], 'e', 'r')
+  if m[1] and m[2] == run then return m[1] end
+  redis.call('del', KEYS[1])
+  redis.call('hset', KEYS[2], 'e', newEpoch, 'o', 0, 'r', run)
+  return newEpoch
+end
+`
+
+// historyPublishScript: KEYS stream, meta; ARGV payload, size, ttl (ms),
+// meta ttl (ms), a fresh epoch in case the channel has none, the Redis
+// channel, "1" for SPUBLISH. It returns {offset, epoch}.
+var historyPublishScript = redis.NewScript(historyEpochLua + `
+local epoch = historyEpoch(ARGV[5])
+local offset = redis.call('hincrby', KEYS[2], 'o', 1)
+local id = string.format('%d', offset)
+redis.call('xadd', KEYS[1], 'MAXLEN', ARGV[2], id .. '-0', 'd', ARGV[1])
+redis.call('pexpire', KEYS[1], ARGV[3])
+if redis.call('pttl', KEYS[2]) < tonumber(ARGV[4]) then
+  redis.call('pexpire', KEYS[2], ARGV[4])
+end
+local msg = 'h' .. id .. ':' .. epoch .. ':' .. ARGV[1]
+if ARGV[7] == '1' then
+  redis.call('spublish', ARGV[6], msg)
+else
+  redis.call('publish', ARGV[6], msg)
+end
+return {id, epoch}
+`)
+
+// historyReadScript: KEYS stream, meta; ARGV a fresh epoch in case the
+// channel has none, meta ttl (ms), after, until (0: none), limit, "1"
+// for newest first. It returns {epoch, latest, oldest, offset1,
+// payload1, offset2, payload2, ...}, offsets as strings.
+var historyReadScript = redis.NewScript(historyEpochLua + `
+local epoch = historyEpoch(ARGV[1])
+local top = redis.call('hget', KEYS[2], 'o')
+if redis.call('pttl', KEYS[2]) < tonumber(ARGV[2]) then
+  redis.call('pexpire', KEYS[2], ARGV[2])
+end
+local oldest = string.format('%d', tonumber(top) + 1)
+local first = redis.call('xrange', KEYS[1], '-', '+', 'COUNT', 1)
+if #first > 0 then
+  oldest = string.match(first[1][1], '^(%d+)')
+end
+local res = {epoch, top, oldest}
+local limit = tonumber(ARGV[5])
+if limit > 0 then
+  local from = string.format('%d', tonumber(ARGV[3]) + 1)
+  local to = '+'
+  if ARGV[4] ~= '0' then to = ARGV[4] end
+  local entries
+  if ARGV[6] == '1' then
+    entries = redis.call('xrevrange', KEYS[1], to, from, 'COUNT', limit)
+  else
+    entries = redis.call('xrange', KEYS[1], from, to, 'COUNT', limit)
+  end
+  for _, e in ipairs(entries) do
+    res[#res + 1] = string.match(e[1], '^(%d+)')
+    res[#res + 1] = e[2][2]
+  end
+end
+return res
+`)
+
+// historyKeys returns the stream and meta keys of channel, in partition i.
+func (b *RedisBroker) historyKeys(i int, channel string) (stream, meta string) {
+	if b.sharded {
+		tag := b.prefix + "{s" + strconv.Itoa(i) + "}:"
+		return tag + "hist:" + channel, tag + "hmeta:" + channel
+	}
+	return b.prefix + "hist:{" + channel + "}", b.prefix + "hmeta:{" + channel + "}"
+}
+
+// scripter returns the client to run a script on key with: on Redis
+// Cluster the client of the node that owns key's slot, so a command is
+// never sent again to another node (see publishOnce).
+func (b *RedisBroker) scripter(ctx context.Context, key string) (redis.Scripter, error) {
+	cc, cluster := b.client.(*redis.ClusterClient)
+	if !cluster {
+		return b.client, nil
+	}
+	node, err := cc.MasterForKey(ctx, key)
+	if err != nil {
+		return nil, &noConnError{err: err}
+	}
+	return node, nil
+}
+
+// PublishHistory runs one script that keeps payload in channel's history
+// and publishes it (see HistoryBroker). It promises what Publish does:
+// nil means Redis ran the script while this node's subscriptions were
+// live, ErrBrokerUnavailable that it did not, ErrPublishUncertain that it
+// may have.
+func (b *RedisBroker) PublishHistory(ctx context.Context, channel string, payload []byte, opts HistoryOptions) (HistoryPosition, error) {
+	if b.closed.Load() {
+		return HistoryPosition{}, ErrHubClosed
+	}
+	if opts.TTL <= 0 {
+		opts.TTL = defaultHistoryTTL
+	}
+	i := b.shardOf(channel)
+	sh := b.shards[i]
+	session, err := sh.admit(ctx)
+	if err != nil {
+		return HistoryPosition{}, fmt.Errorf("%w: redis publish on %q: %w", ErrBrokerUnavailable, channel, err)
+	}
+	stream, meta := b.historyKeys(i, channel)
+	sharded := "0"
+	if b.sharded {
+		sharded = "1"
+	}
+	var res []any
+	c, err := b.scripter(ctx, stream)
+	if err == nil {
+		res, err = runScript(ctx, c, historyPublishScript, []string{stream, meta}, payload, max(opts.Size, 1),
+			opts.TTL.Milliseconds(), max(opts.TTL, historyMetaTTL).Milliseconds(), newEpoch(),
+			b.redisChannel(i, channel), sharded)
+	}
+	if err != nil {
+		if publishNotSent(err) {
+			return HistoryPosition{}, fmt.Errorf("%w: redis publish on %q: %w", ErrBrokerUnavailable, channel, err)
+		}
+		return HistoryPosition{}, fmt.Errorf("%w: redis publish on %q: %w", ErrPublishUncertain, channel, err)
+	}
+	var pos HistoryPosition
+	if len(res) != 2 {
+		return pos, fmt.Errorf("%w: redis publish on %q: unexpected reply %v", ErrPublishUncertain, channel, res)
+	}
+	pos.Offset, err = replyUint(res[0])
+	pos.Epoch, _ = res[1].(string)
+	if err != nil {
+		return pos, fmt.Errorf("%w: redis publish on %q: %w", ErrPublishUncertain, channel, err)
+	}
+	if !sh.stillLive(session) {
+		return pos, fmt.Errorf("%w: redis publish on %q: the subscription connection failed while publishing", ErrPublishUncertain, channel)
+	}
+	return pos, nil
+}
+
+// ReadHistory reads channel's history with one script (see HistoryBroker).
+// Errors wrap ErrBrokerUnavailable.
+func (b *RedisBroker) ReadHistory(ctx context.Context, channel string, r HistoryRange) (HistoryPage, error) {
+	if b.closed.Load() {
+		return HistoryPage{}, ErrHubClosed
+	}
+	i := b.shardOf(channel)
+	stream, meta := b.historyKeys(i, channel)
+	reverse := "0"
+	if r.Reverse {
+		reverse = "1"
+	}
+	c, err := b.scripter(ctx, stream)
+	var res []any
+	if err == nil {
+		res, err = runScript(ctx, c, historyReadScript, []string{stream, meta}, newEpoch(), historyMetaTTL.Milliseconds(),
+			r.After, r.Until, max(r.Limit, 0), reverse)
+	}
+	if err != nil {
+		return HistoryPage{}, fmt.Errorf("%w: redis read history of %q: %w", ErrBrokerUnavailable, channel, err)
+	}
+	page, err := parseHistoryReply(res)
+	if err != nil {
+		return HistoryPage{}, fmt.Errorf("%w: redis read history of %q: %w", ErrBrokerUnavailable, channel, err)
+	}
+	return page, nil
+}
+
+// runScript runs s (EVALSHA, then EVAL if Redis does not have it yet) and
+// returns its array reply.
+func runScript(ctx context.Context, c redis.Scripter, s *redis.Script, keys []string, args ...any) ([]any, error) {
+	v, err := s.Run(ctx, c, keys, args...).Result()
+	if err != nil {
+		return nil, err
+	}
+	res, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("unexpected reply %T", v)
+	}
+	return res, nil
+}
+
+var errHistoryReply = errors.New("malformed history reply")
+
+// parseHistoryReply reads historyReadScript's reply.
+func parseHistoryReply(res []any) (HistoryPage, error) {
+	var page HistoryPage
+	if len(res) < 3 || len(res)%2 == 0 {
+		return page, errHistoryReply
+	}
+	epoch, ok := res[0].(string)
+	if !ok {
+		return page, errHistoryReply
+	}
+	top, err1 := replyUint(res[1])
+	oldest, err2 := replyUint(res[2])
+	if err := errors.Join(err1, err2); err != nil {
+		return page, err
+	}
+	page.Latest, page.Oldest = HistoryPosition{Offset: top, Epoch: epoch}, oldest
+	for i := 3; i < len(res); i += 2 {
+		off, err := replyUint(res[i])
+		if err != nil {
+			return page, err
+		}
+		p, ok := res[i+1].(string)
+		if !ok {
+			return page, errHistoryReply
+		}
+		page.Entries = append(page.Entries, HistoryEntry{Offset: off, Payload: []byte(p)})
+	}
+	return page, nil
+}
+
+// replyUint reads an offset from a script's reply: a string of digits.
+func replyUint(v any) (uint64, error) {
+	switch x := v.(type) {
+	case string:
+		n, err := strconv.ParseUint(x, 10, 64)
+		if err != nil {
+			return 0, errHistoryReply
+		}
+		return n, nil
+	case int64:
+		if x >= 0 {
+			return uint64(x), nil
+		}
+	}
+	return 0, errHistoryReply
+}
