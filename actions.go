@@ -74,6 +74,9 @@ func (c *Client) handleSubscribe(a wire.Action) {
 		c.unavailable(actionSubscribe, name, errKindBroker, res.err)
 		return
 	}
+	if !c.subscribeHistory(name, a.Since, already) {
+		return
+	}
 	if kind == presenceChannel {
 		c.joinPresence(name, member, already)
 	}

@@ -55,6 +55,10 @@ type Client struct {
 	mu   sync.Mutex
 	subs []*channel // guarded by mu; written only by the Hub.Run goroutine
 
+	// hist is the client's subscriptions to history channels, replaced
+	// whole by the Hub.Run goroutine, read by the write shards.
+	hist atomic.Pointer[[]*historySub]
+
 	// owned by the read goroutine
 	rd       frame.Reader
 	br       *bufio.Reader // nil unless Config.ReadBufferSize > 0

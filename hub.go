@@ -78,6 +78,7 @@ type Hub struct {
 	presenceMu   sync.Mutex
 	presence     map[string]*presenceSeq // guarded by presenceMu; the node's presence channels
 	presenceWork taskGroup               // presence resyncs in flight
+	historyWork  taskGroup               // history resyncs and paced recoveries in flight
 
 	// owned by the Hub.Run goroutine
 	clients  map[*Client]struct{}

@@ -29,8 +29,10 @@ func (h *Hub) subscribe(op *hubOp) {
 		op.reply <- opResult{err: ErrHubClosed}
 		return
 	}
-	if c.subIndexLocked(op.channel) >= 0 {
-		c.sendAnswer(&wire.Event{Kind: wire.Subscribed, Channel: op.channel})
+	if i := c.subIndexLocked(op.channel); i >= 0 {
+		if c.subs[i].hist == nil { // history channels: recovery.go answers
+			c.sendAnswer(&wire.Event{Kind: wire.Subscribed, Channel: op.channel})
+		}
 		op.reply <- opResult{}
 		return
 	}
@@ -52,9 +54,14 @@ func (h *Hub) subscribe(op *hubOp) {
 // join adds c to an active channel. The acknowledgement is queued before
 // c enters the channel's snapshot, so any delivery that finds c there
 // queues its frame after it: c sees "subscribed" before any message of
-// the channel.
+// the channel. On a history channel c enters hidden instead, and
+// recovery.go answers once it knows the channel's position.
 func (h *Hub) join(ch *channel, c *Client) {
-	c.sendAnswer(&wire.Event{Kind: wire.Subscribed, Channel: ch.name})
+	if ch.hist != nil {
+		ch.hist.attach(c)
+	} else {
+		c.sendAnswer(&wire.Event{Kind: wire.Subscribed, Channel: ch.name})
+	}
 	c.mu.Lock()
 	c.subs = append(c.subs, ch)
 	c.mu.Unlock()
@@ -72,6 +79,9 @@ func (h *Hub) unsubscribe(c *Client, name string) error {
 	c.subs = slices.Delete(c.subs, i, i+1)
 	c.mu.Unlock()
 	ch.remove(c)
+	if ch.hist != nil {
+		ch.hist.detach(c)
+	}
 	h.stats.subscriptions.Add(-1)
 	c.sendAnswer(&wire.Event{Kind: wire.Unsubscribed, Channel: name})
 	h.maybeRelease(ch)
@@ -93,6 +103,9 @@ func (h *Hub) unregister(c *Client) []string {
 	var presence []string
 	for _, ch := range subs {
 		ch.remove(c)
+		if ch.hist != nil {
+			ch.hist.detach(c)
+		}
 		h.stats.subscriptions.Add(-1)
 		if ch.kind == presenceChannel {
 			presence = append(presence, ch.name)
@@ -171,6 +184,7 @@ func (h *Hub) brokerUnsubscribed(ch *channel) {
 // presence sequencer if it is a presence channel.
 func (h *Hub) newChannel(name string) *channel {
 	ch := newChannel(name, len(h.shards))
+	ch.hist = h.newHistorySeq(ch)
 	if ch.kind == presenceChannel {
 		ch.pres = newPresenceSeq(h, ch)
 		h.presenceMu.Lock()
@@ -184,6 +198,9 @@ func (h *Hub) newChannel(name string) *channel {
 
 // dropChannel forgets a channel the node no longer has subscribers of.
 func (h *Hub) dropChannel(ch *channel) {
+	if ch.hist != nil {
+		ch.hist.close()
+	}
 	if ch.pres != nil {
 		ch.pres.close()
 		h.presenceMu.Lock()
