@@ -25,6 +25,9 @@ const (
 	// childCrashedNode serves a hub on Redis and waits to be killed
 	// (TestRedisCrashedNodeLeaves).
 	childCrashedNode = "crashed-node"
+	// childHistoryNode serves a hub on Redis with history on history-*
+	// channels and waits to be killed (TestHistoryFailover).
+	childHistoryNode = "history-node"
 )
 
 // childLifetime bounds a child that is, unexpectedly, never killed.
@@ -42,6 +45,8 @@ func runChild(role string) error {
 	case childCrashedNode:
 		opts.ReapInterval = 100 * time.Millisecond
 		return crashedNodeChild(opts)
+	case childHistoryNode:
+		return historyNodeChild(opts)
 	}
 	return fmt.Errorf("unknown child role %q", role)
 }

@@ -1,0 +1,77 @@
+package ws_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	ws "github.com/vortechron/go-ws"
+	"github.com/vortechron/go-ws/internal/redistest"
+)
+
+// When the history is lost its epoch changes: a client that comes back
+// with a position of the old epoch is told recovered:false, and one that
+// stays subscribed through the loss gets a fresh subscribed frame.
+
+func TestHistoryEpochChangesWhenHubRestarts(t *testing.T) {
+	cfg := historyConfig(ws.Config{})
+	first := newNode(t, nil, nil, cfg, nil)
+	c := first.dial(t, "")
+	pos := positionOf(c.subscribeSince("history-restart", nil))
+	publishN(t, first.hub, "history-restart", 1, 3)
+	pos.Offset = c.expectMessages("history-restart", 1, 3, 1)
+	first.stop()
+
+	second := newNode(t, nil, nil, cfg, nil)
+	again := second.dial(t, "")
+	m := again.subscribeSince("history-restart", &pos)
+	require.Equal(t, false, m["recovered"], "got %v", m)
+	require.NotEqual(t, pos.Epoch, m["epoch"], "a new hub's history has a new epoch")
+	require.Equal(t, float64(0), m["offset"])
+	publishN(t, second.hub, "history-restart", 4, 4)
+	again.expectMessages("history-restart", 4, 4, 1)
+}
+
+func TestHistoryEpochChangesWhenRedisIsFlushed(t *testing.T) {
+	srv := redistest.StartServer(t)
+	n := redisNodes(t, 1, ws.RedisOptions{Addrs: []string{srv.Addr}}, historyConfig(ws.Config{}), nil)[0]
+	c := n.dial(t, "")
+	pos := positionOf(c.subscribeSince("history-flush", nil))
+	publishN(t, n.hub, "history-flush", 1, 3)
+	pos.Offset = c.expectMessages("history-flush", 1, 3, 1)
+	c.Conn.Close()
+	n.waitConnections(t, 0)
+
+	require.NoError(t, srv.FlushAll(context.Background()))
+	again := n.dial(t, "")
+	m := again.subscribeSince("history-flush", &pos)
+	require.Equal(t, false, m["recovered"], "got %v", m)
+	require.NotEqual(t, pos.Epoch, m["epoch"], "history flushed from Redis has a new epoch")
+	require.Equal(t, float64(0), m["offset"])
+	publishN(t, n.hub, "history-flush", 4, 4)
+	again.expectMessages("history-flush", 4, 4, 1)
+}
+
+// TestHistoryResetsSubscribersWhenRedisIsFlushed: a client subscribed
+// while Redis loses the history is told so, in order, by a fresh
+// subscribed frame with recovered:false, and goes on from there.
+func TestHistoryResetsSubscribersWhenRedisIsFlushed(t *testing.T) {
+	srv := redistest.StartServer(t)
+	nodes := redisNodes(t, 2, ws.RedisOptions{Addrs: []string{srv.Addr}}, historyConfig(ws.Config{}), nil)
+	c := nodes[1].dial(t, "")
+	pos := positionOf(c.subscribeSince("history-live", nil))
+	publishN(t, nodes[0].hub, "history-live", 1, 2)
+	c.expectMessages("history-live", 1, 2, pos.Offset+1)
+
+	require.NoError(t, srv.FlushAll(context.Background()))
+	publishN(t, nodes[0].hub, "history-live", 3, 3)
+	m := c.expect(map[string]any{"type": "subscribed", "channel": "history-live", "recovered": false})
+	reset := positionOf(m)
+	require.NotEqual(t, pos.Epoch, reset.Epoch)
+	require.Equal(t, uint64(1), reset.Offset, "the publication that showed the loss is where the channel stands")
+	publishN(t, nodes[0].hub, "history-live", 4, 5)
+	c.expectMessages("history-live", 4, 5, 2)
+	c.expectQuiet()
+	require.Equal(t, int64(1), nodes[1].hub.Stats().HistoryResets)
+}
