@@ -28,9 +28,13 @@ type MessageBroker interface {
 	// publication made after Subscribe returns reaches handler. handler is
 	// called from one goroutine per broker (or per channel), one payload
 	// at a time, in publication order; it must not block and must not
-	// keep payload after it returns unless it copies it. The Hub calls
-	// Subscribe at most once per channel until the matching Unsubscribe.
-	// It may block for network I/O and must honour ctx.
+	// keep payload after it returns unless it copies it. A broker that
+	// can lose publications while it reconnects (RedisBroker) calls
+	// handler with an empty payload once the subscription is live again,
+	// before the publications that follow: the Hub then reads back what a
+	// history channel missed. The Hub calls Subscribe at most once per
+	// channel until the matching Unsubscribe. It may block for network
+	// I/O and must honour ctx.
 	Subscribe(ctx context.Context, channel string, handler func(payload []byte)) error
 
 	// Unsubscribe stops delivery for channel. Once it returns, handler is

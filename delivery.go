@@ -17,6 +17,13 @@ import (
 // broker's delivery goroutine and waits only when a shard is far behind
 // (see maxPosts), never on a client.
 func (h *Hub) deliver(ch *channel, payload []byte) {
+	if len(payload) == 0 {
+		// The broker restored the subscription; it may have lost some.
+		if ch.hist != nil {
+			ch.hist.restored()
+		}
+		return
+	}
 	ev, except, err := decodePayload(ch.name, payload)
 	if err != nil {
 		h.stats.errors[errKindProtocol].Add(1)

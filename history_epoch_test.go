@@ -3,6 +3,7 @@ package ws_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -74,4 +75,34 @@ func TestHistoryResetsSubscribersWhenRedisIsFlushed(t *testing.T) {
 	c.expectMessages("history-live", 4, 5, 2)
 	c.expectQuiet()
 	require.Equal(t, int64(1), nodes[1].hub.Stats().HistoryResets)
+}
+
+// TestHistoryNodeReadsBackWhatItsBrokerMissed: node A's path to Redis is
+// cut while node B publishes; once A's broker is back, its subscriber
+// gets the publications it missed, in order, with nothing published after
+// to reveal the gap, and without reconnecting.
+func TestHistoryNodeReadsBackWhatItsBrokerMissed(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t)
+	redistest.CleanupKeys(t, addr, prefix)
+	proxy := redistest.StartProxy(t, addr)
+	cfg := historyConfig(ws.Config{})
+	a := redisNodes(t, 1, ws.RedisOptions{Addrs: []string{proxy.Addr}, KeyPrefix: prefix, HealthInterval: 100 * time.Millisecond}, cfg, nil)[0]
+	b := redisNodes(t, 1, ws.RedisOptions{Addrs: []string{addr}, KeyPrefix: prefix}, cfg, nil)[0]
+
+	c := a.dial(t, "")
+	pos := positionOf(c.subscribeSince("history-cut", nil))
+	publishN(t, b.hub, "history-cut", 1, 2)
+	c.expectMessages("history-cut", 1, 2, pos.Offset+1)
+
+	proxy.Cut()
+	require.Eventually(t, func() bool { return !a.hub.Health().BrokerHealthy }, 10*time.Second, 5*time.Millisecond)
+	publishN(t, b.hub, "history-cut", 3, 7)
+	proxy.Restore()
+	c.expectMessages("history-cut", 3, 7, pos.Offset+3)
+	require.Eventually(t, func() bool { return b.hub.Health().BrokerHealthy }, 10*time.Second, 5*time.Millisecond)
+	publishN(t, b.hub, "history-cut", 8, 8)
+	c.expectMessages("history-cut", 8, 8, pos.Offset+8)
+	c.expectQuiet()
+	require.Equal(t, int64(1), a.hub.Stats().ConnectionsTotal, "the client never reconnected")
 }

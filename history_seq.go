@@ -169,6 +169,16 @@ func (s *historySeq) startResyncLocked() {
 	}()
 }
 
+// restored reads back what the node may have missed while the broker
+// restored its subscription.
+func (s *historySeq) restored() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.synced {
+		s.startResyncLocked()
+	}
+}
+
 func (s *historySeq) retryResync() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
