@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	ws "github.com/vortechron/go-ws"
@@ -105,4 +106,39 @@ func TestHistoryNodeReadsBackWhatItsBrokerMissed(t *testing.T) {
 	c.expectMessages("history-cut", 8, 8, pos.Offset+8)
 	c.expectQuiet()
 	require.Equal(t, int64(1), a.hub.Stats().ConnectionsTotal, "the client never reconnected")
+}
+
+// TestHistoryEpochChangesWhenRedisRestartsFromSnapshot: Redis restarts
+// from a snapshot taken before the last publications, so its history
+// lacks offsets that clients saw. The epoch changes: a client coming back
+// with such an offset is told recovered:false, and one that stayed
+// subscribed is reset.
+func TestHistoryEpochChangesWhenRedisRestartsFromSnapshot(t *testing.T) {
+	srv := redistest.StartServer(t)
+	nodes := redisNodes(t, 2, ws.RedisOptions{Addrs: []string{srv.Addr}, HealthInterval: 100 * time.Millisecond}, historyConfig(ws.Config{}), nil)
+	stays := nodes[0].dial(t, "")
+	goes := nodes[1].dial(t, "")
+	pos := positionOf(stays.subscribeSince("history-snap", nil))
+	goes.subscribeSince("history-snap", nil)
+	publishN(t, nodes[0].hub, "history-snap", 1, 3)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	require.NoError(t, rc.Save(context.Background()).Err()) // the snapshot has offsets 1..3
+	require.NoError(t, rc.Close())
+	publishN(t, nodes[0].hub, "history-snap", 4, 5)
+	stays.expectMessages("history-snap", 1, 5, pos.Offset+1)
+	last := goes.expectMessages("history-snap", 1, 5, pos.Offset+1)
+	goes.Conn.Close()
+
+	srv.Kill()
+	require.NoError(t, srv.Restart())
+	require.Eventually(t, func() bool { return nodes[0].hub.Health().BrokerHealthy && nodes[1].hub.Health().BrokerHealthy },
+		20*time.Second, 5*time.Millisecond)
+	publishN(t, nodes[0].hub, "history-snap", 6, 6)
+	m := stays.expect(map[string]any{"type": "subscribed", "channel": "history-snap", "recovered": false})
+	require.NotEqual(t, pos.Epoch, m["epoch"], "a restarted Redis whose history lacks offsets handed out starts a new epoch")
+
+	back := nodes[1].dial(t, "")
+	m = back.subscribeSince("history-snap", &position{Offset: last, Epoch: pos.Epoch})
+	require.Equal(t, false, m["recovered"], "got %v", m)
+	require.NotEqual(t, pos.Epoch, m["epoch"])
 }

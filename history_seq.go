@@ -240,7 +240,11 @@ func (s *historySeq) applyLocked(page HistoryPage, authoritative bool) bool {
 			s.startResyncLocked() // which of the two is current?
 		}
 		return false
-	case page.Latest.Epoch != s.epoch || page.Latest.Offset > s.last && page.Oldest > s.last+1:
+	case page.Latest.Epoch != s.epoch || page.Latest.Offset < s.last ||
+		page.Latest.Offset > s.last && page.Oldest > s.last+1:
+		// Another epoch, offsets that went back (a broker that lost what
+		// it had handed out without telling), or a gap the history no
+		// longer holds.
 		s.rebaseLocked(page.Latest, true)
 	default:
 		for _, e := range page.Entries {

@@ -9,49 +9,76 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Channel history on Redis. Each history channel has two keys: a stream
-// of its latest publications, whose entry IDs are the offsets ("17-0"),
-// and a hash holding its epoch (e), latest offset (o) and the run_id of
-// the Redis process that wrote them (r). As for presence versions (see
-// versionLua), the epoch is valid only on that process: a Redis restarted
-// from a snapshot or append-only file, or a replica promoted by a
-// failover, may have lost the latest publications and would give their
-// offsets out again, so the channel starts a new epoch there. One script
-// assigns the offset, appends to the stream, trims it, sets both keys'
-// expiry and publishes, so offset order is publish order on every node.
-// On Redis Cluster with sharded pub/sub the keys carry the hash tag of the
+// Channel history on Redis. Each history channel has two keys: a list
+// of its latest publications, oldest first (so the last entry has the
+// latest offset and the others count down from it), and a hash holding
+// its epoch (e), latest offset (o), the run_id of the Redis process that
+// wrote them (r) and when that was last checked (c). One script assigns
+// the offset, appends to the list, trims it, sets both keys' expiry and
+// publishes, so offset order is publish order on every node. On Redis
+// Cluster with sharded pub/sub the keys carry the hash tag of the
 // channel's partition ("ws:{s3}:hist:chat"), so the script's keys and the
 // channel it publishes on share one slot; otherwise they carry the
 // channel's name as their tag ("ws:hist:{chat}").
+//
+// As for presence versions (see versionLua), the epoch is valid only on
+// the Redis process that wrote it: a Redis restarted from a snapshot or
+// append-only file, or a replica promoted by a failover, may have lost the
+// latest publications and would give their offsets out again, so the
+// channel starts a new epoch there. Asking Redis its run_id (INFO) costs
+// more than the rest of a publication, so a channel asks at most once per
+// historyCheckEvery: a hash checked less than that long ago (by the
+// server's clock) was checked on the running process, since no restart or
+// failover brings a hash back and serves a command within that time.
 
 var _ HistoryBroker = (*RedisBroker)(nil)
 
+// historyCheckEvery is, in microseconds, how long a channel's run_id
+// check holds.
+const historyCheckEvery = 10_000
+
 // historyEpochLua returns the channel's epoch, starting a new one (with
 // no publication kept, at offset 0) when the meta hash is missing or was
-// written by another Redis process.
-const historyEpochLua = `
-local function historyEpoch(newEpoch)
+// written by another Redis process. Each check also makes the hash live
+// at least metaTTL (ms) more; between checks it is not touched.
+var historyEpochLua = `
+local function historyEpoch(newEpoch, metaTTL)
+  local m = redis.call('hmget', KEYS[2], 'e', 'r', 'c')
+  local t = redis.call('time')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  if m[1] and m[3] then
+    local age = now - tonumber(m[3])
+    if age >= 0 and age < ` + strconv.Itoa(historyCheckEvery) + ` then return m[1] end
+  end
   local run = string.match(redis.call('info', 'server'), 'run_id:(%x+)')
-  local m = redis.call('hmget', KEYS[2], 'e', 'r')
-  if m[1] and m[2] == run then return m[1] end
-  redis.call('del', KEYS[1])
-  redis.call('hset', KEYS[2], 'e', newEpoch, 'o', 0, 'r', run)
-  return newEpoch
+  local stamp = string.format('%d', now)
+  local epoch = m[1]
+  if epoch and m[2] == run then
+    redis.call('hset', KEYS[2], 'c', stamp)
+  else
+    epoch = newEpoch
+    redis.call('del', KEYS[1])
+    redis.call('hset', KEYS[2], 'e', epoch, 'o', 0, 'r', run, 'c', stamp)
+  end
+  if redis.call('pttl', KEYS[2]) < tonumber(metaTTL) then
+    redis.call('pexpire', KEYS[2], metaTTL)
+  end
+  return epoch
 end
 `
 
-// historyPublishScript: KEYS stream, meta; ARGV payload, size, ttl (ms),
-// meta ttl (ms), a fresh epoch in case the channel has none, the Redis
-// channel, "1" for SPUBLISH. It returns {offset, epoch}.
+// historyPublishScript: KEYS list, meta; ARGV payload, size, ttl (ms),
+// meta ttl (ms, at least historyMetaTTL: far longer than
+// historyCheckEvery, so refreshing it at each check is enough), a fresh
+// epoch in case the channel has none, the Redis channel, "1" for
+// SPUBLISH. It returns {offset, epoch}.
 var historyPublishScript = redis.NewScript(historyEpochLua + `
-local epoch = historyEpoch(ARGV[5])
-local offset = redis.call('hincrby', KEYS[2], 'o', 1)
-local id = string.format('%d', offset)
-redis.call('xadd', KEYS[1], 'MAXLEN', ARGV[2], id .. '-0', 'd', ARGV[1])
-redis.call('pexpire', KEYS[1], ARGV[3])
-if redis.call('pttl', KEYS[2]) < tonumber(ARGV[4]) then
-  redis.call('pexpire', KEYS[2], ARGV[4])
+local epoch = historyEpoch(ARGV[5], ARGV[4])
+local id = string.format('%d', redis.call('hincrby', KEYS[2], 'o', 1))
+if redis.call('rpush', KEYS[1], ARGV[1]) > tonumber(ARGV[2]) then
+  redis.call('ltrim', KEYS[1], -tonumber(ARGV[2]), -1)
 end
+redis.call('pexpire', KEYS[1], ARGV[3])
 local msg = 'h' .. id .. ':' .. epoch .. ':' .. ARGV[1]
 if ARGV[7] == '1' then
   redis.call('spublish', ARGV[6], msg)
@@ -61,43 +88,39 @@ end
 return {id, epoch}
 `)
 
-// historyReadScript: KEYS stream, meta; ARGV a fresh epoch in case the
+// historyReadScript: KEYS list, meta; ARGV a fresh epoch in case the
 // channel has none, meta ttl (ms), after, until (0: none), limit, "1"
 // for newest first. It returns {epoch, latest, oldest, offset1,
 // payload1, offset2, payload2, ...}, offsets as strings.
 var historyReadScript = redis.NewScript(historyEpochLua + `
-local epoch = historyEpoch(ARGV[1])
-local top = redis.call('hget', KEYS[2], 'o')
-if redis.call('pttl', KEYS[2]) < tonumber(ARGV[2]) then
-  redis.call('pexpire', KEYS[2], ARGV[2])
-end
-local oldest = string.format('%d', tonumber(top) + 1)
-local first = redis.call('xrange', KEYS[1], '-', '+', 'COUNT', 1)
-if #first > 0 then
-  oldest = string.match(first[1][1], '^(%d+)')
-end
-local res = {epoch, top, oldest}
+local epoch = historyEpoch(ARGV[1], ARGV[2])
+local top = tonumber(redis.call('hget', KEYS[2], 'o'))
+local oldest = top - redis.call('llen', KEYS[1]) + 1
+local res = {epoch, string.format('%d', top), string.format('%d', oldest)}
 local limit = tonumber(ARGV[5])
-if limit > 0 then
-  local from = string.format('%d', tonumber(ARGV[3]) + 1)
-  local to = '+'
-  if ARGV[4] ~= '0' then to = ARGV[4] end
-  local entries
-  if ARGV[6] == '1' then
-    entries = redis.call('xrevrange', KEYS[1], to, from, 'COUNT', limit)
-  else
-    entries = redis.call('xrange', KEYS[1], from, to, 'COUNT', limit)
+local from, to = math.max(tonumber(ARGV[3]) + 1, oldest), top
+if ARGV[4] ~= '0' then to = math.min(to, tonumber(ARGV[4])) end
+if limit <= 0 or from > to then return res end
+if ARGV[6] == '1' then
+  from = math.max(from, to - limit + 1)
+  local entries = redis.call('lrange', KEYS[1], from - oldest, to - oldest)
+  for i = #entries, 1, -1 do
+    res[#res + 1] = string.format('%d', from + i - 1)
+    res[#res + 1] = entries[i]
   end
-  for _, e in ipairs(entries) do
-    res[#res + 1] = string.match(e[1], '^(%d+)')
-    res[#res + 1] = e[2][2]
+else
+  to = math.min(to, from + limit - 1)
+  local entries = redis.call('lrange', KEYS[1], from - oldest, to - oldest)
+  for i = 1, #entries do
+    res[#res + 1] = string.format('%d', from + i - 1)
+    res[#res + 1] = entries[i]
   end
 end
 return res
 `)
 
 // historyKeys returns the stream and meta keys of channel, in partition i.
-func (b *RedisBroker) historyKeys(i int, channel string) (stream, meta string) {
+func (b *RedisBroker) historyKeys(i int, channel string) (list, meta string) {
 	if b.sharded {
 		tag := b.prefix + "{s" + strconv.Itoa(i) + "}:"
 		return tag + "hist:" + channel, tag + "hmeta:" + channel
