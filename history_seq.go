@@ -39,7 +39,9 @@ import (
 // history, then from the ring), its floor is set to posted: the shards
 // queue for it exactly the posts made from then on, and they carry the
 // offsets after last. Nothing is therefore lost or sent twice, and
-// "subscribed" comes first. See docs/recovery.md.
+// "subscribed" comes first. A client that comes back further than the
+// node has got (from a node ahead of this one) waits, recovering, until
+// the node catches up. See docs/recovery.md.
 //
 // Everything here runs under mu: on the broker's delivery goroutine, on a
 // subscribing client's goroutines and on a resync's. Posts are made under
@@ -60,6 +62,7 @@ type historySeq struct {
 	stray     []histEvent          // publications not known to follow last
 	resyncing bool                 // a resync is in flight
 	closed    bool                 // the channel left this node
+	moved     chan struct{}        // made by awaitMoveLocked, closed when last moves or the channel closes
 }
 
 // histEvent is one publication and the connection it skips.
@@ -137,6 +140,24 @@ func (s *historySeq) emitLocked(he histEvent) {
 	s.h.postHistory(s.ch, he.ev, he.except, s.posted)
 	s.last = he.ev.Offset
 	s.ring.push(he)
+	s.movedLocked()
+}
+
+// awaitMoveLocked returns a channel closed when last next moves (or the
+// epoch changes, or the channel closes): for a recovery that is ahead of
+// the node.
+func (s *historySeq) awaitMoveLocked() <-chan struct{} {
+	if s.moved == nil {
+		s.moved = make(chan struct{})
+	}
+	return s.moved
+}
+
+func (s *historySeq) movedLocked() {
+	if s.moved != nil {
+		close(s.moved)
+		s.moved = nil
+	}
 }
 
 // drainLocked posts the early publications that now follow last.
@@ -256,6 +277,7 @@ func (s *historySeq) applyLocked(page HistoryPage, authoritative bool) bool {
 				s.h.stats.errors[errKindProtocol].Add(1)
 				s.last = e.Offset // not a publication of ours: passed over,
 				s.ring.clear()    // and the ring's offsets must follow each other
+				s.movedLocked()
 				continue
 			}
 			ev.History, ev.Offset, ev.Epoch = true, e.Offset, page.Latest.Epoch
@@ -291,6 +313,7 @@ func (s *historySeq) rebaseLocked(latest HistoryPosition, reset bool) {
 	}
 	s.synced, s.epoch, s.last = true, latest.Epoch, latest.Offset
 	s.ring.clear()
+	s.movedLocked()
 	s.drainLocked()
 }
 
@@ -307,6 +330,7 @@ func (s *historySeq) close() {
 	s.closed = true
 	s.stray, s.early = nil, nil
 	s.ring.clear()
+	s.movedLocked()
 }
 
 // historyRing holds the latest publications posted, oldest first; their

@@ -4,8 +4,6 @@ import (
 	"math"
 	"slices"
 	"sync/atomic"
-
-	"github.com/vortechron/go-ws/internal/wire"
 )
 
 // historySub is one client's subscription to a history channel: which of
@@ -18,19 +16,12 @@ import (
 //
 // Hidden, nothing of the channel is queued for the client; recovering,
 // everything but the publications (whispers, presence frames), which its
-// recovery queues itself; live, the posts after floor. A live client that
-// came from a node further ahead (after, epoch) does not get the
-// publications it has already either.
+// recovery queues itself; live, the posts after floor.
 type historySub struct {
 	ch     *channel
 	gone   chan struct{} // closed by the Run goroutine when the client leaves the channel
 	hidden atomic.Bool
 	floor  atomic.Uint64 // the last post of the channel's sequence not for the client
-	// after and epoch: publications of epoch up to offset after are not
-	// for the client. Written once, before floor leaves recovering, and
-	// read only after floor has.
-	after uint64
-	epoch string
 }
 
 // recovering is the floor of a subscription that is not live yet.
@@ -41,11 +32,7 @@ func (s *historySub) admits(p *post) bool {
 	if p.seq == 0 {
 		return !s.hidden.Load() // not a publication: a whisper or a presence frame
 	}
-	if p.seq <= s.floor.Load() {
-		return false
-	}
-	ev := p.ev
-	return ev.Kind != wire.Message || ev.Offset > s.after || ev.Epoch != s.epoch
+	return p.seq > s.floor.Load()
 }
 
 // isGone reports whether the client left the channel.
@@ -115,9 +102,8 @@ func (s *historySeq) detach(c *Client) {
 }
 
 // goLiveLocked makes sub live: the shards queue the posts after the
-// current one, but no publication of epoch up to after. The caller holds
-// s.mu and has given the client everything up to last.
-func (s *historySeq) goLiveLocked(sub *historySub, epoch string, after uint64) {
-	sub.epoch, sub.after = epoch, after
+// current one. The caller holds s.mu and has given the client everything
+// up to last.
+func (s *historySeq) goLiveLocked(sub *historySub) {
 	sub.floor.Store(s.posted)
 }

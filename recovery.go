@@ -7,6 +7,8 @@ package ws
 // the channel's side; this is the client's.
 
 import (
+	"time"
+
 	"github.com/vortechron/go-ws/internal/wire"
 )
 
@@ -20,7 +22,14 @@ type recovery struct {
 	pos   uint64
 	lost  bool   // the history no longer reaches pos: the client gets reset
 	until uint64 // when not 0, loop reads the history up to until first
+	// ahead is set while the client is further than the node: closed when
+	// the node moves.
+	ahead <-chan struct{}
 }
+
+// historyAheadWait bounds how long a client further than its node waits
+// for the node to catch up before it is reset instead.
+const historyAheadWait = brokerTimeout
 
 // subscribeHistory answers a subscribe to a history channel that the Run
 // goroutine has just joined c to (or that c was in already: again). It
@@ -59,8 +68,8 @@ func (c *Client) subscribeHistory(name string, since *wire.Position, again bool)
 	return true
 }
 
-// historyChannel returns the channel name that c is in and c's
-// subscription to it, if it is a history channel.
+// historyChannel returns the channel called name, if c is in it and it
+// keeps history, and c's subscription to it.
 func (c *Client) historyChannel(name string) (*channel, *historySub) {
 	c.mu.Lock()
 	i := c.subIndexLocked(name)
@@ -166,6 +175,19 @@ func (r *recovery) start(pending []histEvent) {
 // not, until the client is live or gone.
 func (r *recovery) loop(pending []histEvent) {
 	for {
+		if r.ahead != nil {
+			t := time.NewTimer(historyAheadWait)
+			select {
+			case <-r.ahead:
+			case <-r.sub.gone:
+				t.Stop()
+				return
+			case <-t.C:
+				r.lost = true // the node does not catch up: reset the client
+			}
+			t.Stop()
+			r.ahead = nil
+		}
 		if len(pending) == 0 && r.until > 0 {
 			pending, r.until = r.read(r.until), 0
 		}
@@ -246,7 +268,11 @@ func (r *recovery) read(until uint64) []histEvent {
 		r.lost = true
 		return nil
 	}
-	return historyEvents(r.s.ch.name, page.Latest.Epoch, page.Entries, r.pos)
+	evs := historyEvents(r.s.ch.name, page.Latest.Epoch, page.Entries, r.pos)
+	if len(evs) == 0 {
+		r.pos = page.Entries[len(page.Entries)-1].Offset // none of ours: passed over
+	}
+	return evs
 }
 
 // pageSize is how many publications one read asks for: at most half the
@@ -259,7 +285,8 @@ func (r *recovery) pageSize() int {
 // one up to the node's last (queuing, under mu, what the ring holds of the
 // rest when it fits). Otherwise it returns the next publications from the
 // ring, or, when the ring no longer reaches back to the client, until: the
-// client must read the history up to there. A client whose history broke
+// client must read the history up to there; or, when the client is ahead
+// of the node, sets r.ahead to wait on. A client whose history broke
 // (lost, or the node moved to another epoch) gets a fresh "subscribed"
 // frame with recovered:false and goes live from the node's position.
 func (s *historySeq) step(r *recovery) (next []histEvent, until uint64, done bool) {
@@ -271,11 +298,17 @@ func (s *historySeq) step(r *recovery) (next []histEvent, until uint64, done boo
 	if r.lost || r.epoch != s.epoch {
 		r.c.sendAnswer(resetEvent(s.ch.name, HistoryPosition{Offset: s.last, Epoch: s.epoch}))
 		s.h.stats.notRecovered.Add(1)
-		s.goLiveLocked(r.sub, s.epoch, s.last)
+		s.goLiveLocked(r.sub)
 		return nil, 0, true
 	}
-	if r.pos >= s.last {
-		s.goLiveLocked(r.sub, s.epoch, r.pos)
+	if r.pos > s.last {
+		// The client came from a node further ahead: it has publications
+		// this node has yet to post. It waits for the node to get there.
+		r.ahead = s.awaitMoveLocked()
+		return nil, 0, false
+	}
+	if r.pos == s.last {
+		s.goLiveLocked(r.sub)
 		return nil, 0, true
 	}
 	evs, ok := s.ring.after(r.pos, historyRingSize)
@@ -298,7 +331,7 @@ func (s *historySeq) step(r *recovery) (next []histEvent, until uint64, done boo
 		}
 		if fit {
 			s.h.stats.messagesOut.Add(int64(len(frames)))
-			s.goLiveLocked(r.sub, s.epoch, s.last)
+			s.goLiveLocked(r.sub)
 			return nil, 0, true
 		}
 	}
