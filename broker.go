@@ -100,8 +100,11 @@ type HistoryBroker interface {
 	// publications in offset order. Subscribers are handed the
 	// publication's position in front of payload: the byte 'h', the
 	// offset in decimal, ':', the epoch, ':', then payload (the epoch is
-	// 1 to 64 bytes without ':'). It returns the publication's position;
-	// its errors are those of Publish.
+	// 1 to 64 bytes without ':'). A broker may hand several publications
+	// of one channel, in offset order, in one call: the byte 'H', then
+	// for each its length in decimal, ':' and the publication as above.
+	// It returns the publication's position; its errors are those of
+	// Publish.
 	PublishHistory(ctx context.Context, channel string, payload []byte, opts HistoryOptions) (HistoryPosition, error)
 
 	// ReadHistory returns the channel's latest position, the oldest

@@ -24,6 +24,13 @@ func (h *Hub) deliver(ch *channel, payload []byte) {
 		}
 		return
 	}
+	if payload[0] == batchMark {
+		if err := eachInBatch(payload, func(p []byte) { h.deliver(ch, p) }); err != nil {
+			h.stats.errors[errKindProtocol].Add(1)
+			h.log.Warn("ws: dropped broker payload", "channel", ch.name, "err", err)
+		}
+		return
+	}
 	ev, except, err := decodePayload(ch.name, payload)
 	if err != nil {
 		h.stats.errors[errKindProtocol].Add(1)

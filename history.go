@@ -176,6 +176,35 @@ func historyReadError(channel string, err error) error {
 // decimal, ':', the epoch, ':', payload.
 const positionedMark = 'h'
 
+// batchMark starts several history publications of one channel in one
+// broker payload: then, for each, its length in decimal, ':', and the
+// publication (see HistoryBroker.PublishHistory).
+const batchMark = 'H'
+
+var errBatch = errors.New("ws: malformed batch of history publications (want 'H' then length ':' publication ...)")
+
+// eachInBatch calls fn with each publication of a batch, in order. It
+// stops at the first malformed part.
+func eachInBatch(b []byte, fn func(p []byte)) error {
+	b = b[1:]
+	for len(b) > 0 {
+		i := 0
+		for i < len(b) && i < 10 && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == 0 || i == len(b) || b[i] != ':' {
+			return errBatch
+		}
+		n, err := strconv.Atoi(string(b[:i]))
+		if err != nil || n == 0 || n > len(b)-i-1 || b[i+1] != positionedMark {
+			return errBatch
+		}
+		fn(b[i+1 : i+1+n])
+		b = b[i+1+n:]
+	}
+	return nil
+}
+
 // maxEpochLen bounds an epoch.
 const maxEpochLen = 64
 

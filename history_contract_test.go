@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"sync"
@@ -212,4 +213,61 @@ func TestRedisHistoryContract(t *testing.T) {
 	}
 	testHistoryContract(t, newBroker)
 	testHistoryMultiNode(t, newBroker)
+}
+
+// TestRedisHistoryBatchLeavesCancelledWaiters: publications of one channel
+// made while another is in flight wait for the next batch; one whose ctx
+// ends while it waits is reported not sent (ErrBrokerUnavailable) and is
+// indeed never sent. Redis is frozen (SIGSTOP) to hold the first batch.
+func TestRedisHistoryBatchLeavesCancelledWaiters(t *testing.T) {
+	noLeaks(t)
+	srv := redistest.StartServer(t)
+	b := newTestRedisBroker(t, RedisOptions{Addrs: []string{srv.Addr}, ReadTimeout: 2 * time.Second, HealthInterval: 10 * time.Second})
+	require.Eventually(t, b.Healthy, contractWait, time.Millisecond)
+	opts := HistoryOptions{Size: 10, TTL: time.Minute}
+	ctx := testCtx(t)
+	_, err := b.PublishHistory(ctx, "frozen", []byte("before"), opts)
+	require.NoError(t, err)
+
+	require.NoError(t, srv.Stop())
+	first := make(chan error, 1)
+	go func() { _, err := b.PublishHistory(ctx, "frozen", []byte("held"), opts); first <- err }()
+	require.Eventually(t, func() bool {
+		b.history.mu.Lock()
+		defer b.history.mu.Unlock()
+		return b.history.queues["frozen"] != nil
+	}, contractWait, time.Millisecond, "the first publication leads")
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	_, err = b.PublishHistory(short, "frozen", []byte("given up"), opts)
+	cancel()
+	require.ErrorIs(t, err, ErrBrokerUnavailable, "a publication that never left the queue was not sent")
+	require.NotErrorIs(t, err, ErrPublishUncertain)
+	require.NoError(t, srv.Cont())
+	<-first // whatever became of it
+
+	require.Eventually(t, b.Healthy, contractWait, time.Millisecond)
+	page, err := b.ReadHistory(ctx, "frozen", HistoryRange{Limit: 10})
+	require.NoError(t, err)
+	for _, e := range page.Entries {
+		require.NotEqual(t, "given up", string(e.Payload), "a publication reported not sent is in the history")
+	}
+}
+
+// TestHistoryBatchPayload: a broker may hand several history
+// publications in one payload; each reaches the channel in order, and a
+// malformed batch is refused whole from the first bad part.
+func TestHistoryBatchPayload(t *testing.T) {
+	one := appendPositioned(nil, HistoryPosition{Offset: 7, Epoch: "e"}, []byte("\x02m\x00\x00\x00\x00\x00\x00\x00\x00\x001"))
+	two := appendPositioned(nil, HistoryPosition{Offset: 8, Epoch: "e"}, []byte("\x02m\x00\x00\x00\x00\x00\x00\x00\x00\x002"))
+	batch := []byte("H")
+	for _, p := range [][]byte{one, two} {
+		batch = append(batch, []byte(strconv.Itoa(len(p))+":")...)
+		batch = append(batch, p...)
+	}
+	var got [][]byte
+	require.NoError(t, eachInBatch(batch, func(p []byte) { got = append(got, p) }))
+	require.Equal(t, [][]byte{one, two}, got)
+	for _, bad := range []string{"H5", "H5:", "H0:", "H99:h1:e:x", "Hx:h1:e:x", "H3:abc"} {
+		require.Error(t, eachInBatch([]byte(bad), func([]byte) {}), "eachInBatch(%q)", bad)
+	}
 }

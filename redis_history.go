@@ -67,26 +67,43 @@ local function historyEpoch(newEpoch, metaTTL)
 end
 `
 
-// historyPublishScript: KEYS list, meta; ARGV payload, size, ttl (ms),
-// meta ttl (ms, at least historyMetaTTL: far longer than
+// historyPublishScript publishes a batch of one or more publications of
+// one channel (see redis_history_batch.go), as one pub/sub message: the
+// publication, or the batch of them (see cutBatch). KEYS list, meta; ARGV size,
+// ttl (ms), meta ttl (ms, at least historyMetaTTL: far longer than
 // historyCheckEvery, so refreshing it at each check is enough), a fresh
 // epoch in case the channel has none, the Redis channel, "1" for
-// SPUBLISH. It returns {offset, epoch}.
-var historyPublishScript = redis.NewScript(historyEpochLua + `
-local epoch = historyEpoch(ARGV[5], ARGV[4])
-local id = string.format('%d', redis.call('hincrby', KEYS[2], 'o', 1))
-if redis.call('rpush', KEYS[1], ARGV[1]) > tonumber(ARGV[2]) then
-  redis.call('ltrim', KEYS[1], -tonumber(ARGV[2]), -1)
+// SPUBLISH, then the payloads. It returns {first offset, epoch}; the
+// payloads have the offsets from there on, in order.
+var historyPublishScript = redis.NewScript(historyEpochLua + historyPublishLua)
+
+const historyPublishLua = `
+local epoch = historyEpoch(ARGV[4], ARGV[3])
+local n = #ARGV - 6
+local last = redis.call('hincrby', KEYS[2], 'o', n)
+local size = tonumber(ARGV[1])
+if redis.call('rpush', KEYS[1], unpack(ARGV, 7)) > size then
+  redis.call('ltrim', KEYS[1], -size, -1)
 end
-redis.call('pexpire', KEYS[1], ARGV[3])
-local msg = 'h' .. id .. ':' .. epoch .. ':' .. ARGV[1]
-if ARGV[7] == '1' then
-  redis.call('spublish', ARGV[6], msg)
+redis.call('pexpire', KEYS[1], ARGV[2])
+local msg
+if n == 1 then
+  msg = 'h' .. string.format('%d', last) .. ':' .. epoch .. ':' .. ARGV[7]
 else
-  redis.call('publish', ARGV[6], msg)
+  local parts = {'H'}
+  for i = 1, n do
+    local p = 'h' .. string.format('%d', last - n + i) .. ':' .. epoch .. ':' .. ARGV[6 + i]
+    parts[#parts + 1] = string.format('%d', #p) .. ':' .. p
+  end
+  msg = table.concat(parts)
 end
-return {id, epoch}
-`)
+if ARGV[6] == '1' then
+  redis.call('spublish', ARGV[5], msg)
+else
+  redis.call('publish', ARGV[5], msg)
+end
+return {string.format('%d', last - n + 1), epoch}
+`
 
 // historyReadScript: KEYS list, meta; ARGV a fresh epoch in case the
 // channel has none, meta ttl (ms), after, until (0: none), limit, "1"
@@ -144,10 +161,11 @@ func (b *RedisBroker) scripter(ctx context.Context, key string) (redis.Scripter,
 }
 
 // PublishHistory runs one script that keeps payload in channel's history
-// and publishes it (see HistoryBroker). It promises what Publish does:
-// nil means Redis ran the script while this node's subscriptions were
-// live, ErrBrokerUnavailable that it did not, ErrPublishUncertain that it
-// may have.
+// and publishes it (see HistoryBroker); publications of one channel made
+// at the same time share one run (redis_history_batch.go). It promises
+// what Publish does: nil means Redis ran the script while this node's
+// subscriptions were live, ErrBrokerUnavailable that it did not,
+// ErrPublishUncertain that it may have.
 func (b *RedisBroker) PublishHistory(ctx context.Context, channel string, payload []byte, opts HistoryOptions) (HistoryPosition, error) {
 	if b.closed.Load() {
 		return HistoryPosition{}, ErrHubClosed
@@ -155,43 +173,69 @@ func (b *RedisBroker) PublishHistory(ctx context.Context, channel string, payloa
 	if opts.TTL <= 0 {
 		opts.TTL = defaultHistoryTTL
 	}
+	opts.Size = max(opts.Size, 1)
+	return b.history.publish(ctx, b, channel, payload, opts)
+}
+
+// runHistoryBatch runs the publish script for batch, publications of
+// channel in order, and records each one's position or error.
+func (b *RedisBroker) runHistoryBatch(ctx context.Context, channel string, batch []*historyCall) {
 	i := b.shardOf(channel)
 	sh := b.shards[i]
+	fail := func(err error) {
+		for _, c := range batch {
+			c.err = err
+		}
+	}
 	session, err := sh.admit(ctx)
 	if err != nil {
-		return HistoryPosition{}, fmt.Errorf("%w: redis publish on %q: %w", ErrBrokerUnavailable, channel, err)
+		fail(fmt.Errorf("%w: redis publish on %q: %w", ErrBrokerUnavailable, channel, err))
+		return
 	}
-	stream, meta := b.historyKeys(i, channel)
+	list, meta := b.historyKeys(i, channel)
 	sharded := "0"
 	if b.sharded {
 		sharded = "1"
 	}
+	// The batch's options are its first call's: every node gives a
+	// channel the same.
+	opts := batch[0].opts
+	args := make([]any, 0, 6+len(batch))
+	args = append(args, opts.Size, opts.TTL.Milliseconds(), max(opts.TTL, historyMetaTTL).Milliseconds(), newEpoch(),
+		b.redisChannel(i, channel), sharded)
+	for _, c := range batch {
+		args = append(args, c.payload)
+	}
 	var res []any
-	c, err := b.scripter(ctx, stream)
+	c, err := b.scripter(ctx, list)
 	if err == nil {
-		res, err = runScript(ctx, c, historyPublishScript, []string{stream, meta}, payload, max(opts.Size, 1),
-			opts.TTL.Milliseconds(), max(opts.TTL, historyMetaTTL).Milliseconds(), newEpoch(),
-			b.redisChannel(i, channel), sharded)
+		res, err = runScript(ctx, c, historyPublishScript, []string{list, meta}, args...)
 	}
 	if err != nil {
 		if publishNotSent(err) {
-			return HistoryPosition{}, fmt.Errorf("%w: redis publish on %q: %w", ErrBrokerUnavailable, channel, err)
+			fail(fmt.Errorf("%w: redis publish on %q: %w", ErrBrokerUnavailable, channel, err))
+		} else {
+			fail(fmt.Errorf("%w: redis publish on %q: %w", ErrPublishUncertain, channel, err))
 		}
-		return HistoryPosition{}, fmt.Errorf("%w: redis publish on %q: %w", ErrPublishUncertain, channel, err)
+		return
 	}
-	var pos HistoryPosition
-	if len(res) != 2 {
-		return pos, fmt.Errorf("%w: redis publish on %q: unexpected reply %v", ErrPublishUncertain, channel, res)
+	var first uint64
+	var epoch string
+	if len(res) == 2 {
+		first, err = replyUint(res[0])
+		epoch, _ = res[1].(string)
 	}
-	pos.Offset, err = replyUint(res[0])
-	pos.Epoch, _ = res[1].(string)
-	if err != nil {
-		return pos, fmt.Errorf("%w: redis publish on %q: %w", ErrPublishUncertain, channel, err)
+	if len(res) != 2 || err != nil || epoch == "" {
+		fail(fmt.Errorf("%w: redis publish on %q: unexpected reply %v", ErrPublishUncertain, channel, res))
+		return
 	}
-	if !sh.stillLive(session) {
-		return pos, fmt.Errorf("%w: redis publish on %q: the subscription connection failed while publishing", ErrPublishUncertain, channel)
+	live := sh.stillLive(session)
+	for j, c := range batch {
+		c.pos = HistoryPosition{Offset: first + uint64(j), Epoch: epoch}
+		if !live {
+			c.err = fmt.Errorf("%w: redis publish on %q: the subscription connection failed while publishing", ErrPublishUncertain, channel)
+		}
 	}
-	return pos, nil
 }
 
 // ReadHistory reads channel's history with one script (see HistoryBroker).
