@@ -12,11 +12,12 @@ import (
 	"github.com/vortechron/go-ws/internal/redistest"
 )
 
-// BenchmarkRedisPublish measures Hub.Publish on Redis from 8 goroutines
-// at once, on a channel without history (plain) and on one with history
-// (one Lua script per publication instead of one PUBLISH). The channel has
-// one subscriber on the publishing node, which reads and discards, so
-// Redis delivers every publication and the node posts it.
+// BenchmarkRedisPublish measures Hub.Publish on Redis from one goroutine
+// and from 8 at once, on a channel without history (plain) and on one with
+// history (a Lua script per batch of publications instead of one PUBLISH
+// each). The channel has one subscriber on the publishing node, which
+// reads and discards, so Redis delivers every publication and the node
+// posts it.
 //
 //	go test -run '^$' -bench BenchmarkRedisPublish -benchtime 20000x -count 5 .
 func BenchmarkRedisPublish(b *testing.B) {
@@ -45,18 +46,26 @@ func BenchmarkRedisPublish(b *testing.B) {
 			require.Eventually(b, func() bool { return n.hub.Health().BrokerHealthy }, 10*time.Second, time.Millisecond)
 			msg := []byte(`{"seq":1,"body":"0123456789012345678901234567890123456789012345678901234567890123456789"}`)
 			ctx := context.Background()
-			b.SetParallelism(4) // 8 publishers on 2 cores
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
+			b.Run("1-publisher", func(b *testing.B) {
+				for range b.N {
 					if err := n.hub.Publish(ctx, bc.channel, msg); err != nil {
-						b.Error(err)
-						return
+						b.Fatal(err)
 					}
 				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pub/s")
 			})
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pub/s")
+			b.Run("8-publishers", func(b *testing.B) {
+				b.SetParallelism(4) // 8 publishers on 2 cores
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if err := n.hub.Publish(ctx, bc.channel, msg); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pub/s")
+			})
 		})
 	}
 }

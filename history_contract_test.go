@@ -230,20 +230,25 @@ func TestRedisHistoryBatchLeavesCancelledWaiters(t *testing.T) {
 	require.NoError(t, err)
 
 	require.NoError(t, srv.Stop())
-	first := make(chan error, 1)
-	go func() { _, err := b.PublishHistory(ctx, "frozen", []byte("held"), opts); first <- err }()
+	held := make(chan error, historyInFlight)
+	for range historyInFlight { // every batch that may run at once is stuck
+		go func() { _, err := b.PublishHistory(ctx, "frozen", []byte("held"), opts); held <- err }()
+	}
 	require.Eventually(t, func() bool {
 		b.history.mu.Lock()
 		defer b.history.mu.Unlock()
-		return b.history.queues["frozen"] != nil
-	}, contractWait, time.Millisecond, "the first publication leads")
+		q := b.history.queues["frozen"]
+		return q != nil && q.inFlight == historyInFlight
+	}, contractWait, time.Millisecond, "the first publications lead")
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	_, err = b.PublishHistory(short, "frozen", []byte("given up"), opts)
 	cancel()
 	require.ErrorIs(t, err, ErrBrokerUnavailable, "a publication that never left the queue was not sent")
 	require.NotErrorIs(t, err, ErrPublishUncertain)
 	require.NoError(t, srv.Cont())
-	<-first // whatever became of it
+	for range historyInFlight {
+		<-held // whatever became of them
+	}
 
 	require.Eventually(t, b.Healthy, contractWait, time.Millisecond)
 	page, err := b.ReadHistory(ctx, "frozen", HistoryRange{Limit: 10})

@@ -39,8 +39,9 @@ const historyCheckEvery = 10_000
 
 // historyEpochLua returns the channel's epoch, starting a new one (with
 // no publication kept, at offset 0) when the meta hash is missing or was
-// written by another Redis process. Each check also makes the hash live
-// at least metaTTL (ms) more; between checks it is not touched.
+// written by another Redis process, and whether it checked that (so the
+// caller refreshes expiries only then). Each check also makes the hash
+// live at least metaTTL (ms) more; between checks it is not touched.
 var historyEpochLua = `
 local function historyEpoch(newEpoch, metaTTL)
   local m = redis.call('hmget', KEYS[2], 'e', 'r', 'c')
@@ -48,7 +49,7 @@ local function historyEpoch(newEpoch, metaTTL)
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
   if m[1] and m[3] then
     local age = now - tonumber(m[3])
-    if age >= 0 and age < ` + strconv.Itoa(historyCheckEvery) + ` then return m[1] end
+    if age >= 0 and age < ` + strconv.Itoa(historyCheckEvery) + ` then return m[1], false end
   end
   local run = string.match(redis.call('info', 'server'), 'run_id:(%x+)')
   local stamp = string.format('%d', now)
@@ -63,13 +64,16 @@ local function historyEpoch(newEpoch, metaTTL)
   if redis.call('pttl', KEYS[2]) < tonumber(metaTTL) then
     redis.call('pexpire', KEYS[2], metaTTL)
   end
-  return epoch
+  return epoch, true
 end
 `
 
 // historyPublishScript publishes a batch of one or more publications of
 // one channel (see redis_history_batch.go), as one pub/sub message: the
-// publication, or the batch of them (see cutBatch). KEYS list, meta; ARGV size,
+// publication, or the batch of them (see eachInBatch). The list's expiry
+// is set when the list is new and refreshed at each run_id check, so it
+// runs from the channel's last publication give or take
+// historyCheckEvery. KEYS list, meta; ARGV size,
 // ttl (ms), meta ttl (ms, at least historyMetaTTL: far longer than
 // historyCheckEvery, so refreshing it at each check is enough), a fresh
 // epoch in case the channel has none, the Redis channel, "1" for
@@ -78,14 +82,17 @@ end
 var historyPublishScript = redis.NewScript(historyEpochLua + historyPublishLua)
 
 const historyPublishLua = `
-local epoch = historyEpoch(ARGV[4], ARGV[3])
+local epoch, checked = historyEpoch(ARGV[4], ARGV[3])
 local n = #ARGV - 6
 local last = redis.call('hincrby', KEYS[2], 'o', n)
 local size = tonumber(ARGV[1])
-if redis.call('rpush', KEYS[1], unpack(ARGV, 7)) > size then
+local len = redis.call('rpush', KEYS[1], unpack(ARGV, 7))
+if len > size then
   redis.call('ltrim', KEYS[1], -size, -1)
 end
-redis.call('pexpire', KEYS[1], ARGV[2])
+if checked or len == n then
+  redis.call('pexpire', KEYS[1], ARGV[2])
+end
 local msg
 if n == 1 then
   msg = 'h' .. string.format('%d', last) .. ':' .. epoch .. ':' .. ARGV[7]

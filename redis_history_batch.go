@@ -35,10 +35,10 @@ type historyQueue struct {
 }
 
 // historyInFlight is how many batches of one channel may run at once.
-// More than one costs more CPU per publication (smaller batches) than it
-// saves in latency; measured with BenchmarkRedisPublish, one gave the
-// best throughput (docs/benchmarks.md).
-const historyInFlight = 1
+// More in flight means smaller batches (more CPU per publication) but
+// less waiting; with BenchmarkRedisPublish's 8 publishers, 4 gave the best
+// throughput unless the machine was saturated (docs/benchmarks.md).
+const historyInFlight = 4
 
 // historyCall is one PublishHistory.
 type historyCall struct {
