@@ -143,7 +143,7 @@ end
 return res
 `)
 
-// historyKeys returns the stream and meta keys of channel, in partition i.
+// historyKeys returns the list and meta keys of channel, in partition i.
 func (b *RedisBroker) historyKeys(i int, channel string) (list, meta string) {
 	if b.sharded {
 		tag := b.prefix + "{s" + strconv.Itoa(i) + "}:"
@@ -252,15 +252,15 @@ func (b *RedisBroker) ReadHistory(ctx context.Context, channel string, r History
 		return HistoryPage{}, ErrHubClosed
 	}
 	i := b.shardOf(channel)
-	stream, meta := b.historyKeys(i, channel)
+	list, meta := b.historyKeys(i, channel)
 	reverse := "0"
 	if r.Reverse {
 		reverse = "1"
 	}
-	c, err := b.scripter(ctx, stream)
+	c, err := b.scripter(ctx, list)
 	var res []any
 	if err == nil {
-		res, err = runScript(ctx, c, historyReadScript, []string{stream, meta}, newEpoch(), historyMetaTTL.Milliseconds(),
+		res, err = runScript(ctx, c, historyReadScript, []string{list, meta}, newEpoch(), historyMetaTTL.Milliseconds(),
 			r.After, r.Until, max(r.Limit, 0), reverse)
 	}
 	if err != nil {
