@@ -96,6 +96,9 @@ func (c *Client) handleSubscribe(a wire.Action) {
 	if granted != nil && !already {
 		c.grant(name, *granted)
 	}
+	if !c.subscribeHistory(name, a.Since, already) {
+		return
+	}
 	if kind == presenceChannel {
 		c.joinPresence(name, member, already)
 	}

@@ -27,6 +27,7 @@ func (d *discardConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 func (d *discardConn) SetWriteDeadline(time.Time) error { return nil }
+func (d *discardConn) SetReadDeadline(time.Time) error  { return nil }
 func (d *discardConn) Close() error                     { return nil }
 
 func benchHub(b *testing.B) *Hub {
@@ -35,6 +36,18 @@ func benchHub(b *testing.B) *Hub {
 	h := NewHub(ctx, nil, nil, Config{})
 	go h.Run()
 	b.Cleanup(func() { cancel(); <-h.Done() })
+	// A post reaches a shard only once Run has started it.
+	for _, s := range h.shards {
+		for {
+			s.mu.Lock()
+			live := s.live
+			s.mu.Unlock()
+			if live {
+				break
+			}
+			runtime.Gosched()
+		}
+	}
 	return h
 }
 

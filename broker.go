@@ -28,9 +28,13 @@ type MessageBroker interface {
 	// publication made after Subscribe returns reaches handler. handler is
 	// called from one goroutine per broker (or per channel), one payload
 	// at a time, in publication order; it must not block and must not
-	// keep payload after it returns unless it copies it. The Hub calls
-	// Subscribe at most once per channel until the matching Unsubscribe.
-	// It may block for network I/O and must honour ctx.
+	// keep payload after it returns unless it copies it. A broker that
+	// can lose publications while it reconnects (RedisBroker) calls
+	// handler with an empty payload once the subscription is live again,
+	// before the publications that follow: the Hub then reads back what a
+	// history channel missed. The Hub calls Subscribe at most once per
+	// channel until the matching Unsubscribe. It may block for network
+	// I/O and must honour ctx.
 	Subscribe(ctx context.Context, channel string, handler func(payload []byte)) error
 
 	// Unsubscribe stops delivery for channel. Once it returns, handler is
@@ -70,4 +74,79 @@ type BatchSubscriber interface {
 	SubscribeBatch(ctx context.Context, subs []BrokerSubscription) []error
 	// UnsubscribeBatch unsubscribes every channel in channels.
 	UnsubscribeBatch(ctx context.Context, channels []string) error
+}
+
+// HistoryBroker is implemented by brokers that keep channel history
+// (MemoryBroker and RedisBroker). With a broker that does not implement
+// it, Config.History has no effect: no channel has history, and
+// subscribers get no offsets (docs/recovery.md).
+//
+// A channel's history is the latest publications made with
+// PublishHistory, each with an offset: 1, 2, 3, ... in the order they
+// were published, cluster-wide. The offsets count within an epoch, a
+// name for one life of the channel's history: when the broker loses the
+// history (a restart, its data flushed or expired) the channel starts
+// again from offset 1 under a new epoch, so a position of the old life
+// is never mistaken for one of the new.
+type HistoryBroker interface {
+	MessageBroker
+
+	// PublishHistory publishes payload on channel as Publish does and
+	// keeps it in the channel's history, as one step: it gives the
+	// publication the channel's next offset, appends it to the history,
+	// trims the history to opts.Size publications, makes the history
+	// expire opts.TTL after this publication, and sends it to the
+	// subscribers, so that they receive the channel's history
+	// publications in offset order. Subscribers are handed the
+	// publication's position in front of payload: the byte 'h', the
+	// offset in decimal, ':', the epoch, ':', then payload (the epoch is
+	// 1 to 64 bytes without ':'). A broker may hand several publications
+	// of one channel, in offset order, in one call: the byte 'H', then
+	// for each its length in decimal, ':' and the publication as above.
+	// It returns the publication's position; its errors are those of
+	// Publish.
+	PublishHistory(ctx context.Context, channel string, payload []byte, opts HistoryOptions) (HistoryPosition, error)
+
+	// ReadHistory returns the channel's latest position, the oldest
+	// offset it still keeps and the publications r selects, read
+	// together. A channel that has no history yet gets an epoch (and
+	// offset 0) here, so a subscriber that comes before the first
+	// publication has a position to resume from. It may block for
+	// network I/O and must honour ctx.
+	ReadHistory(ctx context.Context, channel string, r HistoryRange) (HistoryPage, error)
+}
+
+// HistoryRange selects publications of a channel's history for
+// ReadHistory.
+type HistoryRange struct {
+	// After: publications with an offset above After.
+	After uint64
+	// Until: and at most Until. Zero means up to the latest.
+	Until uint64
+	// Limit caps how many are returned. Zero means none: only the
+	// position is read.
+	Limit int
+	// Reverse returns the newest first: the Limit newest of the range.
+	Reverse bool
+}
+
+// HistoryPage is what ReadHistory returns.
+type HistoryPage struct {
+	// Latest is the channel's epoch and the offset of its latest
+	// publication (0 before the first).
+	Latest HistoryPosition
+	// Oldest is the offset of the oldest publication still kept, or
+	// Latest.Offset+1 when none is.
+	Oldest uint64
+	// Entries are the publications selected, in offset order (newest
+	// first with Reverse).
+	Entries []HistoryEntry
+}
+
+// HistoryEntry is one publication kept in a channel's history.
+type HistoryEntry struct {
+	Offset uint64
+	// Payload is as it was given to PublishHistory. Readers must not
+	// modify it.
+	Payload []byte
 }

@@ -127,6 +127,10 @@ type channel struct {
 	// pres orders the joins and leaves of a presence channel; nil for
 	// other channels. Set before the channel is shared.
 	pres *presenceSeq
+	// hist orders the publications of a channel that keeps history and
+	// hands its subscribers from recovery to live; nil for other
+	// channels. Set before the channel is shared.
+	hist *historySeq
 
 	// owned by the Hub.Run goroutine
 	n       int // subscribers over all sets

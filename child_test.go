@@ -28,6 +28,9 @@ const (
 	// childOccupancyNode serves a hub on Redis that records channel
 	// occupancy and waits to be killed (cluster_crash_test.go).
 	childOccupancyNode = "occupancy-node"
+	// childHistoryNode serves a hub on Redis with history on history-*
+	// channels and waits to be killed (TestHistoryFailover).
+	childHistoryNode = "history-node"
 )
 
 // childLifetime bounds a child that is, unexpectedly, never killed.
@@ -48,6 +51,8 @@ func runChild(role string) error {
 	case childOccupancyNode:
 		opts.ReapInterval = 100 * time.Millisecond
 		return occupancyNodeChild(opts)
+	case childHistoryNode:
+		return historyNodeChild(opts)
 	}
 	return fmt.Errorf("unknown child role %q", role)
 }

@@ -70,6 +70,10 @@ type Client struct {
 	// user). Guarded by mu; written by the read goroutine.
 	granted map[string]PresenceMember
 
+	// hist is the client's subscriptions to history channels, replaced
+	// whole by the Hub.Run goroutine, read by the write shards.
+	hist atomic.Pointer[[]*historySub]
+
 	// owned by the read goroutine
 	rd       frame.Reader
 	br       *bufio.Reader // nil unless Config.ReadBufferSize > 0

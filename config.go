@@ -111,6 +111,18 @@ type Config struct {
 	// costs O(1) frame bytes instead of O(members). Zero means 100.
 	PresenceUsersLimit int
 
+	// History decides which channels keep a history of their latest
+	// publications, and how much (HistoryOptions). On such a channel
+	// every publication gets an offset, subscribers see it, and a client
+	// that reconnects subscribes with "since" to get what it missed
+	// (docs/recovery.md). Nil (the default) means no channel keeps
+	// history. It is called with a channel's name on every publication
+	// and when a channel gets its first subscriber on this node, on the
+	// hub's own goroutine: it must be fast, must not block, and must give
+	// the same answer on every node. It has no effect when the broker
+	// keeps no history (see HistoryBroker).
+	History func(channel string) HistoryOptions
+
 	// ShouldLogStats logs a statistics line every StatsInterval through
 	// Logger.
 	ShouldLogStats bool

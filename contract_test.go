@@ -565,6 +565,15 @@ func TestRedisClusterContract(t *testing.T) {
 		testOccupancyContract(t, redisOccupancyNodes(opts))
 		testRedisOccupancyMaintenance(t, opts)
 	})
+	t.Run("history", func(t *testing.T) { // history_contract_test.go
+		newHistory := func(t *testing.T) HistoryBroker {
+			b := newBroker(t).(*RedisBroker)
+			require.Eventually(t, b.Healthy, contractWait, time.Millisecond)
+			return b
+		}
+		testHistoryContract(t, newHistory)
+		testHistoryMultiNode(t, newHistory)
+	})
 	t.Run("subscriptions are shard channels", func(t *testing.T) {
 		b := newBroker(t).(*RedisBroker)
 		ctx := testCtx(t)

@@ -19,7 +19,21 @@ import (
 // broker's delivery goroutine and waits only when a shard is far behind
 // (see maxPosts), never on a client.
 func (h *Hub) deliver(ch *channel, payload []byte) {
-	ev, except, err := decodeEnvelope(ch.name, payload)
+	if len(payload) == 0 {
+		// The broker restored the subscription; it may have lost some.
+		if ch.hist != nil {
+			ch.hist.restored()
+		}
+		return
+	}
+	if payload[0] == batchMark {
+		if err := eachInBatch(payload, func(p []byte) { h.deliver(ch, p) }); err != nil {
+			h.stats.errors[errKindProtocol].Add(1)
+			h.log.Warn("ws: dropped broker payload", "channel", ch.name, "err", err)
+		}
+		return
+	}
+	ev, except, err := decodePayload(ch.name, payload)
 	if err != nil {
 		h.stats.errors[errKindProtocol].Add(1)
 		h.log.Warn("ws: dropped broker payload", "channel", ch.name, "err", err)
@@ -27,6 +41,12 @@ func (h *Hub) deliver(ch *channel, payload []byte) {
 	}
 	if ch.pres != nil && (ev.Kind == wire.Join || ev.Kind == wire.Leave) {
 		ch.pres.receive(&ev, except) // in version order: see presence_seq.go
+		return
+	}
+	if ch.hist != nil && ev.History {
+		// Kept by the sequencer after the handler returns: a copy.
+		ev.Data = append(json.RawMessage(nil), ev.Data...)
+		ch.hist.receive(&ev, except) // in offset order: see history_seq.go
 		return
 	}
 	h.post(ch, &ev, except, nil, nil)
@@ -44,22 +64,39 @@ func (h *Hub) post(ch *channel, ev *wire.Event, except string, skip []*Client, o
 		only.out.shard.post(post{ch: ch, ev: ev, only: only, z: z})
 		return
 	}
-	var p *post
+	h.postAll(post{ch: ch, ev: ev, except: except, skip: skip, whisper: ev.Kind == wire.WhisperEvent, z: z})
+}
+
+// postHistory is post for a history channel's sequencer: seq is the
+// post's place in the channel's local sequence, which decides which
+// subscribers take it (see historySub.admits).
+func (h *Hub) postHistory(ch *channel, ev *wire.Event, except string, seq uint64) {
+	p := post{ch: ch, ev: ev, except: except, seq: seq}
+	if h.cfg.EnableCompression {
+		p.z = &deflated{}
+	}
+	h.postAll(p)
+}
+
+// postAll hands p to every shard with subscribers of its channel, with
+// its event encoded once for each protocol they speak.
+func (h *Hub) postAll(p post) {
+	encoded := false
 	for i, s := range h.shards {
-		if ch.sets[i].empty() {
+		if p.ch.sets[i].empty() {
 			continue
 		}
-		if p == nil {
-			p = &post{ch: ch, ev: ev, except: except, skip: skip, whisper: ev.Kind == wire.WhisperEvent, z: z}
+		if !encoded {
+			encoded = true
 			for pi, proto := range h.protocols[:h.nprotocols.Load()] {
-				if ch.speakers[pi].Load() > 0 {
-					if p.frames[pi] = encodeFrame(proto, ev); p.frames[pi] == nil {
+				if p.ch.speakers[pi].Load() > 0 {
+					if p.frames[pi] = encodeFrame(proto, p.ev); p.frames[pi] == nil {
 						p.frames[pi] = noFrame
 					}
 				}
 			}
 		}
-		s.post(*p)
+		s.post(p)
 	}
 }
 
@@ -86,6 +123,24 @@ var noFrame = []byte{}
 var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 var errEnvelope = errors.New("ws: broker payload is not a ws envelope (version 2)")
+
+// decodePayload reads a broker payload: an envelope, or a history
+// publication (its position, then its envelope: see cutPositioned).
+func decodePayload(channel string, b []byte) (ev wire.Event, except string, err error) {
+	pos, env, positioned, err := cutPositioned(b)
+	if err != nil {
+		return ev, "", err
+	}
+	ev, except, err = decodeEnvelope(channel, env)
+	if err != nil || !positioned {
+		return ev, except, err
+	}
+	if ev.Kind != wire.Message {
+		return ev, "", errEnvelope
+	}
+	ev.History, ev.Offset, ev.Epoch = true, pos.Offset, pos.Epoch
+	return ev, except, nil
+}
 
 // decodeEnvelope reads a broker envelope (see encodeEnvelope in
 // publish.go) back into the event it carries and the connection to skip.
@@ -119,9 +174,6 @@ func decodeEnvelope(channel string, b []byte) (ev wire.Event, except string, err
 	switch kind {
 	case kindMessage:
 		ev.Kind, ev.Data = wire.Message, b
-		if flags&flagHistory != 0 {
-			ev.History, ev.Offset = true, nums[0]
-		}
 	case kindWhisper:
 		ev.Kind, ev.From, ev.Data = wire.WhisperEvent, string(fields[2]), b
 	case kindPresence:

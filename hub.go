@@ -82,6 +82,7 @@ type Hub struct {
 	presenceMu   sync.Mutex
 	presence     map[string]*presenceSeq // guarded by presenceMu; the node's presence channels
 	presenceWork taskGroup               // presence resyncs in flight
+	historyWork  taskGroup               // history resyncs and paced recoveries in flight
 
 	// The cluster API (cluster.go): the node's connections by user, the
 	// control channels, channel occupancy, the hook goroutine, and the

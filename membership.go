@@ -29,8 +29,10 @@ func (h *Hub) subscribe(op *hubOp) {
 		op.reply <- opResult{err: ErrHubClosed}
 		return
 	}
-	if c.subIndexLocked(op.channel) >= 0 {
-		c.sendAnswer(&wire.Event{Kind: wire.Subscribed, Channel: op.channel})
+	if i := c.subIndexLocked(op.channel); i >= 0 {
+		if c.subs[i].hist == nil { // history channels: recovery.go answers
+			c.sendAnswer(&wire.Event{Kind: wire.Subscribed, Channel: op.channel})
+		}
 		op.reply <- opResult{}
 		return
 	}
@@ -52,7 +54,9 @@ func (h *Hub) subscribe(op *hubOp) {
 // join adds c to an active channel. The acknowledgement is queued and c
 // enters the channel's snapshot in one step of c's sender (enqueueBefore):
 // c sees "subscribed" before any message of the channel, and every
-// publication made after c saw it reaches c.
+// publication made after c saw it reaches c. On a history channel c
+// enters hidden instead (admitted to no post yet), and recovery.go
+// answers once it knows the channel's position.
 func (h *Hub) join(ch *channel, c *Client) {
 	c.mu.Lock()
 	c.subs = append(c.subs, ch)
@@ -60,8 +64,10 @@ func (h *Hub) join(ch *channel, c *Client) {
 	if ch.pres != nil {
 		ch.pres.expect(c)
 	}
-	ack := encodeFrame(c.protocol(), &wire.Event{Kind: wire.Subscribed, Channel: ch.name})
-	if ack == nil {
+	if ch.hist != nil {
+		ch.hist.attach(c) // hidden until recovery.go answers
+		ch.add(c)
+	} else if ack := encodeFrame(c.protocol(), &wire.Event{Kind: wire.Subscribed, Channel: ch.name}); ack == nil {
 		ch.add(c) // the protocol acknowledges later (a presence list)
 	} else {
 		c.out.enqueueBefore(ack, func() { ch.add(c) })
@@ -82,6 +88,9 @@ func (h *Hub) unsubscribe(c *Client, name string) error {
 	ch.remove(c)
 	if ch.pres != nil {
 		ch.pres.forget(c)
+	}
+	if ch.hist != nil {
+		ch.hist.detach(c)
 	}
 	h.stats.subscriptions.Add(-1)
 	c.sendAnswer(&wire.Event{Kind: wire.Unsubscribed, Channel: name})
@@ -108,6 +117,9 @@ func (h *Hub) unregister(c *Client) []string {
 		ch.remove(c)
 		if ch.pres != nil {
 			ch.pres.forget(c)
+		}
+		if ch.hist != nil {
+			ch.hist.detach(c)
 		}
 		h.stats.subscriptions.Add(-1)
 		h.unsubscribedHook(c, ch.name)
@@ -188,6 +200,7 @@ func (h *Hub) brokerUnsubscribed(ch *channel) {
 // presence sequencer if it is a presence channel.
 func (h *Hub) newChannel(name string) *channel {
 	ch := newChannel(name, len(h.shards))
+	ch.hist = h.newHistorySeq(ch)
 	if ch.kind == presenceChannel {
 		ch.pres = newPresenceSeq(h, ch)
 		h.presenceMu.Lock()
@@ -202,6 +215,9 @@ func (h *Hub) newChannel(name string) *channel {
 
 // dropChannel forgets a channel the node no longer has subscribers of.
 func (h *Hub) dropChannel(ch *channel) {
+	if ch.hist != nil {
+		ch.hist.close()
+	}
 	if ch.pres != nil {
 		ch.pres.close()
 		h.presenceMu.Lock()

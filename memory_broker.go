@@ -7,18 +7,27 @@ import (
 
 // MemoryBroker is a MessageBroker for a single process: Publish calls the
 // channel's handler directly, on the publishing goroutine. It is the
-// default when NewHub is given a nil broker.
+// default when NewHub is given a nil broker. It keeps channel history in
+// memory (memory_history.go), under epochs that are new with every
+// MemoryBroker.
 type MemoryBroker struct {
 	mu       sync.RWMutex
 	handlers map[string]func([]byte) // guarded by mu
 	closed   bool                    // guarded by mu
+
+	history memoryHistory
 }
 
-var _ MessageBroker = (*MemoryBroker)(nil)
+var (
+	_ MessageBroker = (*MemoryBroker)(nil)
+	_ HistoryBroker = (*MemoryBroker)(nil)
+)
 
 // NewMemoryBroker returns an empty in-process broker.
 func NewMemoryBroker() *MemoryBroker {
-	return &MemoryBroker{handlers: make(map[string]func([]byte))}
+	b := &MemoryBroker{handlers: make(map[string]func([]byte))}
+	b.history.init()
+	return b
 }
 
 // Publish delivers payload to channel's handler before it returns.

@@ -97,7 +97,6 @@ func TestNativeEncode(t *testing.T) {
 func TestEnvelopeRoundTrip(t *testing.T) {
 	for _, ev := range []wire.Event{
 		{Kind: wire.Message, Channel: "news", Name: "evt", Data: json.RawMessage(`{"x":[1,2]}`)},
-		{Kind: wire.Message, Channel: "news", Data: json.RawMessage(`"s"`), History: true, Offset: 1 << 40},
 		{Kind: wire.WhisperEvent, Channel: "c", Name: "typing", From: "alice", Data: json.RawMessage(`null`)},
 		{Kind: wire.Join, Channel: "presence-r", Member: &wire.Member{ID: "a", Info: json.RawMessage(`{"n":1}`)}, Count: 2, Version: 7, Epoch: "ep",
 			HasMembers: true, Members: []wire.Member{{ID: "a", Info: json.RawMessage(`{"n":1}`)}, {ID: "b"}}},
@@ -111,6 +110,19 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	for _, bad := range []string{"", "\x01m", "\x02", "\x02m\xff", "\x02x\x00\x00\x00\x00\x00\x00\x00\x00\x00"} {
 		_, _, err := decodeEnvelope("c", []byte(bad))
 		require.Error(t, err, "decodeEnvelope(%q)", bad)
+	}
+	// A history publication travels behind the position its broker gave it.
+	ev := wire.Event{Kind: wire.Message, Channel: "news", Data: json.RawMessage(`"s"`), History: true, Offset: 1 << 40, Epoch: "e-1"}
+	plain := ev
+	plain.History, plain.Offset, plain.Epoch = false, 0, ""
+	payload := appendPositioned(nil, HistoryPosition{Offset: ev.Offset, Epoch: ev.Epoch}, encodeEnvelope(&plain, ""))
+	got, _, err := decodePayload("news", payload)
+	require.NoError(t, err)
+	require.Equal(t, string(native.Encode(nil, &ev)), string(native.Encode(nil, &got)))
+	require.Equal(t, "e-1", got.Epoch)
+	for _, bad := range []string{"h", "h1", "h:e:\x02m", "h1:e", "h1::\x02m", "hx:e:\x02m", "h99999999999999999999999:e:\x02m"} {
+		_, _, err := decodePayload("c", []byte(bad))
+		require.Error(t, err, "decodePayload(%q)", bad)
 	}
 }
 

@@ -21,6 +21,10 @@ import (
 // after Publish has returned. An error wrapping ErrBrokerUnavailable
 // means it was not sent; one wrapping ErrPublishUncertain means it may
 // have been (retrying may deliver it twice).
+//
+// On a channel that keeps history (Config.History) the publication is
+// also kept there, under the channel's next offset, and subscribers see
+// the offset (docs/recovery.md).
 func (h *Hub) Publish(ctx context.Context, channel string, message any) error {
 	return h.PublishWith(ctx, channel, message, PublishOptions{})
 }
@@ -51,6 +55,9 @@ func (h *Hub) PublishWith(ctx context.Context, channel string, message any, opts
 	}
 	ev := wire.Event{Kind: wire.Message, Channel: channel, Name: opts.Event, Data: raw}
 	h.stats.publishes.Add(1)
+	if hopts, hb, ok := h.historyOptions(channel); ok {
+		return h.publishHistory(ctx, hb, &ev, opts.Except, hopts)
+	}
 	return h.publish(ctx, &ev, opts.Except)
 }
 
@@ -58,13 +65,28 @@ func (h *Hub) PublishWith(ctx context.Context, channel string, message any, opts
 // subscriber of its channel but the connection except.
 func (h *Hub) publish(ctx context.Context, ev *wire.Event, except string) error {
 	if err := h.broker.Publish(ctx, ev.Channel, encodeEnvelope(ev, except)); err != nil {
-		h.stats.brokerPublishFailures.Add(1)
-		if errors.Is(err, ErrBrokerUnavailable) || errors.Is(err, ErrPublishUncertain) || errors.Is(err, ErrHubClosed) {
-			return fmt.Errorf("ws: publish on %q: %w", ev.Channel, err)
-		}
-		return fmt.Errorf("%w: publish on %q: %w", ErrBrokerUnavailable, ev.Channel, err)
+		return h.publishFailed(ev.Channel, err)
 	}
 	return nil
+}
+
+// publishHistory hands ev to the broker to be kept in the channel's
+// history and delivered like publish does.
+func (h *Hub) publishHistory(ctx context.Context, hb HistoryBroker, ev *wire.Event, except string, opts HistoryOptions) error {
+	if _, err := hb.PublishHistory(ctx, ev.Channel, encodeEnvelope(ev, except), opts); err != nil {
+		return h.publishFailed(ev.Channel, err)
+	}
+	return nil
+}
+
+// publishFailed counts a failed publication and makes its error say
+// whether it was sent.
+func (h *Hub) publishFailed(channel string, err error) error {
+	h.stats.brokerPublishFailures.Add(1)
+	if errors.Is(err, ErrBrokerUnavailable) || errors.Is(err, ErrPublishUncertain) || errors.Is(err, ErrHubClosed) {
+		return fmt.Errorf("ws: publish on %q: %w", channel, err)
+	}
+	return fmt.Errorf("%w: publish on %q: %w", ErrBrokerUnavailable, channel, err)
 }
 
 // marshalMessage encodes a publication's message: json.RawMessage and
@@ -101,10 +123,11 @@ func marshalMessage(message any) (json.RawMessage, error) {
 // except is the connection to skip (a whisper's sender, PublishOptions.
 // Except); name the event name (presence: "join" or "leave"); from a
 // whisper's sender or the presence member's ID; info the member's info;
-// epoch the presence or history epoch; users the presence member list as
-// JSON; num1 the presence version or the history offset; num2 the member
-// count; flags says which of users and the history fields are present.
-// delivery.go decodes it.
+// epoch the presence epoch; users the presence member list as JSON; num1
+// the presence version; num2 the member count; flags says whether users
+// is present. delivery.go decodes it. A publication on a history channel
+// is an envelope too, which the broker hands to subscribers behind the
+// offset and epoch it gave it (see cutPositioned in history.go).
 const envelopeVersion = 2
 
 const (
@@ -112,8 +135,7 @@ const (
 	kindWhisper  byte = 'w'
 	kindPresence byte = 'p'
 
-	flagUsers   = 1
-	flagHistory = 2
+	flagUsers = 1
 )
 
 func encodeEnvelope(ev *wire.Event, except string) []byte {
@@ -123,9 +145,6 @@ func encodeEnvelope(ev *wire.Event, except string) []byte {
 	switch ev.Kind {
 	case wire.Message:
 		kind, name = kindMessage, []byte(ev.Name)
-		if ev.History {
-			num1, flags = ev.Offset, flagHistory
-		}
 	case wire.WhisperEvent:
 		kind, name, from = kindWhisper, []byte(ev.Name), []byte(ev.From)
 	case wire.Join, wire.Leave:

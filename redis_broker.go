@@ -47,7 +47,8 @@ type RedisBroker struct {
 	wg         sync.WaitGroup // the shards' goroutines
 	closed     atomic.Bool
 	closeOnce  sync.Once
-	closeErr   error // written once under closeOnce
+	closeErr   error          // written once under closeOnce
+	history    historyBatcher // groups concurrent history publications
 }
 
 var (

@@ -135,6 +135,10 @@ func (sh *pubsubShard) receiveLoop() {
 
 // subscribed records Redis's confirmation of channel, which leaves count
 // subscriptions on the connection, and wakes the Subscribe waiting for it.
+// A subscription confirmed again on a new connection may have missed
+// publications meanwhile: its handler gets an empty payload to say so
+// (see MessageBroker.Subscribe), before any publication of the new
+// connection.
 func (sh *pubsubShard) subscribed(channel string, count int) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -150,7 +154,11 @@ func (sh *pubsubShard) subscribed(channel string, count int) {
 	default:
 		close(s.confirmed)
 	}
+	restored := s.session != 0 && s.session != sh.link.session
 	sh.confirmed(s)
+	if restored && s.handler != nil {
+		s.handler(nil)
+	}
 }
 
 // deliver calls channel's handler if its subscription is confirmed. A

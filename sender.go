@@ -44,6 +44,14 @@ import (
 // and whoever owns the socket ends with the close frame. done is closed
 // when the state becomes done, after which nothing touches the socket
 // for writing again.
+//
+// Pacing is beside the states, not one of them: a backlog recovered from a
+// channel's history (recovery.go) may be far larger than the bounds, so
+// it is queued a part at a time with enqueuePaced, which takes frames only
+// while the queue is under half its bounds and otherwise hands out room, a
+// channel that whoever takes the queue next (takeLocked, in any state)
+// closes, as does closing. A paced frame therefore never makes the client
+// a slow consumer, and live frames keep the other half of the bounds.
 type sender struct {
 	hub   *Hub
 	id    string // the client's ID, for errors
@@ -55,14 +63,15 @@ type sender struct {
 	done  chan struct{}   // closed when the state becomes sendDone
 
 	mu         sync.Mutex
-	state      sendState // guarded by mu
-	closing    bool      // guarded by mu; no more frames accepted
-	queue      [][]byte  // guarded by mu; data frames waiting for the socket
-	queued     int       // guarded by mu; bytes in queue
-	ping       bool      // guarded by mu; a ping is due, written before queue
-	pong       []byte    // guarded by mu; the latest pong owed, written before queue
-	closeFrame []byte    // guarded by mu; written last
-	reason     error     // guarded by mu; why the connection ended
+	state      sendState     // guarded by mu
+	closing    bool          // guarded by mu; no more frames accepted
+	queue      [][]byte      // guarded by mu; data frames waiting for the socket
+	queued     int           // guarded by mu; bytes in queue
+	ping       bool          // guarded by mu; a ping is due, written before queue
+	pong       []byte        // guarded by mu; the latest pong owed, written before queue
+	closeFrame []byte        // guarded by mu; written last
+	reason     error         // guarded by mu; why the connection ended
+	room       chan struct{} // guarded by mu; closed when the queue is taken (pacing)
 }
 
 // sendState says who owns the socket for writing; see sender.
@@ -159,6 +168,72 @@ func (s *sender) enqueueUnbounded(f []byte) {
 	s.mu.Unlock()
 }
 
+// enqueuePaced queues frames, in order, while the queue holds less than
+// half its bounds (and at least one when it is empty), and returns how
+// many it queued. When that is fewer than len(frames), room is closed
+// once the writer has taken the queue, or the connection closes: try
+// again then. ok is false when the connection is closing.
+func (s *sender) enqueuePaced(frames [][]byte) (n int, room <-chan struct{}, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return 0, nil, false
+	}
+	for n < len(frames) && s.fitsPacedLocked(1, len(frames[n])) {
+		s.pushLocked(frames[n])
+		n++
+	}
+	if n > 0 {
+		s.scheduleLocked()
+	}
+	if n == len(frames) {
+		return n, nil, true
+	}
+	if s.room == nil {
+		s.room = make(chan struct{})
+	}
+	return n, s.room, true
+}
+
+// enqueuePacedAll queues every one of frames if together they fit in what
+// enqueuePaced allows, or none; open is false when the connection is
+// closing.
+func (s *sender) enqueuePacedAll(frames [][]byte) (fit, open bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false, false
+	}
+	if !s.fitsPacedLocked(len(frames), lenAll(frames)) {
+		return false, true
+	}
+	for _, f := range frames {
+		s.pushLocked(f)
+	}
+	if len(frames) > 0 {
+		s.scheduleLocked()
+	}
+	return true, true
+}
+
+// fitsPacedLocked reports whether n more frames of size bytes in all stay
+// within half the queue's bounds, or are one frame for an empty queue.
+func (s *sender) fitsPacedLocked(n, size int) bool {
+	if n == 0 || len(s.queue) == 0 && n == 1 {
+		return true
+	}
+	cfg := &s.hub.cfg
+	return len(s.queue)+n <= max(cfg.SendQueueSize/2, 1) && s.queued+size <= cfg.SendQueueBytes/2
+}
+
+// wakePacedLocked tells a paced backlog waiting for room to try again.
+func (s *sender) wakePacedLocked() {
+	if s.room != nil {
+		close(s.room)
+		s.room = nil
+	}
+}
+
 // control owes the peer a ping (p nil) or a pong echoing p. Control frames
 // are not queued behind data: one pending ping and the latest pong are
 // kept aside and written first, so a client that floods pings cannot grow
@@ -228,6 +303,7 @@ func (s *sender) beginCloseLocked(code int, text string, cause error) {
 		return
 	}
 	s.closing = true
+	s.wakePacedLocked()
 	s.closeFrame = frame.Close(s.hub.protocols[s.proto].CloseCode(code), text)
 	if cause == nil {
 		cause = &CloseReason{Code: code, Text: text}
@@ -283,6 +359,7 @@ func (s *sender) takeLocked() [][]byte {
 		s.ping, s.pong = false, nil
 	}
 	s.queue, s.queued = nil, 0
+	s.wakePacedLocked()
 	return batch
 }
 
@@ -397,6 +474,7 @@ func (s *sender) writeLoop() {
 // the write error is why, unless a reason is set.
 func (s *sender) writeFailedLocked(err error) {
 	s.closing = true
+	s.wakePacedLocked()
 	s.queue, s.queued = nil, 0
 	if s.reason == nil {
 		s.reason = &ConnectionError{ClientID: s.id, RemoteAddr: s.conn.RemoteAddr().String(), Op: "write", Err: err}

@@ -46,6 +46,7 @@ type post struct {
 	skip    []*Client            // subscribers to skip as well (presence: lists already past ev)
 	only    *Client              // if set, the one subscriber to queue ev on
 	whisper bool
+	seq     uint64 // history channels: the post's place in the channel's sequence (history_seq.go)
 }
 
 // maxPosts bounds the publications waiting for one shard. A publisher
@@ -211,10 +212,14 @@ func (s *writeShard) fanOut(p post, dirty []*sender) []*sender {
 	var n int64
 	var zf [maxProtocols][]byte // p.z's frames, fetched once per fan-out
 	snap := p.ch.sets[s.idx].load()
+	hist := p.ch.hist != nil
 	for ci, chunk := range snap.chunks {
 		for _, c := range chunk[:snap.chunkLen(ci)] {
 			if p.only != nil && c != p.only || p.except != "" && c.ID == p.except || len(p.skip) > 0 && slices.Contains(p.skip, c) {
 				continue
+			}
+			if hist && !c.admits(&p) {
+				continue // see historySub.admits
 			}
 			f := p.frame(s.hub, c.proto)
 			if len(f) == 0 {

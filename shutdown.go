@@ -133,6 +133,7 @@ wait:
 	h.abandon()
 	h.ioStop()
 	h.presenceWork.closeAndWait()
+	h.historyWork.closeAndWait()
 	bg.stopTasks()
 	close(h.brokerOps.stop)
 	<-h.brokerOps.done

@@ -37,6 +37,9 @@ type counters struct {
 	slowConsumers         atomic.Int64
 	rateLimited           atomic.Int64
 	brokerPublishFailures atomic.Int64
+	recovered             atomic.Int64
+	notRecovered          atomic.Int64
+	historyResets         atomic.Int64
 	errors                [numErrKinds]atomic.Int64
 }
 
@@ -68,8 +71,9 @@ type Stats struct {
 	MessagesIn int64 `json:"messages_in"`
 	// MessagesOut counts frames queued to clients by fan-out:
 	// publications, whispers and presence join/leave frames, once per
-	// receiving client. Replies to one client (acks, errors, pongs, the
-	// members list) are not counted.
+	// receiving client, and the publications a subscribe recovered from
+	// history. Replies to one client (acks, errors, pongs, the members
+	// list) are not counted.
 	MessagesOut int64 `json:"messages_out"`
 	// BytesOut counts bytes written to client sockets: every frame,
 	// control and close frames included, but not the upgrade response.
@@ -94,6 +98,17 @@ type Stats struct {
 	// BrokerHealthy reports whether the broker is connected now (see
 	// BrokerHealth).
 	BrokerHealthy bool `json:"broker_healthy"`
+	// Recovered counts subscribes with "since" answered recovered:true
+	// (docs/recovery.md).
+	Recovered int64 `json:"recovered"`
+	// NotRecovered counts subscribes with "since" answered
+	// recovered:false (another epoch, or older than the history reaches
+	// back), and recoveries broken off later with a fresh "subscribed".
+	NotRecovered int64 `json:"not_recovered"`
+	// HistoryResets counts the times this node found a history channel's
+	// history broken (lost publications it could not read back, or a new
+	// epoch) and sent its subscribers a fresh "subscribed" frame.
+	HistoryResets int64 `json:"history_resets"`
 	// Errors counts errors by kind, each error once under one kind:
 	// "auth" (*AuthError), "rate_limit" (*RateLimitError, one per
 	// dropped frame), "connection" (*ConnectionError: refused requests,
@@ -128,6 +143,9 @@ func (h *Hub) Stats() Stats {
 		RateLimited:           s.rateLimited.Load(),
 		BrokerPublishFailures: s.brokerPublishFailures.Load(),
 		BrokerHealthy:         h.brokerHealthy(),
+		Recovered:             s.recovered.Load(),
+		NotRecovered:          s.notRecovered.Load(),
+		HistoryResets:         s.historyResets.Load(),
 		Errors:                make(map[string]int64, numErrKinds),
 	}
 	for i := range s.errors {
@@ -162,6 +180,9 @@ func (s Stats) logAttrs() []any {
 		slog.Int64("rate_limited", s.RateLimited),
 		slog.Int64("broker_publish_failures", s.BrokerPublishFailures),
 		slog.Bool("broker_healthy", s.BrokerHealthy),
+		slog.Int64("recovered", s.Recovered),
+		slog.Int64("not_recovered", s.NotRecovered),
+		slog.Int64("history_resets", s.HistoryResets),
 	}
 	for _, name := range errKindNames {
 		attrs = append(attrs, slog.Int64("errors_"+name, s.Errors[name]))

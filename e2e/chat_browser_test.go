@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
@@ -72,6 +73,53 @@ func TestChatInBrowser(t *testing.T) {
 	screenshot(t, alice, shots, "chat-4-alice-after-bob-left.png")
 }
 
+// TestChatReloadShowsMissedMessages: bob's page goes away while alice
+// sends two messages; when he opens the chat again it shows what he
+// missed (the room's history), each message once and in order, and the
+// messages after it live; a reload shows the same conversation again.
+func TestChatReloadShowsMissedMessages(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	alloc, cancelAlloc := newBrowser(t, ctx)
+	defer cancelAlloc()
+	base := startChat(t)
+
+	alice, closeAlice := openPage(t, alloc, base+"/?name=alice")
+	defer closeAlice()
+	bob, closeBob := openPage(t, alice, base+"/?name=bob")
+	defer closeBob()
+	run(t, bob, "bob sees alice online", chromedp.WaitVisible(css(`#members li[data-user="alice"]`)))
+
+	say := func(text string, want ...string) {
+		t.Helper()
+		run(t, alice, "alice sends "+text, chromedp.SendKeys(css(`#text`), text), chromedp.Click(css(`#say button`)))
+		run(t, alice, "alice sees "+text, waitTexts(`#messages .msg .text`, want...))
+	}
+	say("one", "one")
+	run(t, bob, "bob gets one", waitTexts(`#messages .msg .text`, "one"))
+
+	run(t, bob, "bob's page goes away", chromedp.Navigate("about:blank"))
+	say("two", "one", "two")
+	say("three", "one", "two", "three")
+	run(t, bob, "bob opens the chat again", chromedp.Navigate(base+"/?name=bob"))
+	run(t, bob, "bob's page shows what he missed", waitTexts(`#messages .msg .text`, "one", "two", "three"))
+	say("four", "one", "two", "three", "four")
+	run(t, bob, "then live messages", waitTexts(`#messages .msg .text`, "one", "two", "three", "four"))
+
+	run(t, bob, "bob reloads", chromedp.Reload())
+	run(t, bob, "the reloaded page shows the conversation once", waitTexts(`#messages .msg .text`, "one", "two", "three", "four"))
+	say("five", "one", "two", "three", "four", "five")
+	run(t, bob, "and goes on live", waitTexts(`#messages .msg .text`, "one", "two", "three", "four", "five"))
+}
+
+// waitTexts waits until the elements matched by selector have exactly
+// the texts want, in order.
+func waitTexts(selector string, want ...string) chromedp.Action[chromedp.Void] {
+	w, _ := json.Marshal(want)
+	js := fmt.Sprintf(`JSON.stringify([...document.querySelectorAll(%q)].map(e => e.textContent.trim())) === %q`, selector, string(w))
+	return chromedp.Poll[chromedp.Void](js, chromedp.WithPollingInterval(20*time.Millisecond))
+}
+
 func css(s string) chromedp.CSS { return chromedp.CSS(s) }
 
 // artifactsDir is where screenshots go: $WS_ARTIFACTS_DIR, or
@@ -88,7 +136,7 @@ func artifactsDir(t *testing.T) string {
 // startChat serves the chat on a loopback port until the test ends.
 func startChat(t *testing.T) string {
 	t.Helper()
-	hub := ws.NewHub(context.Background(), nil, nil, ws.Config{})
+	hub := ws.NewHub(context.Background(), nil, nil, ws.Config{History: chatserver.History})
 	go hub.Run()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -139,7 +139,7 @@ export interface SubscribedInfo {
   offset?: number;
   /** History channels: the history's epoch. */
   epoch?: string;
-  /** When the subscribe asked for since: whether every missed message follows. */
+  /** When the subscribe asked for since (or the server reset a history channel): whether every missed message follows. */
   recovered?: boolean;
 }
 

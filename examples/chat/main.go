@@ -1,8 +1,10 @@
 // Command chat is a small browser chat on ws: a public room whose
-// messages are posted to the server, direct messages on private
-// channels, an online list from a presence channel, and typing
-// indicators sent as whispers. The page is plain HTML and JavaScript
-// embedded in the binary.
+// messages are posted to the server and kept in the room's history,
+// direct messages on private channels, an online list from a presence
+// channel, and typing indicators sent as whispers. The page is plain HTML
+// and JavaScript on ws's JavaScript client (clients/js), all embedded in
+// the binary. A page that reloads shows the conversation, and one that
+// loses its connection gets what it missed when it reconnects.
 //
 //	go run ./examples/chat             # then open http://127.0.0.1:8080
 //
@@ -40,6 +42,7 @@ func main() {
 	}
 	hub := ws.NewHub(ctx, broker, storage, ws.Config{
 		RateLimit: ws.RateLimit{Messages: 50, Interval: 10 * time.Second},
+		History:   chatserver.History, // the room keeps its latest messages
 	})
 	go hub.Run()
 

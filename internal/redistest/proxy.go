@@ -1,7 +1,6 @@
 package redistest
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -9,7 +8,9 @@ import (
 
 // Proxy forwards TCP connections to a server and can cut them, which
 // breaks one client's path to Redis while others keep theirs (a network
-// partition of one node).
+// partition of one node), or stall them: stop forwarding without closing
+// anything, as a network that drops every packet for a while does. It
+// forwards to any TCP server, not only Redis.
 type Proxy struct {
 	// Addr is the address to connect to instead of the server's.
 	Addr string
@@ -18,9 +19,10 @@ type Proxy struct {
 	l      net.Listener
 	wg     sync.WaitGroup // the accept loop and the copiers
 
-	mu    sync.Mutex
-	cut   bool                  // guarded by mu: new connections are closed at once
-	conns map[net.Conn]struct{} // guarded by mu: both ends of every open pair
+	mu      sync.Mutex
+	cut     bool                  // guarded by mu: new connections are closed at once
+	conns   map[net.Conn]struct{} // guarded by mu: both ends of every open pair
+	stalled chan struct{}         // guarded by mu: non-nil while stalled, closed by Resume
 }
 
 // StartProxy listens on a free loopback port and forwards every
@@ -47,6 +49,34 @@ func (p *Proxy) Cut() {
 	for c := range p.conns {
 		_ = c.Close()
 	}
+}
+
+// Stall stops forwarding bytes, in both directions and on every
+// connection, new ones included, until Resume; nothing is closed. What
+// is sent meanwhile waits in the proxy and the kernel's buffers.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled == nil {
+		p.stalled = make(chan struct{})
+	}
+}
+
+// Resume forwards again what Stall held and everything after it.
+func (p *Proxy) Resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled != nil {
+		close(p.stalled)
+		p.stalled = nil
+	}
+}
+
+// gate returns a channel to wait on while the proxy is stalled, or nil.
+func (p *Proxy) gate() chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stalled
 }
 
 // Restore forwards new connections again.
@@ -89,10 +119,25 @@ func (p *Proxy) accept() {
 	}
 }
 
-// pipe copies src to dst until either fails, then closes both.
+// pipe copies src to dst until either fails, then closes both. While
+// the proxy is stalled it holds what it read.
 func (p *Proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if g := p.gate(); g != nil {
+				<-g // Resume, or close, which resumes
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	p.mu.Lock()
 	delete(p.conns, dst)
 	delete(p.conns, src)
@@ -104,5 +149,6 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 func (p *Proxy) close() {
 	_ = p.l.Close()
 	p.Cut()
+	p.Resume()
 	p.wg.Wait()
 }

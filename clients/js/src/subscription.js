@@ -36,8 +36,9 @@ export class Subscription extends Emitter {
    */
   #position = null;
   /**
-   * Messages at or below this offset were delivered already and are
-   * dropped; null when nothing was delivered since the last fresh start.
+   * Messages at or below this offset were delivered already (or came
+   * before the position a fresh subscribe started from) and are dropped;
+   * null on channels without history.
    * @type {number | null}
    */
   #floor = null;
@@ -229,19 +230,23 @@ export class Subscription extends Emitter {
     const sentSince = this.#sentSince;
     this.#sentSince = false;
     this.#retries = 0;
+    // The server also sends "subscribed" by itself, with recovered:false,
+    // when a history channel's history broke under a live subscription
+    // (docs/protocol.md): that is a reset as well.
+    const reportsRecovery = sentSince || (this.#state === 'subscribed' && f.recovered === false);
     const info = { resubscribed: this.#everSubscribed };
     let recovered = false;
     if (typeof f.epoch === 'string') {
       info.offset = typeof f.offset === 'number' ? f.offset : 0;
       info.epoch = f.epoch;
-      if (sentSince) info.recovered = recovered = f.recovered === true;
+      if (reportsRecovery) info.recovered = recovered = f.recovered === true;
       // Recovered: the missed messages follow, from our own offset on,
-      // and the floor stays. Otherwise we start from the channel's latest.
-      // No floor then: a message published as we subscribed may carry an
-      // offset at or below it, and it is delivered rather than lost.
+      // and the floor stays. Otherwise we start from the channel's latest
+      // offset: the server sends only the messages above it from then on,
+      // and the floor keeps it so.
       if (!recovered) {
         this.#position = { offset: info.offset, epoch: f.epoch };
-        this.#floor = null;
+        this.#floor = info.offset;
       }
     } else if (sentSince) {
       info.recovered = false; // not a history channel (any more)
@@ -251,7 +256,7 @@ export class Subscription extends Emitter {
     this.#everSubscribed = true;
     this.#setState('subscribed');
     this._emit('subscribed', info);
-    if (sentSince) this._emit(recovered ? 'recovered' : 'reset', info);
+    if (reportsRecovery) this._emit(recovered ? 'recovered' : 'reset', info);
   }
 
   #message(f) {

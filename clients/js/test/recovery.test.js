@@ -1,17 +1,13 @@
 // Recovery on history channels against the real Go server, as
-// docs/protocol.md describes it. The server does not keep history yet,
-// so these run as todo: they fail at the first "subscribed" without an
-// epoch and do not fail the suite. They expect the test server to keep
-// history for channels named history-* (1000 publications) and
-// history-small-* (10 publications).
+// docs/protocol.md describes it. The test server keeps history for
+// channels named history-* (1000 publications) and history-small-* (10
+// publications).
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { connect } from '../src/index.js';
 import { eventually, next, startServer, testOptions } from './helpers.js';
-
-const todo = 'needs server history (issue 13)';
 
 /**
  * A client whose next connection attempt waits until open() is called
@@ -52,7 +48,7 @@ async function publishRange(server, channel, from, to) {
   for (let n = from; n <= to; n++) await server.publish(channel, { n });
 }
 
-test('recovers what was published while disconnected, exactly once and in order', { todo, timeout: 20_000 }, async (t) => {
+test('recovers what was published while disconnected, exactly once and in order', { timeout: 20_000 }, async (t) => {
   const server = await startServer(t);
   const { client, hold, open } = gatedClient(t, server, 'reader');
   const sub = client.subscribe('history-feed');
@@ -81,7 +77,7 @@ test('recovers what was published while disconnected, exactly once and in order'
   assert.equal(sub.position.offset, got[got.length - 1].offset);
 });
 
-test('a resumed page (subscribe with since) gets what it missed', { todo, timeout: 20_000 }, async (t) => {
+test('a resumed page (subscribe with since) gets what it missed', { timeout: 20_000 }, async (t) => {
   const server = await startServer(t);
   const first = connect(server.url, { ...testOptions, params: { user: 'page' } });
   t.after(() => first.close());
@@ -105,7 +101,7 @@ test('a resumed page (subscribe with since) gets what it missed', { todo, timeou
   assert.deepEqual(got.map((m) => m.n), [4, 5, 6]);
 });
 
-test('reset when the server lost the history (restarted hub, new epoch)', { todo, timeout: 20_000 }, async (t) => {
+test('reset when the server lost the history (restarted hub, new epoch)', { timeout: 20_000 }, async (t) => {
   const server = await startServer(t);
   const { client } = gatedClient(t, server, 'restart');
   const sub = client.subscribe('history-restart');
@@ -126,7 +122,7 @@ test('reset when the server lost the history (restarted hub, new epoch)', { todo
   assert.deepEqual((await after)[0], { n: 2 });
 });
 
-test('reset when more was published than the history keeps', { todo, timeout: 20_000 }, async (t) => {
+test('reset when more was published than the history keeps', { timeout: 20_000 }, async (t) => {
   const server = await startServer(t);
   const { client, hold, open } = gatedClient(t, server, 'window');
   const sub = client.subscribe('history-small-window');
@@ -145,7 +141,7 @@ test('reset when more was published than the history keeps', { todo, timeout: 20
   assert.equal(r.offset, first.offset + 25);
 });
 
-test('a recovered backlog larger than the send queue arrives whole', { todo, timeout: 30_000 }, async (t) => {
+test('a recovered backlog larger than the send queue arrives whole', { timeout: 30_000 }, async (t) => {
   const server = await startServer(t, { queue: 16 });
   const { client, hold, open } = gatedClient(t, server, 'backlog');
   const sub = client.subscribe('history-backlog');

@@ -1,7 +1,6 @@
 // The client's bookkeeping on a fake socket, frame by frame: recovery
-// positions and dedup (the protocol of docs/protocol.md, which the Go
-// server does not implement yet for history), presence versions, retries,
-// routing, and the pure policy functions.
+// positions and dedup (the protocol of docs/protocol.md), presence
+// versions, retries, routing, and the pure policy functions.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -108,16 +107,37 @@ test('history: recovered:false signals reset and restarts from the channel\'s la
   current().receive({ type: 'subscribed', channel: 'history-feed', offset: 3, epoch: 'new', recovered: false });
   assert.deepEqual(resets, [{ resubscribed: false, offset: 3, epoch: 'new', recovered: false }]);
   assert.deepEqual(sub.position, { offset: 3, epoch: 'new' });
-  // After a fresh start nothing was delivered yet: a message at or below
-  // the channel's latest (published as we subscribed) is delivered, not lost.
+  // The server sends only the messages above the offset it named; the
+  // client holds it to that.
   for (const offset of [3, 4, 4, 2]) current().receive({ type: 'message', channel: 'history-feed', message: null, offset });
-  assert.deepEqual(got, [3, 4]);
+  assert.deepEqual(got, [4]);
 
   // A resubscribe whose since was never answered is sent again.
   await reconnect();
   assert.deepEqual(current().sent, [{ action: 'subscribe', channel: 'history-feed', since: { offset: 4, epoch: 'new' } }]);
   await reconnect();
   assert.deepEqual(current().sent, [{ action: 'subscribe', channel: 'history-feed', since: { offset: 4, epoch: 'new' } }]);
+});
+
+test('history: a subscribed with recovered:false under a live subscription is a reset', async (t) => {
+  const { client, current } = await fakeClient(t);
+  const sub = client.subscribe('history-feed');
+  const log = record(sub, ['subscribed', 'recovered', 'reset', 'message']);
+  current().receive({ type: 'subscribed', channel: 'history-feed', offset: 7, epoch: 'e1' });
+  current().receive({ type: 'message', channel: 'history-feed', message: 8, offset: 8 });
+  // Redis lost the history: the server resets its subscribers.
+  current().receive({ type: 'subscribed', channel: 'history-feed', offset: 1, epoch: 'e2', recovered: false });
+  assert.deepEqual(sub.position, { offset: 1, epoch: 'e2' });
+  for (const offset of [1, 2, 3]) current().receive({ type: 'message', channel: 'history-feed', message: offset, offset });
+  assert.equal(sub.state, 'subscribed');
+  assert.deepEqual(log, [
+    ['subscribed', { resubscribed: false, offset: 7, epoch: 'e1' }],
+    ['message', 8, { channel: 'history-feed', offset: 8 }],
+    ['subscribed', { resubscribed: true, offset: 1, epoch: 'e2', recovered: false }],
+    ['reset', { resubscribed: true, offset: 1, epoch: 'e2', recovered: false }],
+    ['message', 2, { channel: 'history-feed', offset: 2 }],
+    ['message', 3, { channel: 'history-feed', offset: 3 }],
+  ]);
 });
 
 test('history: since on a channel without history is a reset, and since is not sent again', async (t) => {

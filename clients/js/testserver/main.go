@@ -46,6 +46,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -61,14 +62,22 @@ func main() {
 	flag.Parse()
 	log.SetFlags(log.Lmicroseconds)
 
-	// When Config grows its history hook (issue 13), test/recovery.test.js
-	// expects history on channels named history-small-* (10 publications)
-	// and on the other history-* channels (1000 publications).
 	s := &server{
 		cfg: ws.Config{
 			SendQueueSize: *queue,
 			// A held socket must not keep a closed client around for long.
 			WriteTimeout: 2 * time.Second,
+			// test/recovery.test.js: history on history-small-* channels
+			// (10 publications) and on the other history-* channels (1000).
+			History: func(channel string) ws.HistoryOptions {
+				switch {
+				case strings.HasPrefix(channel, "history-small-"):
+					return ws.HistoryOptions{Size: 10, TTL: time.Minute}
+				case strings.HasPrefix(channel, "history-"):
+					return ws.HistoryOptions{Size: 1000, TTL: time.Minute}
+				}
+				return ws.HistoryOptions{}
+			},
 		},
 		static:  *static,
 		clients: make(map[*ws.Client]struct{}),

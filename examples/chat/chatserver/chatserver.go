@@ -1,10 +1,11 @@
 // Package chatserver is the chat example's server: the page, the
-// WebSocket endpoint and POST /say, for examples/chat's main and for the
-// browser test in e2e/.
+// JavaScript client it runs on, the WebSocket endpoint, POST /say and GET
+// /history, for examples/chat's main and for the browser test in e2e/.
 package chatserver
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"log"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	_ "embed"
 
 	ws "github.com/vortechron/go-ws"
+	jsclient "github.com/vortechron/go-ws/clients/js"
 )
 
 // The chat's channels. Everyone subscribes to the public room and to the
@@ -29,6 +31,23 @@ const (
 
 // maxText is the longest message, in characters.
 const maxText = 500
+
+// The room keeps its latest roomHistory messages for a day; a page shows
+// the last pageHistory of them when it opens.
+const (
+	roomHistory = 500
+	pageHistory = 50
+)
+
+// History is the chat's Config.History: the room keeps history, so a page
+// that opens (or reloads) shows the conversation and a page that lost its
+// connection gets what it missed when it is back.
+func History(channel string) ws.HistoryOptions {
+	if channel == roomChannel {
+		return ws.HistoryOptions{Size: roomHistory, TTL: 24 * time.Hour}
+	}
+	return ws.HistoryOptions{}
+}
 
 //go:embed index.html
 var indexHTML []byte
@@ -87,15 +106,32 @@ type chatMessage struct {
 	At   int64  `json:"at"` // Unix milliseconds
 }
 
-// NewHandler serves the page at /, the WebSocket endpoint at /ws and
-// POST /say on hub, logging connections and errors to logger.
+// NewHandler serves the page at /, the JavaScript client at /js/, the
+// WebSocket endpoint at /ws, POST /say and GET /history on hub, logging
+// connections and errors to logger. hub's Config.History should be
+// History.
 func NewHandler(hub *ws.Hub, logger *log.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(indexHTML)
 	})
+	mux.Handle("GET /js/", http.StripPrefix("/js/", jsclient.Handler()))
 	mux.Handle("GET /ws", ws.Handler(hub, options(logger)))
+	mux.HandleFunc("GET /history", func(w http.ResponseWriter, r *http.Request) {
+		if userID(r) == "" {
+			http.Error(w, "sign in first: ?name=NAME", http.StatusUnauthorized)
+			return
+		}
+		page, err := recentMessages(r, hub)
+		if err != nil {
+			http.Error(w, "history unavailable", http.StatusServiceUnavailable)
+			logger.Print(err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(page)
+	})
 	mux.HandleFunc("POST /say", func(w http.ResponseWriter, r *http.Request) {
 		from := userID(r)
 		if from == "" {
@@ -134,4 +170,35 @@ func NewHandler(hub *ws.Hub, logger *log.Logger) http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	return mux
+}
+
+// historyPage is what GET /history answers: the room's latest messages,
+// oldest first, and the room's position when they were read, from which
+// the page subscribes (with "since") so that it gets every later message
+// and none twice.
+type historyPage struct {
+	Position ws.HistoryPosition `json:"position"`
+	Messages []historyMessage   `json:"messages"`
+}
+
+type historyMessage struct {
+	Offset  uint64          `json:"offset"`
+	Message json.RawMessage `json:"message"`
+}
+
+// recentMessages reads the room's last pageHistory messages.
+func recentMessages(r *http.Request, hub *ws.Hub) (historyPage, error) {
+	res, err := hub.History(r.Context(), roomChannel, ws.HistoryQuery{Limit: pageHistory, Reverse: true})
+	if errors.Is(err, ws.ErrNoHistory) {
+		return historyPage{Messages: []historyMessage{}}, nil // a hub without History
+	}
+	if err != nil {
+		return historyPage{}, err
+	}
+	page := historyPage{Position: res.Latest, Messages: make([]historyMessage, 0, len(res.Publications))}
+	for i := len(res.Publications) - 1; i >= 0; i-- { // newest first: turn them around
+		p := res.Publications[i]
+		page.Messages = append(page.Messages, historyMessage{Offset: p.Offset, Message: p.Message})
+	}
+	return page, nil
 }
