@@ -437,10 +437,10 @@ func TestStatsJSONIsSnakeCase(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &m))
 	for _, key := range []string{"connections", "connections_total", "connections_refused", "channels", "subscriptions",
 		"messages_in", "messages_out", "bytes_out", "publishes", "whispers_in", "whispers_out", "slow_consumers",
-		"rate_limited", "broker_publish_failures", "broker_healthy", "errors"} {
+		"rate_limited", "broker_publish_failures", "broker_healthy", "recovered", "not_recovered", "history_resets", "errors"} {
 		require.Contains(t, m, key, "Stats JSON %s", b)
 	}
-	require.Len(t, m, 16, "Stats JSON has a key per field: %s", b)
+	require.Len(t, m, 19, "Stats JSON has a key per field: %s", b)
 	require.Equal(t, float64(1), m["subscriptions"])
 	require.Len(t, m["errors"], len(ws.ErrorKinds()))
 }

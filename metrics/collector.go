@@ -51,6 +51,9 @@ type Options struct {
 //	ws_slow_consumer_disconnects_total   counter  clients dropped as slow
 //	ws_rate_limited_frames_total         counter  frames dropped by the rate limit
 //	ws_broker_publish_failures_total     counter  publications the broker refused
+//	ws_history_recovered_total           counter  subscribes recovered from history
+//	ws_history_not_recovered_total       counter  subscribes history could not recover
+//	ws_history_resets_total              counter  history channels reset under subscribers
 //	ws_broker_healthy                    gauge    1 when the broker is connected
 //	ws_errors_total{kind}                counter  errors by kind (see ws.Stats)
 type Collector struct {
@@ -120,6 +123,12 @@ func NewCollectorWithOptions(src StatsSource, opts Options) *Collector {
 				func(s ws.Stats) int64 { return s.RateLimited }),
 			m("broker_publish_failures_total", "Publications the message broker refused.",
 				func(s ws.Stats) int64 { return s.BrokerPublishFailures }),
+			m("history_recovered_total", "Subscribes with since answered recovered:true.",
+				func(s ws.Stats) int64 { return s.Recovered }),
+			m("history_not_recovered_total", "Subscribes with since answered recovered:false, and recoveries broken off.",
+				func(s ws.Stats) int64 { return s.NotRecovered }),
+			m("history_resets_total", "Times this node found a history channel's history broken and reset its subscribers.",
+				func(s ws.Stats) int64 { return s.HistoryResets }),
 		},
 		healthy: desc("broker_healthy", "1 when the message broker is connected, 0 when it is not."),
 		errors:  desc("errors_total", "Errors by kind: auth, rate_limit, connection, whisper, protocol, storage, broker.", "kind"),

@@ -25,6 +25,7 @@ func TestCollectorExposesEveryFigure(t *testing.T) {
 		Connections: 3, ConnectionsTotal: 10, ConnectionsRefused: 2, Channels: 4, Subscriptions: 7,
 		MessagesIn: 11, MessagesOut: 12, BytesOut: 13, Publishes: 14, WhispersIn: 15, WhispersOut: 16,
 		SlowConsumers: 17, RateLimited: 18, BrokerPublishFailures: 19, BrokerHealthy: true,
+		Recovered: 20, NotRecovered: 21, HistoryResets: 22,
 		Errors: map[string]int64{"auth": 1, "rate_limit": 2, "connection": 3, "whisper": 4, "protocol": 5, "storage": 6, "broker": 7},
 	}
 	want := `
@@ -55,6 +56,15 @@ ws_errors_total{kind="protocol"} 5
 ws_errors_total{kind="rate_limit"} 2
 ws_errors_total{kind="storage"} 6
 ws_errors_total{kind="whisper"} 4
+# HELP ws_history_not_recovered_total Subscribes with since answered recovered:false, and recoveries broken off.
+# TYPE ws_history_not_recovered_total counter
+ws_history_not_recovered_total 21
+# HELP ws_history_recovered_total Subscribes with since answered recovered:true.
+# TYPE ws_history_recovered_total counter
+ws_history_recovered_total 20
+# HELP ws_history_resets_total Times this node found a history channel's history broken and reset its subscribers.
+# TYPE ws_history_resets_total counter
+ws_history_resets_total 22
 # HELP ws_messages_received_total Data frames read from clients, rate-limited ones included.
 # TYPE ws_messages_received_total counter
 ws_messages_received_total 11
