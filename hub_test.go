@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
 	ws "github.com/vortechron/go-ws"
@@ -246,4 +249,42 @@ func TestSubscribedMeansLive(t *testing.T) {
 		c.send(map[string]any{"action": "unsubscribe", "channel": ch})
 		c.expect(map[string]any{"type": "unsubscribed", "channel": ch})
 	}
+}
+
+// TestServeWSBeforeRunRefuses: a hub whose Run was never started answers
+// an upgrade with 503 and ServeWS returns ErrHubNotRunning, within the
+// grace it gives a Run that is just being scheduled, instead of blocking
+// the request forever.
+func TestServeWSBeforeRunRefuses(t *testing.T) {
+	hub := ws.NewHub(context.Background(), nil, nil, ws.Config{})
+	t.Cleanup(func() { _ = hub.Shutdown(context.Background()) })
+	errs := make(chan error, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		errs <- ws.ServeWS(hub, w, r, nil)
+	}))
+	t.Cleanup(srv.Close)
+	start := time.Now()
+	_, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	require.Error(t, err)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.ErrorIs(t, <-errs, ws.ErrHubNotRunning)
+	require.Less(t, time.Since(start), 3*time.Second, "refused after %v", time.Since(start))
+}
+
+// TestSendAgreesWithPublish: Client.Send encodes a message as Publish
+// does: []byte and json.RawMessage holding JSON go as they are (not
+// base64), a string becomes a JSON string.
+func TestSendAgreesWithPublish(t *testing.T) {
+	clients := make(chan *ws.Client, 1)
+	n := newNode(t, nil, nil, ws.Config{}, &ws.Options{OnConnect: func(c *ws.Client) { clients <- c }})
+	c := n.dial(t, "")
+	server := <-clients
+	require.True(t, server.Send([]byte(`{"type":"note","n":1}`)))
+	c.expect(map[string]any{"type": "note", "n": float64(1)})
+	require.True(t, server.Send(json.RawMessage(`{"type":"note","n":2}`)))
+	c.expect(map[string]any{"type": "note", "n": float64(2)})
+	require.True(t, server.Send(map[string]any{"type": "note", "n": 3}))
+	c.expect(map[string]any{"type": "note", "n": float64(3)})
+	require.False(t, server.Send([]byte("not json")), "bytes that are not JSON are refused, as Publish refuses them")
+	c.expectQuiet()
 }
