@@ -243,28 +243,15 @@ func (s *RedisStorage) reapOccupancy(ctx context.Context, keep map[string]bool) 
 	if err != nil {
 		return nil, err
 	}
-	self := s.current().id
-	pipe := s.client.Pipeline()
-	alive := make(map[string]*redis.IntCmd, len(ids))
-	for _, id := range ids {
-		if id != self && !keep[id] {
-			alive[id] = pipe.Exists(ctx, s.keys.alive(id))
-		}
-	}
-	if len(alive) == 0 {
-		return nil, nil
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	dead, err := s.deadNodes(ctx, ids, keep)
+	if err != nil {
 		return nil, err
 	}
 	var (
 		changes []OccupancyChange
 		errs    []error
 	)
-	for id, cmd := range alive {
-		if cmd.Val() != 0 {
-			continue
-		}
+	for _, id := range dead {
 		vacated, err := s.reapNodeOccupancy(ctx, id)
 		for _, ch := range vacated {
 			changes = append(changes, OccupancyChange{Channel: ch})

@@ -284,28 +284,15 @@ func (s *RedisStorage) reap(ctx context.Context) ([]PresenceEvent, error) {
 	s.mu.Unlock()
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	self := s.current().id
-	pipe := s.client.Pipeline()
-	alive := make(map[string]*redis.IntCmd, len(ids))
-	for _, id := range ids {
-		if id != self {
-			alive[id] = pipe.Exists(ctx, s.keys.alive(id))
-		}
-	}
-	if len(alive) == 0 {
-		return nil, nil
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	dead, err := s.deadNodes(ctx, ids, nil)
+	if err != nil {
 		return nil, err
 	}
 	var (
 		events []PresenceEvent
 		errs   []error
 	)
-	for id, cmd := range alive {
-		if cmd.Val() != 0 {
-			continue
-		}
+	for _, id := range dead {
 		evs, err := s.reapNode(ctx, id)
 		events = append(events, evs...)
 		if err != nil {
@@ -317,6 +304,33 @@ func (s *RedisStorage) reap(ctx context.Context) ([]PresenceEvent, error) {
 		s.mu.Unlock()
 	}
 	return events, errors.Join(errs...)
+}
+
+// deadNodes returns the nodes among ids, other than this node and those
+// keep names, whose heartbeat key is gone, with one pipelined EXISTS for
+// all of them.
+func (s *RedisStorage) deadNodes(ctx context.Context, ids []string, keep map[string]bool) ([]string, error) {
+	self := s.current().id
+	pipe := s.client.Pipeline()
+	alive := make(map[string]*redis.IntCmd, len(ids))
+	for _, id := range ids {
+		if id != self && !keep[id] {
+			alive[id] = pipe.Exists(ctx, s.keys.alive(id))
+		}
+	}
+	if len(alive) == 0 {
+		return nil, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	var dead []string
+	for id, cmd := range alive {
+		if cmd.Val() == 0 {
+			dead = append(dead, id)
+		}
+	}
+	return dead, nil
 }
 
 // reapNode removes dead node id from every channel in its index, then
