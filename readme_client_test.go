@@ -1,7 +1,6 @@
 package ws_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -154,7 +152,7 @@ func startBasicExample(t *testing.T) string {
 	addr := l.Addr().String()
 	require.NoError(t, l.Close())
 
-	var logs syncBuffer
+	var logs testenv.Buffer
 	cmd := exec.Command(bin, "-addr", addr)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.WaitDelay = 10 * time.Second
@@ -195,8 +193,8 @@ func startBasicExample(t *testing.T) string {
 type nodeClient struct {
 	user   string
 	stdin  io.WriteCloser
-	stdout syncBuffer
-	stderr syncBuffer
+	stdout testenv.Buffer
+	stderr testenv.Buffer
 	exited chan struct{} // closed once node has exited and its output is read
 }
 
@@ -259,22 +257,4 @@ func (c *nodeClient) waitFor(t *testing.T, s string) {
 func (c *nodeClient) closeStdin(t *testing.T) {
 	t.Helper()
 	require.NoError(t, c.stdin.Close())
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and many readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer // guarded by mu
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -2,7 +2,6 @@ package pusher_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"net"
 	"net/url"
@@ -70,7 +69,7 @@ type scenario struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	lines  chan string
-	stderr lockedBuffer
+	stderr testenv.Buffer
 	mu     sync.Mutex
 	out    []string
 	done   chan error
@@ -160,25 +159,6 @@ func (s *scenario) output() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return strings.Join(s.out, "\n")
-}
-
-// lockedBuffer is a bytes.Buffer safe for the command's writer and the
-// test's reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // TestLaravelEchoAndServerSDK runs the real laravel-echo 2.x, pusher-js 8.x
