@@ -2,7 +2,7 @@
 GO        ?= go
 REDIS_ADDR ?= 127.0.0.1:6379
 
-.PHONY: test tools race unit bench bench-peers lint run fuzz cross bench-tls bench-compression bench-channels bench-storm bench-production
+.PHONY: test tools race unit bench bench-peers lint run fuzz cross bench-tls bench-compression bench-channels bench-storm bench-production bench-pusher
 
 # PLATFORMS are the GOOS/GOARCH pairs the library must build and vet on.
 PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64 freebsd/amd64 freebsd/arm64
@@ -92,3 +92,8 @@ bench-storm:
 	cd bench && $(GO) run ./cmd/harness -scenario storm -runs 3 -out RESULTS-storm.md
 bench-production:
 	cd bench && $(GO) run ./cmd/harness -scenario production -runs 3 -out RESULTS-production.md
+
+# bench-pusher: burst fan-out to 5,000 Pusher-protocol subscribers beside
+# 5,000 native ones, on the same server (the pusher package).
+bench-pusher:
+	cd bench && $(GO) run ./cmd/harness -scenario pusher -runs 3 -out RESULTS-pusher.md

@@ -23,7 +23,8 @@ var peers = []string{"melody", "centrifuge", "gorilla"}
 func Main(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("harness", flag.ContinueOnError)
 	scenario := fs.String("scenario", "all", "core (idle memory, burst, steady, slow consumers, every server), scale (ws: one node, -scale-conns), cluster (ws: 3 nodes over Redis, -cluster-conns), crossnode (ws: publish on A, -cross-conns subscribers on B, vs one node), or all of those; "+
-		"the production shapes (issue 15): tls (burst over wss), compression (1 KB chat message, permessage-deflate), channels (many channels, 3 nodes over Redis), storm (reconnect storm), or production (those four)")
+		"the production shapes (issue 15): tls (burst over wss), compression (1 KB chat message, permessage-deflate), channels (many channels, 3 nodes over Redis), storm (reconnect storm), or production (those four); "+
+		"pusher (issue 12: burst to Pusher-protocol subscribers beside native ones)")
 	serverList := fs.String("servers", "", "comma-separated servers for the core scenarios (default: all of "+strings.Join(servers.Names(), ",")+")")
 	runs := fs.Int("runs", 3, "repetitions of the core scenarios; the table shows medians")
 	var cfg Config
@@ -62,7 +63,10 @@ func Main(args []string, stdout io.Writer) error {
 	names = order(names)
 	rep := &report{cfg: cfg, runs: *runs, slowRuns: min(*slowRuns, *runs), args: args}
 	has := func(s string) bool { return *scenario == "all" || *scenario == s }
-	prod := func(s string) bool { return *scenario == "production" || *scenario == s }
+	prod := func(s string) bool {
+		// pusher (issue 12) runs only when asked for by name.
+		return (*scenario == "production" && s != "pusher") || *scenario == s
+	}
 
 	if has("core") {
 		for run := 1; run <= *runs; run++ {

@@ -14,6 +14,8 @@ import (
 type prodConfig struct {
 	tlsConns, tlsN, tlsSize int
 
+	pusherConns, pusherN, pusherSize int
+
 	compConns, compN, compLevel int
 
 	channels      chanConfig
@@ -28,6 +30,9 @@ func (pc *prodConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&pc.tlsConns, "tls-conns", 5000, "tls: subscribers")
 	fs.IntVar(&pc.tlsN, "tls-n", 200, "tls: messages in the burst")
 	fs.IntVar(&pc.tlsSize, "tls-size", 100, "tls: payload bytes")
+	fs.IntVar(&pc.pusherConns, "pusher-conns", 5000, "pusher: subscribers")
+	fs.IntVar(&pc.pusherN, "pusher-n", 200, "pusher: events in the burst")
+	fs.IntVar(&pc.pusherSize, "pusher-size", 100, "pusher: payload bytes")
 	fs.IntVar(&pc.compConns, "compress-conns", 2000, "compression: subscribers")
 	fs.IntVar(&pc.compN, "compress-n", 200, "compression: messages in the burst")
 	fs.IntVar(&pc.compLevel, "compress-level", 1, "compression: deflate level where compression is on")
@@ -57,13 +62,14 @@ type prodResults struct {
 	tls      []*burstSample
 	tlsNames []string
 	comp     []*burstSample
+	pusher   []*burstSample
 	channels []*chanSample
 	storm    []*stormSample
 }
 
 // runProduction runs the production scenarios that want selects.
 func runProduction(pc *prodConfig, want func(string) bool, serverList string, runs int, rep *report) error {
-	if !want("tls") && !want("compression") && !want("channels") && !want("storm") {
+	if !want("tls") && !want("compression") && !want("channels") && !want("storm") && !want("pusher") {
 		return nil
 	}
 	res := &prodResults{cfg: pc}
@@ -77,6 +83,11 @@ func runProduction(pc *prodConfig, want func(string) bool, serverList string, ru
 		res.tlsNames = names
 		var errs []string
 		res.tls, errs = runTLS(names, runs, pc.tlsConns, pc.tlsN, pc.tlsSize, prof)
+		rep.errors = append(rep.errors, errs...)
+	}
+	if want("pusher") {
+		var errs []string
+		res.pusher, errs = runPusher(runs, pc.pusherConns, pc.pusherN, pc.pusherSize, prof)
 		rep.errors = append(rep.errors, errs...)
 	}
 	if want("compression") {
@@ -130,6 +141,9 @@ func (p *prodResults) markdown(b *strings.Builder, runs int) {
 	c := p.cfg
 	if len(p.tls) > 0 {
 		tlsMarkdown(b, p.tls, runs, c.tlsConns, c.tlsN, c.tlsSize)
+	}
+	if len(p.pusher) > 0 {
+		pusherMarkdown(b, p.pusher, runs, c.pusherConns, c.pusherN, c.pusherSize)
 	}
 	if len(p.comp) > 0 {
 		compressionMarkdown(b, p.comp, runs, c.compConns, c.compN, c.compLevel)

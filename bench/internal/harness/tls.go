@@ -36,6 +36,7 @@ type burstSpec struct {
 	conns, n   int
 	size       int
 	kind       string // payload kind ("" or "chat")
+	proto      string // the clients' protocol; "" means the server's own
 }
 
 // burstSession starts the server, subscribes conns clients, measures idle
@@ -53,7 +54,11 @@ func burstSession(sp burstSpec, cpuprofile string) (*burstSample, error) {
 	defer srv.stop()
 	time.Sleep(300 * time.Millisecond)
 	rss0, _ := srv.rss(true)
-	f, err := startFleetArgs(protoOf(sp.server), "C", 0, sp.workerArgs, target{srv.wsURL(), sp.conns})
+	p := sp.proto
+	if p == "" {
+		p = protoOf(sp.server)
+	}
+	f, err := startFleetArgs(p, "C", 0, sp.workerArgs, target{srv.wsURL(), sp.conns})
 	if err != nil {
 		return nil, err
 	}

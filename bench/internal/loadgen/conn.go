@@ -33,6 +33,12 @@ const (
 	// a subscribe command, replies matched by id, pushes, and "{}" pings
 	// answered with "{}".
 	ProtoCentrifuge Protocol = "centrifuge"
+	// ProtoPusher is Pusher Channels protocol 7 as pusher-js speaks it:
+	// the URL gets ?protocol=7, the server opens with
+	// pusher:connection_established, pusher:subscribe is answered by
+	// pusher_internal:subscription_succeeded, and pusher:ping by
+	// pusher:pong.
+	ProtoPusher Protocol = "pusher"
 )
 
 // round is one conn's tally for one measured publication run. It is
@@ -157,6 +163,9 @@ func contains(p string) func([]byte) bool {
 // subscribe dials url and subscribes to channel, returning once the server
 // acknowledged the subscription.
 func subscribe(ctx context.Context, d *websocket.Dialer, url string, p Protocol, channel string) (*conn, error) {
+	if p == ProtoPusher {
+		url = withQuery(url, "protocol=7")
+	}
 	c, resp, err := d.DialContext(ctx, url, nil)
 	if err != nil {
 		return nil, err
@@ -169,13 +178,21 @@ func subscribe(ctx context.Context, d *websocket.Dialer, url string, p Protocol,
 			{[]byte(`{"id":1,"connect":{}}`), hasPrefix(`{"id":1,`)},
 			{[]byte(fmt.Sprintf(`{"id":2,"subscribe":{"channel":%q}}`, channel)), hasPrefix(`{"id":2,`)},
 		}
+	case ProtoPusher:
+		steps = []step{
+			{nil, contains(`"pusher:connection_established"`)},
+			{proto.PusherSubscribe(channel), contains(`"pusher_internal:subscription_succeeded"`)},
+		}
 	default:
 		steps = []step{{proto.SubscribeRequest(channel), contains(`"type":"subscribed"`)}}
 	}
 	for _, st := range steps {
-		if err := c.WriteMessage(websocket.TextMessage, st.send); err != nil {
-			c.Close()
-			return nil, err
+		// A step with nothing to send waits for what the server says first.
+		if st.send != nil {
+			if err := c.WriteMessage(websocket.TextMessage, st.send); err != nil {
+				c.Close()
+				return nil, err
+			}
 		}
 		for done := false; !done; {
 			_, msg, err := c.ReadMessage()
@@ -184,7 +201,7 @@ func subscribe(ctx context.Context, d *websocket.Dialer, url string, p Protocol,
 				return nil, err
 			}
 			for line := range bytes.SplitSeq(msg, []byte{'\n'}) {
-				if bytes.Contains(line, []byte(`"error"`)) {
+				if bytes.Contains(line, []byte(`"error"`)) || bytes.Contains(line, []byte(`"pusher:error"`)) || bytes.Contains(line, []byte(`"pusher:subscription_error"`)) {
 					c.Close()
 					return nil, fmt.Errorf("subscribe refused: %s", line)
 				}
@@ -196,6 +213,14 @@ func subscribe(ctx context.Context, d *websocket.Dialer, url string, p Protocol,
 	}
 	c.SetReadDeadline(time.Time{})
 	return &conn{ws: c, wire: wireCounter(c), deflate: negotiatedDeflate(resp)}, nil
+}
+
+// withQuery adds the query q to url.
+func withQuery(url, q string) string {
+	if strings.Contains(url, "?") {
+		return url + "&" + q
+	}
+	return url + "?" + q
 }
 
 // read is the conn's reader goroutine: it tallies every publication into
@@ -229,6 +254,9 @@ func (c *conn) read(p Protocol, onUnique func()) {
 			if !ok {
 				if p == ProtoCentrifuge && bytes.Equal(line, []byte("{}")) {
 					c.ws.WriteMessage(websocket.TextMessage, []byte("{}"))
+				}
+				if p == ProtoPusher && bytes.Contains(line, []byte(`"pusher:ping"`)) {
+					c.ws.WriteMessage(websocket.TextMessage, []byte(`{"event":"pusher:pong","data":{}}`))
 				}
 				continue
 			}

@@ -104,7 +104,7 @@ const maxConns = 19_500
 func Main(args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	url := fs.String("url", "ws://127.0.0.1:8700/ws", "WebSocket URL (loopback)")
-	p := fs.String("proto", string(ProtoWS), "client protocol: ws or centrifuge")
+	p := fs.String("proto", string(ProtoWS), "client protocol: ws, centrifuge or pusher")
 	n := fs.Int("conns", 500, "connections to open")
 	slow := fs.Int("slow", 0, "of which this many never read until released")
 	channel := fs.String("channel", "C", "channel to subscribe to; with -channels, the prefix of the channel names")

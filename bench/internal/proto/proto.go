@@ -60,25 +60,34 @@ func SubscribeRequest(channel string) []byte {
 var (
 	seqKey = []byte(`"seq":`)
 	tsKey  = []byte(`"ts":`)
+	// The same keys inside a JSON string: Pusher's "data" carries the
+	// payload as text, {"data":"{\"seq\":12,\"ts\":...}"}.
+	seqKeyQuoted = []byte(`"seq\":`)
+	tsKeyQuoted  = []byte(`"ts\":`)
 )
 
 // Parse finds the sequence number and timestamp of a publication inside
-// one JSON message (any envelope). ok is false for messages that carry no
-// publication (acks, pings, errors).
+// one JSON message (any envelope, the payload an object or a string that
+// holds it). ok is false for messages that carry no publication (acks,
+// pings, errors).
 func Parse(msg []byte) (seq, ts int64, ok bool) {
-	i := bytes.Index(msg, seqKey)
+	sk, tk := seqKey, tsKey
+	i := bytes.Index(msg, sk)
 	if i < 0 {
-		return 0, 0, false
+		sk, tk = seqKeyQuoted, tsKeyQuoted
+		if i = bytes.Index(msg, sk); i < 0 {
+			return 0, 0, false
+		}
 	}
-	seq, rest, ok := digits(msg[i+len(seqKey):])
+	seq, rest, ok := digits(msg[i+len(sk):])
 	if !ok {
 		return 0, 0, false
 	}
-	j := bytes.Index(rest, tsKey)
+	j := bytes.Index(rest, tk)
 	if j < 0 {
 		return 0, 0, false
 	}
-	ts, _, ok = digits(rest[j+len(tsKey):])
+	ts, _, ok = digits(rest[j+len(tk):])
 	return seq, ts, ok
 }
 
@@ -105,6 +114,12 @@ func ChannelOf(msg []byte) (string, bool) {
 		return "", false
 	}
 	return string(rest[:j]), true
+}
+
+// PusherSubscribe is the Pusher protocol's subscribe event.
+func PusherSubscribe(channel string) []byte {
+	b := append([]byte(`{"event":"pusher:subscribe","data":{"channel":`), strconv.Quote(channel)...)
+	return append(b, `}}`...)
 }
 
 // Indexed names the i-th of many channels: prefix and i as 12 digits,

@@ -41,3 +41,23 @@ func TestChatPayload(t *testing.T) {
 		t.Errorf("deflate saving at level 1: got %.2f, want a realistic 0.2..0.6", s)
 	}
 }
+
+// A Pusher client gets the payload as the text of "data".
+func TestParsePusherFrame(t *testing.T) {
+	p := Payload(42, 1700000000000000001, 100)
+	data, err := json.Marshal(string(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := []byte(`{"event":"bench","channel":"C","data":` + string(data) + `}`)
+	seq, ts, ok := Parse(frame)
+	if !ok || seq != 42 || ts != 1700000000000000001 {
+		t.Errorf("Parse(%s): got %d %d %v, want 42 1700000000000000001 true", frame, seq, ts, ok)
+	}
+	if _, _, ok := Parse([]byte(`{"event":"pusher_internal:subscription_succeeded","channel":"C","data":"{}"}`)); ok {
+		t.Errorf("Parse(ack): got ok, want !ok")
+	}
+	if !json.Valid(PusherSubscribe("C")) {
+		t.Errorf("PusherSubscribe: not JSON: %s", PusherSubscribe("C"))
+	}
+}

@@ -27,6 +27,7 @@ func Main(args []string) error {
 	useTLS := fs.Bool("tls", false, "serve https/wss with a self-signed certificate for 127.0.0.1 made at start (the control API too)")
 	compress := fs.Bool("compress", false, "offer permessage-deflate to clients that ask (servers that support it)")
 	level := fs.Int("compress-level", 1, "compression level 1..9 with -compress")
+	pusherProto := fs.Bool("pusher", false, "also serve the Pusher protocol on /ws?protocol=7 (ws only)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,7 +51,7 @@ func Main(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	s, err := New(ctx, *name, Options{Redis: *redis, RedisPrefix: *prefix, Compress: *compress, CompressLevel: *level})
+	s, err := New(ctx, *name, Options{Redis: *redis, RedisPrefix: *prefix, Compress: *compress, CompressLevel: *level, Pusher: *pusherProto})
 	if err != nil {
 		return err
 	}

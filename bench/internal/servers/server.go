@@ -34,6 +34,10 @@ type Options struct {
 	// on the servers that support it, at CompressLevel (1..9).
 	Compress      bool
 	CompressLevel int
+	// Pusher also serves the Pusher protocol (github.com/vortechron/go-ws/pusher)
+	// on /ws?protocol=7, on the servers that speak it (ws), and publishes
+	// every payload as a named event so both protocols frame it.
+	Pusher bool
 }
 
 // PresenceChecker is implemented by the servers that keep presence: it

@@ -19,6 +19,7 @@ type wsServer struct {
 	hub    *ws.Hub
 	cancel context.CancelFunc
 	opts   *ws.Options
+	pusher http.Handler // with Options.Pusher: the Pusher endpoint
 }
 
 func init() {
@@ -43,15 +44,29 @@ func init() {
 			GetUserID:   func(r *http.Request) string { return r.URL.Query().Get("user") },
 			AuthHandler: func(userID, channel string) bool { return true },
 		}
-		return &wsServer{hub: hub, cancel: cancel, opts: o}, nil
+		s := &wsServer{hub: hub, cancel: cancel, opts: o}
+		if opts.Pusher {
+			s.pusher = wsPusher(hub, o)
+		}
+		return s, nil
 	})
 }
 
 func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.pusher != nil && r.URL.Query().Has("protocol") {
+		s.pusher.ServeHTTP(w, r)
+		return
+	}
 	ws.ServeWS(s.hub, w, r, s.opts)
 }
 
+// Publish publishes payload as the README shows (Hub.Publish), or, with
+// -pusher, as a named event (Hub.PublishWith), which Pusher clients
+// receive as {"event":...,"channel":...,"data":"<payload as a string>"}.
 func (s *wsServer) Publish(ctx context.Context, channel string, payload []byte) error {
+	if s.pusher != nil {
+		return s.hub.PublishWith(ctx, channel, json.RawMessage(payload), ws.PublishOptions{Event: PusherEvent})
+	}
 	return s.hub.Publish(ctx, channel, json.RawMessage(payload))
 }
 
