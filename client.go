@@ -77,6 +77,7 @@ type Client struct {
 	// owned by the read goroutine
 	rd       frame.Reader
 	br       *bufio.Reader // nil unless Config.ReadBufferSize > 0
+	burst    *bufio.Reader // without br: borrowed from burstPool while a frame is read
 	first    [1]byte       // the byte awaitFrame read
 	primed   bool          // first holds a byte not yet given to rd
 	limiter  *rate.Limiter

@@ -84,9 +84,9 @@ type rawClient struct {
 	br   *bufio.Reader
 }
 
-// dialRaw upgrades a raw connection to n offering permessage-deflate as
-// Chromium does.
-func (n *testNode) dialRaw(t *testing.T) *rawClient {
+// dialRaw upgrades a raw connection to n, offering permessage-deflate as
+// Chromium does when deflate is set (and then requiring it).
+func (n *testNode) dialRaw(t testing.TB, deflate bool) *rawClient {
 	t.Helper()
 	u, err := url.Parse(n.url)
 	require.NoError(t, err)
@@ -94,20 +94,26 @@ func (n *testNode) dialRaw(t *testing.T) *rawClient {
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	require.NoError(t, conn.SetDeadline(time.Now().Add(wstest.ReadTimeout)))
+	ext := ""
+	if deflate {
+		ext = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+	}
 	_, err = conn.Write([]byte("GET " + u.Path + " HTTP/1.1\r\nHost: " + u.Host +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" +
-		"\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"))
+		"\r\nSec-WebSocket-Version: 13\r\n" + ext + "\r\n"))
 	require.NoError(t, err)
 	r := &rawClient{conn: conn, br: bufio.NewReader(conn)}
 	resp, err := http.ReadResponse(r.br, &http.Request{Method: http.MethodGet})
 	require.NoError(t, err)
 	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-	require.NotEmpty(t, resp.Header.Get("Sec-WebSocket-Extensions"), "compression negotiated")
+	if deflate {
+		require.NotEmpty(t, resp.Header.Get("Sec-WebSocket-Extensions"), "compression negotiated")
+	}
 	return r
 }
 
 // send writes text as one masked, uncompressed text frame.
-func (r *rawClient) send(t *testing.T, text string) {
+func (r *rawClient) send(t testing.TB, text string) {
 	t.Helper()
 	require.Less(t, len(text), 126)
 	f := append([]byte{0x81, 0x80 | byte(len(text)), 0, 0, 0, 0}, text...) // a zero mask
@@ -116,7 +122,7 @@ func (r *rawClient) send(t *testing.T, text string) {
 }
 
 // frame reads one whole server frame, header included.
-func (r *rawClient) frame(t *testing.T) []byte {
+func (r *rawClient) frame(t testing.TB) []byte {
 	t.Helper()
 	hdr := make([]byte, 2, 10)
 	_, err := io.ReadFull(r.br, hdr)
@@ -147,7 +153,7 @@ func TestCompressedFrameIsSharedBytes(t *testing.T) {
 	n := newNode(t, nil, nil, ws.Config{EnableCompression: true, CompressionThreshold: 200}, nil)
 	var clients []*rawClient
 	for range 3 {
-		c := n.dialRaw(t)
+		c := n.dialRaw(t, true)
 		c.send(t, `{"action":"subscribe","channel":"room"}`)
 		require.Equal(t, "\x81\x26"+`{"type":"subscribed","channel":"room"}`, string(c.frame(t)), "a plain acknowledgement")
 		clients = append(clients, c)

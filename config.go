@@ -32,11 +32,12 @@ type Config struct {
 	// WriteTimeout bounds every socket write. Zero means 10s.
 	WriteTimeout time.Duration
 
-	// ReadBufferSize, when above zero, puts a read buffer of that many
-	// bytes in front of each connection, which saves system calls for
-	// clients that send many small frames at the cost of that memory on
-	// every idle connection. Zero (the default) reads frames unbuffered,
-	// so an idle connection holds no read buffer.
+	// ReadBufferSize, when above zero, gives each connection a read
+	// buffer of its own of that many bytes, kept for the connection's
+	// life. Zero (the default) reads each frame through a 2 KiB buffer
+	// borrowed from a pool and returned once what it read has been
+	// handled: as few system calls for a burst of small frames, and no
+	// read buffer on an idle connection.
 	ReadBufferSize int
 	// WriteBufferSize is the buffer gorilla/websocket uses for the
 	// upgrade response. Frames are written straight from bytes encoded

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/vortechron/go-ws/internal/frame"
@@ -14,7 +15,9 @@ import (
 // readLoop reads and dispatches client frames until the connection ends,
 // then starts the close handshake with the code that fits why it ended.
 // The reader keeps no buffer while idle: each message is read into a
-// fresh slice that is garbage once dispatched.
+// fresh slice that is garbage once dispatched, and, unless
+// Config.ReadBufferSize gives the connection a buffer of its own, the
+// bytes come through a buffer borrowed for the frame (see readFrame).
 //
 // An idle connection waits in awaitFrame, a shallow call, and the deep
 // work of reading and dispatching a frame happens in readFrame, which
@@ -28,6 +31,7 @@ func (c *Client) readLoop() {
 		c.br = bufio.NewReaderSize(c.nc, cfg.ReadBufferSize)
 		c.rd.R = c.br
 	}
+	defer c.returnBurst()
 	for {
 		if err := c.awaitFrame(); err != nil {
 			c.endRead(err)
@@ -46,6 +50,9 @@ func (c *Client) awaitFrame() error {
 		_, err := c.br.Peek(1)
 		return err
 	}
+	if c.burst != nil {
+		return nil // the frame's first bytes came with the last read
+	}
 	n, err := c.nc.Read(c.first[:])
 	if n == 1 {
 		c.primed = true
@@ -58,11 +65,28 @@ func (c *Client) awaitFrame() error {
 }
 
 // readFrame reads one message and acts on it; false means reading ended.
+//
+// Without a buffer of its own the connection borrows one from burstPool
+// for the frame: one read system call then takes the frame's header,
+// mask and payload, and often the frames that follow, where unbuffered
+// reads took three or four calls per frame (a client subscribing to four
+// channels made sixteen). The buffer goes back to the pool once the
+// frame is read, unless it holds the start of the next one: then the
+// connection keeps it, and awaitFrame does not wait.
 func (c *Client) readFrame() bool {
+	if c.br == nil && c.burst == nil {
+		c.burst = burstPool.Get().(*bufio.Reader)
+		c.burst.Reset(c.nc)
+	}
 	op, p, err := c.rd.Next(nil)
 	if err != nil {
 		c.endRead(err)
 		return false
+	}
+	if c.burst != nil && c.burst.Buffered() == 0 {
+		// p is a copy: the buffer goes back before the frame is acted
+		// on, which may wait (a subscribe waits for the hub and storage).
+		c.returnBurst()
 	}
 	c.hub.stats.messagesIn.Add(1)
 	// Every data frame counts against the rate limit, binary ones too.
@@ -78,6 +102,23 @@ func (c *Client) readFrame() bool {
 		return false
 	}
 	return true
+}
+
+// burstSize is the size of the buffers connections borrow to read a
+// frame: a few of the small JSON frames clients send.
+const burstSize = 2048
+
+var burstPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, burstSize) }}
+
+// returnBurst gives the borrowed read buffer back, dropping what it
+// holds.
+func (c *Client) returnBurst() {
+	if c.burst == nil {
+		return
+	}
+	c.burst.Reset(nil)
+	burstPool.Put(c.burst)
+	c.burst = nil
 }
 
 // extendRead pushes the read deadline PongTimeout ahead, unless the
@@ -107,6 +148,9 @@ func (r *sockReader) Read(p []byte) (int, error) {
 		p[0] = r.first[0]
 		r.primed = false
 		return 1, nil
+	}
+	if r.burst != nil {
+		return r.burst.Read(p)
 	}
 	return r.nc.Read(p)
 }
