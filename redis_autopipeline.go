@@ -17,11 +17,13 @@ import (
 // the pool's connections, which under a storm ran out (go-redis's pool
 // timeout) long before Redis was busy.
 //
-// Only scripts (EVALSHA, EVAL) are gathered: they are the storage's
-// per-connection work, and they depend on no connection state. Every
-// other command passes through unchanged; above all those go-redis sends
-// to set up a new connection (HELLO, AUTH, SELECT), which it sends
-// through the same hooks and which must reach that connection. So do the
+// Only scripts (EVALSHA, EVAL) and the node index's SADD and SREM are
+// gathered: they are the storage's per-connection work (a join, a leave,
+// a node's first entry on a channel and its last), and they depend on no
+// connection state. Every other command passes through unchanged; above
+// all those go-redis sends to set up a new connection (HELLO, AUTH,
+// SELECT), which it sends through the same hooks and which must reach
+// that connection. So do the
 // pipelines and transactions the caller builds itself (MULTI/EXEC), and
 // every script once the hook's workers have stopped (while the storage
 // closes).
@@ -63,7 +65,7 @@ func (a *autoPipeline) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 // cmd.
 func (a *autoPipeline) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if name := cmd.Name(); name != "evalsha" && name != "eval" {
+		if !gathered(cmd.Name()) {
 			return next(ctx, cmd)
 		}
 		err := a.queue.submit(ctx, cmd, errAutoPipelineStopped, nil)
@@ -75,6 +77,15 @@ func (a *autoPipeline) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		}
 		return cmd.Err()
 	}
+}
+
+// gathered reports whether the hook queues commands named name.
+func gathered(name string) bool {
+	switch name {
+	case "evalsha", "eval", "sadd", "srem":
+		return true
+	}
+	return false
 }
 
 // send runs batch as one pipeline (on Redis Cluster, go-redis splits it

@@ -64,10 +64,15 @@ func (n *presenceNode) acquire(ctx context.Context, s *RedisStorage, ch string, 
 		// node that was reaped while stalled and has not yet noticed, it
 		// makes reapers look at it again, so the entry it is about to
 		// write is reaped too instead of outliving it.
-		pipe := s.client.Pipeline()
-		pipe.SAdd(ctx, s.keys.nodes(), n.id)
-		pipe.SAdd(ctx, s.keys.nodeChannels(n.id), ch)
-		if _, err := pipe.Exec(ctx); err != nil {
+		// Two commands rather than a pipeline of its own: the storage's
+		// autoPipeline gathers them with every other node's joins, where
+		// a pipeline would take a pooled connection for itself (in a
+		// reconnect storm, thousands of channels at once ran the pool
+		// out).
+		if err := s.client.SAdd(ctx, s.keys.nodes(), n.id).Err(); err != nil {
+			return err
+		}
+		if err := s.client.SAdd(ctx, s.keys.nodeChannels(n.id), ch).Err(); err != nil {
 			return err
 		}
 	}
