@@ -36,26 +36,15 @@ func compVariants(level int) []compVariant {
 // permessage-deflate (as browsers do), each variant runs times,
 // alternated within each run.
 func runCompression(runs, conns, n, level int, prof profiler) ([]*burstSample, []string) {
-	var out []*burstSample
-	var errs []string
-	for run := 1; run <= runs; run++ {
-		for _, v := range compVariants(level) {
-			logf("compression run %d/%d: %s", run, runs, v.row)
-			sp := burstSpec{row: v.row, server: v.server, workerArgs: []string{"-compress"}, conns: conns, n: n, kind: "chat"}
-			if v.compress {
-				sp.serverArgs = []string{"-compress", "-compress-level", fmt.Sprint(level)}
-			}
-			s, err := burstSession(sp, prof.path("compression", v.server, run))
-			if err != nil {
-				logf("  %s: %v", v.row, err)
-				errs = append(errs, fmt.Sprintf("compression run %d, %s: %v", run, v.row, err))
-			}
-			if s != nil {
-				out = append(out, s)
-			}
+	var specs []burstSpec
+	for _, v := range compVariants(level) {
+		sp := burstSpec{row: v.row, server: v.server, workerArgs: []string{"-compress"}, conns: conns, n: n, kind: "chat"}
+		if v.compress {
+			sp.serverArgs = []string{"-compress", "-compress-level", fmt.Sprint(level)}
 		}
+		specs = append(specs, sp)
 	}
-	return out, errs
+	return runBursts("compression", runs, specs, prof)
 }
 
 // chatFrames are the WebSocket payloads ws sends for n chat messages.

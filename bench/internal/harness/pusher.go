@@ -18,23 +18,11 @@ var pusherRows = []struct{ row, proto string }{
 // each run. The server publishes with Hub.PublishWith and an event name
 // in both rows, as a Pusher app does.
 func runPusher(runs, conns, n, size int, prof profiler) ([]*burstSample, []string) {
-	var out []*burstSample
-	var errs []string
-	for run := 1; run <= runs; run++ {
-		for _, v := range pusherRows {
-			logf("pusher run %d/%d: %s", run, runs, v.row)
-			sp := burstSpec{row: v.row, server: "ws", serverArgs: []string{"-pusher"}, proto: v.proto, conns: conns, n: n, size: size}
-			s, err := burstSession(sp, prof.path("pusher-"+v.proto, "ws", run))
-			if err != nil {
-				logf("  %s: %v", v.row, err)
-				errs = append(errs, fmt.Sprintf("pusher run %d, %s: %v", run, v.row, err))
-			}
-			if s != nil {
-				out = append(out, s)
-			}
-		}
+	var specs []burstSpec
+	for _, v := range pusherRows {
+		specs = append(specs, burstSpec{row: v.row, server: "ws", serverArgs: []string{"-pusher"}, proto: v.proto, conns: conns, n: n, size: size})
 	}
-	return out, errs
+	return runBursts("pusher", runs, specs, prof)
 }
 
 func pusherMarkdown(b *strings.Builder, samples []*burstSample, runs, conns, n, size int) {

@@ -84,16 +84,30 @@ var tlsServers = []string{"melody", "centrifuge", "gorilla", "ws", "ceiling"}
 // runTLS runs the TLS burst fan-out: every server over wss, runs times,
 // alternating servers within each run.
 func runTLS(names []string, runs, conns, n, size int, prof profiler) ([]*burstSample, []string) {
+	var specs []burstSpec
+	for _, name := range names {
+		specs = append(specs, burstSpec{row: name, server: name, serverArgs: []string{"-tls"}, conns: conns, n: n, size: size})
+	}
+	return runBursts("tls", runs, specs, prof)
+}
+
+// runBursts runs a burst session of every spec, runs times, alternating
+// the specs within each run; scenario names it in the log, the errors
+// and the CPU profiles' file names.
+func runBursts(scenario string, runs int, specs []burstSpec, prof profiler) ([]*burstSample, []string) {
 	var out []*burstSample
 	var errs []string
 	for run := 1; run <= runs; run++ {
-		for _, name := range names {
-			logf("tls run %d/%d: %s", run, runs, name)
-			sp := burstSpec{row: name, server: name, serverArgs: []string{"-tls"}, conns: conns, n: n, size: size}
-			s, err := burstSession(sp, prof.path("tls", name, run))
+		for _, sp := range specs {
+			logf("%s run %d/%d: %s", scenario, run, runs, sp.row)
+			profName := scenario
+			if sp.row != sp.server {
+				profName += "-" + slug(sp.row) // rows of one server get a file each
+			}
+			s, err := burstSession(sp, prof.path(profName, sp.server, run))
 			if err != nil {
-				logf("  %s: %v", name, err)
-				errs = append(errs, fmt.Sprintf("tls run %d, %s: %v", run, name, err))
+				logf("  %s: %v", sp.row, err)
+				errs = append(errs, fmt.Sprintf("%s run %d, %s: %v", scenario, run, sp.row, err))
 			}
 			if s != nil {
 				out = append(out, s)
@@ -101,6 +115,13 @@ func runTLS(names []string, runs, conns, n, size int, prof profiler) ([]*burstSa
 		}
 	}
 	return out, errs
+}
+
+// slug turns a table row such as "ws (deflate)" into "ws-deflate".
+func slug(row string) string {
+	return strings.Join(strings.FieldsFunc(strings.ToLower(row), func(r rune) bool {
+		return !('a' <= r && r <= 'z' || '0' <= r && r <= '9')
+	}), "-")
 }
 
 // burstMed is the median of f over the samples of row.
