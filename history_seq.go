@@ -162,19 +162,7 @@ func (s *historySeq) movedLocked() {
 
 // drainLocked posts the early publications that now follow last.
 func (s *historySeq) drainLocked() {
-	for {
-		he, ok := s.early[s.last+1]
-		if !ok {
-			break
-		}
-		delete(s.early, s.last+1)
-		s.emitLocked(he)
-	}
-	for off := range s.early {
-		if off <= s.last {
-			delete(s.early, off)
-		}
-	}
+	drainEarly(s.early, func() uint64 { return s.last }, s.emitLocked)
 }
 
 // startResyncLocked reads the history after last off the calling

@@ -145,22 +145,30 @@ func (p *presenceSeq) emitLocked(se seqEvent) {
 
 // drainLocked delivers the early announcements that are now next.
 func (p *presenceSeq) drainLocked() {
-	for {
-		se, ok := p.early[p.seq+1]
-		if !ok {
-			break
-		}
-		delete(p.early, p.seq+1)
-		p.emitLocked(se)
-	}
-	for v := range p.early {
-		if v <= p.seq {
-			delete(p.early, v)
-		}
-	}
+	drainEarly(p.early, func() uint64 { return p.seq }, p.emitLocked)
 	if len(p.early) == 0 && p.gapTimer != nil {
 		p.gapTimer.Stop()
 		p.gapTimer = nil
+	}
+}
+
+// drainEarly is the reorder step that presenceSeq and historySeq share:
+// early holds events that arrived ahead of a gap, by sequence number;
+// while the one after last() is there, it is taken out and emitted (which
+// advances last), and what is then at or below last is dropped.
+func drainEarly[E any](early map[uint64]E, last func() uint64, emit func(E)) {
+	for {
+		e, ok := early[last()+1]
+		if !ok {
+			break
+		}
+		delete(early, last()+1)
+		emit(e)
+	}
+	for n := range early {
+		if n <= last() {
+			delete(early, n)
+		}
 	}
 }
 
