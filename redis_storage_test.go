@@ -96,6 +96,10 @@ func TestRedisStorageCloseLetsOthersReapAtOnce(t *testing.T) {
 	a, err := NewRedisStorageWithOptions(opts)
 	require.NoError(t, err)
 	b := newTestRedisStorage(t, opts)
+	// b registers on its own goroutine; the node set checked below
+	// holds it only once that is done.
+	_, err = b.session(ctx)
+	require.NoError(t, err)
 	join, _ := addConn(t, a, conn("presence-x", "a1", "alice"))
 	require.NoError(t, a.Close())
 
@@ -123,6 +127,8 @@ func TestRedisStorageCloseDeregisters(t *testing.T) {
 	a, err := NewRedisStorageWithOptions(opts)
 	require.NoError(t, err)
 	b := newTestRedisStorage(t, opts)
+	_, err = b.session(ctx) // registered, as the node set checked below expects
+	require.NoError(t, err)
 	addConn(t, a, conn("presence-x", "a1", "alice"))
 	removeConn(t, a, conn("presence-x", "a1", "alice"))
 	id := a.NodeID()
