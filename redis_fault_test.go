@@ -250,21 +250,28 @@ type faultReport struct {
 	// wrapping ErrBrokerUnavailable, which promises nothing was sent.
 	phantom int
 	// uncertainDelivered counts ambiguous publishes that some client got.
-	uncertainDelivered    int
-	duplicates, reordered int
-	odd                   int // frames that are not publications
-	slowest               time.Duration
-	slowestUnavailable    time.Duration // slowest publish that failed with ErrBrokerUnavailable
-	firstLost             []int
+	uncertainDelivered int
+	duplicates         int
+	// reordered counts a client's deliveries of publishes that returned
+	// nil that came after one of a later such publish: the order
+	// Publish promises. uncertainReordered counts the deliveries of
+	// ErrPublishUncertain publishes that came out of order; they were
+	// sent before a stall and Redis ran them when it resumed, in the
+	// order it read its connections (docs/redis.md).
+	reordered, uncertainReordered int
+	odd                           int // frames that are not publications
+	slowest                       time.Duration
+	slowestUnavailable            time.Duration // slowest publish that failed with ErrBrokerUnavailable
+	firstLost                     []int
 }
 
 func (r faultReport) String() string {
 	return fmt.Sprintf("%d publishes: %d nil, %d ErrBrokerUnavailable, %d ErrPublishUncertain (%d of them delivered), "+
 		"%d matching both, %d other errors; %d returned nil and were lost (%d client deliveries missed, first %v); "+
-		"%d deliveries of publishes that returned ErrBrokerUnavailable; %d duplicates, %d out of order, %d odd frames; "+
+		"%d deliveries of publishes that returned ErrBrokerUnavailable; %d duplicates, %d out of order (and %d uncertain ones), %d odd frames; "+
 		"slowest publish %v, slowest ErrBrokerUnavailable %v",
 		r.attempts, r.ok, r.unavailable, r.uncertain, r.uncertainDelivered, r.both, r.other, r.lost, r.missed, r.firstLost,
-		r.phantom, r.duplicates, r.reordered, r.odd, r.slowest.Round(time.Millisecond), r.slowestUnavailable.Round(time.Millisecond))
+		r.phantom, r.duplicates, r.reordered, r.uncertainReordered, r.odd, r.slowest.Round(time.Millisecond), r.slowestUnavailable.Round(time.Millisecond))
 }
 
 func analyseFault(results []publishResult, subs []*faultSubscriber) faultReport {
@@ -295,15 +302,23 @@ func analyseFault(results []publishResult, subs []*faultSubscriber) faultReport 
 		got, odd := s.received()
 		r.odd += len(odd)
 		seen := make(map[int]bool, len(got))
-		for i, n := range got {
+		lastOK, last := -1, -1 // the latest nil publish delivered, and the latest of any
+		for _, n := range got {
 			if seen[n] {
 				r.duplicates++
 			}
 			seen[n] = true
 			delivered[n] = true
-			if i > 0 && n <= got[i-1] {
+			switch err := outcome[n]; {
+			case err == nil && n <= lastOK:
 				r.reordered++
+			case err != nil && n <= last:
+				r.uncertainReordered++
 			}
+			if outcome[n] == nil {
+				lastOK = max(lastOK, n)
+			}
+			last = max(last, n)
 			if err, ok := outcome[n]; ok && errors.Is(err, ws.ErrBrokerUnavailable) && !errors.Is(err, ws.ErrPublishUncertain) {
 				r.phantom++
 			}

@@ -10,7 +10,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,13 +46,35 @@ func Addr(tb testing.TB) string {
 }
 
 // Prefix returns a key prefix that belongs to tb alone:
-// "wstest:<run>:<test name>:". Calls with the same tb return the same
-// prefix, so two "nodes" made for one test share their keys. It holds no
-// '{' or '}', so it is valid as a RedisOptions.KeyPrefix.
+// "wstest:<run>:<test name>:<n>:". Calls with the same tb return the same
+// prefix, so two "nodes" made for one test share their keys; each run of
+// a test (go test -count) gets its own n, so it never meets the keys an
+// earlier run left to expire. It holds no '{' or '}', so it is valid as a
+// RedisOptions.KeyPrefix.
 func Prefix(tb testing.TB) string {
+	prefixes.mu.Lock()
+	defer prefixes.mu.Unlock()
+	if p, ok := prefixes.of[tb]; ok {
+		return p
+	}
+	prefixes.n++
 	name := strings.NewReplacer("{", "(", "}", ")", " ", "_").Replace(tb.Name())
-	return "wstest:" + runID + ":" + name + ":"
+	p := "wstest:" + runID + ":" + name + ":" + strconv.Itoa(prefixes.n) + ":"
+	prefixes.of[tb] = p
+	tb.Cleanup(func() {
+		prefixes.mu.Lock()
+		delete(prefixes.of, tb)
+		prefixes.mu.Unlock()
+	})
+	return p
 }
+
+// prefixes are the prefixes Prefix gave the tests still running.
+var prefixes = struct {
+	mu sync.Mutex
+	of map[testing.TB]string
+	n  int
+}{of: make(map[testing.TB]string)}
 
 // CleanupKeys deletes, when tb ends, every key under prefix on the server
 // at addr. It uses SCAN, which is fine for tests and nothing else.
