@@ -80,6 +80,16 @@ func storageCrashChild(opts RedisOptions) error {
 // private and presence channel allowed), prints its URL and waits to be
 // killed.
 func crashedNodeChild(opts RedisOptions) error {
+	return serveNodeChild(opts, Config{}, &Options{
+		GetUserID:   func(r *http.Request) string { return r.Header.Get("X-User") },
+		AuthHandler: func(string, string) bool { return true },
+	})
+}
+
+// serveNodeChild serves a hub with cfg and options on the Redis of opts,
+// prints "URL <url>" after whatever announce prints, and waits to be
+// killed (for childLifetime at most).
+func serveNodeChild(opts RedisOptions, cfg Config, options *Options, announce ...func(*RedisStorage)) error {
 	broker, err := NewRedisBrokerWithOptions(opts)
 	if err != nil {
 		return err
@@ -88,13 +98,12 @@ func crashedNodeChild(opts RedisOptions) error {
 	if err != nil {
 		return err
 	}
-	hub := NewHub(context.Background(), broker, storage, Config{})
+	hub := NewHub(context.Background(), broker, storage, cfg)
 	go hub.Run()
-	options := &Options{
-		GetUserID:   func(r *http.Request) string { return r.Header.Get("X-User") },
-		AuthHandler: func(string, string) bool { return true },
-	}
 	srv := httptest.NewServer(Handler(hub, options))
+	for _, a := range announce {
+		a(storage)
+	}
 	fmt.Println("URL", "ws"+strings.TrimPrefix(srv.URL, "http"))
 	time.Sleep(childLifetime) // killed long before
 	return nil

@@ -328,17 +328,25 @@ func testAPIChannels(t *testing.T, start startNodes) {
 	require.Empty(t, e.log.all())
 }
 
+// aliceInTwoTabs puts bob (on node bobNode) and alice, with one tab on
+// node 0 and one on node 1, in the presence channel room, and waits until
+// bob saw alice join.
+func (e *apiEnv) aliceInTwoTabs(t *testing.T, room string, bobNode int) (bob, alice1, alice2 *testClient) {
+	bob = e.node(bobNode).dial(t, "bob")
+	joinPresence(bob, room, "bob")
+	alice1 = e.node(0).dial(t, "alice")
+	joinPresence(alice1, room, "alice", "bob")
+	expectMember(bob, room, "join", "alice", "alice", "bob")
+	alice2 = e.node(1).dial(t, "alice")
+	joinPresence(alice2, room, "alice", "bob")
+	return bob, alice1, alice2
+}
+
 func testAPIDisconnectUser(t *testing.T, start startNodes) {
 	e := newAPIEnv(t, start, 3, ws.Config{})
 	ctx := apiCtx(t)
 	const room = "presence-room"
-	bob := e.node(0).dial(t, "bob")
-	joinPresence(bob, room, "bob")
-	alice1 := e.node(0).dial(t, "alice")
-	joinPresence(alice1, room, "alice", "bob")
-	expectMember(bob, room, "join", "alice", "alice", "bob")
-	alice2 := e.node(1).dial(t, "alice")
-	joinPresence(alice2, room, "alice", "bob")
+	bob, alice1, alice2 := e.aliceInTwoTabs(t, room, 0)
 
 	require.NoError(t, e.node(2).hub.DisconnectUser(ctx, "alice"))
 	require.Equal(t, ws.CloseTerminated, alice1.expectClose())
@@ -361,13 +369,7 @@ func testAPIUnsubscribeUser(t *testing.T, start startNodes) {
 	e := newAPIEnv(t, start, 3, ws.Config{})
 	ctx := apiCtx(t)
 	const room = "presence-room"
-	bob := e.node(2).dial(t, "bob")
-	joinPresence(bob, room, "bob")
-	alice1 := e.node(0).dial(t, "alice")
-	joinPresence(alice1, room, "alice", "bob")
-	expectMember(bob, room, "join", "alice", "alice", "bob")
-	alice2 := e.node(1).dial(t, "alice")
-	joinPresence(alice2, room, "alice", "bob")
+	bob, alice1, alice2 := e.aliceInTwoTabs(t, room, 2)
 	join(alice1, "news")
 
 	require.NoError(t, e.node(2).hub.UnsubscribeUser(ctx, "alice", room))

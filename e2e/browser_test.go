@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"errors"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"sync"
@@ -12,7 +14,9 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/remote"
+	"github.com/stretchr/testify/require"
 
+	ws "github.com/vortechron/go-ws"
 	"github.com/vortechron/go-ws/internal/testenv"
 )
 
@@ -97,4 +101,24 @@ func openPage(t *testing.T, parent context.Context, url string) (page context.Co
 		t.Fatalf("open %s: %v", url, err)
 	}
 	return page, closePage
+}
+
+// serveApp serves h, an example's handler on hub, on a loopback port
+// until the test ends, then shuts hub and the server down, and returns
+// the base URL.
+func serveApp(t *testing.T, hub *ws.Hub, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: h}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, hub.Shutdown(ctx))
+		require.NoError(t, srv.Shutdown(ctx))
+		require.ErrorIs(t, <-served, http.ErrServerClosed)
+	})
+	return "http://" + ln.Addr().String()
 }

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,19 +136,7 @@ func startChat(t *testing.T) string {
 	t.Helper()
 	hub := ws.NewHub(context.Background(), nil, nil, ws.Config{History: chatserver.History})
 	go hub.Run()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := &http.Server{Handler: chatserver.NewHandler(hub, log.New(testLog{t}, "chat: ", 0))}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, hub.Shutdown(ctx))
-		require.NoError(t, srv.Shutdown(ctx))
-		require.ErrorIs(t, <-served, http.ErrServerClosed)
-	})
-	return "http://" + ln.Addr().String()
+	return serveApp(t, hub, chatserver.NewHandler(hub, log.New(testLog{t}, "chat: ", 0)))
 }
 
 // run runs actions on a page, all of them within 15s.

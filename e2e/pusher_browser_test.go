@@ -3,14 +3,11 @@ package e2e
 import (
 	"context"
 	"log"
-	"net"
-	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/stretchr/testify/require"
 
 	ws "github.com/vortechron/go-ws"
 	"github.com/vortechron/go-ws/examples/pusher/echoapp"
@@ -81,19 +78,7 @@ func startEchoApp(t *testing.T, dir string) string {
 	t.Helper()
 	hub := ws.NewHub(context.Background(), nil, nil, ws.Config{})
 	go hub.Run()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := &http.Server{Handler: echoapp.NewHandler(hub, dir, log.New(testLog{t}, "echoapp: ", 0))}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, hub.Shutdown(ctx))
-		require.NoError(t, srv.Shutdown(ctx))
-		require.ErrorIs(t, <-served, http.ErrServerClosed)
-	})
-	return "http://" + ln.Addr().String()
+	return serveApp(t, hub, echoapp.NewHandler(hub, dir, log.New(testLog{t}, "echoapp: ", 0)))
 }
 
 // countJS counts the elements matching selector.
