@@ -611,23 +611,6 @@ func TestClusterAPIBeforeRunAndAfterShutdown(t *testing.T) {
 	require.NoError(t, h.Shutdown(context.Background()))
 }
 
-// PublishCounted lets the test bus count a publication's receivers, as
-// Redis does.
-func (b *busBroker) PublishCounted(ctx context.Context, channel string, payload []byte) (int, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	b.mu.Lock()
-	b.published[channel]++
-	b.mu.Unlock()
-	b.bus.mu.RLock()
-	defer b.bus.mu.RUnlock()
-	for _, h := range b.bus.handlers[channel] {
-		h(payload)
-	}
-	return len(b.bus.handlers[channel]), nil
-}
-
 // TestSignedInUserJoinsTheUserIndex: a connection that had no user and
 // gets one later (the Pusher protocol's pusher:signin, through
 // bridge.SetUser) is that user's for PublishToUser and DisconnectUser.

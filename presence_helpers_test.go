@@ -48,8 +48,15 @@ func (b *bus) broker() *busBroker { return &busBroker{bus: b, published: make(ma
 // Publish calls every node's handler for channel before it returns, on the
 // publishing goroutine, as MemoryBroker does.
 func (b *busBroker) Publish(ctx context.Context, channel string, payload []byte) error {
+	_, err := b.PublishCounted(ctx, channel, payload)
+	return err
+}
+
+// PublishCounted lets the test bus count a publication's receivers, as
+// Redis does.
+func (b *busBroker) PublishCounted(ctx context.Context, channel string, payload []byte) (int, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return 0, err
 	}
 	b.mu.Lock()
 	b.published[channel]++
@@ -59,7 +66,7 @@ func (b *busBroker) Publish(ctx context.Context, channel string, payload []byte)
 	for _, h := range b.bus.handlers[channel] {
 		h(payload)
 	}
-	return nil
+	return len(b.bus.handlers[channel]), nil
 }
 
 func (b *busBroker) Subscribe(ctx context.Context, channel string, handler func([]byte)) error {
