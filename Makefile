@@ -15,7 +15,7 @@ PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 win
 # here: WS_REQUIRE_REDIS=1, and WS_REQUIRE_TOOLS=1 for node and Chromium):
 # the library, the metrics module and the browser tests in e2e/ (a module
 # of its own so the library's go.mod never lists chromedp), plus a short
-# fuzz run and the build of the benchmark harness.
+# fuzz run and the build and unit tests of the benchmark harness.
 test:
 	REDIS_ADDR=$(REDIS_ADDR) bash scripts/ensure-tools.sh
 	WS_REDIS_ADDR=$(REDIS_ADDR) WS_REQUIRE_REDIS=1 WS_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 20m ./...
@@ -26,7 +26,7 @@ test:
 	cd metrics && $(GO) vet ./...
 	cd e2e && $(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
-	cd bench && $(GO) build ./... && $(GO) vet ./...
+	cd bench && $(GO) build ./... && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 	$(MAKE) cross
 
 # cross builds and vets the library (tests included) for every platform in
