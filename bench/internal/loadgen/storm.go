@@ -1,7 +1,6 @@
 package loadgen
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -86,11 +85,10 @@ type stormOptions struct {
 }
 
 type stormWorker struct {
-	o       stormOptions
-	d       *websocket.Dialer
-	users   []*stormUser
-	out     *json.Encoder
-	outMu   sync.Mutex
+	o     stormOptions
+	d     *websocket.Dialer
+	users []*stormUser
+	events
 	readers sync.WaitGroup
 
 	subscribed atomic.Int64 // live sessions that are subscribed
@@ -146,7 +144,7 @@ func stormMain(o stormOptions, stdin io.Reader, stdout io.Writer) error {
 	if o.room < 1 || o.first+o.conns > o.total {
 		return fmt.Errorf("storm: want -storm-room >= 1 and -first + -conns <= -storm-total")
 	}
-	w := &stormWorker{o: o, d: dialer(o.local, o.readBuf, 0, false), out: json.NewEncoder(stdout)}
+	w := &stormWorker{o: o, d: dialer(o.local, o.readBuf, 0, false), events: events{enc: json.NewEncoder(stdout)}}
 	for i := range o.conns {
 		idx := o.first + i
 		u := &stormUser{idx: idx, want: map[string]bool{}}
@@ -160,23 +158,13 @@ func stormMain(o stormOptions, stdin io.Reader, stdout io.Writer) error {
 	}
 	defer w.closeAll()
 	w.send(Event{Event: "ready", Storm: w.phase()})
-	sc := bufio.NewScanner(stdin)
-	for sc.Scan() {
-		var cmd Command
-		if err := json.Unmarshal(sc.Bytes(), &cmd); err != nil {
-			w.send(Event{Event: "error", Error: err.Error()})
-			continue
+	return w.serveCommands(stdin, func(cmd Command) bool {
+		if cmd.Cmd != "drop" {
+			return false
 		}
-		switch cmd.Cmd {
-		case "drop":
-			w.send(Event{Event: "storm", Storm: w.phase()})
-		case "close":
-			return nil
-		default:
-			w.send(Event{Event: "error", Error: "unknown storm command " + cmd.Cmd})
-		}
-	}
-	return sc.Err()
+		w.send(Event{Event: "storm", Storm: w.phase()})
+		return true
+	})
 }
 
 // phase drops every live session, connects every user again and waits
@@ -385,12 +373,6 @@ func (w *stormWorker) errorFrame(code string, line []byte) {
 	if w.errExample == "" {
 		w.errExample = string(line)
 	}
-}
-
-func (w *stormWorker) send(ev Event) {
-	w.outMu.Lock()
-	defer w.outMu.Unlock()
-	w.out.Encode(ev)
 }
 
 func (w *stormWorker) closeAll() {

@@ -87,12 +87,11 @@ func (r *Result) Merge(o *Result) {
 }
 
 type worker struct {
-	proto   Protocol
-	fast    []*conn // connections that read all along
-	slow    []*conn // connections that read only once released
-	unique  atomic.Int64
-	out     *json.Encoder
-	outMu   sync.Mutex
+	proto  Protocol
+	fast   []*conn // connections that read all along
+	slow   []*conn // connections that read only once released
+	unique atomic.Int64
+	events
 	readers sync.WaitGroup
 }
 
@@ -150,7 +149,7 @@ func Main(args []string, stdin io.Reader, stdout io.Writer) error {
 			readBuf: *readBuf, parallel: *parallel, total: *stormTotal, room: *stormRoom, presence: *stormPresence,
 			timeout: *stormTimeout, quiet: *stormQuiet}, stdin, stdout)
 	}
-	w := &worker{proto: Protocol(*p), out: json.NewEncoder(stdout)}
+	w := &worker{proto: Protocol(*p), events: events{enc: json.NewEncoder(stdout)}}
 	fastDialer := dialer(localIP, *readBuf, 0, *compress)
 	slowDialer := dialer(localIP, *readBuf, *slowRcvbuf, *compress)
 	channelOf := func(i int) string {
@@ -214,13 +213,7 @@ func Main(args []string, stdin io.Reader, stdout io.Writer) error {
 	w.send(ev)
 	defer w.closeAll()
 
-	sc := bufio.NewScanner(stdin)
-	for sc.Scan() {
-		var cmd Command
-		if err := json.Unmarshal(sc.Bytes(), &cmd); err != nil {
-			w.send(Event{Event: "error", Error: err.Error()})
-			continue
-		}
+	return w.serveCommands(stdin, func(cmd Command) bool {
 		switch cmd.Cmd {
 		case "arm":
 			w.unique.Store(0)
@@ -236,13 +229,11 @@ func Main(args []string, stdin io.Reader, stdout io.Writer) error {
 				w.startReader(c)
 			}
 			w.send(Event{Event: "result", Result: w.wait(w.slow, cmd)})
-		case "close":
-			return nil
 		default:
-			w.send(Event{Event: "error", Error: "unknown command " + cmd.Cmd})
+			return false
 		}
-	}
-	return sc.Err()
+		return true
+	})
 }
 
 func (w *worker) startReader(c *conn) {
@@ -288,10 +279,39 @@ func (w *worker) wait(set []*conn, cmd Command) *Result {
 	return res
 }
 
-func (w *worker) send(ev Event) {
-	w.outMu.Lock()
-	defer w.outMu.Unlock()
-	w.out.Encode(ev)
+// events writes a worker's events to the harness, one JSON line each,
+// from any goroutine.
+type events struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+func (e *events) send(ev Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.enc.Encode(ev)
+}
+
+// serveCommands reads the harness's commands, one JSON line each, from
+// stdin and hands each to handle until "close" or the end of stdin. A
+// line that is not a command, or a command handle does not know (it
+// returns false), is answered with an error event.
+func (e *events) serveCommands(stdin io.Reader, handle func(Command) bool) error {
+	sc := bufio.NewScanner(stdin)
+	for sc.Scan() {
+		var cmd Command
+		if err := json.Unmarshal(sc.Bytes(), &cmd); err != nil {
+			e.send(Event{Event: "error", Error: err.Error()})
+			continue
+		}
+		if cmd.Cmd == "close" {
+			return nil
+		}
+		if !handle(cmd) {
+			e.send(Event{Event: "error", Error: "unknown command " + cmd.Cmd})
+		}
+	}
+	return sc.Err()
 }
 
 // closeAll closes every connection and waits (bounded) for the readers.
