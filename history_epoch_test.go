@@ -2,6 +2,7 @@ package ws_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -141,4 +142,47 @@ func TestHistoryEpochChangesWhenRedisRestartsFromSnapshot(t *testing.T) {
 	m = back.subscribeSince("history-snap", &position{Offset: last, Epoch: pos.Epoch})
 	require.Equal(t, false, m["recovered"], "got %v", m)
 	require.NotEqual(t, pos.Epoch, m["epoch"])
+}
+
+// TestHistoryEpochChangesWhenItsHashIsLostAlone: the channel's meta hash
+// goes (evicted, deleted by hand) while the marker of its last run_id
+// check still lives. Neither a publication nor a read goes on with the
+// old epoch from the marker and offsets counted again from 1: both start
+// a new epoch, as when the whole history is lost.
+func TestHistoryEpochChangesWhenItsHashIsLostAlone(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t)
+	redistest.CleanupKeys(t, addr, prefix)
+	n := redisNodes(t, 1, ws.RedisOptions{Addrs: []string{addr}, KeyPrefix: prefix}, historyConfig(ws.Config{}), nil)[0]
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { rc.Close() })
+	ctx := context.Background()
+	meta, marker := prefix+"hmeta:{%s}", prefix+"hchk:{%s}"
+	loseHash := func(channel string) {
+		t.Helper()
+		// The marker lives 10 ms; make it outlive the test's next step.
+		require.Equal(t, true, rc.PExpire(ctx, fmt.Sprintf(marker, channel), time.Minute).Val(), "the check marker exists")
+		require.Equal(t, int64(1), rc.Del(ctx, fmt.Sprintf(meta, channel)).Val(), "the meta hash exists")
+	}
+
+	c := n.dial(t, "")
+	pos := positionOf(c.subscribeSince("history-lone", nil))
+	publishN(t, n.hub, "history-lone", 1, 3)
+	c.expectMessages("history-lone", 1, 3, pos.Offset+1)
+	loseHash("history-lone")
+	publishN(t, n.hub, "history-lone", 4, 4)
+	m := c.expect(map[string]any{"type": "subscribed", "channel": "history-lone", "recovered": false})
+	require.NotEqual(t, pos.Epoch, m["epoch"], "a publication after the hash went starts a new epoch: %v", m)
+	require.Equal(t, float64(1), m["offset"], "got %v", m)
+
+	publishN(t, n.hub, "history-read", 1, 2)
+	before, err := n.hub.History(ctx, "history-read", ws.HistoryQuery{})
+	require.NoError(t, err)
+	require.Equal(t, uint64(2), before.Latest.Offset)
+	loseHash("history-read")
+	after, err := n.hub.History(ctx, "history-read", ws.HistoryQuery{})
+	require.NoError(t, err, "a read after the hash went answers")
+	require.NotEqual(t, before.Latest.Epoch, after.Latest.Epoch, "a read after the hash went starts a new epoch")
+	require.Equal(t, uint64(0), after.Latest.Offset)
+	require.Empty(t, after.Publications)
 }

@@ -9,12 +9,12 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Channel history on Redis. Each history channel has two keys: a list
+// Channel history on Redis. Each history channel has three keys: a list
 // of its latest publications, oldest first (so the last entry has the
-// latest offset and the others count down from it), and a hash holding
-// its epoch (e), latest offset (o), the run_id of the Redis process that
-// wrote them (r) and when that was last checked (c). One script assigns
-// the offset, appends to the list, trims it, sets both keys' expiry and
+// latest offset and the others count down from it), a hash holding its
+// epoch (e), latest offset (o) and the run_id of the Redis process that
+// wrote them (r), and a check marker (below). One script assigns the
+// offset, appends to the list, trims it, sets the keys' expiry and
 // publishes, so offset order is publish order on every node. On Redis
 // Cluster with sharded pub/sub the keys carry the hash tag of the
 // channel's partition ("ws:{s3}:hist:chat"), so the script's keys and the
@@ -27,44 +27,59 @@ import (
 // latest publications and would give their offsets out again, so the
 // channel starts a new epoch there. Asking Redis its run_id (INFO) costs
 // more than the rest of a publication, so a channel asks at most once per
-// historyCheckEvery: a hash checked less than that long ago (by the
-// server's clock) was checked on the running process, since no restart or
-// failover brings a hash back and serves a command within that time.
+// historyCheckEvery: a check leaves a marker key holding the epoch that
+// expires after historyCheckEvery (by the server's clock), and while it
+// lives the epoch was checked on the running process, since no restart or
+// failover brings keys back and serves a command within that time (a
+// restarted Redis drops keys whose expiry passed). One GET of the marker
+// is the whole check on the way of almost every publication; reading the
+// hash and Redis's clock instead cost 1.5 µs more per run
+// (docs/benchmarks.md).
+//
+// Redis must not evict these keys (a maxmemory-policy other than
+// noeviction can drop a list or hash and its history with it, without a
+// new epoch; docs/redis.md). The one case the scripts do notice is a hash
+// gone while its marker lives: they then start a new epoch, as for a hash
+// gone any other way.
 
 var _ HistoryBroker = (*RedisBroker)(nil)
 
-// historyCheckEvery is, in microseconds, how long a channel's run_id
+// historyCheckEvery is, in milliseconds, how long a channel's run_id
 // check holds.
-const historyCheckEvery = 10_000
+const historyCheckEvery = 10
 
 // historyEpochLua returns the channel's epoch, starting a new one (with
 // no publication kept, at offset 0) when the meta hash is missing or was
 // written by another Redis process, and whether it checked that (so the
 // caller refreshes expiries only then). Each check also makes the hash
 // live at least metaTTL (ms) more; between checks it is not touched.
+// KEYS[1] is the list, KEYS[2] the hash, KEYS[3] the check marker.
 var historyEpochLua = `
 local function historyEpoch(newEpoch, metaTTL)
-  local m = redis.call('hmget', KEYS[2], 'e', 'r', 'c')
-  local t = redis.call('time')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  if m[1] and m[3] then
-    local age = now - tonumber(m[3])
-    if age >= 0 and age < ` + strconv.Itoa(historyCheckEvery) + ` then return m[1], false end
-  end
+  local marked = redis.call('get', KEYS[3])
+  if marked then return marked, false end
+  local m = redis.call('hmget', KEYS[2], 'e', 'r')
   local run = string.match(redis.call('info', 'server'), 'run_id:(%x+)')
-  local stamp = string.format('%d', now)
   local epoch = m[1]
-  if epoch and m[2] == run then
-    redis.call('hset', KEYS[2], 'c', stamp)
-  else
+  if not (epoch and m[2] == run) then
     epoch = newEpoch
     redis.call('del', KEYS[1])
-    redis.call('hset', KEYS[2], 'e', epoch, 'o', 0, 'r', run, 'c', stamp)
+    redis.call('hset', KEYS[2], 'e', epoch, 'o', 0, 'r', run)
   end
+  redis.call('set', KEYS[3], epoch, 'px', ` + strconv.Itoa(historyCheckEvery) + `)
   if redis.call('pttl', KEYS[2]) < tonumber(metaTTL) then
     redis.call('pexpire', KEYS[2], metaTTL)
   end
   return epoch, true
+end
+
+-- historyLost tells whether the hash went while the marker lived (the
+-- epoch came from the marker and the hash has no epoch, or another); it
+-- then drops the marker so that historyEpoch starts a new epoch.
+local function historyLost(epoch)
+  if redis.call('hget', KEYS[2], 'e') == epoch then return false end
+  redis.call('del', KEYS[3])
+  return true
 end
 `
 
@@ -73,7 +88,7 @@ end
 // publication, or the batch of them (see eachInBatch). The list's expiry
 // is set when the list is new and refreshed at each run_id check, so it
 // runs from the channel's last publication give or take
-// historyCheckEvery. KEYS list, meta; ARGV size,
+// historyCheckEvery. KEYS list, meta, marker; ARGV size,
 // ttl (ms), meta ttl (ms, at least historyMetaTTL: far longer than
 // historyCheckEvery, so refreshing it at each check is enough), a fresh
 // epoch in case the channel has none, the Redis channel, "1" for
@@ -85,6 +100,10 @@ const historyPublishLua = `
 local epoch, checked = historyEpoch(ARGV[4], ARGV[3])
 local n = #ARGV - 6
 local last = redis.call('hincrby', KEYS[2], 'o', n)
+if last == n and not checked and historyLost(epoch) then
+  epoch, checked = historyEpoch(ARGV[4], ARGV[3])
+  last = redis.call('hincrby', KEYS[2], 'o', n)
+end
 local size = tonumber(ARGV[1])
 local len = redis.call('rpush', KEYS[1], unpack(ARGV, 7))
 if len > size then
@@ -112,13 +131,18 @@ end
 return {string.format('%d', last - n + 1), epoch}
 `
 
-// historyReadScript: KEYS list, meta; ARGV a fresh epoch in case the
+// historyReadScript: KEYS list, meta, marker; ARGV a fresh epoch in case the
 // channel has none, meta ttl (ms), after, until (0: none), limit, "1"
 // for newest first. It returns {epoch, latest, oldest, offset1,
 // payload1, offset2, payload2, ...}, offsets as strings.
 var historyReadScript = redis.NewScript(historyEpochLua + `
-local epoch = historyEpoch(ARGV[1], ARGV[2])
-local top = tonumber(redis.call('hget', KEYS[2], 'o'))
+local epoch, checked = historyEpoch(ARGV[1], ARGV[2])
+local top = redis.call('hget', KEYS[2], 'o')
+if not top and not checked and historyLost(epoch) then
+  epoch = historyEpoch(ARGV[1], ARGV[2])
+  top = redis.call('hget', KEYS[2], 'o')
+end
+top = tonumber(top)
 local oldest = top - redis.call('llen', KEYS[1]) + 1
 local res = {epoch, string.format('%d', top), string.format('%d', oldest)}
 local limit = tonumber(ARGV[5])
@@ -143,13 +167,15 @@ end
 return res
 `)
 
-// historyKeys returns the list and meta keys of channel, in partition i.
-func (b *RedisBroker) historyKeys(i int, channel string) (list, meta string) {
+// historyKeys returns the list, meta and check marker keys of channel, in
+// partition i.
+func (b *RedisBroker) historyKeys(i int, channel string) []string {
 	if b.sharded {
 		tag := b.prefix + "{s" + strconv.Itoa(i) + "}:"
-		return tag + "hist:" + channel, tag + "hmeta:" + channel
+		return []string{tag + "hist:" + channel, tag + "hmeta:" + channel, tag + "hchk:" + channel}
 	}
-	return b.prefix + "hist:{" + channel + "}", b.prefix + "hmeta:{" + channel + "}"
+	tag := "{" + channel + "}"
+	return []string{b.prefix + "hist:" + tag, b.prefix + "hmeta:" + tag, b.prefix + "hchk:" + tag}
 }
 
 // scripter returns the client to run a script on key with: on Redis
@@ -199,7 +225,7 @@ func (b *RedisBroker) runHistoryBatch(ctx context.Context, channel string, batch
 		fail(fmt.Errorf("%w: redis publish on %q: %w", ErrBrokerUnavailable, channel, err))
 		return
 	}
-	list, meta := b.historyKeys(i, channel)
+	keys := b.historyKeys(i, channel)
 	sharded := "0"
 	if b.sharded {
 		sharded = "1"
@@ -214,9 +240,9 @@ func (b *RedisBroker) runHistoryBatch(ctx context.Context, channel string, batch
 		args = append(args, c.payload)
 	}
 	var res []any
-	c, err := b.scripter(ctx, list)
+	c, err := b.scripter(ctx, keys[0])
 	if err == nil {
-		res, err = runScript(ctx, c, historyPublishScript, []string{list, meta}, args...)
+		res, err = runScript(ctx, c, historyPublishScript, keys, args...)
 	}
 	if err != nil {
 		if publishNotSent(err) {
@@ -252,15 +278,15 @@ func (b *RedisBroker) ReadHistory(ctx context.Context, channel string, r History
 		return HistoryPage{}, ErrHubClosed
 	}
 	i := b.shardOf(channel)
-	list, meta := b.historyKeys(i, channel)
+	keys := b.historyKeys(i, channel)
 	reverse := "0"
 	if r.Reverse {
 		reverse = "1"
 	}
-	c, err := b.scripter(ctx, list)
+	c, err := b.scripter(ctx, keys[0])
 	var res []any
 	if err == nil {
-		res, err = runScript(ctx, c, historyReadScript, []string{list, meta}, newEpoch(), historyMetaTTL.Milliseconds(),
+		res, err = runScript(ctx, c, historyReadScript, keys, newEpoch(), historyMetaTTL.Milliseconds(),
 			r.After, r.Until, max(r.Limit, 0), reverse)
 	}
 	if err != nil {
