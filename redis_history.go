@@ -33,7 +33,7 @@ import (
 // failover brings keys back and serves a command within that time (a
 // restarted Redis drops keys whose expiry passed). One GET of the marker
 // is the whole check on the way of almost every publication; reading the
-// hash and Redis's clock instead cost 1.5 µs more per run
+// hash and Redis's clock instead cost 1.7 µs more per run
 // (docs/benchmarks.md).
 //
 // Redis must not evict these keys (a maxmemory-policy other than
