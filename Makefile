@@ -2,7 +2,7 @@
 GO        ?= go
 REDIS_ADDR ?= 127.0.0.1:6379
 
-.PHONY: test tools race unit bench bench-peers lint run fuzz cross bench-tls bench-compression bench-channels bench-storm bench-production bench-pusher
+.PHONY: test tools race unit bench bench-peers lint run fuzz cross bench-tls bench-compression bench-channels bench-storm bench-production bench-pusher bench-history
 
 # PLATFORMS are the GOOS/GOARCH pairs the library must build and vet on.
 PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64 freebsd/amd64 freebsd/arm64
@@ -97,3 +97,8 @@ bench-production:
 # 5,000 native ones, on the same server (the pusher package).
 bench-pusher:
 	cd bench && $(GO) run ./cmd/harness -scenario pusher -runs 3 -out RESULTS-pusher.md
+
+# bench-history: the many-channels scenario on three nodes over Redis, ws
+# with and without channel history on every channel, alternated.
+bench-history:
+	cd bench && $(GO) run ./cmd/harness -scenario channels -channels-servers ws,ws-history -runs 3 -out RESULTS-history.md

@@ -23,7 +23,13 @@ type chanConfig struct {
 	benchBin   string  // redis-benchmark
 	benchConns int     // redis-benchmark -c
 	benchPipe  int     // redis-benchmark -P
+	history    int     // the ws-history row: publications each channel keeps
 }
+
+// historySuffix marks the channels row of ws with channel history on every
+// channel ("ws-history"), which sets the cost of history beside ws
+// without it in the same shape.
+const historySuffix = "-history"
 
 // chanPhase is one publishing phase of one session.
 type chanPhase struct {
@@ -78,13 +84,17 @@ func chanSession(name string, cfg chanConfig, rs *redisProc, run int, prof profi
 			n.stop()
 		}
 	}()
+	server := strings.TrimSuffix(name, historySuffix)
 	for i := range 3 {
 		args := []string{"-redis", rs.addr, "-redis-prefix", prefix}
+		if server != name {
+			args = append(args, "-history", strconv.Itoa(cfg.history))
+		}
 		// Profiles of node 1 (subscribers) and node 3 (the publisher).
 		if p := prof.path(fmt.Sprintf("channels-node%d", i+1), name, run); p != "" && i != 1 {
 			args = append(args, "-cpuprofile", p)
 		}
-		n, err := startServer(name, newAddr(), args...)
+		n, err := startServer(server, newAddr(), args...)
 		if err != nil {
 			return nil, err
 		}
@@ -262,6 +272,9 @@ func runChannels(names []string, runs int, cfg chanConfig, rs *redisProc, prof p
 	return out, errs
 }
 
+// chanRows are the channels scenario's rows, in table order.
+var chanRows = []string{"centrifuge", "ws", "ws" + historySuffix, "redis"}
+
 func chanMed(samples []*chanSample, server string, f func(*chanSample) float64) float64 {
 	var xs []float64
 	for _, s := range samples {
@@ -286,15 +299,16 @@ func channelsMarkdown(b *strings.Builder, samples []*chanSample, runs int, cfg c
 		"Steady: %d publications per channel at %.0f/s in total; max rate: %d per channel as fast as possible. "+
 		"publications/s = publications ÷ (last delivery − publish trigger); publisher = what node 3's Publish calls accepted per second. "+
 		"Redis: a redis-server the harness started (no persistence), flushed between sessions. "+
+		"ws-history is ws with every channel keeping its last %d publications (`Config.History`; each publication runs the history script instead of a PUBLISH). "+
 		"The redis row is Redis alone in the same shape: two subscriber connections each subscribed to all %d channels, and `redis-benchmark %s` "+
 		"(PUBLISH of a payload the size ws puts in Redis to a random one of the same channels). Medians of %d runs, alternated within each run.\n\n",
 		cfg.channels, 2*cfg.channels, cfg.goroutines, cfg.goroutines, cfg.size, cfg.steadyPer, cfg.steadyRate, cfg.maxPer,
-		cfg.channels, fmt.Sprintf("-c %d -P %d -n %d -r %d --csv PUBLISH room-__rand_int__ <payload>", cfg.benchConns, cfg.benchPipe, cfg.maxPer*cfg.channels, cfg.channels), runs)
+		cfg.history, cfg.channels, fmt.Sprintf("-c %d -P %d -n %d -r %d --csv PUBLISH room-__rand_int__ <payload>", cfg.benchConns, cfg.benchPipe, cfg.maxPer*cfg.channels, cfg.channels), runs)
 	maxRate := func(s *chanSample) float64 { return phaseField(s.Max, (*chanPhase).pubRate) }
 	cf := chanMed(samples, "centrifuge", maxRate)
 	rr := chanMed(samples, "redis", func(s *chanSample) float64 { return s.RedisRPS })
 	b.WriteString("| server | max-rate publications/s | vs centrifuge | vs Redis alone | publisher /s | max-rate p50 / p99 ms | steady publications/s | steady p50 / p99 ms | missing / out-of-order / dup (all runs) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, name := range []string{"centrifuge", "ws", "redis"} {
+	for _, name := range chanRows {
 		var any bool
 		for _, s := range samples {
 			any = any || s.Server == name
@@ -345,8 +359,17 @@ func channelsMarkdown(b *strings.Builder, samples []*chanSample, runs int, cfg c
 			})),
 			miss, ooo, dup)
 	}
+	if w, h := chanMed(samples, "ws", maxRate), chanMed(samples, "ws"+historySuffix, maxRate); !math.IsNaN(w) && !math.IsNaN(h) {
+		fmt.Fprintf(b, "\nws-history against ws, max-rate publications/s: %s; steady p99: %s against %s ms.\n", ratio(h, w),
+			ms(chanMed(samples, "ws"+historySuffix, func(s *chanSample) float64 {
+				return phaseField(s.Steady, func(p *chanPhase) float64 { return p.Round.P99 })
+			})),
+			ms(chanMed(samples, "ws", func(s *chanSample) float64 {
+				return phaseField(s.Steady, func(p *chanPhase) float64 { return p.Round.P99 })
+			})))
+	}
 	b.WriteString("\nPer run (max-rate publications/s [CPU share other processes took meanwhile]; steady p99 ms):\n\n")
-	for _, name := range []string{"centrifuge", "ws", "redis"} {
+	for _, name := range chanRows {
 		var parts []string
 		for _, s := range samples {
 			switch {

@@ -45,7 +45,8 @@ func (pc *prodConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&pc.channels.benchBin, "redis-benchmark", "redis-benchmark", "channels: redis-benchmark binary for Redis's own ceiling")
 	fs.IntVar(&pc.channels.benchConns, "redis-bench-conns", 16, "channels: redis-benchmark -c (publishing connections)")
 	fs.IntVar(&pc.channels.benchPipe, "redis-bench-pipeline", 16, "channels: redis-benchmark -P (pipelined commands per connection)")
-	fs.StringVar(&pc.chanServers, "channels-servers", "centrifuge,ws,redis", "channels: servers (redis = Redis alone with redis-benchmark)")
+	fs.StringVar(&pc.chanServers, "channels-servers", "centrifuge,ws,redis", "channels: servers (redis = Redis alone with redis-benchmark; ws-history = ws with history on every channel)")
+	fs.IntVar(&pc.channels.history, "channels-history", 10, "channels: publications each channel keeps in the ws-history row")
 	fs.IntVar(&pc.storm.conns, "storm-conns", 18000, "storm: users (one connection each) on one node")
 	fs.IntVar(&pc.storm.room, "storm-room", 10, "storm: users per presence channel")
 	fs.IntVar(&pc.storm.parallel, "storm-parallel", 256, "storm: dials in flight per worker process")
@@ -105,7 +106,7 @@ func runProduction(pc *prodConfig, want func(string) bool, serverList string, ru
 	defer rs.stop()
 	logf("redis-server on %s for the channels and storm scenarios", rs.addr)
 	if want("channels") {
-		names, err := scenarioServers(pc.chanServers, "redis")
+		names, err := scenarioServers(pc.chanServers, "redis", "ws"+historySuffix)
 		if err != nil {
 			return err
 		}

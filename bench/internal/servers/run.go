@@ -28,6 +28,7 @@ func Main(args []string) error {
 	compress := fs.Bool("compress", false, "offer permessage-deflate to clients that ask (servers that support it)")
 	level := fs.Int("compress-level", 1, "compression level 1..9 with -compress")
 	pusherProto := fs.Bool("pusher", false, "also serve the Pusher protocol on /ws?protocol=7 (ws only)")
+	history := fs.Int("history", 0, "keep the last N publications of every channel (ws only; 0: no history)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,7 +52,7 @@ func Main(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	s, err := New(ctx, *name, Options{Redis: *redis, RedisPrefix: *prefix, Compress: *compress, CompressLevel: *level, Pusher: *pusherProto})
+	s, err := New(ctx, *name, Options{Redis: *redis, RedisPrefix: *prefix, Compress: *compress, CompressLevel: *level, Pusher: *pusherProto, History: *history})
 	if err != nil {
 		return err
 	}

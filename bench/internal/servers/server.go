@@ -38,6 +38,10 @@ type Options struct {
 	// on /ws?protocol=7, on the servers that speak it (ws), and publishes
 	// every payload as a named event so both protocols frame it.
 	Pusher bool
+	// History keeps the last History publications of every channel
+	// (Config.History, TTL one minute) on the servers that have channel
+	// history (ws); 0 keeps none.
+	History int
 }
 
 // PresenceChecker is implemented by the servers that keep presence: it

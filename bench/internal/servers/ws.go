@@ -34,6 +34,9 @@ func init() {
 		if opts.Compress && !wsCompression(&cfg, opts) {
 			fmt.Println("ws: this version of the library has no compression; serving uncompressed")
 		}
+		if opts.History > 0 {
+			wsHistory(&cfg, opts.History)
+		}
 		hub := ws.NewHub(ctx, broker, storage, cfg)
 		if err := hub.Err(); err != nil {
 			cancel()
