@@ -186,3 +186,21 @@ func TestHistoryEpochChangesWhenItsHashIsLostAlone(t *testing.T) {
 	require.Equal(t, uint64(0), after.Latest.Offset)
 	require.Empty(t, after.Publications)
 }
+
+// TestHistoryPublishesAfterRedisForgetsItsScripts: Redis lost the cached
+// history script (SCRIPT FLUSH, as after a restart); the next
+// publication, sent by the script's hash, is sent again whole, and
+// nothing is lost or doubled.
+func TestHistoryPublishesAfterRedisForgetsItsScripts(t *testing.T) {
+	srv := redistest.StartServer(t)
+	n := redisNodes(t, 1, ws.RedisOptions{Addrs: []string{srv.Addr}}, historyConfig(ws.Config{}), nil)[0]
+	c := n.dial(t, "")
+	pos := positionOf(c.subscribeSince("history-noscript", nil))
+	publishN(t, n.hub, "history-noscript", 1, 2)
+	c.expectMessages("history-noscript", 1, 2, pos.Offset+1)
+	out, err := srv.CLI(context.Background(), "SCRIPT", "FLUSH")
+	require.NoError(t, err, out)
+	publishN(t, n.hub, "history-noscript", 3, 5)
+	c.expectMessages("history-noscript", 3, 5, pos.Offset+3)
+	c.expectQuiet()
+}

@@ -25,16 +25,18 @@ import (
 // the Redis process that wrote it: a Redis restarted from a snapshot or
 // append-only file, or a replica promoted by a failover, may have lost the
 // latest publications and would give their offsets out again, so the
-// channel starts a new epoch there. Asking Redis its run_id (INFO) costs
-// more than the rest of a publication, so a channel asks at most once per
-// historyCheckEvery: a check leaves a marker key holding the epoch that
-// expires after historyCheckEvery (by the server's clock), and while it
-// lives the epoch was checked on the running process, since no restart or
+// channel starts a new epoch there. Checking costs more than the rest of
+// a publication, so it is remembered for historyCheckEvery (by the
+// server's clock) in two marker keys that expire then: the channel's
+// check marker holds its epoch, checked against the running process, and
+// a run marker shared by many channels (see historyKeys) holds the
+// run_id, which asking Redis for (INFO) costs more still. While a marker
+// lives what it holds is true of the running process, since no restart or
 // failover brings keys back and serves a command within that time (a
-// restarted Redis drops keys whose expiry passed). One GET of the marker
-// is the whole check on the way of almost every publication; reading the
-// hash and Redis's clock instead cost 1.7 µs more per run
-// (docs/benchmarks.md).
+// restarted Redis drops keys whose expiry passed). So a channel published
+// often reads one key (its check marker) on the way of almost every
+// publication, and one published rarely reads its hash and the run marker
+// instead of asking INFO each time (docs/benchmarks.md).
 //
 // Redis must not evict these keys (a maxmemory-policy other than
 // noeviction can drop a list or hash and its history with it, without a
@@ -53,13 +55,18 @@ const historyCheckEvery = 10
 // written by another Redis process, and whether it checked that (so the
 // caller refreshes expiries only then). Each check also makes the hash
 // live at least metaTTL (ms) more; between checks it is not touched.
-// KEYS[1] is the list, KEYS[2] the hash, KEYS[3] the check marker.
+// KEYS[1] is the list, KEYS[2] the hash, KEYS[3] the channel's check
+// marker, KEYS[4] the run marker.
 var historyEpochLua = `
 local function historyEpoch(newEpoch, metaTTL)
   local marked = redis.call('get', KEYS[3])
   if marked then return marked, false end
   local m = redis.call('hmget', KEYS[2], 'e', 'r')
-  local run = string.match(redis.call('info', 'server'), 'run_id:(%x+)')
+  local run = redis.call('get', KEYS[4])
+  if not run then
+    run = string.match(redis.call('info', 'server'), 'run_id:(%x+)')
+    redis.call('set', KEYS[4], run, 'px', ` + strconv.Itoa(historyCheckEvery) + `)
+  end
   local epoch = m[1]
   if not (epoch and m[2] == run) then
     epoch = newEpoch
@@ -88,7 +95,7 @@ end
 // publication, or the batch of them (see eachInBatch). The list's expiry
 // is set when the list is new and refreshed at each run_id check, so it
 // runs from the channel's last publication give or take
-// historyCheckEvery. KEYS list, meta, marker; ARGV size,
+// historyCheckEvery. KEYS list, meta, check marker, run marker; ARGV size,
 // ttl (ms), meta ttl (ms, at least historyMetaTTL: far longer than
 // historyCheckEvery, so refreshing it at each check is enough), a fresh
 // epoch in case the channel has none, the Redis channel, "1" for
@@ -131,7 +138,7 @@ end
 return {string.format('%d', last - n + 1), epoch}
 `
 
-// historyReadScript: KEYS list, meta, marker; ARGV a fresh epoch in case the
+// historyReadScript: KEYS list, meta, check marker, run marker; ARGV a fresh epoch in case the
 // channel has none, meta ttl (ms), after, until (0: none), limit, "1"
 // for newest first. It returns {epoch, latest, oldest, offset1,
 // payload1, offset2, payload2, ...}, offsets as strings.
@@ -167,15 +174,22 @@ end
 return res
 `)
 
-// historyKeys returns the list, meta and check marker keys of channel, in
-// partition i.
+// historyKeys returns the list, meta, check marker and run marker keys of
+// channel, in partition i. The run marker is shared by every channel
+// whose keys can share a slot with it: all of them on one Redis server,
+// those of one partition with sharded pub/sub, and on Redis Cluster
+// without it none (each channel has its own).
 func (b *RedisBroker) historyKeys(i int, channel string) []string {
 	if b.sharded {
 		tag := b.prefix + "{s" + strconv.Itoa(i) + "}:"
-		return []string{tag + "hist:" + channel, tag + "hmeta:" + channel, tag + "hchk:" + channel}
+		return []string{tag + "hist:" + channel, tag + "hmeta:" + channel, tag + "hchk:" + channel, tag + "hrun"}
 	}
 	tag := "{" + channel + "}"
-	return []string{b.prefix + "hist:" + tag, b.prefix + "hmeta:" + tag, b.prefix + "hchk:" + tag}
+	run := b.prefix + "hrun"
+	if isCluster(b.client) {
+		run += ":" + tag
+	}
+	return []string{b.prefix + "hist:" + tag, b.prefix + "hmeta:" + tag, b.prefix + "hchk:" + tag, run}
 }
 
 // scripter returns the client to run a script on key with: on Redis

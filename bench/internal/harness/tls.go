@@ -215,7 +215,7 @@ func tlsMarkdown(b *strings.Builder, samples []*burstSample, runs, conns, n, siz
 type profiler struct{ dir string }
 
 func (p profiler) path(scenario, server string, run int) string {
-	if p.dir == "" || server != "ws" {
+	if p.dir == "" || (server != "ws" && !strings.HasPrefix(server, "ws-")) {
 		return ""
 	}
 	return fmt.Sprintf("%s/%s-%s-run%d.pprof", p.dir, scenario, server, run)
