@@ -138,9 +138,9 @@ end
 return {string.format('%d', last - n + 1), epoch}
 `
 
-// historyReadScript: KEYS list, meta, check marker, run marker; ARGV a fresh epoch in case the
-// channel has none, meta ttl (ms), after, until (0: none), limit, "1"
-// for newest first. It returns {epoch, latest, oldest, offset1,
+// historyReadScript: KEYS list, meta, check marker, run marker; ARGV a
+// fresh epoch in case the channel has none, meta ttl (ms), after, until
+// (0: none), limit, "1" for newest first. It returns {epoch, latest, oldest, offset1,
 // payload1, offset2, payload2, ...}, offsets as strings.
 var historyReadScript = redis.NewScript(historyEpochLua + `
 local epoch, checked = historyEpoch(ARGV[1], ARGV[2])
