@@ -57,9 +57,13 @@ func (c *Client) joinPresence(channel string, member PresenceMember, again bool)
 	}
 	seq := c.presenceSeq(channel)
 	// The list is read after the join, so it includes it, and is read again
-	// in the rare case that it is older than what this node's subscribers
-	// already have.
-	for range 3 {
+	// while it is older than what this node's subscribers already have:
+	// announcements of later changes overtook the read, which under churn
+	// can happen several times in a row. Until attach takes a list the
+	// client gets neither announcements nor resync lists, so it is read
+	// again until one is taken or ctx ends (an error frame: subscribing
+	// again retries).
+	for {
 		members, v, err := h.storage.PresenceMembers(ctx, channel)
 		if err != nil {
 			if join != nil {
@@ -76,7 +80,6 @@ func (c *Client) joinPresence(channel string, member PresenceMember, again bool)
 			return
 		}
 	}
-	seq.resyncNow()
 }
 
 // presenceSeq returns the sequencer of a presence channel the client is

@@ -302,3 +302,56 @@ func (s *failingStorage) PresenceMembers(ctx context.Context, channel string) ([
 	}
 	return s.MemoryStorage.PresenceMembers(ctx, channel)
 }
+
+// staleStorage wraps MemoryStorage. Once stale is set, the first
+// PresenceMembers call of channel takes a snapshot of the channel, closes
+// held and waits for gate; that call and the next ones, stale in all,
+// return the snapshot, as reads that announcements of later changes
+// overtook do.
+type staleStorage struct {
+	*ws.MemoryStorage
+	channel string
+	stale   atomic.Int64
+	held    chan struct{} // closed when the snapshot is taken
+	gate    chan struct{} // closed by the test to let the first read return
+	served  atomic.Int64  // stale lists returned
+
+	mu      sync.Mutex
+	taken   bool                // guarded by mu
+	members []ws.PresenceMember // guarded by mu
+	version ws.PresenceVersion  // guarded by mu
+}
+
+func newStaleStorage(channel string) *staleStorage {
+	return &staleStorage{MemoryStorage: ws.NewMemoryStorage(), channel: channel, held: make(chan struct{}), gate: make(chan struct{})}
+}
+
+func (s *staleStorage) PresenceMembers(ctx context.Context, channel string) ([]ws.PresenceMember, ws.PresenceVersion, error) {
+	if channel != s.channel || s.stale.Load() <= 0 {
+		return s.MemoryStorage.PresenceMembers(ctx, channel)
+	}
+	s.mu.Lock()
+	if !s.taken {
+		m, v, err := s.MemoryStorage.PresenceMembers(ctx, channel)
+		if err != nil {
+			s.mu.Unlock()
+			return nil, ws.PresenceVersion{}, err
+		}
+		s.members, s.version, s.taken = m, v, true
+		close(s.held)
+		s.mu.Unlock()
+		select {
+		case <-s.gate:
+		case <-ctx.Done():
+			return nil, ws.PresenceVersion{}, ctx.Err()
+		}
+		s.mu.Lock()
+	}
+	m, v := s.members, s.version
+	s.mu.Unlock()
+	if s.stale.Add(-1) >= 0 {
+		s.served.Add(1)
+		return m, v, nil
+	}
+	return s.MemoryStorage.PresenceMembers(ctx, channel)
+}

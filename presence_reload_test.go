@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	ws "github.com/vortechron/go-ws"
@@ -179,14 +180,18 @@ func (s *reloadSoak) quietPoint(label string) (lists, entries int) {
 	}
 	slices.Sort(truth)
 	// A tab is in the channel once it has its members frame.
-	require.Eventually(t, func() bool {
+	waiting := func() []string {
+		var w []string
 		for _, tb := range tabs {
 			if !tb.subscribed() && tb.failure() == "" {
-				return false
+				w = append(w, fmt.Sprintf("%s's tab on node %d (frames: %s)", tb.user, tb.node, tb.got()))
 			}
 		}
-		return true
-	}, 10*time.Second, 2*time.Millisecond, "%s: a tab got no members frame", label)
+		return w
+	}
+	if !assert.Eventually(t, func() bool { return len(waiting()) == 0 }, 10*time.Second, 2*time.Millisecond) {
+		require.FailNow(t, label+": a tab got no members frame", "%v", waiting())
+	}
 	for _, tb := range tabs {
 		require.Empty(t, tb.failure(), "%s: %s's tab on node %d", label, tb.user, tb.node)
 	}
@@ -335,13 +340,15 @@ func (s *reloadSoak) closeAll() {
 // soakTab is one open page: a WebSocket subscribed to reloadChannel whose
 // frames a reader goroutine drains.
 type soakTab struct {
-	user  string
-	node  int
-	conn  *websocket.Conn
-	ready chan struct{} // closed by the reader when the members frame came
-	done  chan struct{} // closed when the reader returned
-	mu    sync.Mutex
-	fail  string // guarded by mu; an error frame the tab got
+	user    string
+	node    int
+	conn    *websocket.Conn
+	ready   chan struct{} // closed by the reader when the members frame came
+	done    chan struct{} // closed when the reader returned
+	dropped atomic.Bool   // the test ended the connection
+	mu      sync.Mutex
+	fail    string   // guarded by mu; an error frame the tab got
+	frames  []string // guarded by mu; type/event of every frame read
 }
 
 func dialTab(n *testNode, node int, user string) (*soakTab, error) {
@@ -388,6 +395,9 @@ func (tb *soakTab) read() {
 	for {
 		_, b, err := tb.conn.ReadMessage()
 		if err != nil {
+			if !tb.dropped.Load() {
+				tb.setFailure(fmt.Sprintf("the connection ended: %v", err))
+			}
 			return
 		}
 		var f soakFrame
@@ -395,6 +405,9 @@ func (tb *soakTab) read() {
 			tb.setFailure(fmt.Sprintf("frame %q: %v", b, err))
 			continue
 		}
+		tb.mu.Lock()
+		tb.frames = append(tb.frames, f.Type+"/"+f.Event)
+		tb.mu.Unlock()
 		switch {
 		case f.Type == "presence" && f.Event == "members" && !subscribed:
 			subscribed = true
@@ -411,6 +424,13 @@ func (tb *soakTab) setFailure(s string) {
 	if tb.fail == "" {
 		tb.fail = s
 	}
+}
+
+// got lists the type/event of the frames the tab read.
+func (tb *soakTab) got() string {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return strings.Join(tb.frames, " ")
 }
 
 func (tb *soakTab) failure() string {
@@ -431,6 +451,7 @@ func (tb *soakTab) subscribed() bool {
 // closeFrame closes the tab as a browser closing a page does: a close
 // frame, then the TCP connection.
 func (tb *soakTab) closeFrame() {
+	tb.dropped.Store(true)
 	_ = tb.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""), time.Now().Add(time.Second))
 	tb.drop()
 }
@@ -438,6 +459,7 @@ func (tb *soakTab) closeFrame() {
 // drop ends the TCP connection without a close frame and waits for the
 // reader to return.
 func (tb *soakTab) drop() {
+	tb.dropped.Store(true)
 	_ = tb.conn.Close()
 	<-tb.done
 }

@@ -219,14 +219,6 @@ func (p *presenceSeq) resync() {
 	p.applyLocked(members, v, nil)
 }
 
-// resyncNow resyncs the channel; for a joining client whose reads keep
-// coming back older than the node's subscribers' lists.
-func (p *presenceSeq) resyncNow() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.startResyncLocked()
-}
-
 func (p *presenceSeq) retryResync() {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -409,3 +409,44 @@ func TestPresenceAnnouncementIsRetried(t *testing.T) {
 	alice.expectPresence(ch, "leave", "bob", []string{"alice"}, 1)
 	require.Equal(t, int64(3), n.hub.Stats().Errors["broker"], `Stats.Errors["broker"]: the failed attempts`)
 }
+
+// TestPresenceJoinOutlastsOverlappedReads: a joining client's member list
+// is read after its join, and read again while it comes back older than
+// what the node's subscribers already have (announcements of later changes
+// overtook the read). Under churn that happens several times in a row;
+// the client still gets its members frame, and the announcements after
+// it. (Before, after three such reads the client was left waiting for a
+// list that never came: the reload soak saw it.)
+func TestPresenceJoinOutlastsOverlappedReads(t *testing.T) {
+	const ch = "presence-overlap"
+	storage := newStaleStorage(ch)
+	var log errorLog
+	n := newNode(t, nil, storage, ws.Config{}, presenceOptions(&log))
+	alice := n.dial(t, "alice")
+	alice.subscribePresence(ch, "alice")
+	bob := n.dial(t, "bob")
+	bob.subscribePresence(ch, "alice", "bob")
+	alice.expectPresence(ch, "join", "bob", []string{"alice", "bob"}, 2)
+
+	// carol joins and reads the list; bob leaves while her read is on its
+	// way, and the node delivers his leave before her list comes back.
+	storage.stale.Store(6)
+	carol := n.dial(t, "carol")
+	carol.subscribe(ch)
+	<-storage.held
+	bob.Conn.Close()
+	for {
+		m := alice.nextOfType("presence")
+		if u, _ := m["user"].(map[string]any); m["event"] == "leave" && u["id"] == "bob" {
+			break
+		}
+	}
+	close(storage.gate)
+	carol.expectPresence(ch, "members", "", []string{"alice", "carol"}, 2)
+	require.Greater(t, storage.served.Load(), int64(3), "carol's list came back older than the node's more than three times")
+
+	dave := n.dial(t, "dave")
+	dave.subscribePresence(ch, "alice", "carol", "dave")
+	carol.expectPresence(ch, "join", "dave", []string{"alice", "carol", "dave"}, 3)
+	require.Empty(t, log.all())
+}
