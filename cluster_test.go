@@ -212,3 +212,21 @@ func TestRedisCrashedNodeLeaves(t *testing.T) {
 	require.Less(t, took, nodeTTL+reap+time.Second, "leave came later than the documented bound")
 	require.Equal(t, []string{"bob"}, survivor.members(t, "presence-room"))
 }
+
+// TestRedisPublishRightAfterStart: a hub publishing on a RedisBroker it
+// has just made, without waiting for anything, has its publication
+// accepted: a new broker's first publish waits for the subscription
+// connection to go live (within three health intervals), and is not
+// refused in the moment it does.
+func TestRedisPublishRightAfterStart(t *testing.T) {
+	addr := redistest.Addr(t)
+	for i := range 40 {
+		n := redisNodes(t, 1, ws.RedisOptions{Addrs: []string{addr}}, historyConfig(ws.Config{}), nil)[0]
+		channel := "news"
+		if i%2 == 1 {
+			channel = "history-start" // the history script path
+		}
+		require.NoError(t, n.hub.Publish(context.Background(), channel, i), "start %d", i)
+		n.stop()
+	}
+}

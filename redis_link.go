@@ -92,7 +92,6 @@ func (sh *pubsubShard) newConnection() {
 	sh.link.session++
 	sh.link.state = linkResubscribing
 	sh.live.Store(0)
-	sh.markStarted()
 	sh.link.missing = 0
 	for _, s := range sh.subs {
 		if s.session != 0 {
@@ -148,6 +147,7 @@ func (sh *pubsubShard) poke() {
 func (sh *pubsubShard) goLive() {
 	sh.link.state = linkLive
 	sh.live.Store(sh.link.session)
+	sh.markStarted()
 }
 
 // markStarted closes started once. Caller holds mu.
@@ -170,7 +170,7 @@ func (sh *pubsubShard) fresh() bool {
 
 // admit returns the live session a publication may be sent in, or why
 // none may be. On a new broker it first waits, within ctx and three
-// health intervals, for the first connection to answer or fail.
+// health intervals, for the link to go live or fail for the first time.
 func (sh *pubsubShard) admit(ctx context.Context) (uint64, error) {
 	select {
 	case <-sh.started:
@@ -188,10 +188,15 @@ func (sh *pubsubShard) admit(ctx context.Context) (uint64, error) {
 	}
 	session := sh.live.Load()
 	if session == 0 {
+		// Read again with the state, which changes with it under mu: the
+		// link may have gone live since.
 		sh.mu.RLock()
 		state := sh.link.state
+		session = sh.live.Load()
 		sh.mu.RUnlock()
-		return 0, errors.New(state.String())
+		if session == 0 {
+			return 0, errors.New(state.String())
+		}
 	}
 	if !sh.fresh() {
 		return 0, errStale

@@ -44,7 +44,7 @@ type pubsubShard struct {
 	// announce publishes on ctl, which makes every broker count again.
 	announce func(ctx context.Context) error
 
-	started  chan struct{} // closed when the link leaves linkConnecting
+	started  chan struct{} // closed when the link first goes live or fails
 	wake     chan struct{} // tells the monitor the link awaits peers
 	live     atomic.Uint64 // the session while the link is live, else 0
 	lastSeen atomic.Int64  // unix nanos of the last reply; written by the receive loop
