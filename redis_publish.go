@@ -33,7 +33,10 @@ import (
 // flight. Some, all or none of the subscribers may receive it; retrying
 // may deliver it twice.
 //
-// Publish does not wait for a connection to come back. It returns within
+// Publish does not wait for a connection to come back, except on a new
+// broker: its first publishes wait, within ctx and three health
+// intervals, for the subscription connection to go live, so a hub may
+// publish as soon as it is made. It returns within
 // ctx's deadline, or without one within about DialTimeout (when it must
 // open a connection) plus WriteTimeout plus ReadTimeout (one more for a
 // new connection's handshake), or PoolTimeout when all PoolSize
