@@ -314,7 +314,7 @@ type staleStorage struct {
 	stale   atomic.Int64
 	held    chan struct{} // closed when the snapshot is taken
 	gate    chan struct{} // closed by the test to let the first read return
-	served  atomic.Int64  // stale lists returned
+	late    atomic.Int64  // stale lists returned once gate was closed
 
 	mu      sync.Mutex
 	taken   bool                // guarded by mu
@@ -350,7 +350,11 @@ func (s *staleStorage) PresenceMembers(ctx context.Context, channel string) ([]w
 	m, v := s.members, s.version
 	s.mu.Unlock()
 	if s.stale.Add(-1) >= 0 {
-		s.served.Add(1)
+		select {
+		case <-s.gate:
+			s.late.Add(1)
+		default:
+		}
 		return m, v, nil
 	}
 	return s.MemoryStorage.PresenceMembers(ctx, channel)

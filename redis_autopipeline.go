@@ -23,10 +23,9 @@ import (
 // connection state. Every other command passes through unchanged; above
 // all those go-redis sends to set up a new connection (HELLO, AUTH,
 // SELECT), which it sends through the same hooks and which must reach
-// that connection. So do the
-// pipelines and transactions the caller builds itself (MULTI/EXEC), and
-// every script once the hook's workers have stopped (while the storage
-// closes).
+// that connection. So do the pipelines and transactions the caller
+// builds itself (MULTI/EXEC), and every script once the hook's workers
+// have stopped (while the storage closes).
 //
 // A script is queued (pipeQueue) and sent with the others queued
 // meanwhile; its caller gets the command back filled in, as go-redis
