@@ -561,6 +561,7 @@ func TestClusterAPIWhenANodeDoesNotAnswer(t *testing.T) {
 	cfg := ws.Config{ClusterTimeout: 200 * time.Millisecond}
 	a := newNode(t, b.broker(), storage, cfg, userOptions())
 	n2 := newNode(t, b.broker(), storage, cfg, userOptions())
+	awaitReady(t, a, n2)
 	mute := b.broker()
 	require.NoError(t, mute.Subscribe(context.Background(), "#cluster", func([]byte) {}))
 	t.Cleanup(func() { _ = mute.Close() })
@@ -590,6 +591,7 @@ type countlessBroker struct{ ws.MessageBroker }
 func TestClusterAPIWithABrokerThatCannotCount(t *testing.T) {
 	cfg := ws.Config{ClusterTimeout: 100 * time.Millisecond}
 	n := newNode(t, countlessBroker{ws.NewMemoryBroker()}, nil, cfg, nil)
+	awaitReady(t, n) // ClusterTimeout starts before the hub waits to be Ready
 	c := n.dial(t, "")
 	join(c, "news")
 	got, err := n.hub.Channels(context.Background(), "")

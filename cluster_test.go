@@ -38,6 +38,7 @@ func redisNodes(tb testing.TB, n int, o ws.RedisOptions, cfg ws.Config, opts *ws
 		require.NoError(tb, err)
 		nodes[i] = newNode(tb, b, s, cfg, opts)
 	}
+	awaitReady(tb, nodes...)
 	return nodes
 }
 

@@ -381,12 +381,20 @@ func (h *Hub) ask(ctx context.Context, r ctlRequest) ([]ctlReply, error) {
 	}
 }
 
-// await waits until the control channels are subscribed.
-func (c *control) await(ctx context.Context, timeout <-chan time.Time) error {
+// isReady reports whether both control channels are subscribed.
+func (c *control) isReady() bool {
 	select {
 	case <-c.ready:
-		return nil
+		return true
 	default:
+		return false
+	}
+}
+
+// await waits until the control channels are subscribed.
+func (c *control) await(ctx context.Context, timeout <-chan time.Time) error {
+	if c.isReady() {
+		return nil
 	}
 	if c.h.isDone() {
 		return ErrHubClosed

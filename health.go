@@ -8,7 +8,7 @@ import (
 // Health states, the "status" field of the health handler's body.
 const (
 	HealthOK                = "ok"                 // serving; 200
-	HealthStarting          = "starting"           // Run has not been called yet; 503
+	HealthStarting          = "starting"           // Run has not been called, or the hub is not Ready yet; 503
 	HealthShuttingDown      = "shutting_down"      // draining connections; 503
 	HealthStopped           = "stopped"            // Run has returned; 503
 	HealthBrokerUnavailable = "broker_unavailable" // the broker lost its connection; 503
@@ -23,8 +23,9 @@ type Health struct {
 }
 
 // Health reports whether the hub should receive new connections: its
-// Status is HealthOK while Run is running, shutdown has not begun and the
-// broker is connected (see BrokerHealth).
+// Status is HealthOK while Run is running, the hub is Ready (its control
+// channels subscribed), shutdown has not begun and the broker is
+// connected (see BrokerHealth).
 func (h *Hub) Health() Health {
 	hl := Health{
 		Node:          h.nodeID,
@@ -40,6 +41,8 @@ func (h *Hub) Health() Health {
 		hl.Status = HealthStarting
 	case !hl.BrokerHealthy:
 		hl.Status = HealthBrokerUnavailable
+	case !h.ctl.isReady():
+		hl.Status = HealthStarting
 	default:
 		hl.Status = HealthOK
 	}

@@ -102,3 +102,47 @@ func TestHealthFollowsBrokerAndShutdown(t *testing.T) {
 	require.Equal(t, ws.HealthStopped, hl.Status)
 	require.Equal(t, int64(0), hl.Connections)
 }
+
+// gatedBroker holds its subscription to the cluster's control channel
+// until open is closed.
+type gatedBroker struct {
+	*ws.MemoryBroker
+	open chan struct{}
+}
+
+func (b *gatedBroker) Subscribe(ctx context.Context, channel string, handler func([]byte)) error {
+	if channel == "#cluster" {
+		select {
+		case <-b.open:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return b.MemoryBroker.Subscribe(ctx, channel, handler)
+}
+
+// TestHealthStartingUntilReady: a running hub whose control channels
+// are not subscribed yet cannot hear the cluster's requests, so it is
+// not Ready and its health is "starting" (503); both change once the
+// broker takes the subscription.
+func TestHealthStartingUntilReady(t *testing.T) {
+	broker := &gatedBroker{MemoryBroker: ws.NewMemoryBroker(), open: make(chan struct{})}
+	n := newNode(t, broker, nil, ws.Config{}, nil)
+	handler := n.hub.HealthHandler()
+	n.dial(t, "").subscribe("news") // Run is running: the hub served a subscription
+
+	select {
+	case <-n.hub.Ready():
+		t.Fatal("Ready before the control channel was subscribed")
+	default:
+	}
+	code, hl, _ := getHealth(t, handler, http.MethodGet)
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, ws.Health{Status: ws.HealthStarting, Node: n.hub.NodeID(), Connections: 1, BrokerHealthy: true}, hl)
+
+	close(broker.open)
+	awaitReady(t, n)
+	code, hl, _ = getHealth(t, handler, http.MethodGet)
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, ws.HealthOK, hl.Status)
+}

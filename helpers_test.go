@@ -39,6 +39,20 @@ func newNode(tb testing.TB, broker ws.MessageBroker, storage ws.StorageClient, c
 	return n
 }
 
+// awaitReady waits until every node's hub is Ready: a scenario of several
+// nodes starts once each can hear the others' cluster requests.
+func awaitReady(tb testing.TB, nodes ...*testNode) {
+	tb.Helper()
+	timeout := time.After(10 * time.Second)
+	for i, n := range nodes {
+		select {
+		case <-n.hub.Ready():
+		case <-timeout:
+			tb.Fatalf("node %d was not Ready within 10s", i)
+		}
+	}
+}
+
 // stop shuts the hub down and waits for Run and the server to finish.
 func (n *testNode) stop() {
 	n.cancel()

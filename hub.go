@@ -199,6 +199,18 @@ func (h *Hub) NodeID() string { return h.nodeID }
 // Done is closed when Run has returned.
 func (h *Hub) Done() <-chan struct{} { return h.done }
 
+// Ready is closed once the hub takes part in the cluster: Run has started
+// and the hub has subscribed, through its broker, the control channels on
+// which other nodes reach it (see docs/cluster.md). Until then the hub
+// serves connections, but requests made meanwhile on other nodes
+// (PublishToUser, DisconnectUser, UnsubscribeUser, Channels, Channel) do
+// not see them, and HealthHandler answers 503 with status "starting" so
+// that a load balancer sends it no traffic yet. With the in-memory
+// broker, or a broker that answers, it closes within a moment of Run; it
+// stays open while the broker refuses the subscriptions, and for good if
+// Run returns first.
+func (h *Hub) Ready() <-chan struct{} { return h.ctl.ready }
+
 // Config returns the configuration in use, with defaults filled in.
 func (h *Hub) Config() Config { return h.cfg }
 

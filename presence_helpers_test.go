@@ -115,6 +115,7 @@ func newCluster(tb testing.TB, n int, cfg ws.Config, opts *ws.Options) []*testNo
 	for i := range nodes {
 		nodes[i] = newNode(tb, b.broker(), storage, cfg, opts)
 	}
+	awaitReady(tb, nodes...)
 	return nodes
 }
 
