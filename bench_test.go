@@ -62,8 +62,10 @@ func fakeClient(h *Hub, i int) *Client {
 // BenchmarkDeliver measures fan-out of one publication to n subscribers:
 // frame once, post to the shards, enqueue on each client and drain into
 // discarding connections (through each client's goroutine writer, as for
-// connections without a raw descriptor). It waits until every byte is
-// written.
+// connections without a raw descriptor). It publishes in rounds of 100,
+// which the send queue holds, and spins until every byte of a round is
+// written before the next, so that no -benchtime outruns the writers and
+// drops the subscribers as slow consumers.
 func BenchmarkDeliver(b *testing.B) {
 	for _, n := range []int{100, 1000, 10000} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
@@ -81,23 +83,37 @@ func BenchmarkDeliver(b *testing.B) {
 			want := int64(len(encodeFrame(nativeProtocol{}, &ev)))
 			b.ReportAllocs()
 			b.ResetTimer()
-			for range b.N {
-				h.deliver(ch, env)
-			}
-			for _, d := range conns {
-				for {
-					d.mu.Lock()
-					done := d.n == want*int64(b.N)
-					d.mu.Unlock()
-					if done {
-						break
-					}
-					runtime.Gosched()
+			for sent := 0; sent < b.N; {
+				round := min(b.N-sent, 100)
+				for range round {
+					h.deliver(ch, env)
 				}
+				sent += round
+				awaitBytes(b, h, conns, want*int64(sent))
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)*float64(n)/b.Elapsed().Seconds(), "deliveries/s")
 		})
+	}
+}
+
+// awaitBytes spins until every conn has been written total bytes. It
+// fails if the hub dropped a subscriber as a slow consumer, whose bytes
+// would never all come.
+func awaitBytes(b *testing.B, h *Hub, conns []*discardConn, total int64) {
+	for _, d := range conns {
+		for {
+			d.mu.Lock()
+			done := d.n == total
+			d.mu.Unlock()
+			if done {
+				break
+			}
+			if dropped := h.Stats().SlowConsumers; dropped > 0 {
+				b.Fatalf("%d of %d subscribers were dropped as slow consumers", dropped, len(conns))
+			}
+			runtime.Gosched()
+		}
 	}
 }
 
