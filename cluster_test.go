@@ -23,8 +23,18 @@ import (
 // node with its own RedisBroker and RedisStorage, as separate processes
 // behind a load balancer would be.
 
-// redisNodes starts n hubs on Redis at addrs, sharing one key prefix.
+// redisNodes starts n hubs on Redis at addrs, sharing one key prefix,
+// and waits until each is Ready.
 func redisNodes(tb testing.TB, n int, o ws.RedisOptions, cfg ws.Config, opts *ws.Options) []*testNode {
+	tb.Helper()
+	nodes := startRedisNodes(tb, n, o, cfg, opts)
+	awaitReady(tb, nodes...)
+	return nodes
+}
+
+// startRedisNodes is redisNodes without waiting: the hubs may still be
+// connecting to Redis when it returns.
+func startRedisNodes(tb testing.TB, n int, o ws.RedisOptions, cfg ws.Config, opts *ws.Options) []*testNode {
 	tb.Helper()
 	if o.KeyPrefix == "" {
 		o.KeyPrefix = redistest.Prefix(tb)
@@ -38,7 +48,6 @@ func redisNodes(tb testing.TB, n int, o ws.RedisOptions, cfg ws.Config, opts *ws
 		require.NoError(tb, err)
 		nodes[i] = newNode(tb, b, s, cfg, opts)
 	}
-	awaitReady(tb, nodes...)
 	return nodes
 }
 
@@ -222,7 +231,8 @@ func TestRedisCrashedNodeLeaves(t *testing.T) {
 func TestRedisPublishRightAfterStart(t *testing.T) {
 	addr := redistest.Addr(t)
 	for i := range 40 {
-		n := redisNodes(t, 1, ws.RedisOptions{Addrs: []string{addr}}, historyConfig(ws.Config{}), nil)[0]
+		// Not redisNodes: waiting for Ready would wait for the link.
+		n := startRedisNodes(t, 1, ws.RedisOptions{Addrs: []string{addr}}, historyConfig(ws.Config{}), nil)[0]
 		channel := "news"
 		if i%2 == 1 {
 			channel = "history-start" // the history script path

@@ -305,6 +305,9 @@ func channelsMarkdown(b *strings.Builder, samples []*chanSample, runs int, cfg c
 		cfg.channels, 2*cfg.channels, cfg.goroutines, cfg.goroutines, cfg.size, cfg.steadyPer, cfg.steadyRate, cfg.maxPer,
 		cfg.history, cfg.channels, fmt.Sprintf("-c %d -P %d -n %d -r %d --csv PUBLISH room-__rand_int__ <payload>", cfg.benchConns, cfg.benchPipe, cfg.maxPer*cfg.channels, cfg.channels), runs)
 	maxRate := func(s *chanSample) float64 { return phaseField(s.Max, (*chanPhase).pubRate) }
+	steadyP99 := func(s *chanSample) float64 {
+		return phaseField(s.Steady, func(p *chanPhase) float64 { return p.Round.P99 })
+	}
 	cf := chanMed(samples, "centrifuge", maxRate)
 	rr := chanMed(samples, "redis", func(s *chanSample) float64 { return s.RedisRPS })
 	b.WriteString("| server | max-rate publications/s | vs centrifuge | vs Redis alone | publisher /s | max-rate p50 / p99 ms | steady publications/s | steady p50 / p99 ms | missing / out-of-order / dup (all runs) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -354,19 +357,12 @@ func channelsMarkdown(b *strings.Builder, samples []*chanSample, runs int, cfg c
 			ms(chanMed(samples, name, func(s *chanSample) float64 {
 				return phaseField(s.Steady, func(p *chanPhase) float64 { return p.Round.P50 })
 			})),
-			ms(chanMed(samples, name, func(s *chanSample) float64 {
-				return phaseField(s.Steady, func(p *chanPhase) float64 { return p.Round.P99 })
-			})),
+			ms(chanMed(samples, name, steadyP99)),
 			miss, ooo, dup)
 	}
 	if w, h := chanMed(samples, "ws", maxRate), chanMed(samples, "ws"+historySuffix, maxRate); !math.IsNaN(w) && !math.IsNaN(h) {
 		fmt.Fprintf(b, "\nws-history against ws, max-rate publications/s: %s; steady p99: %s against %s ms.\n", ratio(h, w),
-			ms(chanMed(samples, "ws"+historySuffix, func(s *chanSample) float64 {
-				return phaseField(s.Steady, func(p *chanPhase) float64 { return p.Round.P99 })
-			})),
-			ms(chanMed(samples, "ws", func(s *chanSample) float64 {
-				return phaseField(s.Steady, func(p *chanPhase) float64 { return p.Round.P99 })
-			})))
+			ms(chanMed(samples, "ws"+historySuffix, steadyP99)), ms(chanMed(samples, "ws", steadyP99)))
 	}
 	b.WriteString("\nPer run (max-rate publications/s [CPU share other processes took meanwhile]; steady p99 ms):\n\n")
 	for _, name := range chanRows {
@@ -381,8 +377,7 @@ func channelsMarkdown(b *strings.Builder, samples []*chanSample, runs int, cfg c
 				if s.Max != nil {
 					mr = s.Max.Round
 				}
-				parts = append(parts, fmt.Sprintf("%s [%s]; %s", kdel(maxRate(s)), pct(mr),
-					ms(phaseField(s.Steady, func(p *chanPhase) float64 { return p.Round.P99 }))))
+				parts = append(parts, fmt.Sprintf("%s [%s]; %s", kdel(maxRate(s)), pct(mr), ms(steadyP99(s))))
 			}
 		}
 		if len(parts) > 0 {
