@@ -175,8 +175,7 @@ func (e *apiEnv) settle(t *testing.T) {
 func (e *apiEnv) waitChannels(t *testing.T, want int64) {
 	t.Helper()
 	for _, n := range e.nodes {
-		require.Eventually(t, func() bool { return n.hub.Stats().Channels == want }, 10*time.Second, 2*time.Millisecond,
-			"waiting for %d channels, have %d", want, n.hub.Stats().Channels)
+		n.waitChannels(t, want)
 	}
 }
 

@@ -114,6 +114,12 @@ func TestHistorySubscribeAndRecover(t *testing.T) {
 			publishN(t, n.hub, "history-feed", 1, 3)
 			last := c.expectMessages("history-feed", 1, 3, 1)
 			c.Conn.Close()
+			// Gone from the node, channel and all, so that the subscribe
+			// below reads the channel's position from the history. (A node
+			// that still has the channel answers from what it has posted,
+			// which publications on their way to it may not have reached
+			// yet: docs/protocol.md.)
+			n.waitChannels(t, 0)
 
 			publishN(t, n.hub, "history-feed", 4, 6)
 			again := n.dial(t, "")

@@ -248,6 +248,15 @@ func (n *testNode) waitConnections(tb testing.TB, want int64) {
 		10*time.Second, 2*time.Millisecond, "waiting for %d connections, have %d", want, n.hub.Stats().Connections)
 }
 
+// waitChannels waits until the node has want channels with local
+// subscribers; a channel whose last subscriber left counts until the node
+// has dropped it (its broker subscription and its sequencers).
+func (n *testNode) waitChannels(tb testing.TB, want int64) {
+	tb.Helper()
+	require.Eventually(tb, func() bool { return n.hub.Stats().Channels == want },
+		10*time.Second, 2*time.Millisecond, "waiting for %d channels, have %d", want, n.hub.Stats().Channels)
+}
+
 // dialSlowReader connects like dial but with a tiny TCP receive buffer,
 // so a client that stops reading fills its server-side queue quickly.
 func (n *testNode) dialSlowReader(tb testing.TB, user string) *testClient {
