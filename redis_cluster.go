@@ -45,30 +45,6 @@ func (b *RedisBroker) PublishCounted(ctx context.Context, channel string, payloa
 	return int(n), nil
 }
 
-// publishCountedOnce is publishOnce, keeping the reply: how many
-// subscribers received the message.
-func (b *RedisBroker) publishCountedOnce(ctx context.Context, rch string, payload []byte) (int64, error) {
-	var c redis.Cmdable = b.client
-	cc, cluster := b.client.(*redis.ClusterClient)
-	if cluster {
-		node, err := cc.MasterForKey(ctx, rch)
-		if err != nil {
-			return 0, &noConnError{err: err}
-		}
-		c = node
-	}
-	var cmd *redis.IntCmd
-	if b.sharded {
-		cmd = c.SPublish(ctx, rch, payload)
-	} else {
-		cmd = c.Publish(ctx, rch, payload)
-	}
-	if _, moved := redis.IsMovedError(cmd.Err()); moved && cluster {
-		cc.ReloadState(ctx)
-	}
-	return cmd.Result()
-}
-
 // presenceCounts returns the member count of each presence channel, with
 // one pipelined HLEN each: one round trip (per Redis Cluster node).
 func (s *RedisStorage) presenceCounts(ctx context.Context, channels []string) ([]int, error) {

@@ -64,31 +64,37 @@ func (b *RedisBroker) Publish(ctx context.Context, channel string, payload []byt
 	return nil
 }
 
-// publishOnce sends one PUBLISH for rch. On Redis Cluster it goes to the
-// node that owns rch's slot through that node's own client, because the
-// cluster client would send a command again, maybe to another node,
-// after a timeout or a dropped connection, and a PUBLISH sent twice is
-// delivered twice.
+// publishOnce sends one PUBLISH for rch (see publishCountedOnce).
 func (b *RedisBroker) publishOnce(ctx context.Context, rch string, payload []byte) error {
+	_, err := b.publishCountedOnce(ctx, rch, payload)
+	return err
+}
+
+// publishCountedOnce sends one PUBLISH for rch and returns how many
+// subscribers received it. On Redis Cluster it goes to the node that owns
+// rch's slot through that node's own client, because the cluster client
+// would send a command again, maybe to another node, after a timeout or a
+// dropped connection, and a PUBLISH sent twice is delivered twice.
+func (b *RedisBroker) publishCountedOnce(ctx context.Context, rch string, payload []byte) (int64, error) {
 	var c redis.Cmdable = b.client
 	cc, cluster := b.client.(*redis.ClusterClient)
 	if cluster {
 		node, err := cc.MasterForKey(ctx, rch)
 		if err != nil {
-			return &noConnError{err: err}
+			return 0, &noConnError{err: err}
 		}
 		c = node
 	}
-	var err error
+	var cmd *redis.IntCmd
 	if b.sharded {
-		err = c.SPublish(ctx, rch, payload).Err()
+		cmd = c.SPublish(ctx, rch, payload)
 	} else {
-		err = c.Publish(ctx, rch, payload).Err()
+		cmd = c.Publish(ctx, rch, payload)
 	}
-	if _, moved := redis.IsMovedError(err); moved && cluster {
+	if _, moved := redis.IsMovedError(cmd.Err()); moved && cluster {
 		cc.ReloadState(ctx) // the slot moved: learn where to
 	}
-	return err
+	return cmd.Result()
 }
 
 // publishNotSent reports whether err, from publishOnce, proves that Redis
