@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
+	"time"
 
 	"github.com/vortechron/go-ws/internal/frame"
 	"github.com/vortechron/go-ws/internal/wire"
@@ -28,15 +30,13 @@ func (h *Hub) deliver(ch *channel, payload []byte) {
 	}
 	if payload[0] == batchMark {
 		if err := eachInBatch(payload, func(p []byte) { h.deliver(ch, p) }); err != nil {
-			h.stats.errors[errKindProtocol].Add(1)
-			h.log.Warn("ws: dropped broker payload", "channel", ch.name, "err", err)
+			h.logDropped(ch, err)
 		}
 		return
 	}
 	ev, except, err := decodePayload(ch.name, payload)
 	if err != nil {
-		h.stats.errors[errKindProtocol].Add(1)
-		h.log.Warn("ws: dropped broker payload", "channel", ch.name, "err", err)
+		h.logDropped(ch, err)
 		return
 	}
 	if ch.pres != nil && (ev.Kind == wire.Join || ev.Kind == wire.Leave) {
@@ -124,6 +124,51 @@ var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }
 
 var errEnvelope = errors.New("ws: broker payload is not a ws envelope (version 2)")
 
+// logDropped counts a broker payload that could not be read and logs it.
+// Payloads of another ws release (errOtherRelease) are logged at most
+// once per otherReleaseLogEvery, with how many were dropped since the
+// last line: during a rolling upgrade they come at the old nodes'
+// publication rate.
+func (h *Hub) logDropped(ch *channel, err error) {
+	h.stats.errors[errKindProtocol].Add(1)
+	if !errors.Is(err, errOtherRelease) {
+		h.log.Warn("ws: dropped broker payload", "channel", ch.name, "err", err)
+		return
+	}
+	o := &h.otherRelease
+	o.dropped.Add(1)
+	now, last := time.Now().UnixNano(), o.last.Load()
+	if last != 0 && now-last < int64(otherReleaseLogEvery) || !o.last.CompareAndSwap(last, now) {
+		return
+	}
+	h.log.Warn("ws: dropped broker payload", "channel", ch.name, "err", err, "dropped", o.dropped.Swap(0))
+}
+
+// otherReleaseLogEvery is how often at most a node logs that payloads of
+// another ws release reach it.
+const otherReleaseLogEvery = time.Minute
+
+// errOtherRelease marks a payload that has another envelope version.
+var errOtherRelease = errors.New("from a node running another ws release")
+
+// envelopeVersionError says what a payload that looks like another
+// version's envelope means: a node of another ws release publishes on the
+// same broker. Nodes of one cluster must run releases with the same
+// envelope version (docs/operations.md, "Upgrading a cluster"); version 1
+// is what releases before the wire-codec seam wrote.
+func envelopeVersionError(v byte) error {
+	which := "newer"
+	if v < envelopeVersion {
+		which = "older"
+	}
+	return fmt.Errorf("envelope version %d: %w, %s than this node's, which reads version %d only: every node on one broker must run a release with the same envelope version", v, errOtherRelease, which, envelopeVersion)
+}
+
+// kindKnown reports whether k is an envelope kind of any version.
+func kindKnown(k byte) bool {
+	return k == kindMessage || k == kindWhisper || k == kindPresence
+}
+
 // decodePayload reads a broker payload: an envelope, or a history
 // publication (its position, then its envelope: see cutPositioned).
 func decodePayload(channel string, b []byte) (ev wire.Event, except string, err error) {
@@ -145,6 +190,9 @@ func decodePayload(channel string, b []byte) (ev wire.Event, except string, err 
 // decodeEnvelope reads a broker envelope (see encodeEnvelope in
 // publish.go) back into the event it carries and the connection to skip.
 func decodeEnvelope(channel string, b []byte) (ev wire.Event, except string, err error) {
+	if len(b) >= 2 && b[0] != envelopeVersion && b[0] < ' ' && kindKnown(b[1]) {
+		return ev, "", fmt.Errorf("%w: %w", errEnvelope, envelopeVersionError(b[0]))
+	}
 	if len(b) < 2 || b[0] != envelopeVersion {
 		return ev, "", errEnvelope
 	}

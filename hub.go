@@ -64,6 +64,12 @@ type Hub struct {
 	forced     atomic.Int64 // connections still there when shutdown closed sockets hard
 	unended    atomic.Int64 // connections still tearing down when drain gave up
 	stats      counters
+	// otherRelease throttles the log line for payloads of another ws
+	// release (see logDropped).
+	otherRelease struct {
+		last    atomic.Int64 // unix nanoseconds of the last line
+		dropped atomic.Int64 // payloads dropped since then
+	}
 
 	finishOnce sync.Once
 
