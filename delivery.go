@@ -124,32 +124,24 @@ var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }
 
 var errEnvelope = errors.New("ws: broker payload is not a ws envelope (version 2)")
 
-// logDropped counts a broker payload that could not be read and logs it.
-// Payloads of another ws release (errOtherRelease) are logged at most
-// once per otherReleaseLogEvery, with how many were dropped since the
-// last line: during a rolling upgrade they come at the old nodes'
-// publication rate.
+// logDropped counts a broker payload that could not be read and logs it,
+// at most once per dropLogEvery, with how many were dropped since the last
+// line: what cannot be read usually keeps coming at its publisher's rate
+// (a node of another ws release during a rolling upgrade, another
+// application on the same channels), and nothing is logged per message.
 func (h *Hub) logDropped(ch *channel, err error) {
 	h.stats.errors[errKindProtocol].Add(1)
-	if !errors.Is(err, errOtherRelease) {
-		h.log.Warn("ws: dropped broker payload", "channel", ch.name, "err", err)
+	d := &h.dropLog
+	d.dropped.Add(1)
+	now, last := time.Now().UnixNano(), d.last.Load()
+	if last != 0 && now-last < int64(dropLogEvery) || !d.last.CompareAndSwap(last, now) {
 		return
 	}
-	o := &h.otherRelease
-	o.dropped.Add(1)
-	now, last := time.Now().UnixNano(), o.last.Load()
-	if last != 0 && now-last < int64(otherReleaseLogEvery) || !o.last.CompareAndSwap(last, now) {
-		return
-	}
-	h.log.Warn("ws: dropped broker payload", "channel", ch.name, "err", err, "dropped", o.dropped.Swap(0))
+	h.log.Warn("ws: dropped broker payload", "channel", ch.name, "err", err, "dropped", d.dropped.Swap(0))
 }
 
-// otherReleaseLogEvery is how often at most a node logs that payloads of
-// another ws release reach it.
-const otherReleaseLogEvery = time.Minute
-
-// errOtherRelease marks a payload that has another envelope version.
-var errOtherRelease = errors.New("from a node running another ws release")
+// dropLogEvery is how often at most a node logs a dropped broker payload.
+const dropLogEvery = time.Minute
 
 // envelopeVersionError says what a payload that looks like another
 // version's envelope means: a node of another ws release publishes on the
@@ -161,7 +153,7 @@ func envelopeVersionError(v byte) error {
 	if v < envelopeVersion {
 		which = "older"
 	}
-	return fmt.Errorf("envelope version %d: %w, %s than this node's, which reads version %d only: every node on one broker must run a release with the same envelope version", v, errOtherRelease, which, envelopeVersion)
+	return fmt.Errorf("envelope version %d: from a node running another ws release, %s than this node's, which reads version %d only: every node on one broker must run a release with the same envelope version", v, which, envelopeVersion)
 }
 
 // kindKnown reports whether k is an envelope kind of any version.

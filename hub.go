@@ -64,9 +64,9 @@ type Hub struct {
 	forced     atomic.Int64 // connections still there when shutdown closed sockets hard
 	unended    atomic.Int64 // connections still tearing down when drain gave up
 	stats      counters
-	// otherRelease throttles the log line for payloads of another ws
-	// release (see logDropped).
-	otherRelease struct {
+	// dropLog throttles the log line for broker payloads that could not
+	// be read (see logDropped).
+	dropLog struct {
 		last    atomic.Int64 // unix nanoseconds of the last line
 		dropped atomic.Int64 // payloads dropped since then
 	}

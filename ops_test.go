@@ -358,6 +358,19 @@ func (h *recordHandler) count() int {
 	return len(h.records)
 }
 
+// withMessage returns the records logged so far with message msg.
+func (h *recordHandler) withMessage(msg string) []slog.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []slog.Record
+	for _, r := range h.records {
+		if r.Message == msg {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 func recordAttrs(r slog.Record) map[string]any {
 	m := map[string]any{}
 	r.Attrs(func(a slog.Attr) bool {
