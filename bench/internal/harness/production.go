@@ -3,6 +3,7 @@ package harness
 import (
 	"flag"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -76,6 +77,12 @@ func runProduction(pc *prodConfig, want func(string) bool, serverList string, ru
 	res := &prodResults{cfg: pc}
 	rep.prod = res
 	prof := profiler{dir: pc.cpuprofileDir}
+	if prof.dir != "" {
+		// The server processes create their profiles but not the directory.
+		if err := os.MkdirAll(prof.dir, 0o755); err != nil {
+			return fmt.Errorf("-cpuprofile-dir: %w", err)
+		}
+	}
 	if want("tls") {
 		names := tlsServers
 		if serverList != "" {
