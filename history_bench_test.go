@@ -2,6 +2,8 @@ package ws_test
 
 import (
 	"context"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,6 +68,34 @@ func BenchmarkRedisPublish(b *testing.B) {
 				})
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pub/s")
 			})
+		})
+	}
+	// Many channels, each published rarely: 16 goroutines publish in turn
+	// to 5,000 channels without subscribers (history ones keep their last
+	// 10 publications, as in bench/'s many-channels scenario), so that
+	// Redis does a history channel's whole check on almost every run and
+	// concurrent publications of one channel never share one.
+	for _, bc := range []struct{ name, prefix string }{{"plain", "bench-plain-"}, {"history", "history-small-bench-"}} {
+		b.Run(bc.name+"/16-publishers-5000-channels", func(b *testing.B) {
+			n := redisNodes(b, 1, ws.RedisOptions{Addrs: []string{addr}}, historyConfig(ws.Config{}), nil)[0]
+			require.Eventually(b, func() bool { return n.hub.Health().BrokerHealthy }, 10*time.Second, time.Millisecond)
+			names := make([]string, 5000)
+			for i := range names {
+				names[i] = bc.prefix + strconv.Itoa(i)
+			}
+			msg := []byte(`{"seq":1,"body":"0123456789012345678901234567890123456789012345678901234567890123456789"}`)
+			var next atomic.Int64
+			b.SetParallelism(8) // 16 publishers on 2 cores
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					ch := names[int(next.Add(1))%len(names)]
+					if err := n.hub.Publish(context.Background(), ch, msg); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pub/s")
 		})
 	}
 }
