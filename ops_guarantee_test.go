@@ -206,7 +206,9 @@ func TestSubscribeWhileRedisIsDownAnswersUnavailable(t *testing.T) {
 	leakCheck(t)
 	srv := redistest.StartServer(t)
 	var log errorLog
-	o := ws.RedisOptions{HealthInterval: 100 * time.Millisecond}
+	// A lone broker back from an outage may wait ResubscribeWait for
+	// brokers it never counted; a short one keeps the test short.
+	o := ws.RedisOptions{HealthInterval: 100 * time.Millisecond, ResubscribeWait: 300 * time.Millisecond}
 	n := newNode(t, newRedisBrokerAt(t, srv.Addr, o), nil, ws.Config{}, &ws.Options{ErrorHandler: log.handle})
 	awaitReady(t, n)
 	c := n.dial(t, "")
