@@ -9,6 +9,7 @@ import (
 	"time"
 
 	ws "github.com/vortechron/go-ws"
+	"github.com/vortechron/go-ws/internal/redistest"
 	"github.com/vortechron/go-ws/internal/wstest"
 )
 
@@ -96,4 +97,20 @@ func userOptions() *ws.Options {
 		},
 		EnableWhispers: true,
 	}
+}
+
+// nodeBackend starts the nodes of one test: n over the shared Redis, or
+// one in memory whatever n is.
+type nodeBackend struct {
+	name  string
+	start func(t *testing.T, n int, cfg ws.Config, opts *ws.Options) []*testNode
+}
+
+var nodeBackends = []nodeBackend{
+	{"memory", func(t *testing.T, _ int, cfg ws.Config, opts *ws.Options) []*testNode {
+		return []*testNode{newNode(t, nil, nil, cfg, opts)}
+	}},
+	{"redis", func(t *testing.T, n int, cfg ws.Config, opts *ws.Options) []*testNode {
+		return redisNodes(t, n, ws.RedisOptions{Addrs: []string{redistest.Addr(t)}}, cfg, opts)
+	}},
 }

@@ -20,21 +20,6 @@ import (
 // closed connection's leave is published, and what a user gets before
 // DisconnectUser closes its connections.
 
-// guaranteeBackend starts n nodes (or one, for memory) for a scenario.
-type guaranteeBackend struct {
-	name  string
-	start func(t *testing.T, n int, cfg ws.Config, opts *ws.Options) []*testNode
-}
-
-var guaranteeBackends = []guaranteeBackend{
-	{"memory", func(t *testing.T, _ int, cfg ws.Config, opts *ws.Options) []*testNode {
-		return []*testNode{newNode(t, nil, nil, cfg, opts)}
-	}},
-	{"redis", func(t *testing.T, n int, cfg ws.Config, opts *ws.Options) []*testNode {
-		return redisNodes(t, n, ws.RedisOptions{Addrs: []string{redistest.Addr(t)}}, cfg, opts)
-	}},
-}
-
 // expectVersioned reads c's next presence frame of event on channel,
 // passing over the fresh "members" lists the server may send at any time
 // unless a list is what it waits for, and checks its user, its users and
@@ -59,7 +44,7 @@ func expectVersioned(c *testClient, channel, event, user string, users []string,
 // or leave whose version is not above the last frame it applied, so a
 // wrong version here loses members in browsers.
 func TestPresenceFramesCarryTheChannelVersion(t *testing.T) {
-	for _, b := range guaranteeBackends {
+	for _, b := range nodeBackends {
 		t.Run(b.name, func(t *testing.T) {
 			var log errorLog
 			nodes := b.start(t, 3, ws.Config{}, presenceOptions(&log))

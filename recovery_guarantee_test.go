@@ -9,29 +9,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	ws "github.com/vortechron/go-ws"
-	"github.com/vortechron/go-ws/internal/redistest"
 )
 
 // Guarantees of docs/recovery.md and docs/protocol.md that the other
 // history tests leave out, end to end over WebSocket, on the in-memory
 // backends and on Redis.
-
-// guaranteeBackend makes the one node of a test with the given options.
-type guaranteeBackend struct {
-	name string
-	node func(t *testing.T, cfg ws.Config, opts *ws.Options) *testNode
-}
-
-func guaranteeBackends() []guaranteeBackend {
-	return []guaranteeBackend{
-		{"memory", func(t *testing.T, cfg ws.Config, opts *ws.Options) *testNode {
-			return newNode(t, nil, nil, cfg, opts)
-		}},
-		{"redis", func(t *testing.T, cfg ws.Config, opts *ws.Options) *testNode {
-			return redisNodes(t, 1, ws.RedisOptions{Addrs: []string{redistest.Addr(t)}}, cfg, opts)[0]
-		}},
-	}
-}
 
 // connIDs records the ID the server gave each connection, by the
 // client's address.
@@ -79,9 +61,9 @@ func TestHistoryQuietChannelKeepsItsPosition(t *testing.T) {
 		}
 		return ws.HistoryOptions{}
 	}}
-	for _, be := range guaranteeBackends() {
+	for _, be := range nodeBackends {
 		t.Run(be.name, func(t *testing.T) {
-			n := be.node(t, cfg, userOptions())
+			n := be.start(t, 1, cfg, userOptions())[0]
 			ctx := context.Background()
 			c := n.dial(t, "")
 			first := positionOf(c.subscribeSince(channel, nil))
@@ -123,10 +105,10 @@ func TestHistoryQuietChannelKeepsItsPosition(t *testing.T) {
 // for it), while every other subscriber gets it at its offset.
 func TestHistoryExceptSkipsOneOffset(t *testing.T) {
 	const channel = "history-except"
-	for _, be := range guaranteeBackends() {
+	for _, be := range nodeBackends {
 		t.Run(be.name, func(t *testing.T) {
 			var ids connIDs
-			n := be.node(t, historyConfig(ws.Config{}), ids.options())
+			n := be.start(t, 1, historyConfig(ws.Config{}), ids.options())[0]
 			ctx := context.Background()
 			left, other := n.dial(t, ""), n.dial(t, "")
 			start := positionOf(left.subscribeSince(channel, nil))
@@ -152,8 +134,8 @@ func TestHistoryExceptSkipsOneOffset(t *testing.T) {
 // and clients see no offsets".
 func TestSinceWithoutHistoryIsIgnored(t *testing.T) {
 	type node func(t *testing.T) *testNode
-	withBackend := func(be guaranteeBackend) node {
-		return func(t *testing.T) *testNode { return be.node(t, historyConfig(ws.Config{}), userOptions()) }
+	withBackend := func(be nodeBackend) node {
+		return func(t *testing.T) *testNode { return be.start(t, 1, historyConfig(ws.Config{}), userOptions())[0] }
 	}
 	noHistoryBroker := func(t *testing.T) *testNode {
 		n := newNode(t, newBus().broker(), ws.NewMemoryStorage(), historyConfig(ws.Config{}), userOptions())
@@ -165,8 +147,8 @@ func TestSinceWithoutHistoryIsIgnored(t *testing.T) {
 		node    node
 		channel string
 	}{
-		{"plain channel, memory", withBackend(guaranteeBackends()[0]), "news"},
-		{"plain channel, redis", withBackend(guaranteeBackends()[1]), "news"},
+		{"plain channel, memory", withBackend(nodeBackends[0]), "news"},
+		{"plain channel, redis", withBackend(nodeBackends[1]), "news"},
 		{"broker without history", noHistoryBroker, "history-feed"},
 	}
 	for _, tt := range tests {
@@ -192,9 +174,9 @@ func TestSinceWithoutHistoryIsIgnored(t *testing.T) {
 // publications, and is not recovered.
 func TestHistoryKeepsNoWhispers(t *testing.T) {
 	const channel = "history-whispers"
-	for _, be := range guaranteeBackends() {
+	for _, be := range nodeBackends {
 		t.Run(be.name, func(t *testing.T) {
-			n := be.node(t, historyConfig(ws.Config{}), userOptions())
+			n := be.start(t, 1, historyConfig(ws.Config{}), userOptions())[0]
 			alice, bob := n.dial(t, "alice"), n.dial(t, "bob")
 			start := positionOf(alice.subscribeSince(channel, nil))
 			bob.subscribeSince(channel, nil)
