@@ -99,6 +99,43 @@ func TestHistoryQuietChannelKeepsItsPosition(t *testing.T) {
 	}
 }
 
+// TestHistoryFollowingNodeRecoversPastTTL proves the exception
+// docs/recovery.md makes to "recovered":false once TTL passed: "a node
+// that already follows the channel for other subscribers answers from the
+// latest publications it holds itself ... a position whose publications
+// TTL has just removed from the history can still be "recovered":true,
+// with those publications, while hub.History from the same position
+// returns ErrHistoryLost".
+func TestHistoryFollowingNodeRecoversPastTTL(t *testing.T) {
+	const channel, ttl = "history-followed", 100 * time.Millisecond
+	cfg := ws.Config{History: func(ch string) ws.HistoryOptions {
+		if ch == channel {
+			return ws.HistoryOptions{Size: 10, TTL: ttl}
+		}
+		return ws.HistoryOptions{}
+	}}
+	for _, be := range nodeBackends {
+		t.Run(be.name, func(t *testing.T) {
+			n := be.start(t, 1, cfg, userOptions())[0]
+			keeper := n.dial(t, "") // keeps the node following the channel
+			first := positionOf(keeper.subscribeSince(channel, nil))
+			publishN(t, n.hub, channel, 1, 3)
+			keeper.expectMessages(channel, 1, 3, first.Offset+1)
+
+			<-time.After(3 * ttl) // the quiet spell's length, not a wait for an event
+			since := ws.HistoryPosition{Offset: first.Offset + 1, Epoch: first.Epoch}
+			_, err := n.hub.History(context.Background(), channel, ws.HistoryQuery{Since: &since})
+			require.ErrorIs(t, err, ws.ErrHistoryLost, "the history after TTL, from offset %d", since.Offset)
+
+			back := n.dial(t, "")
+			m := back.subscribeSince(channel, &position{Offset: since.Offset, Epoch: since.Epoch})
+			require.Equal(t, true, m["recovered"], "a position the node still holds: got %v, want recovered true", m)
+			back.expectMessages(channel, 2, 3, since.Offset+1)
+			back.expectQuiet()
+		})
+	}
+}
+
 // TestHistoryExceptSkipsOneOffset proves docs/recovery.md:
 // "PublishOptions.Except skips one connection: that connection sees the
 // offsets jump over the publication it did not get" (and is not reset
