@@ -57,7 +57,9 @@ type Hub struct {
 	protocols  [maxProtocols]wire.Protocol
 	pongs      [maxProtocols][]byte
 	nprotocols atomic.Int32
-	done       chan struct{} // closed when Run returns
+	done       chan struct{} // closed when the hub stops serving operations, before Run's last steps
+	exited     chan struct{} // closed by exit: Run has done everything it does (Done)
+	exitOnce   sync.Once
 	running    chan struct{} // closed when Run starts
 	started    atomic.Bool
 	closing    atomic.Bool  // set once shutdown begins; no new clients
@@ -140,6 +142,7 @@ func NewHub(ctx context.Context, broker MessageBroker, storage StorageClient, co
 		ops:           make(chan *hubOp, 256),
 		deadlineMoved: make(chan struct{}, 1),
 		done:          make(chan struct{}),
+		exited:        make(chan struct{}),
 		running:       make(chan struct{}),
 		perIP:         make(map[string]int),
 		clients:       make(map[*Client]struct{}),
@@ -202,8 +205,15 @@ func (h *Hub) Err() error { return h.cfgErr }
 // NodeID returns this hub's random node identifier.
 func (h *Hub) NodeID() string { return h.nodeID }
 
-// Done is closed when Run has returned.
-func (h *Hub) Done() <-chan struct{} { return h.done }
+// Done is closed when Run has finished: every client is closed, the
+// broker and storage are closed, the hub's goroutines have returned and
+// its last log line ("ws: shut down") is written. It is also closed by a
+// Shutdown that comes before Run, and when Run returns a configuration
+// error.
+func (h *Hub) Done() <-chan struct{} { return h.exited }
+
+// exit closes Done.
+func (h *Hub) exit() { h.exitOnce.Do(func() { close(h.exited) }) }
 
 // Ready is closed once the hub takes part in the cluster: Run has started
 // and the hub has subscribed, through its broker, the control channels on
@@ -288,6 +298,7 @@ func (h *Hub) Run() error {
 	if h.cfgErr != nil {
 		h.closing.Store(true)
 		h.finish()
+		h.exit()
 		return h.cfgErr
 	}
 	if !h.started.CompareAndSwap(false, true) {
@@ -304,6 +315,7 @@ func (h *Hub) Run() error {
 			h.handle(op)
 		case <-h.ctx.Done():
 			h.drain(bg)
+			h.exit()
 			return nil
 		}
 	}

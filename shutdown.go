@@ -44,10 +44,11 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	h.cancel()
 	if !h.started.Load() {
 		h.finish()
+		h.exit()
 		return nil
 	}
 	select {
-	case <-h.done:
+	case <-h.exited:
 		forced, unended := h.forced.Load(), h.unended.Load()
 		if forced > 0 || unended > 0 {
 			return fmt.Errorf("ws: shutdown: %d connections closed hard, %d still tearing down at the deadline: %w",

@@ -241,3 +241,48 @@ func TestUserChannelIsOnlyItsUsers(t *testing.T) {
 		})
 	}
 }
+
+// slowLastLine is a log sink that takes a while to write "ws: shut down",
+// as a remote one can.
+type slowLastLine struct{ *recordHandler }
+
+func (h slowLastLine) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "ws: shut down" {
+		<-time.After(100 * time.Millisecond) // the sink's slowness, not a wait for an event
+	}
+	return h.recordHandler.Handle(ctx, r)
+}
+
+// TestDoneComesAfterRunFinished proves Hub.Done's doc comment and the
+// README's shutdown pattern (wait for hub.Done(), then exit): once Done
+// is closed, or Shutdown has returned, Run has finished everything it
+// does, its last log line included, so a program that exits then loses
+// nothing. Both ways of stopping a hub: Shutdown, and cancelling the
+// context given to NewHub.
+func TestDoneComesAfterRunFinished(t *testing.T) {
+	for _, viaShutdown := range []bool{true, false} {
+		name := map[bool]string{true: "Shutdown", false: "context"}[viaShutdown]
+		t.Run(name, func(t *testing.T) {
+			rec := &recordHandler{}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			hub := ws.NewHub(ctx, nil, nil, ws.Config{Logger: slog.New(slowLastLine{rec})})
+			ran := make(chan error, 1)
+			go func() { ran <- hub.Run() }()
+			<-hub.Ready() // Run has started (a Shutdown before Run has no Run to wait for)
+			if viaShutdown {
+				require.NoError(t, hub.Shutdown(context.Background()))
+				require.Len(t, rec.withMessage("ws: shut down"), 1, "Shutdown returned before Run's last log line")
+			} else {
+				cancel()
+			}
+			select {
+			case <-hub.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatal("Done was not closed within 10s of the shutdown")
+			}
+			require.Len(t, rec.withMessage("ws: shut down"), 1, "Done was closed before Run's last log line")
+			require.NoError(t, <-ran)
+		})
+	}
+}
