@@ -325,7 +325,8 @@ func TestOccupationIsRecordedBeforeSubscribed(t *testing.T) {
 // TestPresenceMemberWithoutInfo proves docs/presence.md "Presence
 // frames": "Each member is `{"id", "info"}`, where `info` is the JSON
 // value `Options.GetUserInfo` returned for the user. It is left out when
-// there is no `GetUserInfo` or it returned nil." A client library that
+// there is no `GetUserInfo` or it returned nil" (a nil map or pointer
+// included). A client library that
 // reads `info` of every member must find it absent, not null.
 func TestPresenceMemberWithoutInfo(t *testing.T) {
 	withNil := userOptions()
@@ -335,12 +336,23 @@ func TestPresenceMemberWithoutInfo(t *testing.T) {
 		}
 		return nil
 	}
+	// A nil map or pointer in the interface is not == nil, but is no info
+	// all the same (it would encode as null).
+	withTypedNil := userOptions()
+	withTypedNil.GetUserInfo = func(r *http.Request, userID string) any {
+		if userID == "alice" {
+			return map[string]string{"name": "Alice"}
+		}
+		var none map[string]string
+		return none
+	}
 	cases := []struct {
 		name      string
 		opts      *ws.Options
 		aliceInfo any // nil: left out
 	}{
 		{"GetUserInfo returns nil", withNil, map[string]any{"name": "Alice"}},
+		{"GetUserInfo returns a nil map", withTypedNil, map[string]any{"name": "Alice"}},
 		{"no GetUserInfo", userOptions(), nil},
 	}
 	for _, b := range nodeBackends {

@@ -20,7 +20,8 @@ type Options struct {
 	GetUserID func(r *http.Request) string
 	// GetUserInfo returns the info other members see for the user in
 	// presence channels (any JSON-encodable value). Called once at
-	// connect time for identified users. Nil means no info.
+	// connect time for identified users. Nil, or a value that encodes as
+	// JSON null (a nil map or pointer), means no info.
 	GetUserInfo func(r *http.Request, userID string) any
 
 	// ErrorHandler receives every error the endpoint meets: *AuthError,

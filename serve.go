@@ -304,7 +304,9 @@ func (hs *handshake) start(conn bridge.Conn) (*Client, error) {
 	if hs.opts.GetUserInfo != nil && c.UserID != "" {
 		if info := hs.opts.GetUserInfo(hs.r, c.UserID); info != nil {
 			if b, err := json.Marshal(info); err == nil {
-				c.info = b
+				if string(b) != "null" { // a nil map or pointer: no info either
+					c.info = b
+				}
 			} else {
 				h.stats.errors[errKindConnection].Add(1)
 				hs.report(&ConnectionError{ClientID: c.ID, RemoteAddr: c.RemoteAddr, Op: "admit", Reason: "GetUserInfo returned a value that is not JSON-encodable", Err: err})
