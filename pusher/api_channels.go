@@ -114,8 +114,6 @@ func (s *Server) terminate(ctx context.Context, userID string) (any, *apiError) 
 // clusterError is the answer to a query the hub could not make.
 func clusterError(err error) *apiError {
 	switch {
-	case errors.Is(err, errNoClusterAPI):
-		return errorf(http.StatusNotImplemented, err.Error())
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, ws.ErrClusterIncomplete):
 		return errorf(http.StatusGatewayTimeout, "not every node answered in time; try again")
 	}

@@ -5,7 +5,6 @@ package pusher
 
 import (
 	"context"
-	"errors"
 	"strings"
 )
 
@@ -14,13 +13,6 @@ type channelStat struct {
 	subscriptions int // connections subscribed
 	users         int // presence members (presence channels)
 }
-
-// errNoClusterAPI would answer what needs the cluster API; the hub has it.
-var errNoClusterAPI = errors.New("this query needs the hub's cluster-wide channel API")
-
-// hasClusterAPI says whether the HTTP API's channel listing, occupancy
-// and terminate_connections work; the acceptance tests check both ways.
-const hasClusterAPI = true
 
 // clusterChannels returns the occupied channels whose names start with
 // prefix, but not the user channels (#server-to-user-{id}), which Pusher

@@ -3,7 +3,3 @@ package pusher
 // Exited is closed when the webhook sender has returned (after the hub
 // stopped).
 func (w *Webhooks) Exited() <-chan struct{} { return w.exited }
-
-// HasClusterAPI tells the acceptance tests whether the cluster-wide
-// queries work.
-const HasClusterAPI = hasClusterAPI

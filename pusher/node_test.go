@@ -17,7 +17,6 @@ import (
 
 	ws "github.com/vortechron/go-ws"
 	"github.com/vortechron/go-ws/internal/testenv"
-	"github.com/vortechron/go-ws/pusher"
 )
 
 // nodeDir holds the npm packages the acceptance scenarios use: the real
@@ -91,7 +90,7 @@ func runScenario(t *testing.T, script string, nodes ...*node) *scenario {
 	cmd.Dir = nodeDir
 	cmd.Env = append(os.Environ(),
 		"PUSHER_APP_ID="+testApp.ID, "PUSHER_KEY="+testApp.Key, "PUSHER_SECRET="+testApp.Secret,
-		"PUSHER_NODES="+strings.Join(hosts, ","), "PUSHER_CLUSTER_API="+boolEnv(pusher.HasClusterAPI))
+		"PUSHER_NODES="+strings.Join(hosts, ","))
 	cmd.WaitDelay = 5 * time.Second
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -114,13 +113,6 @@ func runScenario(t *testing.T, script string, nodes ...*node) *scenario {
 		<-s.done
 	})
 	return s
-}
-
-func boolEnv(b bool) string {
-	if b {
-		return "1"
-	}
-	return "0"
 }
 
 // waitFor reads lines until one equals want.

@@ -1,7 +1,7 @@
 // The Laravel Echo scenario: two users with Echo (one on each node when
 // PUSHER_NODES names two), public, private and presence channels, whispers,
 // and the server SDK's API calls, all against the Go server.
-import { app, assert, clusterAPI, connected, echo, Inbox, nodes, ok, Pusher, sdk, status, until } from './lib.mjs';
+import { app, assert, connected, echo, Inbox, nodes, ok, Pusher, sdk, status, until } from './lib.mjs';
 
 const nodeA = nodes[0];
 const nodeB = nodes[1] || nodes[0];
@@ -93,20 +93,15 @@ users.users.sort((a, b) => a.id.localeCompare(b.id));
 assert.deepEqual(users, { users: [{ id: 'alice' }, { id: 'bob' }] });
 ok('get /channels/{name}/users');
 
-if (clusterAPI) {
-  const list = await (await server.get({ path: '/channels', params: { filter_by_prefix: 'presence-', info: 'user_count' } })).json();
-  assert.deepEqual(list, { channels: { 'presence-chat': { user_count: 2 } } });
-  const all = await (await server.get({ path: '/channels' })).json();
-  assert.deepEqual(Object.keys(all.channels).sort(), ['news', 'presence-chat', 'private-orders.1']);
-  const info = await (await server.get({ path: '/channels/presence-chat', params: { info: 'user_count,subscription_count' } })).json();
-  assert.deepEqual(info, { occupied: true, user_count: 2, subscription_count: 2 });
-  const empty = await (await server.get({ path: '/channels/nobody-here' })).json();
-  assert.deepEqual(empty, { occupied: false });
-  ok('get /channels and /channels/{name}');
-} else {
-  assert.equal(await status(server.get({ path: '/channels' })), 501);
-  ok('get /channels answers 501 without the cluster API');
-}
+const list = await (await server.get({ path: '/channels', params: { filter_by_prefix: 'presence-', info: 'user_count' } })).json();
+assert.deepEqual(list, { channels: { 'presence-chat': { user_count: 2 } } });
+const all = await (await server.get({ path: '/channels' })).json();
+assert.deepEqual(Object.keys(all.channels).sort(), ['news', 'presence-chat', 'private-orders.1']);
+const info = await (await server.get({ path: '/channels/presence-chat', params: { info: 'user_count,subscription_count' } })).json();
+assert.deepEqual(info, { occupied: true, user_count: 2, subscription_count: 2 });
+const empty = await (await server.get({ path: '/channels/nobody-here' })).json();
+assert.deepEqual(empty, { occupied: false });
+ok('get /channels and /channels/{name}');
 
 // A wrong secret is refused.
 assert.equal(await status(sdk(nodeA, 'wrong-secret').trigger('news', 'Posted', { id: 0 })), 401);
@@ -155,19 +150,12 @@ await bob.connector.pusher.user.signinDonePromise;
 assert.equal(bob.connector.pusher.user.user_data.id, 'bob');
 ok('Echo signin');
 
-if (clusterAPI) {
-  const closed = new Inbox('bob disconnected');
-  bob.connector.pusher.connection.bind('state_change', (s) => s.current !== 'connected' && closed.push(s.current));
-  await server.terminateUserConnections('bob');
-  await closed.next();
-  assert.deepEqual(await aliceLeaving.next(), { name: 'BOB' });
-  ok('terminateUserConnections');
-} else {
-  assert.equal(await status(server.terminateUserConnections('bob')), 501);
-  bob.disconnect();
-  assert.deepEqual(await aliceLeaving.next(), { name: 'BOB' });
-  ok('leaving (terminateUserConnections answers 501 without the cluster API)');
-}
+const closed = new Inbox('bob disconnected');
+bob.connector.pusher.connection.bind('state_change', (s) => s.current !== 'connected' && closed.push(s.current));
+await server.terminateUserConnections('bob');
+await closed.next();
+assert.deepEqual(await aliceLeaving.next(), { name: 'BOB' });
+ok('terminateUserConnections');
 
 alice.disconnect();
 carol.disconnect();

@@ -14,11 +14,6 @@ export const app = { id: process.env.PUSHER_APP_ID, key: process.env.PUSHER_KEY,
 // nodes are the servers, "host:port" each (PUSHER_NODES, comma-separated).
 export const nodes = (process.env.PUSHER_NODES || '').split(',').filter(Boolean);
 
-// clusterAPI says whether the server has the hub's cluster-wide channel API
-// (channel lists, occupancy, terminating a user's connections); without it
-// those answer 501.
-export const clusterAPI = process.env.PUSHER_CLUSTER_API === '1';
-
 export function ok(step) { console.log('ok ' + step); }
 
 process.on('unhandledRejection', (e) => { console.error('FAIL', e); process.exit(1); });
