@@ -44,7 +44,9 @@ func TestJavaScriptClient(t *testing.T) {
 		}
 		args := append([]string{"--test", "--test-reporter=tap"}, files...)
 		cmd := exec.CommandContext(ctx, node, args...)
-		cmd.Env = append(os.Environ(), "WS_TESTSERVER_BIN="+bin)
+		env, checkRaces := raceLogs(t, append(os.Environ(), "WS_TESTSERVER_BIN="+bin))
+		defer checkRaces()
+		cmd.Env = env
 		cmd.WaitDelay = 10 * time.Second
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -128,6 +130,30 @@ func tapCount(tap []byte, key string) string {
 func buildTestServer(t *testing.T, ctx context.Context) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "testserver")
-	run(t, ctx, "go", "build", "-o", bin, "./testserver")
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race") // go test -race: the servers the tests start too
+	}
+	run(t, ctx, "go", append(args, "./testserver")...)
 	return bin
+}
+
+// raceLogs sets env so that every test server the tests start writes
+// what the race detector finds into files under a new directory, and
+// returns a check that fails t with those reports, if any. Node starts
+// and stops the servers itself, so their exit codes and output do not
+// reach this test.
+func raceLogs(t *testing.T, env []string) ([]string, func()) {
+	t.Helper()
+	dir := t.TempDir()
+	env = append(env, "GORACE=log_path="+filepath.Join(dir, "race"))
+	return env, func() {
+		t.Helper()
+		files, _ := filepath.Glob(filepath.Join(dir, "race.*"))
+		for _, f := range files {
+			if b, err := os.ReadFile(f); err == nil && len(bytes.TrimSpace(b)) > 0 {
+				t.Errorf("a test server found a data race (%s):\n%s", filepath.Base(f), b)
+			}
+		}
+	}
 }

@@ -1,0 +1,6 @@
+//go:build !race
+
+package jsclient_test
+
+// raceEnabled: this is go test -race.
+const raceEnabled = false
