@@ -47,6 +47,17 @@ func (r *connIDs) id(tb testing.TB, c *testClient) string {
 	return id
 }
 
+// shortHistory is a Config in which channel keeps its last 10
+// publications for ttl, and no other channel has history.
+func shortHistory(channel string, ttl time.Duration) ws.Config {
+	return ws.Config{History: func(ch string) ws.HistoryOptions {
+		if ch == channel {
+			return ws.HistoryOptions{Size: 10, TTL: ttl}
+		}
+		return ws.HistoryOptions{}
+	}}
+}
+
 // TestHistoryQuietChannelKeepsItsPosition proves docs/recovery.md: "The
 // channel's epoch and latest offset are kept longer, at least a day
 // (historyMetaTTL), so a client that was away from a quiet channel learns
@@ -55,12 +66,7 @@ func (r *connIDs) id(tb testing.TB, c *testClient) string {
 // publications after it were already dropped (... or TTL passed)".
 func TestHistoryQuietChannelKeepsItsPosition(t *testing.T) {
 	const channel, ttl = "history-quiet", 100 * time.Millisecond
-	cfg := ws.Config{History: func(ch string) ws.HistoryOptions {
-		if ch == channel {
-			return ws.HistoryOptions{Size: 10, TTL: ttl}
-		}
-		return ws.HistoryOptions{}
-	}}
+	cfg := shortHistory(channel, ttl)
 	for _, be := range nodeBackends {
 		t.Run(be.name, func(t *testing.T) {
 			n := be.start(t, 1, cfg, userOptions())[0]
@@ -108,12 +114,7 @@ func TestHistoryQuietChannelKeepsItsPosition(t *testing.T) {
 // returns ErrHistoryLost".
 func TestHistoryFollowingNodeRecoversPastTTL(t *testing.T) {
 	const channel, ttl = "history-followed", 100 * time.Millisecond
-	cfg := ws.Config{History: func(ch string) ws.HistoryOptions {
-		if ch == channel {
-			return ws.HistoryOptions{Size: 10, TTL: ttl}
-		}
-		return ws.HistoryOptions{}
-	}}
+	cfg := shortHistory(channel, ttl)
 	for _, be := range nodeBackends {
 		t.Run(be.name, func(t *testing.T) {
 			n := be.start(t, 1, cfg, userOptions())[0]
