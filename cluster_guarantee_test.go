@@ -395,3 +395,52 @@ func TestPresenceMemberWithoutInfo(t *testing.T) {
 		}
 	}
 }
+
+// TestUnsubscribeUserFromOwnHookIsIncomplete proves docs/cluster.md
+// (UnsubscribeUser): "a call made from a hook that runs on the goroutine
+// of one of the user's own connections (an AuthProvider,
+// WhisperMiddleware) waits ClusterTimeout for that node's answer and
+// returns ErrClusterIncomplete, and that connection leaves the channel
+// once the hook has returned" — and the connection is never taken out in
+// the middle of its own frame: the whisper that ran the hook still goes
+// out.
+func TestUnsubscribeUserFromOwnHookIsIncomplete(t *testing.T) {
+	const room, timeout = "private-room", 300 * time.Millisecond
+	for _, b := range nodeBackends {
+		t.Run(b.name, func(t *testing.T) {
+			var hub atomic.Pointer[ws.Hub]
+			type result struct {
+				err  error
+				took time.Duration
+			}
+			results := make(chan result, 1)
+			opts := userOptions()
+			opts.WhisperMiddleware = func(w *ws.WhisperEvent) bool {
+				if w.Event == "leave-me" {
+					start := time.Now()
+					err := hub.Load().UnsubscribeUser(context.Background(), w.FromID, w.ChannelName)
+					results <- result{err, time.Since(start)}
+				}
+				return true
+			}
+			nodes := b.start(t, 2, ws.Config{ClusterTimeout: timeout}, opts)
+			hub.Store(nodes[0].hub)
+			awaitReady(t, nodes...)
+			alice := nodes[0].dial(t, "alice")
+			alice.subscribe(room)
+			bob := nodes[len(nodes)-1].dial(t, "bob")
+			bob.subscribe(room)
+
+			alice.send(map[string]any{"action": "whisper", "channel": room, "event": "leave-me", "data": 1})
+			r := <-results
+			require.ErrorIs(t, r.err, ws.ErrClusterIncomplete, "UnsubscribeUser from alice's own hook: got %v", r.err)
+			require.GreaterOrEqual(t, r.took, timeout, "got an answer after %v, want it after ClusterTimeout (%v)", r.took, timeout)
+			expectNext(bob, map[string]any{"type": "whisper", "channel": room, "event": "leave-me"})
+			expectNext(alice, map[string]any{"type": "unsubscribed", "channel": room})
+			quiet(alice) // still connected, and out of the channel only
+			require.NoError(t, nodes[0].hub.Publish(context.Background(), room, "after"))
+			expectNext(bob, map[string]any{"type": "message", "channel": room, "message": "after"})
+			quiet(alice)
+		})
+	}
+}
