@@ -182,6 +182,7 @@ func (s *Server) trigger(ctx context.Context, ev *eventIn, channels []string) (m
 		if aerr != nil {
 			return nil, aerr
 		}
+		delete(attrs, "occupied") // Pusher answers an event's info with the counts asked for only
 		out[ch] = attrs
 	}
 	return out, nil

@@ -44,6 +44,7 @@ func TestAPITriggerAnswersInfo(t *testing.T) {
 	out := counts(body)
 	require.Equal(t, []string{"channels"}, keys(out), "got %s, want only \"channels\"", body)
 	room := out["channels"].(map[string]any)["presence-room"].(map[string]any)
+	require.ElementsMatch(t, []string{"user_count", "subscription_count"}, keys(room), "got %s, want the two counts only", body)
 	require.Equal(t, 2.0, room["user_count"], "got %s, want user_count 2 (ann and ben)", body)
 	require.Equal(t, 3.0, room["subscription_count"], "got %s, want subscription_count 3", body)
 
@@ -64,6 +65,7 @@ func TestAPITriggerAnswersInfo(t *testing.T) {
 	require.Len(t, batch, 2, "got %s, want one entry per event", body)
 	require.Equal(t, 1.0, batch[0].(map[string]any)["subscription_count"], "got %s", body)
 	require.Equal(t, 2.0, batch[1].(map[string]any)["user_count"], "got %s", body)
+	require.NotContains(t, batch[0], "occupied", "got %s, want the counts asked for only", body)
 
 	// The events were published too.
 	ann.expect("e", "presence-room")
