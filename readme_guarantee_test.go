@@ -3,7 +3,11 @@ package ws_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,4 +109,74 @@ func TestReadmeDefaultCompressionThreshold(t *testing.T) {
 			require.Equal(t, 4+tc.payload, len(f), "header (with a 16-bit length) and payload, uncompressed")
 		}
 	}
+}
+
+// TestHandlerReportsEachErrorOnce proves README.md: "ws.Handler(hub,
+// options) is ServeWS as an http.Handler ...: it hands every such error
+// to ErrorHandler once, so there is nothing left to log" — a refusal by
+// the origin check, by a connection limit, and a request that is not a
+// WebSocket handshake each reach ErrorHandler exactly once.
+func TestHandlerReportsEachErrorOnce(t *testing.T) {
+	leakCheck(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	hub := ws.NewHub(ctx, nil, nil, ws.Config{MaxConnections: 1})
+	ran := make(chan error, 1)
+	go func() { ran <- hub.Run() }()
+	var mu sync.Mutex
+	var errs []error
+	opts := &ws.Options{ErrorHandler: func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}}
+	reported := func() []error {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(errs)
+	}
+	srv := httptest.NewServer(ws.Handler(hub, opts))
+	t.Cleanup(func() {
+		srv.Close()
+		cancel()
+		<-hub.Done()
+		require.NoError(t, <-ran)
+	})
+	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+
+	// The origin check.
+	_, resp, err := websocket.DefaultDialer.Dial(url, http.Header{"Origin": {"https://evil.example"}})
+	require.Error(t, err)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	resp.Body.Close()
+	require.Len(t, reported(), 1, "after a refusal by origin: got %v, want one report", reported())
+
+	// Not a WebSocket handshake.
+	resp, err = http.Get(srv.URL)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.GreaterOrEqual(t, resp.StatusCode, 400, "a plain GET got %d", resp.StatusCode)
+	require.Len(t, reported(), 2, "after a plain GET: got %v, want one more report", reported())
+
+	// The connection limit.
+	c := wstest.Dial(t, url, nil)
+	defer c.Conn.Close()
+	_, resp, err = websocket.DefaultDialer.Dial(url, nil)
+	require.Error(t, err)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	resp.Body.Close()
+	require.Len(t, reported(), 3, "after a refusal by MaxConnections: got %v, want one more report", reported())
+
+	// A hub whose Run has not started (ServeWS waits a second for it).
+	idle := ws.NewHub(ctx, nil, nil, ws.Config{})
+	defer func() { _ = idle.Shutdown(context.Background()) }()
+	before := len(reported())
+	idleSrv := httptest.NewServer(ws.Handler(idle, opts))
+	defer idleSrv.Close()
+	_, resp, err = websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(idleSrv.URL, "http"), nil)
+	require.Error(t, err)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	resp.Body.Close()
+	got := reported()[before:]
+	require.Len(t, got, 1, "after a request to a hub that is not running: got %v, want one report", got)
+	require.ErrorIs(t, got[0], ws.ErrHubNotRunning)
 }
