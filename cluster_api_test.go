@@ -119,21 +119,17 @@ type apiEnv struct {
 	hooks *hookLog
 	log   *errorLog
 
+	ids connIDs
+
 	mu  sync.Mutex
-	ids map[string]string // guarded by mu; client address -> connection ID
-	seq int               // guarded by mu; for settle's channels
+	seq int // guarded by mu; for settle's channels
 }
 
 func newAPIEnv(t *testing.T, start startNodes, n int, cfg ws.Config) *apiEnv {
-	e := &apiEnv{hooks: &hookLog{}, log: &errorLog{}, ids: make(map[string]string)}
+	e := &apiEnv{hooks: &hookLog{}, log: &errorLog{}}
 	cfg.OnChannelOccupied = func(ch string) { e.hooks.add("occupied %s", ch) }
 	cfg.OnChannelVacated = func(ch string) { e.hooks.add("vacated %s", ch) }
-	opts := presenceOptions(e.log)
-	opts.OnConnect = func(c *ws.Client) {
-		e.mu.Lock()
-		e.ids[c.RemoteAddr] = c.ID
-		e.mu.Unlock()
-	}
+	opts := e.ids.record(presenceOptions(e.log))
 	opts.OnSubscribe = func(c *ws.Client, ch string) { e.hooks.add("sub %s %s", c.UserID, ch) }
 	opts.OnUnsubscribe = func(c *ws.Client, ch string) { e.hooks.add("unsub %s %s", c.UserID, ch) }
 	e.nodes = start(t, n, cfg, opts)
@@ -143,11 +139,7 @@ func newAPIEnv(t *testing.T, start startNodes, n int, cfg ws.Config) *apiEnv {
 func (e *apiEnv) node(i int) *testNode { return e.nodes[i%len(e.nodes)] }
 
 // id returns the connection ID the server gave c.
-func (e *apiEnv) id(c *testClient) string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.ids[c.Conn.LocalAddr().String()]
-}
+func (e *apiEnv) id(c *testClient) string { return e.ids.id(c.TB, c) }
 
 // settle waits until every hook each node had queued has run: on each
 // node it occupies and vacates a channel of its own and waits for both

@@ -2,7 +2,6 @@ package ws_test
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -24,15 +23,12 @@ import (
 // panicked, when an occupation is recorded, and when a member's info is
 // left out.
 
-// redisGuaranteeOptions returns Redis options under a key prefix of the
-// test's own, with a NodeTTL and a ReapInterval long enough that no node
-// is reaped while the test runs: whatever the other nodes see of a node
-// that stops comes from that node itself.
+// redisGuaranteeOptions returns Redis options with a NodeTTL and a
+// ReapInterval long enough that no node is reaped while the test runs:
+// whatever the other nodes see of a node that stops comes from that node
+// itself. (startRedisNodes gives the nodes a key prefix of the test's.)
 func redisGuaranteeOptions(t *testing.T) ws.RedisOptions {
-	addr := redistest.Addr(t)
-	prefix := redistest.Prefix(t)
-	redistest.CleanupKeys(t, addr, prefix)
-	return ws.RedisOptions{Addrs: []string{addr}, KeyPrefix: prefix, NodeTTL: time.Minute, ReapInterval: time.Minute}
+	return ws.RedisOptions{Addrs: []string{redistest.Addr(t)}, NodeTTL: time.Minute, ReapInterval: time.Minute}
 }
 
 // occupancyHooks returns cfg with both occupancy hooks recording in log.
@@ -95,20 +91,14 @@ func (b *heldClose) Close() error {
 func TestStoppingNodeDoesNotMakeOthersWait(t *testing.T) {
 	o := redisGuaranteeOptions(t)
 	cfg := ws.Config{ClusterTimeout: 3 * time.Second}
-	nodes := make([]*testNode, 2)
 	var held *heldClose
-	for i := range nodes {
-		rb, err := ws.NewRedisBrokerWithOptions(o)
-		require.NoError(t, err)
-		s, err := ws.NewRedisStorageWithOptions(o)
-		require.NoError(t, err)
-		var b ws.MessageBroker = rb
-		if i == 1 {
-			held = &heldClose{RedisBroker: rb, closing: make(chan struct{}), release: make(chan struct{})}
-			b = held
+	nodes := startRedisNodesWith(t, 2, o, cfg, nil, func(i int, rb *ws.RedisBroker, _ *ws.RedisStorage) ws.MessageBroker {
+		if i == 0 {
+			return rb
 		}
-		nodes[i] = newNode(t, b, s, cfg, nil)
-	}
+		held = &heldClose{RedisBroker: rb, closing: make(chan struct{}), release: make(chan struct{})}
+		return held
+	})
 	var released sync.Once
 	release := func() { released.Do(func() { close(held.release) }) }
 	t.Cleanup(release) // before the nodes stop, should the test fail first
@@ -184,43 +174,6 @@ func TestQueuedHooksRunOnShutdown(t *testing.T) {
 	}
 }
 
-// logRecords is a slog.Handler that keeps every record.
-type logRecords struct {
-	mu      sync.Mutex
-	records []slog.Record // guarded by mu
-}
-
-func (l *logRecords) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logRecords) WithAttrs([]slog.Attr) slog.Handler       { return l }
-func (l *logRecords) WithGroup(string) slog.Handler            { return l }
-
-func (l *logRecords) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.records = append(l.records, r.Clone())
-	return nil
-}
-
-// errors returns the Error records, each as its message followed by its
-// attributes ("msg key=value ...").
-func (l *logRecords) errors() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, r := range l.records {
-		if r.Level != slog.LevelError {
-			continue
-		}
-		s := r.Message
-		r.Attrs(func(a slog.Attr) bool {
-			s += fmt.Sprintf(" %s=%v", a.Key, a.Value)
-			return true
-		})
-		out = append(out, s)
-	}
-	return out
-}
-
 // TestPanickingHookIsLoggedAndTheNextRuns proves docs/cluster.md "Where
 // hooks run": "A hook that panics is logged at Error level with its stack
 // and the next one runs." An occupancy hook and a subscription hook panic
@@ -228,7 +181,7 @@ func (l *logRecords) errors() []string {
 // logged with the stack of the hook, and the connection is unaffected.
 func TestPanickingHookIsLoggedAndTheNextRuns(t *testing.T) {
 	hooks := &hookLog{}
-	logs := &logRecords{}
+	logs := &recordHandler{}
 	cfg := ws.Config{
 		Logger: slog.New(logs),
 		OnChannelOccupied: func(ch string) {
@@ -252,7 +205,10 @@ func TestPanickingHookIsLoggedAndTheNextRuns(t *testing.T) {
 	hooks.wait(t, "occupied after", 1)
 	require.ElementsMatch(t, []string{"occupied after", "sub after"}, hooks.all())
 
-	errs := logs.errors()
+	var errs []string
+	for _, r := range logs.atLevel(slog.LevelError) {
+		errs = append(errs, recordLine(r))
+	}
 	require.Len(t, errs, 2, "got Error records %q, want one per panic", errs)
 	for _, want := range []string{"occupied hook failed", "subscribe hook failed"} {
 		i := slices.IndexFunc(errs, func(s string) bool { return strings.Contains(s, "panic="+want) })

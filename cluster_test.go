@@ -36,6 +36,15 @@ func redisNodes(tb testing.TB, n int, o ws.RedisOptions, cfg ws.Config, opts *ws
 // connecting to Redis when it returns.
 func startRedisNodes(tb testing.TB, n int, o ws.RedisOptions, cfg ws.Config, opts *ws.Options) []*testNode {
 	tb.Helper()
+	return startRedisNodesWith(tb, n, o, cfg, opts, nil)
+}
+
+// startRedisNodesWith is startRedisNodes with node i's broker replaced by
+// what wrap returns for it and its storage (unless wrap is nil), for tests
+// that stand between a node and Redis.
+func startRedisNodesWith(tb testing.TB, n int, o ws.RedisOptions, cfg ws.Config, opts *ws.Options,
+	wrap func(i int, b *ws.RedisBroker, s *ws.RedisStorage) ws.MessageBroker) []*testNode {
+	tb.Helper()
 	if o.KeyPrefix == "" {
 		o.KeyPrefix = redistest.Prefix(tb)
 		redistest.CleanupKeys(tb, o.Addrs[0], o.KeyPrefix)
@@ -46,7 +55,11 @@ func startRedisNodes(tb testing.TB, n int, o ws.RedisOptions, cfg ws.Config, opt
 		require.NoError(tb, err)
 		s, err := ws.NewRedisStorageWithOptions(o)
 		require.NoError(tb, err)
-		nodes[i] = newNode(tb, b, s, cfg, opts)
+		var broker ws.MessageBroker = b
+		if wrap != nil {
+			broker = wrap(i, b, s)
+		}
+		nodes[i] = newNode(tb, broker, s, cfg, opts)
 	}
 	return nodes
 }

@@ -5,8 +5,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 
 	ws "github.com/vortechron/go-ws"
 	"github.com/vortechron/go-ws/internal/redistest"
@@ -113,4 +116,36 @@ var nodeBackends = []nodeBackend{
 	{"redis", func(t *testing.T, n int, cfg ws.Config, opts *ws.Options) []*testNode {
 		return redisNodes(t, n, ws.RedisOptions{Addrs: []string{redistest.Addr(t)}}, cfg, opts)
 	}},
+}
+
+// connIDs records the ID the server gave each connection, by the
+// client's address.
+type connIDs struct {
+	mu  sync.Mutex
+	ids map[string]string // guarded by mu
+}
+
+// record makes opts record each connection's ID (its OnConnect) and
+// returns it.
+func (r *connIDs) record(opts *ws.Options) *ws.Options {
+	r.ids = make(map[string]string)
+	opts.OnConnect = func(c *ws.Client) {
+		r.mu.Lock()
+		r.ids[c.RemoteAddr] = c.ID
+		r.mu.Unlock()
+	}
+	return opts
+}
+
+// id returns the connection ID of c, once OnConnect has recorded it.
+func (r *connIDs) id(tb testing.TB, c *testClient) string {
+	tb.Helper()
+	var id string
+	require.Eventually(tb, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		id = r.ids[c.Conn.LocalAddr().String()]
+		return id != ""
+	}, 10*time.Second, 2*time.Millisecond, "OnConnect never saw %s", c.Conn.LocalAddr())
+	return id
 }

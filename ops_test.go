@@ -371,6 +371,30 @@ func (h *recordHandler) withMessage(msg string) []slog.Record {
 	return out
 }
 
+// atLevel returns the records logged so far at level.
+func (h *recordHandler) atLevel(level slog.Level) []slog.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []slog.Record
+	for _, r := range h.records {
+		if r.Level == level {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// recordLine is r as its message followed by its attributes
+// ("msg key=value ...").
+func recordLine(r slog.Record) string {
+	s := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		s += fmt.Sprintf(" %s=%v", a.Key, a.Value)
+		return true
+	})
+	return s
+}
+
 func recordAttrs(r slog.Record) map[string]any {
 	m := map[string]any{}
 	r.Attrs(func(a slog.Attr) bool {

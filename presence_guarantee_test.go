@@ -113,23 +113,15 @@ func (b *announcementDropper) Publish(ctx context.Context, channel string, paylo
 // his node; nothing else happens on the channel, and alice, on the other
 // node, still learns of him.
 func TestPresenceLostAnnouncementIsMadeGoodByMaintenance(t *testing.T) {
-	addr := redistest.Addr(t)
-	prefix := redistest.Prefix(t)
-	redistest.CleanupKeys(t, addr, prefix)
-	o := ws.RedisOptions{Addrs: []string{addr}, KeyPrefix: prefix, NodeTTL: time.Second, ReapInterval: 100 * time.Millisecond}
+	o := ws.RedisOptions{Addrs: []string{redistest.Addr(t)}, NodeTTL: time.Second, ReapInterval: 100 * time.Millisecond}
 	var log errorLog
-	nodes := make([]*testNode, 2)
 	brokers := make([]*announcementDropper, 2)
 	var interval time.Duration
-	for i := range nodes {
-		rb, err := ws.NewRedisBrokerWithOptions(o)
-		require.NoError(t, err)
-		s, err := ws.NewRedisStorageWithOptions(o)
-		require.NoError(t, err)
+	nodes := startRedisNodesWith(t, 2, o, ws.Config{}, presenceOptions(&log), func(i int, rb *ws.RedisBroker, s *ws.RedisStorage) ws.MessageBroker {
 		interval = s.MaintainInterval()
 		brokers[i] = &announcementDropper{RedisBroker: rb}
-		nodes[i] = newNode(t, brokers[i], s, ws.Config{}, presenceOptions(&log))
-	}
+		return brokers[i]
+	})
 	awaitReady(t, nodes...)
 	const ch = "presence-lost"
 

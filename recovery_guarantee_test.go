@@ -2,7 +2,6 @@ package ws_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,38 +13,6 @@ import (
 // Guarantees of docs/recovery.md and docs/protocol.md that the other
 // history tests leave out, end to end over WebSocket, on the in-memory
 // backends and on Redis.
-
-// connIDs records the ID the server gave each connection, by the
-// client's address.
-type connIDs struct {
-	mu  sync.Mutex
-	ids map[string]string // guarded by mu
-}
-
-// options returns userOptions that record each connection's ID.
-func (r *connIDs) options() *ws.Options {
-	r.ids = make(map[string]string)
-	opts := userOptions()
-	opts.OnConnect = func(c *ws.Client) {
-		r.mu.Lock()
-		r.ids[c.RemoteAddr] = c.ID
-		r.mu.Unlock()
-	}
-	return opts
-}
-
-// id returns the connection ID of c, once OnConnect has recorded it.
-func (r *connIDs) id(tb testing.TB, c *testClient) string {
-	tb.Helper()
-	var id string
-	require.Eventually(tb, func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		id = r.ids[c.Conn.LocalAddr().String()]
-		return id != ""
-	}, 10*time.Second, 2*time.Millisecond, "OnConnect never saw %s", c.Conn.LocalAddr())
-	return id
-}
 
 // shortHistory is a Config in which channel keeps its last 10
 // publications for ttl, and no other channel has history.
@@ -146,7 +113,7 @@ func TestHistoryExceptSkipsOneOffset(t *testing.T) {
 	for _, be := range nodeBackends {
 		t.Run(be.name, func(t *testing.T) {
 			var ids connIDs
-			n := be.start(t, 1, historyConfig(ws.Config{}), ids.options())[0]
+			n := be.start(t, 1, historyConfig(ws.Config{}), ids.record(userOptions()))[0]
 			ctx := context.Background()
 			left, other := n.dial(t, ""), n.dial(t, "")
 			start := positionOf(left.subscribeSince(channel, nil))

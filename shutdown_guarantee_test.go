@@ -105,14 +105,7 @@ func TestShutdownIsLogged(t *testing.T) {
 			require.IsType(t, time.Duration(0), a["took"])
 			require.Equal(t, tc.closedHard, a["closed_hard"], "got closed_hard %v, want %d", a["closed_hard"], tc.closedHard)
 
-			rec.mu.Lock()
-			var warns int
-			for _, r := range rec.records {
-				if r.Level == slog.LevelWarn {
-					warns++
-				}
-			}
-			rec.mu.Unlock()
+			warns := len(rec.atLevel(slog.LevelWarn))
 			if tc.stuck {
 				require.Positive(t, warns, "no Warn line when the deadline forced the hub to give up")
 			} else {

@@ -178,11 +178,10 @@ func (s *Server) trigger(ctx context.Context, ev *eventIn, channels []string) (m
 	users, subs, _ := parseInfo(ev.Info)
 	out := make(map[string]map[string]any, len(done))
 	for ch := range done {
-		attrs, aerr := s.attributes(ctx, ch, users, subs)
+		attrs, aerr := s.attributes(ctx, ch, false, users, subs)
 		if aerr != nil {
 			return nil, aerr
 		}
-		delete(attrs, "occupied") // Pusher answers an event's info with the counts asked for only
 		out[ch] = attrs
 	}
 	return out, nil

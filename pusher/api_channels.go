@@ -54,17 +54,21 @@ func (s *Server) channelInfo(ctx context.Context, name string, q url.Values) (an
 	if users && !strings.HasPrefix(name, ws.PresencePrefix) {
 		return nil, errorf(http.StatusBadRequest, "info=user_count is for presence channels only")
 	}
-	return s.attributes(ctx, name, users, subs)
+	return s.attributes(ctx, name, true, users, subs)
 }
 
-// attributes are a channel's occupied and, when asked, user_count and
-// subscription_count.
-func (s *Server) attributes(ctx context.Context, name string, users, subs bool) (map[string]any, *apiError) {
+// attributes are what is asked of a channel: occupied (which GET
+// /channels/{name} always answers and an event's info never does),
+// user_count and subscription_count.
+func (s *Server) attributes(ctx context.Context, name string, occupied, users, subs bool) (map[string]any, *apiError) {
 	st, err := s.clusterChannel(ctx, name)
 	if err != nil {
 		return nil, clusterError(err)
 	}
-	out := map[string]any{"occupied": st.subscriptions > 0}
+	out := map[string]any{}
+	if occupied {
+		out["occupied"] = st.subscriptions > 0
+	}
 	if users {
 		out["user_count"] = st.users
 	}

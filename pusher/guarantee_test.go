@@ -2,8 +2,10 @@ package pusher_test
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,15 +44,15 @@ func TestAPITriggerAnswersInfo(t *testing.T) {
 
 	body := n.trigger(t, map[string]any{"name": "e", "channel": "presence-room", "data": "1", "info": "user_count,subscription_count"})
 	out := counts(body)
-	require.Equal(t, []string{"channels"}, keys(out), "got %s, want only \"channels\"", body)
+	require.Equal(t, []string{"channels"}, slices.Sorted(maps.Keys(out)), "got %s, want only \"channels\"", body)
 	room := out["channels"].(map[string]any)["presence-room"].(map[string]any)
-	require.ElementsMatch(t, []string{"user_count", "subscription_count"}, keys(room), "got %s, want the two counts only", body)
+	require.ElementsMatch(t, []string{"user_count", "subscription_count"}, slices.Collect(maps.Keys(room)), "got %s, want the two counts only", body)
 	require.Equal(t, 2.0, room["user_count"], "got %s, want user_count 2 (ann and ben)", body)
 	require.Equal(t, 3.0, room["subscription_count"], "got %s, want subscription_count 3", body)
 
 	body = n.trigger(t, map[string]any{"name": "e", "channels": []string{"news", "presence-room"}, "data": "2", "info": "subscription_count"})
 	chans := counts(body)["channels"].(map[string]any)
-	require.ElementsMatch(t, []string{"news", "presence-room"}, keys(chans), "got %s, want both channels", body)
+	require.ElementsMatch(t, []string{"news", "presence-room"}, slices.Collect(maps.Keys(chans)), "got %s, want both channels", body)
 	require.Equal(t, 1.0, chans["news"].(map[string]any)["subscription_count"], "got %s", body)
 	require.Equal(t, 3.0, chans["presence-room"].(map[string]any)["subscription_count"], "got %s", body)
 	require.NotContains(t, chans["news"], "user_count", "got %s, want no user_count not asked for", body)
@@ -73,14 +75,6 @@ func TestAPITriggerAnswersInfo(t *testing.T) {
 	ann.expect("e", "presence-room")
 	ann.expect("one", "news")
 	ann.expect("two", "presence-room")
-}
-
-func keys(m map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 // TestAPIBatchIsAllOrNothing proves, in docs/pusher.md (HTTP API):
