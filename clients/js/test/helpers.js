@@ -190,6 +190,23 @@ export async function eventually(check, { timeout = 10_000, interval = 20, descr
   }
 }
 
+/**
+ * Replaces setTimeout and clearTimeout with node's mock timers for the rest
+ * of test t (or until reset()), so that a test can run whatever a client
+ * scheduled instead of waiting for it: an absence check ("it does not
+ * reconnect") then needs no wall-clock wait. Node 20.11 and later take an
+ * options object, 18.19 to 20.10 the list of APIs.
+ */
+export function mockTimeouts(t) {
+  const timers = t.mock.timers;
+  try {
+    timers.enable({ apis: ['setTimeout'] });
+  } catch {
+    timers.enable(['setTimeout']);
+  }
+  return timers;
+}
+
 /** Rejects with message if promise has not settled within ms. */
 export function withTimeout(promise, ms, message) {
   let timer;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { backoffDelay, connect, defaultShouldReconnect } from '../src/index.js';
-import { next, record } from './helpers.js';
+import { mockTimeouts, next, record } from './helpers.js';
 
 /** A WebSocket class whose sockets the test opens, feeds and drops. */
 function fakeWebSocket() {
@@ -232,13 +232,18 @@ test('close() from a disconnected listener stops the reconnect', async (t) => {
   const { client, fake, current } = await fakeClient(t);
   const log = record(client, ['reconnecting', 'disconnected']);
   client.on('disconnected', () => client.close());
+  const timers = mockTimeouts(t);
   current().drop(1001);
   assert.equal(client.state, 'disconnected');
   assert.deepEqual(log, [
     ['disconnected', { code: 1001, reason: '', willReconnect: true }],
     ['disconnected', { code: 1000, reason: '', willReconnect: false }],
   ]);
-  await new Promise((resolve) => setTimeout(resolve, 20)); // absence check: longer than maxReconnectDelay
+  // Absence check: every timer the client set runs now; none may open a socket.
+  timers.runAll();
+  timers.reset();
+  await new Promise(setImmediate);
+  assert.equal(client.state, 'disconnected');
   assert.equal(fake.sockets.length, 1);
 });
 
