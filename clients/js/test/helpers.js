@@ -207,6 +207,20 @@ export function mockTimeouts(t) {
   return timers;
 }
 
+/**
+ * mockTimeouts with Date.now() mocked as well (it starts at 0 and moves
+ * with tick()), or null where node cannot mock Date (before 20.11): the
+ * test then skips.
+ */
+export function mockClock(t) {
+  try {
+    t.mock.timers.enable({ apis: ['setTimeout', 'Date'] });
+  } catch {
+    return null;
+  }
+  return t.mock.timers;
+}
+
 /** Rejects with message if promise has not settled within ms. */
 export function withTimeout(promise, ms, message) {
   let timer;

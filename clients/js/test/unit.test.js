@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { backoffDelay, connect, defaultShouldReconnect } from '../src/index.js';
-import { mockTimeouts, next, record } from './helpers.js';
+import { mockClock, mockTimeouts, next, record } from './helpers.js';
 
 /** A WebSocket class whose sockets the test opens, feeds and drops. */
 function fakeWebSocket() {
@@ -245,6 +245,83 @@ test('close() from a disconnected listener stops the reconnect', async (t) => {
   await new Promise(setImmediate);
   assert.equal(client.state, 'disconnected');
   assert.equal(fake.sockets.length, 1);
+});
+
+/**
+ * A client on a fake socket under mocked timers, not opened: the test
+ * drives every attempt. settle() lets the client's asynchronous steps
+ * (the URL resolves before each socket) run; nothing waits on a clock.
+ */
+async function clockedClient(t, timers, options = {}) {
+  const fake = fakeWebSocket();
+  const client = connect('ws://fake.test/ws', { WebSocket: fake.WebSocket, minReconnectDelay: 1, maxReconnectDelay: 5, pingInterval: 0, ...options });
+  t.after(() => client.close());
+  const settle = () => new Promise(setImmediate);
+  await settle();
+  assert.equal(fake.sockets.length, 1);
+  /** Runs the pending retry and returns the socket it made. */
+  const retry = async () => {
+    const n = fake.sockets.length;
+    timers.runAll();
+    await settle();
+    assert.equal(fake.sockets.length, n + 1, 'the retry made no socket');
+    return fake.sockets[n];
+  };
+  return { client, fake, settle, retry };
+}
+
+test('a connection open at least 5 s resets the backoff; a shorter one does not', async (t) => {
+  const timers = mockClock(t);
+  if (!timers) return t.skip('mocking Date needs Node 20.11 or later');
+  const { client, fake, retry } = await clockedClient(t, timers);
+  const attempts = [];
+  client.on('reconnecting', ({ attempt }) => attempts.push(attempt));
+  fake.sockets[0].drop(1006); // never opened
+  (await retry()).drop(1006); // never opened
+  let s = await retry();
+  s.open();
+  timers.tick(4999);
+  s.drop(1006); // open 4.999 s: not stable, the count goes on
+  s = await retry();
+  s.open();
+  timers.tick(5000);
+  s.drop(1006); // open 5 s: stable, the count starts again
+  assert.deepEqual(attempts, [1, 2, 3, 1]);
+});
+
+test('pingInterval 0 sends no keepalive ping; a positive one does', async (t) => {
+  const timers = mockClock(t); // the keepalive reads Date.now()
+  if (!timers) return t.skip('mocking Date needs Node 20.11 or later');
+  for (const [pingInterval, want] of [[0, 0], [1000, 1]]) {
+    const { fake, settle } = await clockedClient(t, timers, { pingInterval, pongTimeout: 60_000 });
+    fake.sockets[0].open();
+    timers.tick(1000);
+    await settle();
+    const pings = fake.sockets[0].sent.filter((f) => f.action === 'ping').length;
+    assert.equal(pings, want, `pingInterval ${pingInterval}: ${pings} pings after 1 s of silence`);
+    timers.tick(100 * 25_000);
+    await settle();
+    if (pingInterval === 0) assert.deepEqual(fake.sockets[0].sent, [], 'a keepalive-less client sent something');
+  }
+});
+
+test('connect() while waiting for a retry tries at once and drops the pending retry', async (t) => {
+  const timers = mockTimeouts(t);
+  const { client, fake, settle } = await clockedClient(t, timers, { minReconnectDelay: 1000, maxReconnectDelay: 1000 });
+  const log = record(client, ['reconnecting']);
+  fake.sockets[0].open();
+  fake.sockets[0].drop(1006);
+  assert.equal(client.state, 'connecting');
+  assert.equal(log.length, 1); // a retry is pending
+  client.connect();
+  await settle();
+  assert.equal(fake.sockets.length, 2, 'connect() did not try at once');
+  fake.sockets[1].open();
+  assert.equal(client.state, 'connected');
+  timers.runAll();
+  await settle();
+  assert.equal(fake.sockets.length, 2, 'the retry that connect() replaced ran as well');
+  assert.equal(client.state, 'connected');
 });
 
 test('the URL gets params and the token; http(s) becomes ws(s)', async (t) => {
