@@ -178,3 +178,69 @@ func TestBrokerDownAnswersServiceUnavailable(t *testing.T) {
 	n.trigger(t, map[string]any{"name": "Posted", "channel": "news", "data": "2"})
 	require.Equal(t, 2.0, c.expect("Posted", "news")["data"])
 }
+
+// TestAPIAnswersGatewayTimeout proves, in docs/pusher.md (HTTP API):
+// "504 when the outcome is unknown (it may have been delivered), and also
+// 504 when some node did not answer a cluster-wide query in time
+// (Config.ClusterTimeout)". Both are made by a path to Redis that stops
+// forwarding (a proxy in the test), the one under the publishing node in
+// the first case, the one under the other node in the second; a 504 says
+// so in its body, where a 503 would invite a blind retry.
+func TestAPIAnswersGatewayTimeout(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t)
+	redistest.CleanupKeys(t, addr, prefix)
+	// A health check every 10 s does not notice a stall within a test, so
+	// the node stays ready and takes the request.
+	o := ws.RedisOptions{KeyPrefix: prefix, HealthInterval: 10 * time.Second, ReadTimeout: 300 * time.Millisecond, DialTimeout: 300 * time.Millisecond}
+	broker := func(addr string) *ws.RedisBroker {
+		o := o
+		o.Addrs = []string{addr}
+		b, err := ws.NewRedisBrokerWithOptions(o)
+		require.NoError(t, err)
+		return b
+	}
+	ready := func(nodes ...*node) {
+		for i, n := range nodes {
+			select {
+			case <-n.hub.Ready():
+			case <-time.After(10 * time.Second):
+				t.Fatalf("node %d was not Ready within 10s", i)
+			}
+		}
+	}
+	event := map[string]any{"name": "Posted", "channel": "news", "data": "1"}
+
+	t.Run("a publication whose outcome is unknown", func(t *testing.T) {
+		proxy := redistest.StartProxy(t, addr)
+		t.Cleanup(proxy.Resume)
+		n := newNode(t, broker(proxy.Addr), nil, wsConfig(), nil, nil)
+		ready(n)
+		status, body := n.api(t, "POST", "/apps/app-1/events", nil, event, time.Now(), testApp.Secret)
+		require.Equal(t, http.StatusOK, status, "before the stall: %d %s", status, body)
+
+		proxy.Stall()
+		status, body = n.api(t, "POST", "/apps/app-1/events", nil, event, time.Now(), testApp.Secret)
+		require.Equal(t, http.StatusGatewayTimeout, status, "got %d %s, want 504", status, body)
+		require.Contains(t, body, "may have been delivered")
+	})
+
+	t.Run("a node that does not answer a cluster query", func(t *testing.T) {
+		proxy := redistest.StartProxy(t, addr)
+		t.Cleanup(proxy.Resume)
+		cfg := wsConfig()
+		cfg.ClusterTimeout = 300 * time.Millisecond
+		a := newNode(t, broker(addr), nil, cfg, nil, nil)
+		b := newNode(t, broker(proxy.Addr), nil, cfg, nil, nil)
+		ready(a, b)
+		status, body := a.api(t, "GET", "/apps/app-1/channels", nil, nil, time.Now(), testApp.Secret)
+		require.Equal(t, http.StatusOK, status, "before the stall: %d %s", status, body)
+
+		proxy.Stall() // b stays subscribed, so a waits for its answer
+		start := time.Now()
+		status, body = a.api(t, "GET", "/apps/app-1/channels", nil, nil, time.Now(), testApp.Secret)
+		require.Equal(t, http.StatusGatewayTimeout, status, "got %d %s, want 504", status, body)
+		require.Contains(t, body, "not every node answered in time")
+		require.GreaterOrEqual(t, time.Since(start), cfg.ClusterTimeout, "answered before ClusterTimeout")
+	})
+}
