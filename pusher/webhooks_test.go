@@ -2,9 +2,11 @@ package pusher_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +26,8 @@ type hookSink struct {
 	mu     sync.Mutex
 	fail   int // answer 500 to this many requests first
 	calls  int
+	at     []time.Time // when each request came, failed ones included
+	sizes  []int       // the events of each request taken
 }
 
 func newHookSink(t testing.TB) *hookSink {
@@ -32,6 +36,7 @@ func newHookSink(t testing.TB) *hookSink {
 		body, _ := io.ReadAll(r.Body)
 		s.mu.Lock()
 		s.calls++
+		s.at = append(s.at, time.Now())
 		failing := s.calls <= s.fail
 		s.mu.Unlock()
 		if failing {
@@ -51,6 +56,9 @@ func newHookSink(t testing.TB) *hookSink {
 		if err := json.Unmarshal(body, &b); err != nil || b.TimeMs == 0 {
 			t.Errorf("webhook body %s: %v", body, err)
 		}
+		s.mu.Lock()
+		s.sizes = append(s.sizes, len(b.Events))
+		s.mu.Unlock()
 		for _, e := range b.Events {
 			s.events <- e
 		}
@@ -157,6 +165,38 @@ func TestWebhooksRetryAndLimits(t *testing.T) {
 	mu.Lock()
 	require.ErrorContains(t, errs[1], "given up after 3 attempts: status 500")
 	mu.Unlock()
+	n.stop(t)
+	<-wh.Exited()
+}
+
+// TestWebhooksBatchesAndBacksOff proves, in docs/pusher.md (Webhooks): "at
+// most MaxBatch (100) per request; a failed request (an error or a non-2xx
+// status) is retried MaxAttempts (5) times with a backoff from half a
+// second": 250 events queued at once go as requests of 100, 100 and 50, in
+// order; the first request, refused twice, is tried again after at least
+// 0.5 s and then after at least 1 s more.
+func TestWebhooksBatchesAndBacksOff(t *testing.T) {
+	sink := newHookSink(t)
+	sink.fail = 2
+	wh := &pusher.Webhooks{URL: sink.url, BatchWait: time.Millisecond, Events: []string{pusher.WebhookChannelOccupied}}
+	const events = 250
+	for i := range events { // queued before the server starts it
+		wh.ChannelOccupied(fmt.Sprintf("c%d", i))
+	}
+	n := newNode(t, nil, nil, ws.Config{}, &pusher.Options{Webhooks: wh}, nil)
+	for i := range events {
+		require.Equal(t, map[string]any{"name": "channel_occupied", "channel": fmt.Sprintf("c%d", i)}, sink.next())
+	}
+	sink.none()
+	sink.mu.Lock()
+	sizes, at := slices.Clone(sink.sizes), slices.Clone(sink.at)
+	sink.mu.Unlock()
+	require.Equal(t, []int{100, 100, 50}, sizes, "events per accepted request")
+	require.Len(t, at, 5, "requests: two refused, three accepted")
+	first, second := at[1].Sub(at[0]), at[2].Sub(at[1])
+	t.Logf("retries after %v and %v", first.Round(time.Millisecond), second.Round(time.Millisecond))
+	require.GreaterOrEqual(t, first, 500*time.Millisecond, "the first retry came too soon")
+	require.GreaterOrEqual(t, second, time.Second, "the second retry came too soon: the backoff did not double")
 	n.stop(t)
 	<-wh.Exited()
 }
