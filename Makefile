@@ -95,7 +95,7 @@ bench-peers:
 bench-tls:
 	cd bench && $(GO) run ./cmd/harness -scenario tls -runs 3 -out RESULTS-tls.md
 bench-compression:
-	cd bench && $(GO) run ./cmd/harness -scenario compression -runs 3 -out RESULTS-compression.md
+	cd bench && $(GO) run ./cmd/harness -scenario compression -runs 3 -compress-inflate-once -out RESULTS-compression.md
 bench-channels:
 	cd bench && $(GO) run ./cmd/harness -scenario channels -runs 3 -out RESULTS-channels.md
 bench-storm:

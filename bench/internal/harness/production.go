@@ -18,6 +18,7 @@ type prodConfig struct {
 	pusherConns, pusherN, pusherSize int
 
 	compConns, compN, compLevel int
+	compInflateOnce             bool
 
 	channels      chanConfig
 	chanServers   string
@@ -37,6 +38,7 @@ func (pc *prodConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&pc.compConns, "compress-conns", 2000, "compression: subscribers")
 	fs.IntVar(&pc.compN, "compress-n", 200, "compression: messages in the burst")
 	fs.IntVar(&pc.compLevel, "compress-level", 1, "compression: deflate level where compression is on")
+	fs.BoolVar(&pc.compInflateOnce, "compress-inflate-once", false, "compression: the load generator inflates each distinct message once per worker process instead of once per delivery (exact with server_no_context_takeover; see loadgen's inflatingConn), so that the clients' inflating does not set the rate")
 	fs.IntVar(&pc.channels.channels, "channels", 5000, "channels: channels (two subscribers each, on nodes 1 and 2)")
 	fs.IntVar(&pc.channels.goroutines, "channels-goroutines", 16, "channels: publishing goroutines on node 3")
 	fs.IntVar(&pc.channels.steadyPer, "channels-steady-per", 10, "channels: publications per channel in the steady phase")
@@ -100,7 +102,7 @@ func runProduction(pc *prodConfig, want func(string) bool, serverList string, ru
 	}
 	if want("compression") {
 		var errs []string
-		res.comp, errs = runCompression(runs, pc.compConns, pc.compN, pc.compLevel, prof)
+		res.comp, errs = runCompression(runs, pc.compConns, pc.compN, pc.compLevel, pc.compInflateOnce, prof)
 		rep.errors = append(rep.errors, errs...)
 	}
 	if !want("channels") && !want("storm") {
@@ -154,7 +156,7 @@ func (p *prodResults) markdown(b *strings.Builder, runs int) {
 		pusherMarkdown(b, p.pusher, runs, c.pusherConns, c.pusherN, c.pusherSize)
 	}
 	if len(p.comp) > 0 {
-		compressionMarkdown(b, p.comp, runs, c.compConns, c.compN, c.compLevel)
+		compressionMarkdown(b, p.comp, runs, c.compConns, c.compN, c.compLevel, c.compInflateOnce)
 	}
 	if len(p.channels) > 0 {
 		channelsMarkdown(b, p.channels, runs, c.channels)

@@ -88,6 +88,9 @@ func wireCounter(ws *websocket.Conn) *atomic.Int64 {
 	if tc, ok := nc.(*tls.Conn); ok {
 		nc = tc.NetConn()
 	}
+	if ic, ok := nc.(*inflatingConn); ok {
+		nc = ic.Conn
+	}
 	if cc, ok := nc.(*countingConn); ok {
 		return cc.n
 	}
@@ -99,8 +102,10 @@ func wireCounter(ws *websocket.Conn) *atomic.Int64 {
 // with a tiny receive buffer (for slow consumers). Every connection counts
 // the bytes it reads (see wireCounter). wss:// URLs skip certificate
 // verification (the servers use a self-signed certificate made at start);
-// compress offers permessage-deflate, as every browser does.
-func dialer(local net.IP, readBuf, rcvbuf int, compress bool) *websocket.Dialer {
+// compress offers permessage-deflate, as every browser does; inflateOnce
+// (ws:// only) inflates each distinct message once per process instead of
+// once per delivery (see inflatingConn).
+func dialer(local net.IP, readBuf, rcvbuf int, compress, inflateOnce bool) *websocket.Dialer {
 	nd := &net.Dialer{Timeout: 10 * time.Second}
 	if local != nil {
 		nd.LocalAddr = &net.TCPAddr{IP: local}
@@ -126,7 +131,11 @@ func dialer(local net.IP, readBuf, rcvbuf int, compress bool) *websocket.Dialer 
 		if err != nil {
 			return nil, err
 		}
-		return &countingConn{Conn: c, n: new(atomic.Int64)}, nil
+		cc := &countingConn{Conn: c, n: new(atomic.Int64)}
+		if inflateOnce {
+			return newInflatingConn(cc), nil
+		}
+		return cc, nil
 	}
 	return &websocket.Dialer{
 		NetDialContext:    dial,

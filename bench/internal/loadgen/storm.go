@@ -144,7 +144,7 @@ func stormMain(o stormOptions, stdin io.Reader, stdout io.Writer) error {
 	if o.room < 1 || o.first+o.conns > o.total {
 		return fmt.Errorf("storm: want -storm-room >= 1 and -first + -conns <= -storm-total")
 	}
-	w := &stormWorker{o: o, d: dialer(o.local, o.readBuf, 0, false), events: events{enc: json.NewEncoder(stdout)}}
+	w := &stormWorker{o: o, d: dialer(o.local, o.readBuf, 0, false, false), events: events{enc: json.NewEncoder(stdout)}}
 	for i := range o.conns {
 		idx := o.first + i
 		u := &stormUser{idx: idx, want: map[string]bool{}}

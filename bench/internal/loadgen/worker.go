@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,6 +111,7 @@ func Main(args []string, stdin io.Reader, stdout io.Writer) error {
 	channels := fs.Int("channels", 0, "spread the connections over this many channels: connection i joins proto.Indexed(channel, (first+i) % channels)")
 	first := fs.Int("first", 0, "index of this worker's first connection among all workers")
 	compress := fs.Bool("compress", false, "offer permessage-deflate")
+	inflateOnce := fs.Bool("inflate-once", false, "with -compress on ws://: inflate each distinct compressed message once per process, not once per delivery (see inflatingConn)")
 	storm := fs.Bool("storm", false, "reconnect-storm mode (see storm.go): -conns users, each on 3 public and 1 presence channel")
 	local := fs.String("local", "", "source IP (127.0.0.x) to dial from")
 	readBuf := fs.Int("read-buffer", 2048, "client read buffer per connection, bytes")
@@ -150,8 +152,11 @@ func Main(args []string, stdin io.Reader, stdout io.Writer) error {
 			timeout: *stormTimeout, quiet: *stormQuiet}, stdin, stdout)
 	}
 	w := &worker{proto: Protocol(*p), events: events{enc: json.NewEncoder(stdout)}}
-	fastDialer := dialer(localIP, *readBuf, 0, *compress)
-	slowDialer := dialer(localIP, *readBuf, *slowRcvbuf, *compress)
+	if *inflateOnce && !strings.HasPrefix(*url, "ws://") {
+		return fmt.Errorf("-inflate-once works on ws:// URLs only, not %s", *url)
+	}
+	fastDialer := dialer(localIP, *readBuf, 0, *compress, *inflateOnce)
+	slowDialer := dialer(localIP, *readBuf, *slowRcvbuf, *compress, *inflateOnce)
 	channelOf := func(i int) string {
 		if *channels == 0 {
 			return *channel
