@@ -29,12 +29,16 @@ import (
 // wire bytes are counted below this layer.
 //
 // It reads the handshake response through unchanged, then whole frames.
-// A compressed message sent in fragments is joined into one frame.
+// A compressed message sent in fragments is joined into one frame;
+// control frames between its fragments go through at once. A read that
+// fails mid-frame (a deadline) leaves the stream unusable, which the load
+// generator never needs: it sets read deadlines only while subscribing.
 type inflatingConn struct {
 	net.Conn
 	r *bufio.Reader
 
 	upgraded bool         // the HTTP response has been passed through
+	midLine  bool         // the response line read last was cut by the buffer
 	out      bytes.Buffer // bytes for gorilla not yet read
 	frag     []byte       // a compressed message's fragments so far
 	fragOp   byte         // its opcode
@@ -61,10 +65,16 @@ func (c *inflatingConn) next() error {
 		for {
 			line, err := c.r.ReadSlice('\n')
 			c.out.Write(line)
+			if err == bufio.ErrBufferFull {
+				c.midLine = true
+				continue
+			}
 			if err != nil {
 				return err
 			}
-			if len(line) <= 2 && strings.TrimRight(string(line), "\r\n") == "" {
+			blank := !c.midLine && strings.TrimRight(string(line), "\r\n") == ""
+			c.midLine = false
+			if blank {
 				c.upgraded = true
 				return nil
 			}
