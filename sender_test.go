@@ -171,7 +171,8 @@ func TestStoppingShardHandsOffReadyClients(t *testing.T) {
 
 // TestBackpressure: a queue over SendQueueSize frames or SendQueueBytes
 // bytes closes the connection as a slow consumer and drops the queue;
-// control frames never count and never pile up.
+// control frames never count and never pile up. The defaults are the
+// README's (Limits and security): 1,024 frames / 4 MiB.
 func TestBackpressure(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -180,6 +181,8 @@ func TestBackpressure(t *testing.T) {
 	}{
 		{"frames", Config{SendQueueSize: 10, SendQueueBytes: 1 << 20}, 10},
 		{"bytes", Config{SendQueueSize: 1000, SendQueueBytes: 1000}, 10},
+		{"default frames", Config{}, 1024},
+		{"default bytes", Config{SendQueueSize: 1 << 20}, (4 << 20) / 100},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			server, _ := tcpPair(t)
