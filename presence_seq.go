@@ -65,6 +65,10 @@ type seqEvent struct {
 // milliseconds of each other.
 const presenceGapWait = 150 * time.Millisecond
 
+// maxWaitingStray bounds the announcements kept while the first
+// subscriber's list is on its way.
+const maxWaitingStray = 256
+
 // presenceResyncRetry is how long a failed resync waits before the next.
 const presenceResyncRetry = time.Second
 
@@ -117,6 +121,15 @@ func (p *presenceSeq) receive(ev *wire.Event, except string) {
 	}
 	se := seqEvent{ev, except}
 	switch {
+	case !p.synced && len(p.pending) > 0 && len(p.stray) < maxWaitingStray:
+		// A subscriber's own list is on its way (attach) and will tell the
+		// version; it sorts these out then. Reading the storage now instead
+		// could find changes whose announcements are still on their way,
+		// and send every subscriber a list where a join or leave would
+		// come. (Should the list never come, a storage error say, presence
+		// maintenance finds the node behind and reads it; past
+		// maxWaitingStray announcements the node reads it at once.)
+		p.stray = append(p.stray, se)
 	case !p.synced || ev.Epoch != p.epoch:
 		// Until a subscriber's list tells the version, or when the epoch
 		// changed, only a read of the storage can say what is current.
