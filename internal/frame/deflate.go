@@ -80,12 +80,12 @@ func Payload(f []byte) []byte {
 // readers holds inflaters; each keeps a 32 KiB window and its tables.
 var readers sync.Pool
 
-// inflate decompresses the payload of a compressed message into a new
+// Inflate decompresses the payload of a compressed message into a new
 // slice of at most maxSize bytes (no limit when maxSize is zero). The slice grows
 // as output is produced, never past maxSize, so a small message that would
 // inflate to gigabytes (a zip bomb) costs at most maxSize bytes before it is
 // refused with CodeTooBig. Corrupt input is CodeInvalidData.
-func inflate(z []byte, maxSize int64) ([]byte, error) {
+func Inflate(z []byte, maxSize int64) ([]byte, error) {
 	in := io.MultiReader(bytes.NewReader(z), bytes.NewReader(inflateTail))
 	zr, _ := readers.Get().(io.ReadCloser)
 	if zr == nil {

@@ -48,12 +48,12 @@ func TestCompressedRoundTrip(t *testing.T) {
 	if len(z) >= len(msg)/4 {
 		t.Fatalf("compressed to %d of %d bytes, want far fewer", len(z), len(msg))
 	}
-	got, err := inflate(z, 1<<20)
+	got, err := Inflate(z, 1<<20)
 	if err != nil || !bytes.Equal(got, msg) {
 		t.Fatalf("inflate: got %q, %v; want the message back", got, err)
 	}
 	for level := 1; level <= 9; level++ {
-		if got, err := inflate(Payload(Compressed(msg, level)), 0); err != nil || !bytes.Equal(got, msg) {
+		if got, err := Inflate(Payload(Compressed(msg, level)), 0); err != nil || !bytes.Equal(got, msg) {
 			t.Fatalf("level %d: got %q, %v; want the message back", level, got, err)
 		}
 	}
@@ -128,7 +128,7 @@ func TestZipBombAllocatesWithinTheLimit(t *testing.T) {
 	raw := clientFrame(0x80|rsv1|OpText, deflateRaw(t, make([]byte, 10<<20)))
 	r := &Reader{R: bytes.NewReader(raw), MaxSize: 2 * limit, Deflate: true}
 	// Warm the inflater pool so the figure is the message's own cost.
-	if _, err := inflate(deflateRaw(t, []byte("warm")), limit); err != nil {
+	if _, err := Inflate(deflateRaw(t, []byte("warm")), limit); err != nil {
 		t.Fatal(err)
 	}
 	var before, after runtime.MemStats

@@ -130,7 +130,7 @@ func (r *Reader) Next(buf []byte) (op byte, payload []byte, err error) {
 			continue
 		}
 		if compressed {
-			if buf, err = inflate(buf, r.MaxSize); err != nil {
+			if buf, err = Inflate(buf, r.MaxSize); err != nil {
 				return 0, nil, err
 			}
 		}

@@ -3,14 +3,16 @@ package loadgen
 import (
 	"bufio"
 	"bytes"
-	"compress/flate"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
+
+	"github.com/vortechron/go-ws/internal/frame"
 )
 
 // inflatingConn sits between a client's TCP connection and gorilla's
@@ -102,10 +104,10 @@ func (c *inflatingConn) next() error {
 		}
 		n, hl = binary.BigEndian.Uint64(h[2:10]), 10
 	}
-	if n > 64<<20 {
+	if n > maxInflatedSize {
 		return fmt.Errorf("loadgen: a frame of %d bytes", n)
 	}
-	compressedStart := rsv1 && (op == websocketText || op == websocketBinary)
+	compressedStart := rsv1 && (op == frame.OpText || op == frame.OpBinary)
 	if !compressedStart && !(c.inFrag && op == 0) {
 		// Not part of a compressed message: through unchanged.
 		c.out.Write(h[:hl])
@@ -116,7 +118,7 @@ func (c *inflatingConn) next() error {
 		c.frag, c.fragOp, c.inFrag = c.frag[:0], op, true
 	}
 	start := len(c.frag)
-	c.frag = append(c.frag, make([]byte, n)...)
+	c.frag = slices.Grow(c.frag, int(n))[:start+int(n)]
 	if _, err := io.ReadFull(c.r, c.frag[start:]); err != nil {
 		return err
 	}
@@ -124,37 +126,16 @@ func (c *inflatingConn) next() error {
 		return nil
 	}
 	c.inFrag = false
-	text, err := inflateOnce(c.frag)
+	f, err := inflateOnce(c.fragOp, c.frag)
 	if err != nil {
 		return err
 	}
-	writeFrameHeader(&c.out, c.fragOp, len(text))
-	c.out.Write(text)
+	c.out.Write(f)
 	return nil
 }
 
-const (
-	websocketText   = 1
-	websocketBinary = 2
-)
-
-// writeFrameHeader writes an unmasked final frame's header.
-func writeFrameHeader(b *bytes.Buffer, op byte, n int) {
-	b.WriteByte(0x80 | op)
-	switch {
-	case n < 126:
-		b.WriteByte(byte(n))
-	case n <= 0xffff:
-		b.WriteByte(126)
-		b.Write(binary.BigEndian.AppendUint16(nil, uint16(n)))
-	default:
-		b.WriteByte(127)
-		b.Write(binary.BigEndian.AppendUint64(nil, uint64(n)))
-	}
-}
-
-// inflated remembers the text of the compressed payloads seen, up to
-// maxInflated of them (then it starts afresh).
+// inflated remembers, by compressed payload, the uncompressed frame each
+// stands for, up to maxInflated of them (then it starts afresh).
 var inflated = struct {
 	sync.RWMutex
 	m map[string][]byte
@@ -162,29 +143,29 @@ var inflated = struct {
 
 const maxInflated = 4096
 
-// deflateTail ends a message's payload as RFC 7692 7.2.2 says, plus an
-// empty final block so the reader sees the end of the stream.
-const deflateTail = "\x00\x00\xff\xff\x01\x00\x00\xff\xff"
+// maxInflatedSize bounds what one message may inflate to.
+const maxInflatedSize = 64 << 20
 
-// inflateOnce returns the text of a compressed payload, inflating it only
-// the first time this process sees it. The caller must not change it.
-func inflateOnce(payload []byte) ([]byte, error) {
+// inflateOnce returns the final uncompressed frame (opcode op) of a
+// compressed payload, inflating it only the first time this process sees
+// it. The caller must not change it.
+func inflateOnce(op byte, payload []byte) ([]byte, error) {
 	inflated.RLock()
-	text, ok := inflated.m[string(payload)]
+	f, ok := inflated.m[string(payload)]
 	inflated.RUnlock()
-	if ok {
-		return text, nil
+	if ok && f[0]&0x0f == op {
+		return f, nil
 	}
-	fr := flate.NewReader(io.MultiReader(bytes.NewReader(payload), strings.NewReader(deflateTail)))
-	text, err := io.ReadAll(fr)
+	text, err := frame.Inflate(payload, maxInflatedSize)
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: inflating a %d-byte message: %w", len(payload), err)
 	}
+	f = frame.Append(nil, op, text)
 	inflated.Lock()
 	if len(inflated.m) >= maxInflated {
 		clear(inflated.m)
 	}
-	inflated.m[string(payload)] = text
+	inflated.m[string(payload)] = f
 	inflated.Unlock()
-	return text, nil
+	return f, nil
 }
