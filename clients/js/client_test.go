@@ -62,6 +62,12 @@ func TestJavaScriptClient(t *testing.T) {
 		if n, _ := strconv.Atoi(tapCount(out.Bytes(), "pass")); n == 0 {
 			t.Fatalf("node --test passed no test:\n%s", out.String())
 		}
+		// A skipped test checked nothing; it must not pass as if it had.
+		for _, k := range []string{"skipped", "todo"} {
+			if n, _ := strconv.Atoi(tapCount(out.Bytes(), k)); n > 0 {
+				t.Fatalf("node --test: %s (a test that did not run is not a pass):\n%s", counts, out.String())
+			}
+		}
 	})
 }
 
