@@ -358,30 +358,27 @@ func (h *recordHandler) count() int {
 	return len(h.records)
 }
 
-// withMessage returns the records logged so far with message msg.
-func (h *recordHandler) withMessage(msg string) []slog.Record {
+// where returns the records logged so far that keep accepts.
+func (h *recordHandler) where(keep func(slog.Record) bool) []slog.Record {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var out []slog.Record
 	for _, r := range h.records {
-		if r.Message == msg {
+		if keep(r) {
 			out = append(out, r)
 		}
 	}
 	return out
 }
 
+// withMessage returns the records logged so far with message msg.
+func (h *recordHandler) withMessage(msg string) []slog.Record {
+	return h.where(func(r slog.Record) bool { return r.Message == msg })
+}
+
 // atLevel returns the records logged so far at level.
 func (h *recordHandler) atLevel(level slog.Level) []slog.Record {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []slog.Record
-	for _, r := range h.records {
-		if r.Level == level {
-			out = append(out, r)
-		}
-	}
-	return out
+	return h.where(func(r slog.Record) bool { return r.Level == level })
 }
 
 // recordLine is r as its message followed by its attributes

@@ -31,10 +31,7 @@ func newLateReads() *lateReads {
 
 func (s *lateReads) AddPresence(ctx context.Context, conn ws.PresenceConn) (ws.PresenceEvent, bool, error) {
 	ev, changed, err := s.MemoryStorage.AddPresence(ctx, conn)
-	s.mu.Lock()
-	s.adds++
-	s.cond.Broadcast()
-	s.mu.Unlock()
+	s.count(&s.adds)
 	return ev, changed, err
 }
 
@@ -47,11 +44,16 @@ func (s *lateReads) PresenceMembers(ctx context.Context, channel string) ([]ws.P
 	}
 	s.mu.Unlock()
 	members, v, err := s.MemoryStorage.PresenceMembers(ctx, channel)
+	s.count(&s.done)
+	return members, v, err
+}
+
+// count adds one to n, a counter of s, and wakes the reads waiting on it.
+func (s *lateReads) count(n *int) {
 	s.mu.Lock()
-	s.done++
+	*n++
 	s.cond.Broadcast()
 	s.mu.Unlock()
-	return members, v, err
 }
 
 // TestJoinAfterFirstSubscriberIsAJoin proves docs/presence.md's promise

@@ -302,15 +302,13 @@ func (hs *handshake) start(conn bridge.Conn) (*Client, error) {
 		c.limiter = rate.NewLimiter(rate.Limit(float64(rl.Messages)/rl.Interval.Seconds()), rl.Messages)
 	}
 	if hs.opts.GetUserInfo != nil && c.UserID != "" {
-		if info := hs.opts.GetUserInfo(hs.r, c.UserID); info != nil {
-			if b, err := json.Marshal(info); err == nil {
-				if string(b) != "null" { // a nil map or pointer: no info either
-					c.info = b
-				}
-			} else {
-				h.stats.errors[errKindConnection].Add(1)
-				hs.report(&ConnectionError{ClientID: c.ID, RemoteAddr: c.RemoteAddr, Op: "admit", Reason: "GetUserInfo returned a value that is not JSON-encodable", Err: err})
-			}
+		b, err := json.Marshal(hs.opts.GetUserInfo(hs.r, c.UserID))
+		switch {
+		case err != nil:
+			h.stats.errors[errKindConnection].Add(1)
+			hs.report(&ConnectionError{ClientID: c.ID, RemoteAddr: c.RemoteAddr, Op: "admit", Reason: "GetUserInfo returned a value that is not JSON-encodable", Err: err})
+		case string(b) != "null": // nil, a nil map or a nil pointer is no info
+			c.info = b
 		}
 	}
 	if res := h.call(&hubOp{kind: opRegister, client: c}); res.err != nil {

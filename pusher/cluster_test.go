@@ -34,13 +34,7 @@ func redisNodesWith(t *testing.T, n int, setup func(i int) (ws.Config, *pusher.O
 		cfg, opts := setup(i)
 		nodes[i] = newNode(t, b, s, cfg, opts, nil)
 	}
-	for i, n := range nodes { // each hears the others' cluster requests
-		select {
-		case <-n.hub.Ready():
-		case <-time.After(10 * time.Second):
-			t.Fatalf("node %d was not Ready within 10s", i)
-		}
-	}
+	awaitReady(t, nodes...) // each hears the others' cluster requests
 	return nodes
 }
 

@@ -118,7 +118,7 @@ func TestAPIChannelListOmitsUserChannels(t *testing.T) {
 	n := newNode(t, nil, nil, ws.Config{}, nil, nil)
 	c := n.dial(t, nil)
 	userData := `{"id":"u1","user_info":{"name":"U"}}`
-	c.send("pusher:signin", map[string]any{"user_data": userData, "auth": testApp.Key + ":" + hmacHex(testApp.Secret, c.socketID+"::user::"+userData)}, "")
+	c.signin(userData)
 	c.expect("pusher:signin_success", "")
 	c.subscribe("#server-to-user-u1")
 	c.subscribe("news")
@@ -148,11 +148,7 @@ func TestBrokerDownAnswersServiceUnavailable(t *testing.T) {
 		HealthInterval: 100 * time.Millisecond, ResubscribeWait: 300 * time.Millisecond})
 	require.NoError(t, err)
 	n := newNode(t, b, nil, ws.Config{}, nil, nil)
-	select {
-	case <-n.hub.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the node was not Ready within 10s")
-	}
+	awaitReady(t, n)
 	c := n.dial(t, nil)
 	c.subscribe("news")
 
@@ -200,22 +196,13 @@ func TestAPIAnswersGatewayTimeout(t *testing.T) {
 		require.NoError(t, err)
 		return b
 	}
-	ready := func(nodes ...*node) {
-		for i, n := range nodes {
-			select {
-			case <-n.hub.Ready():
-			case <-time.After(10 * time.Second):
-				t.Fatalf("node %d was not Ready within 10s", i)
-			}
-		}
-	}
 	event := map[string]any{"name": "Posted", "channel": "news", "data": "1"}
 
 	t.Run("a publication whose outcome is unknown", func(t *testing.T) {
 		proxy := redistest.StartProxy(t, addr)
 		t.Cleanup(proxy.Resume)
 		n := newNode(t, broker(proxy.Addr), nil, wsConfig(), nil, nil)
-		ready(n)
+		awaitReady(t, n)
 		status, body := n.api(t, "POST", "/apps/app-1/events", nil, event, time.Now(), testApp.Secret)
 		require.Equal(t, http.StatusOK, status, "before the stall: %d %s", status, body)
 
@@ -232,7 +219,7 @@ func TestAPIAnswersGatewayTimeout(t *testing.T) {
 		cfg.ClusterTimeout = 300 * time.Millisecond
 		a := newNode(t, broker(addr), nil, cfg, nil, nil)
 		b := newNode(t, broker(proxy.Addr), nil, cfg, nil, nil)
-		ready(a, b)
+		awaitReady(t, a, b)
 		status, body := a.api(t, "GET", "/apps/app-1/channels", nil, nil, time.Now(), testApp.Secret)
 		require.Equal(t, http.StatusOK, status, "before the stall: %d %s", status, body)
 

@@ -236,6 +236,25 @@ func (c *pclient) send(event string, data any, channel string) {
 	require.NoError(c.t, c.conn.WriteJSON(f))
 }
 
+// signin sends pusher:signin for userData, signed for c's socket as a
+// Pusher server SDK signs it (the answer is the caller's to read).
+func (c *pclient) signin(userData string) {
+	c.t.Helper()
+	c.send("pusher:signin", map[string]any{"user_data": userData, "auth": testApp.Key + ":" + hmacHex(testApp.Secret, c.socketID+"::user::"+userData)}, "")
+}
+
+// awaitReady waits until every node's hub takes part in the cluster.
+func awaitReady(t testing.TB, nodes ...*node) {
+	t.Helper()
+	for i, n := range nodes {
+		select {
+		case <-n.hub.Ready():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("node %d was not Ready within 10s", i)
+		}
+	}
+}
+
 func (c *pclient) sendRaw(s string) {
 	c.t.Helper()
 	require.NoError(c.t, c.conn.WriteMessage(websocket.TextMessage, []byte(s)))

@@ -90,7 +90,7 @@ func TestPresenceAsSignedInUser(t *testing.T) {
 	n := newNode(t, nil, nil, ws.Config{}, nil, nil)
 	c := n.dial(t, nil)
 	userData := `{"id":"sam","user_info":{"name":"Sam"}}`
-	c.send("pusher:signin", map[string]any{"user_data": userData, "auth": testApp.Key + ":" + hmacHex(testApp.Secret, c.socketID+"::user::"+userData)}, "")
+	c.signin(userData)
 	c.expect("pusher:signin_success", "")
 	c.send("pusher:subscribe", map[string]any{"channel": "presence-x", "auth": channelAuth(testApp, c.socketID, "presence-x", "")}, "")
 	f := c.expect("pusher_internal:subscription_succeeded", "presence-x")

@@ -304,15 +304,12 @@ func TestSignin(t *testing.T) {
 	n := newNode(t, nil, nil, ws.Config{}, nil, nil)
 	c := n.dial(t, nil)
 	userData := `{"id":"u1","user_info":{"name":"U"}}`
-	signin := func(c *pclient, userData string) {
-		c.send("pusher:signin", map[string]any{"user_data": userData, "auth": testApp.Key + ":" + hmacHex(testApp.Secret, c.socketID+"::user::"+userData)}, "")
-	}
 	// Before signing in, the user channel is closed.
 	c.send("pusher:subscribe", map[string]any{"channel": "#server-to-user-u1"}, "")
 	f := c.expect("pusher:subscription_error", "#server-to-user-u1")
 	require.EqualValues(t, 401, f["data"].(map[string]any)["status"])
 
-	signin(c, userData)
+	c.signin(userData)
 	f = c.expect("pusher:signin_success", "")
 	require.Equal(t, map[string]any{"user_data": userData}, f["data"])
 	c.subscribe("#server-to-user-u1")
@@ -325,14 +322,14 @@ func TestSignin(t *testing.T) {
 	require.Equal(t, "hi", f["data"])
 
 	// One connection is one user.
-	signin(c, `{"id":"u2"}`)
+	c.signin(`{"id":"u2"}`)
 	require.Contains(t, c.expectError(4009)["data"].(map[string]any)["message"], "belongs to another user")
 	// A forged sign-in.
 	d := n.dial(t, nil)
 	d.send("pusher:signin", map[string]any{"user_data": userData, "auth": testApp.Key + ":" + hmacHex(testApp.Secret, c.socketID+"::user::"+userData)}, "")
 	d.expectError(4009)
 	// user_data without an id.
-	signin(d, `{"name":"x"}`)
+	d.signin(`{"name":"x"}`)
 	require.Contains(t, d.expectError(4009)["data"].(map[string]any)["message"], `"id" is missing`)
 }
 

@@ -18,7 +18,7 @@ func TestHubUserAPIReachesSignedInClients(t *testing.T) {
 	n := newNode(t, nil, nil, ws.Config{}, nil, nil)
 	c := n.dial(t, nil)
 	userData := `{"id":"u1","user_info":{"name":"U"}}`
-	c.send("pusher:signin", map[string]any{"user_data": userData, "auth": testApp.Key + ":" + hmacHex(testApp.Secret, c.socketID+"::user::"+userData)}, "")
+	c.signin(userData)
 	c.expect("pusher:signin_success", "")
 
 	ctx := context.Background()
