@@ -114,8 +114,16 @@ export class TestServer {
   }
 }
 
-/** Fast reconnects for tests; every test client uses the "ws" package. */
-export const testOptions = { WebSocket, minReconnectDelay: 20, maxReconnectDelay: 200 };
+/**
+ * Fast reconnects for tests. Test clients use the "ws" package, or with
+ * WS_TEST_WEBSOCKET=global the runtime's own WebSocket (Node 22 and
+ * later, as in a browser).
+ */
+export const testOptions = {
+  WebSocket: process.env.WS_TEST_WEBSOCKET === 'global' ? undefined : WebSocket,
+  minReconnectDelay: 20,
+  maxReconnectDelay: 200,
+};
 
 /**
  * Connects a client as user (?user=) to server, closed when t ends, and
@@ -191,44 +199,103 @@ export async function eventually(check, { timeout = 10_000, interval = 20, descr
 }
 
 /**
- * Replaces setTimeout and clearTimeout with node's mock timers for the rest
- * of test t (or until reset()), so that a test can run whatever a client
+ * Replaces setTimeout and clearTimeout with a fake clock for the rest of
+ * test t (or until reset()), so that a test can run whatever a client
  * scheduled instead of waiting for it: an absence check ("it does not
- * reconnect") then needs no wall-clock wait. Node 20.11 and later take an
- * options object, 18.19 to 20.10 the list of APIs.
+ * reconnect") then needs no wall-clock wait.
+ *
+ * tick(ms) moves the clock ms ahead, running every timer due by then in
+ * order of due time (a timer a callback sets runs too if it is due);
+ * runAll() ticks to the latest timer pending when it is called. A timer
+ * set before the fake clock is real: clearTimeout still clears it.
+ *
+ * This is not node's MockTimers: on Node 18 its clearTimeout removes the
+ * timer at the queue position equal to the handle's id, often another
+ * one or none (nodejs/node#50365, fixed from Node 20, not in 18), and a
+ * reconnect the client had cancelled then ran anyway.
  */
 export function mockTimeouts(t) {
-  const timers = t.mock.timers;
-  try {
-    timers.enable({ apis: ['setTimeout'] });
-  } catch {
-    timers.enable(['setTimeout']);
+  const real = { setTimeout: globalThis.setTimeout, clearTimeout: globalThis.clearTimeout };
+  const pending = new Set();
+  let seq = 0;
+  const clock = {
+    now: 0,
+    tick(ms) {
+      const until = clock.now + ms;
+      for (;;) {
+        let first = null;
+        for (const timer of pending) {
+          if (timer.due <= until && (!first || timer.due < first.due || (timer.due === first.due && timer.seq < first.seq))) first = timer;
+        }
+        if (!first) break;
+        pending.delete(first);
+        clock.now = first.due;
+        first.fn(...first.args);
+      }
+      clock.now = until;
+    },
+    runAll() {
+      let last = clock.now;
+      for (const timer of pending) last = Math.max(last, timer.due);
+      clock.tick(last - clock.now);
+    },
+    reset() {
+      globalThis.setTimeout = real.setTimeout;
+      globalThis.clearTimeout = real.clearTimeout;
+      pending.clear();
+    },
+  };
+  class FakeTimeout {
+    constructor(fn, ms, args) {
+      this.fn = fn;
+      this.args = args;
+      this.ms = Math.max(1, Number(ms) || 0); // as node: 0 and NaN mean 1
+      this.arm();
+    }
+    arm() {
+      this.seq = ++seq;
+      this.due = clock.now + this.ms;
+      pending.add(this);
+    }
+    refresh() {
+      pending.delete(this);
+      this.arm();
+      return this;
+    }
+    ref() {
+      return this;
+    }
+    unref() {
+      return this;
+    }
+    hasRef() {
+      return true;
+    }
+    [Symbol.toPrimitive]() {
+      return this.seq;
+    }
   }
-  return timers;
+  globalThis.setTimeout = (fn, ms, ...args) => new FakeTimeout(fn, ms, args);
+  globalThis.clearTimeout = (timer) => {
+    if (timer instanceof FakeTimeout) pending.delete(timer);
+    else real.clearTimeout(timer);
+  };
+  t.after(() => clock.reset());
+  return clock;
 }
 
 /**
- * mockTimeouts with Date.now() following the mocked clock: it starts at 0
+ * mockTimeouts with Date.now() following the fake clock: it starts at 0
  * and tick(ms) moves it ms ahead before running the timers due by then.
- * Date.now is stubbed here rather than by node's own Date mock, which
- * node has only from 20.11, so these tests run on every Node the client
- * supports.
  */
 export function mockClock(t) {
-  const timers = mockTimeouts(t);
+  const clock = mockTimeouts(t);
   const realNow = Date.now;
-  let now = 0;
-  Date.now = () => now;
+  Date.now = () => clock.now;
   t.after(() => {
     Date.now = realNow;
   });
-  return {
-    tick(ms) {
-      now += ms;
-      timers.tick(ms);
-    },
-    runAll: () => timers.runAll(),
-  };
+  return clock;
 }
 
 /** Rejects with message if promise has not settled within ms. */
