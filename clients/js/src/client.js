@@ -274,6 +274,18 @@ export class Client extends Emitter {
     // next; a browser says nothing more than "error", the "ws" package
     // says why (e.g. "Unexpected server response: 503").
     this.#errorDetail = ev?.message || ev?.error?.message || '';
+    if (this.#state === 'connected') return;
+    // An attempt that fails before it opens fires error, then close with
+    // 1006, in the same task. Node 22's own WebSocket fires no close
+    // after a refused connection or a non-101 answer and stays
+    // CONNECTING, so the attempt would wait out connectTimeout: if no
+    // close has come once this event is handled, the attempt failed.
+    const socket = this.#socket;
+    queueMicrotask(() => {
+      if (socket !== this.#socket || this.#state === 'connected') return;
+      this.#abandon();
+      this.#closed(1006, '');
+    });
   }
 
   #closed(code, reason) {

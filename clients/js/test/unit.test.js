@@ -38,6 +38,10 @@ function fakeWebSocket() {
       this.readyState = 3;
       this.onclose({ code, reason });
     }
+    // an attempt that fails before it opens
+    fail(message) {
+      this.onerror({ message });
+    }
   }
   return { WebSocket: FakeSocket, sockets };
 }
@@ -321,6 +325,31 @@ test('connect() while waiting for a retry tries at once and drops the pending re
   assert.equal(fake.sockets.length, 2, 'the retry that connect() replaced ran as well');
   assert.equal(client.state, 'connected');
 });
+
+// A WebSocket fires error and then close (1006) when an attempt fails:
+// the "ws" package in one go, a browser with a microtask checkpoint
+// between the two, and Node 22's own WebSocket not at all (no close; it
+// stays CONNECTING). Each must be one failure and one retry at once,
+// never a wait for connectTimeout.
+for (const [how, fail] of [
+  ['error then close at once ("ws" package)', (s) => { s.fail('Unexpected server response: 503'); s.drop(1006); }],
+  ['error, a microtask checkpoint, close (browsers)', async (s) => { s.fail(''); await Promise.resolve(); s.drop(1006); }],
+  ['error and no close (Node 22 built-in WebSocket)', (s) => s.fail('Received network error or non-101 status code.')],
+]) {
+  test(`a failed attempt is one failure and an immediate retry: ${how}`, async (t) => {
+    const timers = mockTimeouts(t);
+    const { client, fake, settle, retry } = await clockedClient(t, timers, { connectTimeout: 60_000 });
+    const log = record(client, ['error', 'reconnecting', 'disconnected']);
+    await fail(fake.sockets[0]);
+    await settle();
+    assert.deepEqual(log.map(([e, v]) => [e, e === 'error' ? v.code : v.attempt]), [['error', 'connect_failed'], ['reconnecting', 1]]);
+    assert.match(log[0][1].message, /code 1006/);
+    assert.equal(client.state, 'connecting');
+    (await retry()).open(); // the retry is due after the backoff, not connectTimeout
+    assert.equal(client.state, 'connected');
+    assert.equal(log.length, 2, 'a second failure was reported');
+  });
+}
 
 test('the URL gets params and the token; http(s) becomes ws(s)', async (t) => {
   const fake = fakeWebSocket();
