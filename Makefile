@@ -20,7 +20,9 @@ TEST_PLATFORMS ?= darwin/arm64 windows/amd64 freebsd/amd64
 # test first runs scripts/ensure-tools.sh, which installs what the suite
 # needs and is missing (Chromium, Node and npm, redis-server: with apt-get
 # when root) and starts Redis at $(REDIS_ADDR) if nothing answers there,
-# saying what it does. Then every test runs with -race, against that Redis
+# saying what it does, and scripts/node-matrix.sh fetches the Node
+# releases the JavaScript client is tested on besides the machine's own
+# (WS_NODES). Then every test runs with -race, against that Redis
 # (tests that need it skip with a message when it is not there, but fail
 # here: WS_REQUIRE_REDIS=1, and WS_REQUIRE_TOOLS=1 for node and Chromium):
 # the library, the metrics module and the browser tests in e2e/ (a module
@@ -28,7 +30,8 @@ TEST_PLATFORMS ?= darwin/arm64 windows/amd64 freebsd/amd64
 # fuzz run and the build and unit tests of the benchmark harness.
 test:
 	REDIS_ADDR=$(REDIS_ADDR) bash scripts/ensure-tools.sh
-	WS_REDIS_ADDR=$(REDIS_ADDR) WS_REQUIRE_REDIS=1 WS_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 20m ./...
+	nodes="$$(bash scripts/node-matrix.sh)" && \
+	WS_NODES="$$nodes" WS_REDIS_ADDR=$(REDIS_ADDR) WS_REQUIRE_REDIS=1 WS_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 20m ./...
 	cd metrics && WS_REDIS_ADDR=$(REDIS_ADDR) $(GO) test -race -count=1 ./...
 	cd e2e && WS_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 5m ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzDispatch$$' -fuzztime 10s -parallel 2 .

@@ -7,6 +7,7 @@ package jsclient_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,7 +28,7 @@ func TestJavaScriptClient(t *testing.T) {
 	}
 	node, npm := tools(t)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	run(t, ctx, npm, "ci", "--no-audit", "--no-fund")
 
@@ -37,38 +38,81 @@ func TestJavaScriptClient(t *testing.T) {
 		run(t, ctx, node, filepath.Join("node_modules", "typescript", "bin", "tsc"), "--noEmit", "-p", filepath.Join("test", "tsconfig.json"))
 	})
 
-	t.Run("node", func(t *testing.T) {
-		files, err := filepath.Glob(filepath.Join("test", "*.test.js"))
-		if err != nil || len(files) == 0 {
-			t.Fatalf("no test/*.test.js files (%v)", err)
+	t.Run("node", func(t *testing.T) { runSuite(t, ctx, node, bin, "package") })
+
+	// The same suite on the other Node releases the client supports
+	// (scripts/node-matrix.sh fetches them; make test passes them in
+	// WS_NODES). From Node 22 on it runs on Node's own WebSocket, as a
+	// Node application without the "ws" package would.
+	t.Run("matrix", func(t *testing.T) {
+		nodes := filepath.SplitList(os.Getenv("WS_NODES"))
+		if len(nodes) == 0 {
+			testenv.Missing(t, testenv.RequireTools, "WS_NODES names no other Node release; `make test` fetches them with scripts/node-matrix.sh")
 		}
-		args := append([]string{"--test", "--test-reporter=tap"}, files...)
-		cmd := exec.CommandContext(ctx, node, args...)
-		env, checkRaces := raceLogs(t, append(os.Environ(), "WS_TESTSERVER_BIN="+bin))
-		defer checkRaces()
-		cmd.Env = env
-		cmd.WaitDelay = 10 * time.Second
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err = cmd.Run()
-		counts := summary(out.Bytes())
-		if err != nil {
-			t.Fatalf("node --test failed (%v): %s\n%s", err, counts, out.String())
-		}
-		if testing.Verbose() {
-			t.Logf("node --test output:\n%s", out.String())
-		}
-		t.Logf("node --test: %s", counts)
-		if n, _ := strconv.Atoi(tapCount(out.Bytes(), "pass")); n == 0 {
-			t.Fatalf("node --test passed no test:\n%s", out.String())
-		}
-		// A skipped test checked nothing; it must not pass as if it had.
-		for _, k := range []string{"skipped", "todo"} {
-			if n, _ := strconv.Atoi(tapCount(out.Bytes(), k)); n > 0 {
-				t.Fatalf("node --test: %s (a test that did not run is not a pass):\n%s", counts, out.String())
+		for _, n := range nodes {
+			major, version, err := nodeVersion(n)
+			if err != nil {
+				t.Fatal(err)
 			}
+			ws := "package"
+			if major >= 22 {
+				ws = "global"
+			}
+			t.Run(version+"/"+ws, func(t *testing.T) { runSuite(t, ctx, n, bin, ws) })
 		}
 	})
+}
+
+// runSuite runs every test/*.test.js with node --test against the test
+// server bin. ws is "package" (test clients use the "ws" package) or
+// "global" (the runtime's own WebSocket).
+func runSuite(t *testing.T, ctx context.Context, node, bin, ws string) {
+	files, err := filepath.Glob(filepath.Join("test", "*.test.js"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no test/*.test.js files (%v)", err)
+	}
+	args := append([]string{"--test", "--test-reporter=tap"}, files...)
+	cmd := exec.CommandContext(ctx, node, args...)
+	env, checkRaces := raceLogs(t, append(os.Environ(), "WS_TESTSERVER_BIN="+bin, "WS_TEST_WEBSOCKET="+ws))
+	defer checkRaces()
+	cmd.Env = env
+	cmd.WaitDelay = 10 * time.Second
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
+	counts := summary(out.Bytes())
+	if err != nil {
+		t.Fatalf("node --test failed (%v): %s\n%s", err, counts, out.String())
+	}
+	if testing.Verbose() {
+		t.Logf("node --test output:\n%s", out.String())
+	}
+	t.Logf("node --test: %s", counts)
+	if n, _ := strconv.Atoi(tapCount(out.Bytes(), "pass")); n == 0 {
+		t.Fatalf("node --test passed no test:\n%s", out.String())
+	}
+	// A skipped test checked nothing; it must not pass as if it had.
+	for _, k := range []string{"skipped", "todo"} {
+		if n, _ := strconv.Atoi(tapCount(out.Bytes(), k)); n > 0 {
+			t.Fatalf("node --test: %s (a test that did not run is not a pass):\n%s", counts, out.String())
+		}
+	}
+}
+
+// nodeVersion returns the major version of the node binary and its
+// version string ("v22.23.5").
+func nodeVersion(node string) (int, string, error) {
+	out, err := exec.Command(node, "--version").Output()
+	if err != nil {
+		return 0, "", fmt.Errorf("%s --version: %v", node, err)
+	}
+	v := string(bytes.TrimSpace(out))
+	m := regexp.MustCompile(`^v(\d+)\.`).FindStringSubmatch(v)
+	if m == nil {
+		return 0, "", fmt.Errorf("%s --version printed %q", node, v)
+	}
+	major, _ := strconv.Atoi(m[1])
+	return major, v, nil
 }
 
 // tools returns node and npm, or skips (fails under WS_REQUIRE_TOOLS=1)
@@ -86,16 +130,12 @@ func tools(t *testing.T) (node, npm string) {
 	if _, err := exec.LookPath("go"); err != nil {
 		testenv.Missing(t, testenv.RequireTools, "go is not on PATH; cannot build clients/js/testserver")
 	}
-	out, err := exec.Command(node, "--version").Output()
+	major, version, err := nodeVersion(node)
 	if err != nil {
-		testenv.Missing(t, testenv.RequireTools, "node --version failed: %v", err)
+		testenv.Missing(t, testenv.RequireTools, "%v", err)
 	}
-	m := regexp.MustCompile(`^v(\d+)\.`).FindSubmatch(out)
-	if m == nil {
-		testenv.Missing(t, testenv.RequireTools, "node --version printed %q", out)
-	}
-	if major, _ := strconv.Atoi(string(m[1])); major < 18 {
-		testenv.Missing(t, testenv.RequireTools, "node %s is too old; the client and its tests need Node.js 18+", bytes.TrimSpace(out))
+	if major < 18 {
+		testenv.Missing(t, testenv.RequireTools, "node %s is too old; the client and its tests need Node.js 18+", version)
 	}
 	return node, npm
 }
