@@ -129,7 +129,7 @@ func stormSession(name string, cfg stormConfig, rs *redisProc, run int, prof pro
 		}
 		args = append(args, "-redis", rs.addr, "-redis-prefix", fmt.Sprintf("storm%d:", time.Now().UnixNano()))
 	}
-	if p := prof.path("storm", stormServer(name), run); p != "" && name == stormServer(name) {
+	if p := prof.path("storm", name, run); p != "" {
 		args = append(args, "-cpuprofile", p)
 	}
 	srv, err := startServer(stormServer(name), newAddr(), args...)
