@@ -26,9 +26,11 @@ const readmeClientMarker = "<!-- readme_client_test.go runs the next js block in
 // then bob; each sees the other through presence, bob's whisper reaches
 // alice, a publication reaches both, and when bob leaves alice's list is
 // back to herself. The client's own console.log lines are what the test
-// reads. Node needs the npm "ws" package as its WebSocket (installed with
-// npm ci in testdata/readme-client when missing); before.js and after.js
-// there are the only code around the README's.
+// reads. The machine's node runs it on the npm "ws" package's WebSocket
+// (installed with npm ci in testdata/readme-client when missing); the
+// Node 22+ releases named in WS_NODES run it on Node's own, as the README
+// says they can. before.js and after.js there are the only code around
+// the README's.
 func TestReadmeClientInNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short mode: builds examples/basic and runs Node")
@@ -36,14 +38,29 @@ func TestReadmeClientInNode(t *testing.T) {
 	dir := filepath.Join("testdata", "readme-client")
 	node := readmeClientNode(t, dir)
 	script := readmeClientScript(t, dir)
-
 	addr := startBasicExample(t)
-	alice := startNodeClient(t, node, dir, script, addr, "alice")
+
+	t.Run("node", func(t *testing.T) { readmeClientSession(t, node, dir, script, addr, "package") })
+	// The README says Node 22+ runs it on its own WebSocket: so it does on
+	// the Node releases of WS_NODES (scripts/node-matrix.sh; make test).
+	for _, n := range filepath.SplitList(os.Getenv("WS_NODES")) {
+		major, version, err := testenv.NodeVersion(n)
+		require.NoError(t, err)
+		if major >= 22 {
+			t.Run(version+"/global", func(t *testing.T) { readmeClientSession(t, n, dir, script, addr, "global") })
+		}
+	}
+}
+
+// readmeClientSession is alice and bob running the README's client in
+// node, with the ws package's WebSocket or (ws "global") Node's own.
+func readmeClientSession(t *testing.T, node, dir, script, addr, ws string) {
+	alice := startNodeClient(t, node, dir, script, addr, "alice", ws)
 	alice.waitFor(t, "Subscribed to news")
 	alice.waitFor(t, "Subscribed to presence-lobby")
 	alice.waitFor(t, "Presence members: 1 online [ { id: 'alice', info: { name: 'alice' } } ]")
 
-	bob := startNodeClient(t, node, dir, script, addr, "bob")
+	bob := startNodeClient(t, node, dir, script, addr, "bob", ws)
 	bob.waitFor(t, "Subscribed to news")
 	bob.waitFor(t, "Presence members: 2 online [\n  { id: 'alice', info: { name: 'alice' } },\n  { id: 'bob', info: { name: 'bob' } }\n]")
 	alice.waitFor(t, "Presence join: 2 online [\n  { id: 'alice', info: { name: 'alice' } },\n  { id: 'bob', info: { name: 'bob' } }\n]")
@@ -200,14 +217,14 @@ type nodeClient struct {
 
 // startNodeClient runs script in node as user against the server at
 // addr. Ending its stdin closes its socket.
-func startNodeClient(t *testing.T, node, dir, script, addr, user string) *nodeClient {
+func startNodeClient(t *testing.T, node, dir, script, addr, user, ws string) *nodeClient {
 	t.Helper()
 	modules, err := filepath.Abs(filepath.Join(dir, "node_modules"))
 	require.NoError(t, err)
 	c := &nodeClient{user: user, exited: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	cmd := exec.CommandContext(ctx, node, script)
-	cmd.Env = append(os.Environ(), "NODE_PATH="+modules, "WS_TEST_HOST="+addr, "WS_TEST_USER="+user)
+	cmd.Env = append(os.Environ(), "NODE_PATH="+modules, "WS_TEST_HOST="+addr, "WS_TEST_USER="+user, "WS_TEST_WEBSOCKET="+ws)
 	cmd.Stdout, cmd.Stderr = &c.stdout, &c.stderr
 	cmd.WaitDelay = 5 * time.Second
 	stdin, err := cmd.StdinPipe()

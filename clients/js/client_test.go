@@ -7,7 +7,6 @@ package jsclient_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,7 +49,7 @@ func TestJavaScriptClient(t *testing.T) {
 			testenv.Missing(t, testenv.RequireTools, "WS_NODES names no other Node release; `make test` fetches them with scripts/node-matrix.sh")
 		}
 		for _, n := range nodes {
-			major, version, err := nodeVersion(n)
+			major, version, err := testenv.NodeVersion(n)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -99,22 +98,6 @@ func runSuite(t *testing.T, ctx context.Context, node, bin, ws string) {
 	}
 }
 
-// nodeVersion returns the major version of the node binary and its
-// version string ("v22.23.5").
-func nodeVersion(node string) (int, string, error) {
-	out, err := exec.Command(node, "--version").Output()
-	if err != nil {
-		return 0, "", fmt.Errorf("%s --version: %v", node, err)
-	}
-	v := string(bytes.TrimSpace(out))
-	m := regexp.MustCompile(`^v(\d+)\.`).FindStringSubmatch(v)
-	if m == nil {
-		return 0, "", fmt.Errorf("%s --version printed %q", node, v)
-	}
-	major, _ := strconv.Atoi(m[1])
-	return major, v, nil
-}
-
 // tools returns node and npm, or skips (fails under WS_REQUIRE_TOOLS=1)
 // saying what is missing.
 func tools(t *testing.T) (node, npm string) {
@@ -130,7 +113,7 @@ func tools(t *testing.T) (node, npm string) {
 	if _, err := exec.LookPath("go"); err != nil {
 		testenv.Missing(t, testenv.RequireTools, "go is not on PATH; cannot build clients/js/testserver")
 	}
-	major, version, err := nodeVersion(node)
+	major, version, err := testenv.NodeVersion(node)
 	if err != nil {
 		testenv.Missing(t, testenv.RequireTools, "%v", err)
 	}
