@@ -72,6 +72,24 @@ func TestJavaScriptClientInBrowser(t *testing.T) {
 	srv.post(t, "/publish?channel=presence-browser", `{"n":3}`)
 	waitJS(t, alice, "a publication after the keepalive reconnect arrives", `has(e => e[0] === 'message' && e[1].n === 3)`)
 
+	// The server shuts down (1001) and stays down: every attempt is refused,
+	// which a browser reports as error and then close (1006). Each is one
+	// connect_failed and one retry, attempt after attempt, until the
+	// server is back.
+	srv.post(t, "/stop", "")
+	waitJS(t, alice, "alice is told the server is going away", `has(e => e[0] === 'disconnected' && e[1].code === 1001)`)
+	const afterStop = `__events.slice(__events.findIndex(e => e[0] === 'disconnected' && e[1].code === 1001))`
+	waitJS(t, alice, "three refused attempts are reported", afterStop+`.filter(e => e[0] === 'error' && e[1] === 'connect_failed').length >= 3`)
+	srv.post(t, "/start", "")
+	waitJS(t, alice, "alice is resubscribed after the restart", `__events.filter(e => e[0] === 'subscribed').length === 4`)
+	waitJS(t, alice, "one failure and one retry per refused attempt, the attempts counted one by one", `(() => {
+		const ev = `+afterStop+`;
+		const attempts = ev.filter(e => e[0] === 'reconnecting').map(e => e[1]);
+		const failures = ev.filter(e => e[0] === 'error' && e[1] === 'connect_failed').length;
+		return attempts.every((a, i) => i === 0 || a === attempts[i - 1] + 1) && failures === attempts.length - 1;
+	})()`)
+	waitJS(t, bob, "bob is resubscribed after the restart", `__events.filter(e => e[0] === 'subscribed').length === 2`)
+
 	closeBob()
 	waitJS(t, alice, "alice sees bob leave", `has(e => e[0] === 'leaving' && e[1] === 'bob') && [...__room.members.keys()].join() === 'alice'`)
 }
