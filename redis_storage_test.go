@@ -71,6 +71,35 @@ func TestRedisStorageIndexFollowsEntries(t *testing.T) {
 	require.Zero(t, version, "an empty channel leaves no key behind, its version included")
 }
 
+// TestRedisStorageKeyLayout checks docs/redis.md's presence keys on a
+// real Redis: a channel's keys are prefix + "presence:{C}:" + conns,
+// users, info, nodes and version (dead holds tombstones only), and a
+// channel that is empty or has a brace is tagged by the hex FNV-64a of
+// its name, then spelled out.
+func TestRedisStorageKeyLayout(t *testing.T) {
+	addr := redistest.Addr(t)
+	noLeaks(t)
+	prefix := redistest.Prefix(t)
+	redistest.CleanupKeys(t, addr, prefix)
+	s := newTestRedisStorage(t, RedisOptions{Addrs: []string{addr}, KeyPrefix: prefix})
+	ctx := testCtx(t)
+	for ch, base := range map[string]string{
+		"presence-room": "presence:{presence-room}:",
+		"presence-a{b}": "presence:{79da79fd47c230ee}:presence-a{b}:",
+		"":              "presence:{cbf29ce484222325}::",
+	} {
+		base = prefix + base
+		require.Equal(t, []string{base + "conns", base + "users", base + "info", base + "nodes", base + "dead", base + "version"},
+			s.keys.channel(ch), "channel %q: the keys in the scripts' order", ch)
+		addConn(t, s, conn(ch, "c1", "u1"))
+		got, err := s.client.Keys(ctx, prefix+"presence:*").Result()
+		require.NoError(t, err)
+		slices.Sort(got)
+		require.Equal(t, []string{base + "conns", base + "info", base + "nodes", base + "users", base + "version"}, got, "channel %q", ch)
+		removeConn(t, s, conn(ch, "c1", "u1"))
+	}
+}
+
 // eventConns returns the Conn of each event that is a leave (left) or a
 // join (!left), failing nothing: a wrong kind just does not match.
 func eventConns(events []PresenceEvent, left bool) []PresenceConn {
