@@ -232,28 +232,16 @@ func decodeEnvelope(channel string, b []byte) (ev wire.Event, except string, err
 		}
 		ev.Version, ev.Count = nums[0], int(nums[1])
 		if flags&flagUsers != 0 {
-			ev.HasMembers = true
-			if err := json.Unmarshal(fields[5], &membersJSON{&ev.Members}); err != nil {
+			// The list is written to clients as it came (wire.Event's
+			// MembersJSON): checked to be a JSON array, not decoded.
+			users := fields[5]
+			if len(users) < 2 || users[0] != '[' || !json.Valid(users) {
 				return ev, "", errEnvelope
 			}
+			ev.HasMembers, ev.MembersJSON = true, users
 		}
 	default:
 		return ev, "", errEnvelope
 	}
 	return ev, except, nil
-}
-
-// membersJSON reads a presence users list into wire.Members.
-type membersJSON struct{ m *[]wire.Member }
-
-func (j *membersJSON) UnmarshalJSON(b []byte) error {
-	var list []PresenceMember
-	if err := json.Unmarshal(b, &list); err != nil {
-		return err
-	}
-	*j.m = make([]wire.Member, len(list))
-	for i, m := range list {
-		(*j.m)[i] = wire.Member{ID: m.UserID, Info: m.Info}
-	}
-	return nil
 }

@@ -269,15 +269,13 @@ func appendPresence(b []byte, ev *wire.Event) []byte {
 		b = append(b, `,"user":`...)
 		b = appendMember(b, *ev.Member)
 	}
-	if ev.HasMembers {
-		b = append(b, `,"users":[`...)
-		for i, m := range ev.Members {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendMember(b, m)
-		}
-		b = append(b, ']')
+	switch {
+	case ev.MembersJSON != nil:
+		b = append(b, `,"users":`...)
+		b = append(b, ev.MembersJSON...)
+	case ev.HasMembers:
+		b = append(b, `,"users":`...)
+		b = appendMembers(b, ev.Members)
 	}
 	b = append(b, `,"count":`...)
 	b = strconv.AppendInt(b, int64(ev.Count), 10)

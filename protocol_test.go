@@ -111,6 +111,13 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		_, _, err := decodeEnvelope("c", []byte(bad))
 		require.Error(t, err, "decodeEnvelope(%q)", bad)
 	}
+	// A presence list is passed on as it came, so one that is not a JSON
+	// array is refused rather than written into clients' frames.
+	for _, users := range []string{`[{"id":"a"}`, `{"id":"a"}`, `[{"id":"a"}]x`, `"x"`, `[`} {
+		ev := wire.Event{Kind: wire.Join, Channel: "presence-r", Member: &wire.Member{ID: "a"}, Count: 1, HasMembers: true, MembersJSON: json.RawMessage(users)}
+		_, _, err := decodeEnvelope(ev.Channel, encodeEnvelope(&ev, ""))
+		require.Error(t, err, "users %s", users)
+	}
 	// A history publication travels behind the position its broker gave it.
 	ev := wire.Event{Kind: wire.Message, Channel: "news", Data: json.RawMessage(`"s"`), History: true, Offset: 1 << 40, Epoch: "e-1"}
 	plain := ev

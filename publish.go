@@ -155,7 +155,10 @@ func encodeEnvelope(ev *wire.Event, except string) []byte {
 		num1, num2 = ev.Version, uint64(ev.Count)
 		if ev.HasMembers {
 			flags |= flagUsers
-			users = appendMembers(nil, ev.Members)
+			users = ev.MembersJSON
+			if users == nil {
+				users = appendMembers(nil, ev.Members)
+			}
 		}
 	}
 	n := 2 + len(except) + len(name) + len(from) + len(info) + len(ev.Epoch) + len(users) + 9*binary.MaxVarintLen64 + len(ev.Data)

@@ -113,6 +113,12 @@ type Event struct {
 	HasMembers bool
 	Count      int
 	Version    uint64
+	// MembersJSON, when set, is the list already written as the native
+	// protocol's users array ([{"id":...,"info":...},...]), and Members
+	// is nil: a Join or Leave that came through the broker carries its
+	// list so, and protocols write it as it came rather than decode and
+	// encode it again on every node. Only Join and Leave have it.
+	MembersJSON json.RawMessage
 
 	// History: a publication's Offset; and on a Subscribed event of a
 	// history channel, the channel's latest position and, when the
