@@ -2,6 +2,7 @@ package ws_test
 
 import (
 	"context"
+	"net/http"
 	"sync"
 	"testing"
 
@@ -81,5 +82,90 @@ func TestJoinAfterFirstSubscriberIsAJoin(t *testing.T) {
 	m = alice.next()
 	require.Equal(t, "join", m["event"], "alice's next frame: got %v, want bob's join", m)
 	require.Equal(t, "bob", m["user"].(map[string]any)["id"])
+	alice.expectQuiet()
+}
+
+// reusingBroker is a MemoryBroker-like broker that reads every delivery
+// into one buffer and overwrites it once the handler returns, as the
+// MessageBroker contract allows ("must not keep payload after it returns
+// unless it copies it"). It also holds back the second publication on
+// the channel hold and delivers it right after the third, out of order.
+type reusingBroker struct {
+	mu       sync.Mutex
+	handlers map[string]func([]byte) // guarded by mu
+	buf      []byte                  // guarded by mu
+	hold     string
+	n        int    // publications on hold; guarded by mu
+	held     []byte // guarded by mu
+}
+
+func (b *reusingBroker) Publish(ctx context.Context, channel string, payload []byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if channel == b.hold {
+		b.n++
+		if b.n == 2 {
+			b.held = append([]byte(nil), payload...)
+			return nil
+		}
+	}
+	b.deliver(channel, payload)
+	if channel == b.hold && b.held != nil {
+		b.deliver(channel, b.held)
+		b.held = nil
+	}
+	return nil
+}
+
+func (b *reusingBroker) deliver(channel string, payload []byte) {
+	if h := b.handlers[channel]; h != nil {
+		b.buf = append(b.buf[:0], payload...)
+		h(b.buf)
+		for i := range b.buf {
+			b.buf[i] = 'X'
+		}
+	}
+}
+
+func (b *reusingBroker) Subscribe(ctx context.Context, channel string, handler func([]byte)) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.handlers[channel] = handler
+	return nil
+}
+
+func (b *reusingBroker) Unsubscribe(ctx context.Context, channel string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.handlers, channel)
+	return nil
+}
+
+func (b *reusingBroker) Close() error { return nil }
+
+// TestPresenceKeepsCopiesOfWhatItHoldsBack: a join that arrives ahead of
+// the one before it waits in the node's presence sequencer until that one
+// comes, after the broker's handler has returned. The broker may reuse the
+// payload meanwhile, so what waits must be a copy: carol's join reaches
+// alice with carol's info and the list of three, not the bytes the broker
+// wrote over it.
+func TestPresenceKeepsCopiesOfWhatItHoldsBack(t *testing.T) {
+	const ch = "presence-order"
+	b := &reusingBroker{handlers: map[string]func([]byte){}, hold: ch}
+	opts := userOptions()
+	opts.GetUserInfo = func(r *http.Request, userID string) any { return map[string]string{"name": "Ms " + userID} }
+	n := newNode(t, b, nil, ws.Config{}, opts)
+	alice := n.dial(t, "alice") // publication 1: alice's join
+	join(alice, ch)
+	require.Equal(t, "members", alice.next()["event"])
+	bob := n.dial(t, "bob") // publication 2, held back (bob's list waits for it)
+	join(bob, ch)
+	carol := n.dial(t, "carol") // publication 3, then 2
+	join(carol, ch)
+	for _, who := range []string{"bob", "carol"} {
+		m := alice.next()
+		require.Equal(t, "join", m["event"], "alice's frame: %v", m)
+		require.Equal(t, map[string]any{"id": who, "info": map[string]any{"name": "Ms " + who}}, m["user"], "alice's frame: %v", m)
+	}
 	alice.expectQuiet()
 }

@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"bytes"
 	"context"
 	"sync"
 	"time"
@@ -129,11 +130,11 @@ func (p *presenceSeq) receive(ev *wire.Event, except string) {
 		// come. (Should the list never come, a storage error say, presence
 		// maintenance finds the node behind and reads it; past
 		// maxWaitingStray announcements the node reads it at once.)
-		p.stray = append(p.stray, se)
+		p.stray = append(p.stray, se.kept())
 	case !p.synced || ev.Epoch != p.epoch:
 		// Until a subscriber's list tells the version, or when the epoch
 		// changed, only a read of the storage can say what is current.
-		p.stray = append(p.stray, se)
+		p.stray = append(p.stray, se.kept())
 		p.startResyncLocked()
 	case ev.Version <= p.seq:
 		// Already in the subscribers' lists.
@@ -141,11 +142,27 @@ func (p *presenceSeq) receive(ev *wire.Event, except string) {
 		p.emitLocked(se)
 		p.drainLocked()
 	default:
-		p.early[ev.Version] = se
+		p.early[ev.Version] = se.kept()
 		if p.gapTimer == nil {
 			p.gapTimer = time.AfterFunc(presenceGapWait, p.gapExpired)
 		}
 	}
+}
+
+// kept returns se with its own copy of the bytes its event shares with
+// the broker's payload (the member's info, the list), for an announcement
+// that waits past the return of the broker's handler: the broker may
+// reuse the payload by then (MessageBroker.Subscribe).
+func (se seqEvent) kept() seqEvent {
+	ev := *se.ev
+	if ev.Member != nil {
+		m := *ev.Member
+		m.Info = bytes.Clone(m.Info)
+		ev.Member = &m
+	}
+	ev.MembersJSON = bytes.Clone(ev.MembersJSON)
+	se.ev = &ev
+	return se
 }
 
 // emitLocked delivers one announcement to the subscribers whose lists are
