@@ -1,6 +1,7 @@
 package ws_test
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"sync"
@@ -85,63 +86,92 @@ func TestJoinAfterFirstSubscriberIsAJoin(t *testing.T) {
 	alice.expectQuiet()
 }
 
-// reusingBroker is a MemoryBroker-like broker that reads every delivery
-// into one buffer and overwrites it once the handler returns, as the
-// MessageBroker contract allows ("must not keep payload after it returns
-// unless it copies it"). It also holds back the second publication on
-// the channel hold and delivers it right after the third, out of order.
-type reusingBroker struct {
-	mu       sync.Mutex
-	handlers map[string]func([]byte) // guarded by mu
-	buf      []byte                  // guarded by mu
-	hold     string
-	n        int    // publications on hold; guarded by mu
-	held     []byte // guarded by mu
+// reusingBus connects the brokers of in-process nodes and reads every
+// delivery into one buffer, which it overwrites once the handler
+// returns, as the MessageBroker contract allows ("must not keep payload
+// after it returns unless it copies it"). It holds back the second
+// publication on the channel hold and delivers it right after the third,
+// out of order; delivered, if set, is called with each publication once
+// every handler has had it.
+type reusingBus struct {
+	mu        sync.Mutex
+	handlers  map[string]map[*reusingBroker]func([]byte) // guarded by mu
+	buf       []byte                                     // guarded by mu
+	hold      string
+	n         int    // publications on hold; guarded by mu
+	held      []byte // guarded by mu
+	delivered func(payload []byte)
 }
 
+func newReusingBus(hold string) *reusingBus {
+	return &reusingBus{handlers: map[string]map[*reusingBroker]func([]byte){}, hold: hold}
+}
+
+func (bus *reusingBus) deliver(channel string, payload []byte) {
+	for _, h := range bus.handlers[channel] {
+		bus.buf = append(bus.buf[:0], payload...)
+		h(bus.buf)
+		for i := range bus.buf {
+			bus.buf[i] = 'X'
+		}
+	}
+	if bus.delivered != nil {
+		bus.delivered(payload)
+	}
+}
+
+// reusingBroker is one node's MessageBroker on a reusingBus.
+type reusingBroker struct{ bus *reusingBus }
+
 func (b *reusingBroker) Publish(ctx context.Context, channel string, payload []byte) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if channel == b.hold {
-		b.n++
-		if b.n == 2 {
-			b.held = append([]byte(nil), payload...)
+	bus := b.bus
+	bus.mu.Lock()
+	defer bus.mu.Unlock()
+	if channel == bus.hold {
+		bus.n++
+		if bus.n == 2 {
+			bus.held = append([]byte(nil), payload...)
 			return nil
 		}
 	}
-	b.deliver(channel, payload)
-	if channel == b.hold && b.held != nil {
-		b.deliver(channel, b.held)
-		b.held = nil
+	bus.deliver(channel, payload)
+	if channel == bus.hold && bus.held != nil {
+		bus.deliver(channel, bus.held)
+		bus.held = nil
 	}
 	return nil
 }
 
-func (b *reusingBroker) deliver(channel string, payload []byte) {
-	if h := b.handlers[channel]; h != nil {
-		b.buf = append(b.buf[:0], payload...)
-		h(b.buf)
-		for i := range b.buf {
-			b.buf[i] = 'X'
-		}
-	}
-}
-
 func (b *reusingBroker) Subscribe(ctx context.Context, channel string, handler func([]byte)) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.handlers[channel] = handler
+	b.bus.mu.Lock()
+	defer b.bus.mu.Unlock()
+	if b.bus.handlers[channel] == nil {
+		b.bus.handlers[channel] = map[*reusingBroker]func([]byte){}
+	}
+	b.bus.handlers[channel][b] = handler
 	return nil
 }
 
 func (b *reusingBroker) Unsubscribe(ctx context.Context, channel string) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.handlers, channel)
+	b.bus.mu.Lock()
+	defer b.bus.mu.Unlock()
+	delete(b.bus.handlers[channel], b)
 	return nil
 }
 
 func (b *reusingBroker) Close() error { return nil }
+
+// infoOptions are userOptions with every member's info {"name":"Ms <id>"}.
+func infoOptions() *ws.Options {
+	opts := userOptions()
+	opts.GetUserInfo = func(r *http.Request, userID string) any { return map[string]string{"name": "Ms " + userID} }
+	return opts
+}
+
+// member is the user of a presence frame with infoOptions.
+func member(id string) map[string]any {
+	return map[string]any{"id": id, "info": map[string]any{"name": "Ms " + id}}
+}
 
 // TestPresenceKeepsCopiesOfWhatItHoldsBack: a join that arrives ahead of
 // the one before it waits in the node's presence sequencer until that one
@@ -151,10 +181,7 @@ func (b *reusingBroker) Close() error { return nil }
 // wrote over it.
 func TestPresenceKeepsCopiesOfWhatItHoldsBack(t *testing.T) {
 	const ch = "presence-order"
-	b := &reusingBroker{handlers: map[string]func([]byte){}, hold: ch}
-	opts := userOptions()
-	opts.GetUserInfo = func(r *http.Request, userID string) any { return map[string]string{"name": "Ms " + userID} }
-	n := newNode(t, b, nil, ws.Config{}, opts)
+	n := newNode(t, &reusingBroker{newReusingBus(ch)}, nil, ws.Config{}, infoOptions())
 	alice := n.dial(t, "alice") // publication 1: alice's join
 	join(alice, ch)
 	require.Equal(t, "members", alice.next()["event"])
@@ -165,7 +192,53 @@ func TestPresenceKeepsCopiesOfWhatItHoldsBack(t *testing.T) {
 	for _, who := range []string{"bob", "carol"} {
 		m := alice.next()
 		require.Equal(t, "join", m["event"], "alice's frame: %v", m)
-		require.Equal(t, map[string]any{"id": who, "info": map[string]any{"name": "Ms " + who}}, m["user"], "alice's frame: %v", m)
+		require.Equal(t, member(who), m["user"], "alice's frame: %v", m)
 	}
+	alice.expectQuiet()
+}
+
+// heldRead is a memory storage whose member-list reads made while the
+// channel has one member are answered, with what they read then, only
+// once release is closed: Redis replies that come late.
+type heldRead struct {
+	*ws.MemoryStorage
+	release chan struct{}
+}
+
+func (s *heldRead) PresenceMembers(ctx context.Context, channel string) ([]ws.PresenceMember, ws.PresenceVersion, error) {
+	members, v, err := s.MemoryStorage.PresenceMembers(ctx, channel)
+	if len(members) == 1 {
+		<-s.release
+	}
+	return members, v, err
+}
+
+// TestPresenceKeepsCopiesOfStrays is TestPresenceKeepsCopiesOfWhatItHoldsBack
+// for the other wait: bob's join reaches the node while alice's list (and
+// her own join) are still on their way, and waits for them; the list
+// turns out to be older, so bob's join is then sent to alice, after the
+// broker has reused its bytes.
+func TestPresenceKeepsCopiesOfStrays(t *testing.T) {
+	const ch = "presence-stray"
+	storage := &heldRead{MemoryStorage: ws.NewMemoryStorage(), release: make(chan struct{})}
+	bus := newReusingBus("")
+	var once sync.Once
+	bus.delivered = func(payload []byte) {
+		if bytes.Contains(payload, []byte("Ms bob")) {
+			once.Do(func() { close(storage.release) })
+		}
+	}
+	a := newNode(t, &reusingBroker{bus}, storage, ws.Config{}, infoOptions())
+	b := newNode(t, &reusingBroker{bus}, storage, ws.Config{}, infoOptions())
+	alice := a.dial(t, "alice") // the reads for her join and her list are held
+	join(alice, ch)
+	bob := b.dial(t, "bob") // on the other node: bob's join reaches a, then the reads are answered
+	join(bob, ch)
+	m := alice.next()
+	require.Equal(t, "members", m["event"], "alice's frame: %v", m)
+	require.Equal(t, []any{member("alice")}, m["users"], "alice's list, as read before bob came: %v", m)
+	m = alice.next()
+	require.Equal(t, "join", m["event"], "alice's frame: %v", m)
+	require.Equal(t, member("bob"), m["user"], "alice's frame: %v", m)
 	alice.expectQuiet()
 }
