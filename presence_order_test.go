@@ -98,13 +98,14 @@ type reusingBus struct {
 	handlers  map[string]map[*reusingBroker]func([]byte) // guarded by mu
 	buf       []byte                                     // guarded by mu
 	hold      string
-	n         int    // publications on hold; guarded by mu
-	held      []byte // guarded by mu
+	holding   chan struct{} // closed when the publication is held back
+	n         int           // publications on hold; guarded by mu
+	held      []byte        // guarded by mu
 	delivered func(payload []byte)
 }
 
 func newReusingBus(hold string) *reusingBus {
-	return &reusingBus{handlers: map[string]map[*reusingBroker]func([]byte){}, hold: hold}
+	return &reusingBus{handlers: map[string]map[*reusingBroker]func([]byte){}, hold: hold, holding: make(chan struct{})}
 }
 
 func (bus *reusingBus) deliver(channel string, payload []byte) {
@@ -131,6 +132,7 @@ func (b *reusingBroker) Publish(ctx context.Context, channel string, payload []b
 		bus.n++
 		if bus.n == 2 {
 			bus.held = append([]byte(nil), payload...)
+			close(bus.holding)
 			return nil
 		}
 	}
@@ -181,12 +183,14 @@ func member(id string) map[string]any {
 // wrote over it.
 func TestPresenceKeepsCopiesOfWhatItHoldsBack(t *testing.T) {
 	const ch = "presence-order"
-	n := newNode(t, &reusingBroker{newReusingBus(ch)}, nil, ws.Config{}, infoOptions())
+	bus := newReusingBus(ch)
+	n := newNode(t, &reusingBroker{bus}, nil, ws.Config{}, infoOptions())
 	alice := n.dial(t, "alice") // publication 1: alice's join
 	join(alice, ch)
 	require.Equal(t, "members", alice.next()["event"])
 	bob := n.dial(t, "bob") // publication 2, held back (bob's list waits for it)
 	join(bob, ch)
+	<-bus.holding               // bob's join is decided (version 2) before carol's
 	carol := n.dial(t, "carol") // publication 3, then 2
 	join(carol, ch)
 	for _, who := range []string{"bob", "carol"} {
@@ -203,11 +207,14 @@ func TestPresenceKeepsCopiesOfWhatItHoldsBack(t *testing.T) {
 type heldRead struct {
 	*ws.MemoryStorage
 	release chan struct{}
+	holding chan struct{} // closed when the first read is held
+	once    sync.Once
 }
 
 func (s *heldRead) PresenceMembers(ctx context.Context, channel string) ([]ws.PresenceMember, ws.PresenceVersion, error) {
 	members, v, err := s.MemoryStorage.PresenceMembers(ctx, channel)
 	if len(members) == 1 {
+		s.once.Do(func() { close(s.holding) })
 		<-s.release
 	}
 	return members, v, err
@@ -220,7 +227,7 @@ func (s *heldRead) PresenceMembers(ctx context.Context, channel string) ([]ws.Pr
 // broker has reused its bytes.
 func TestPresenceKeepsCopiesOfStrays(t *testing.T) {
 	const ch = "presence-stray"
-	storage := &heldRead{MemoryStorage: ws.NewMemoryStorage(), release: make(chan struct{})}
+	storage := &heldRead{MemoryStorage: ws.NewMemoryStorage(), release: make(chan struct{}), holding: make(chan struct{})}
 	bus := newReusingBus("")
 	var once sync.Once
 	bus.delivered = func(payload []byte) {
@@ -232,6 +239,7 @@ func TestPresenceKeepsCopiesOfStrays(t *testing.T) {
 	b := newNode(t, &reusingBroker{bus}, storage, ws.Config{}, infoOptions())
 	alice := a.dial(t, "alice") // the reads for her join and her list are held
 	join(alice, ch)
+	<-storage.holding       // alice's entry is stored (version 1) before bob's
 	bob := b.dial(t, "bob") // on the other node: bob's join reaches a, then the reads are answered
 	join(bob, ch)
 	m := alice.next()
