@@ -209,10 +209,13 @@ export async function eventually(check, { timeout = 10_000, interval = 20, descr
  * runAll() ticks to the latest timer pending when it is called. A timer
  * set before the fake clock is real: clearTimeout still clears it.
  *
+ * A fake timer has the methods of node's (ref, unref, hasRef, refresh),
+ * for libraries that call them.
+ *
  * This is not node's MockTimers: on Node 18 its clearTimeout removes the
  * timer at the queue position equal to the handle's id, often another
- * one or none (nodejs/node#50365, fixed from Node 20, not in 18), and a
- * reconnect the client had cancelled then ran anyway.
+ * one or none (nodejs/node#50365; Node 20.20, 22 and 24 do not have it),
+ * and a reconnect the client had cancelled then ran anyway.
  */
 export function mockTimeouts(t) {
   const real = { setTimeout: globalThis.setTimeout, clearTimeout: globalThis.clearTimeout };
@@ -285,8 +288,8 @@ export function mockTimeouts(t) {
 }
 
 /**
- * mockTimeouts with Date.now() following the fake clock: it starts at 0
- * and tick(ms) moves it ms ahead before running the timers due by then.
+ * mockTimeouts with Date.now() reading the fake clock: 0 at first, a
+ * timer's due time while its callback runs, and ms later after tick(ms).
  */
 export function mockClock(t) {
   const clock = mockTimeouts(t);
