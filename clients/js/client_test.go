@@ -20,7 +20,8 @@ import (
 
 // TestJavaScriptClient installs the client's dev dependencies (npm ci),
 // type-checks index.d.ts against test/types.ts (tsc --noEmit) and runs
-// every test/*.test.js with node --test against the test server.
+// every test/*.test.js with node --test against the test server: on the
+// machine's node, then on each node binary listed in WS_NODES.
 func TestJavaScriptClient(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short mode: builds the test server and runs Node")
