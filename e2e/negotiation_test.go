@@ -120,7 +120,9 @@ func TestNegotiationInChromium(t *testing.T) {
 }
 
 // TestNegotiationInNode does the same with the npm ws package and Node's
-// own WebSocket.
+// own WebSocket: the machine's node (Node 20 has it behind
+// --experimental-websocket), and the Node 22+ releases named in WS_NODES
+// (scripts/node-matrix.sh; make test), where it is a global.
 func TestNegotiationInNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short mode: runs Node")
@@ -141,58 +143,73 @@ func TestNegotiationInNode(t *testing.T) {
 			} else if out, _ := exec.Command(node, "-e", "process.stdout.write(typeof WebSocket)").Output(); string(out) != "function" {
 				args = append(args, "--experimental-websocket") // Node 20 and 21
 			}
-			s := startNegotiationServer(t)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, node, append(args, filepath.Join("testdata", "negotiate.js"), impl, s.wsURL)...)
-			cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			stdout, err := cmd.StdoutPipe()
-			require.NoError(t, err)
-			require.NoError(t, cmd.Start())
-			t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-			events := make(chan []any, 16)
-			go func() {
-				defer close(events)
-				sc := bufio.NewScanner(stdout)
-				for sc.Scan() {
-					var e []any
-					if json.Unmarshal(sc.Bytes(), &e) == nil {
-						events <- e
-					}
-				}
-			}()
-			next := func(name string) []any {
-				t.Helper()
-				for {
-					select {
-					case e, ok := <-events:
-						require.True(t, ok, "node exited before %q; stderr:\n%s", name, stderr.String())
-						require.NotEqual(t, "failed", e[0], "node: %v; stderr:\n%s", e, stderr.String())
-						if e[0] == name {
-							return e
-						}
-					case <-ctx.Done():
-						t.Fatalf("no %q from node within a minute; stderr:\n%s", name, stderr.String())
-					}
-				}
-			}
-			s.checkNegotiated(t, next("open"))
-			next("ready")
-			in := s.in.Load()
-			if impl == "ws" {
-				require.Less(t, in, int64(4000), "the server read %d bytes in all: npm ws compresses the 8 KB frame", in)
-			} else {
-				t.Logf("the server read %d bytes in all (an 8 KB frame among them)", in)
-			}
-			out := s.out.Load()
-			size := s.publishBig(t)
-			require.Equal(t, float64(size), next("message")[1], "the publication arrives whole")
-			require.Less(t, s.out.Load()-out, size/10, "the %d-byte publication crossed the socket compressed", size)
-			require.Equal(t, float64(1000), next("close")[1])
+			negotiateInNode(t, node, args, modules, impl)
 		})
 	}
+	for _, n := range filepath.SplitList(os.Getenv("WS_NODES")) {
+		major, version, err := testenv.NodeVersion(n)
+		require.NoError(t, err)
+		if major >= 22 {
+			t.Run("builtin/"+version, func(t *testing.T) { negotiateInNode(t, n, nil, modules, "builtin") })
+		}
+	}
+}
+
+// negotiateInNode runs testdata/negotiate.js in node (with args before
+// the script) on WebSocket implementation impl against a negotiation
+// server: the subprotocol and permessage-deflate are negotiated, and a
+// large publication crosses compressed and arrives whole.
+func negotiateInNode(t *testing.T, node string, args []string, modules, impl string) {
+	s := startNegotiationServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, append(args, filepath.Join("testdata", "negotiate.js"), impl, s.wsURL)...)
+	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	events := make(chan []any, 16)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var e []any
+			if json.Unmarshal(sc.Bytes(), &e) == nil {
+				events <- e
+			}
+		}
+	}()
+	next := func(name string) []any {
+		t.Helper()
+		for {
+			select {
+			case e, ok := <-events:
+				require.True(t, ok, "node exited before %q; stderr:\n%s", name, stderr.String())
+				require.NotEqual(t, "failed", e[0], "node: %v; stderr:\n%s", e, stderr.String())
+				if e[0] == name {
+					return e
+				}
+			case <-ctx.Done():
+				t.Fatalf("no %q from node within a minute; stderr:\n%s", name, stderr.String())
+			}
+		}
+	}
+	s.checkNegotiated(t, next("open"))
+	next("ready")
+	in := s.in.Load()
+	if impl == "ws" {
+		require.Less(t, in, int64(4000), "the server read %d bytes in all: npm ws compresses the 8 KB frame", in)
+	} else {
+		t.Logf("the server read %d bytes in all (an 8 KB frame among them)", in)
+	}
+	out := s.out.Load()
+	size := s.publishBig(t)
+	require.Equal(t, float64(size), next("message")[1], "the publication arrives whole")
+	require.Less(t, s.out.Load()-out, size/10, "the %d-byte publication crossed the socket compressed", size)
+	require.Equal(t, float64(1000), next("close")[1])
 }
 
 func jsonNumber(n int64) string {
