@@ -212,8 +212,7 @@ export class Client extends Emitter {
     socket.onerror = (ev) => socket === this.#socket && this.#errored(ev);
     this.#connectTimer = setTimeout(() => {
       if (socket !== this.#socket) return;
-      this.#abandon();
-      this.#closed(1006, 'connect timeout');
+      this.#abandon('connect timeout');
     }, this._options.connectTimeout);
   }
 
@@ -283,8 +282,7 @@ export class Client extends Emitter {
     const socket = this.#socket;
     queueMicrotask(() => {
       if (socket !== this.#socket || this.#state === 'connected') return;
-      this.#abandon();
-      this.#closed(1006, '');
+      this.#abandon('');
     });
   }
 
@@ -354,8 +352,12 @@ export class Client extends Emitter {
     }
   }
 
-  /** Drops the current socket without a close handshake (dead or stuck). */
-  #abandon() {
+  /**
+   * Drops the current socket without a close handshake (dead, stuck, or
+   * failed with no close event to come) and goes on as after a close
+   * with 1006 and reason.
+   */
+  #abandon(reason) {
     const socket = this.#socket;
     if (!socket) return;
     this.#teardown();
@@ -365,7 +367,7 @@ export class Client extends Emitter {
     } catch {
       // already closed
     }
-    this.#socket = null;
+    this.#closed(1006, reason);
   }
 
   #clearReconnect() {
@@ -400,8 +402,7 @@ export class Client extends Emitter {
     if (this.#pingSentAt !== 0) {
       // Nothing has arrived since the ping.
       if (now - this.#pingSentAt >= pongTimeout) {
-        this.#abandon();
-        this.#closed(1006, 'keepalive timeout');
+        this.#abandon('keepalive timeout');
         return;
       }
       this.#scheduleKeepalive(this.#pingSentAt + pongTimeout - now);

@@ -209,8 +209,9 @@ export async function eventually(check, { timeout = 10_000, interval = 20, descr
  * runAll() ticks to the latest timer pending when it is called. A timer
  * set before the fake clock is real: clearTimeout still clears it.
  *
- * A fake timer has the methods of node's (ref, unref, hasRef, refresh),
- * for libraries that call them.
+ * A fake timer has the methods of node's (ref, unref, hasRef, refresh):
+ * node's own fetch (undici), which the tests' control calls use, calls
+ * unref on the timers it sets while the clock is fake.
  *
  * This is not node's MockTimers: on Node 18 its clearTimeout removes the
  * timer at the queue position equal to the handle's id, often another
