@@ -28,6 +28,29 @@ import (
 type bus struct {
 	mu       sync.RWMutex
 	handlers map[string]map[*busBroker]func([]byte) // guarded by mu
+
+	// reuse makes the bus hand every handler the payload in one buffer,
+	// overwritten once the handler returns, as a broker that reads into
+	// one buffer may (MessageBroker.Subscribe: a handler "must not keep
+	// payload after it returns unless it copies it").
+	reuse bool
+	bufMu sync.Mutex
+	buf   []byte // guarded by bufMu
+}
+
+// call hands payload to handler h, in the reused buffer with reuse.
+func (b *bus) call(h func([]byte), payload []byte) {
+	if !b.reuse {
+		h(payload)
+		return
+	}
+	b.bufMu.Lock()
+	defer b.bufMu.Unlock()
+	b.buf = append(b.buf[:0], payload...)
+	h(b.buf)
+	for i := range b.buf {
+		b.buf[i] = 'X'
+	}
 }
 
 func newBus() *bus { return &bus{handlers: make(map[string]map[*busBroker]func([]byte))} }
@@ -64,7 +87,7 @@ func (b *busBroker) PublishCounted(ctx context.Context, channel string, payload 
 	b.bus.mu.RLock()
 	defer b.bus.mu.RUnlock()
 	for _, h := range b.bus.handlers[channel] {
-		h(payload)
+		b.bus.call(h, payload)
 	}
 	return len(b.bus.handlers[channel]), nil
 }

@@ -86,82 +86,66 @@ func TestJoinAfterFirstSubscriberIsAJoin(t *testing.T) {
 	alice.expectQuiet()
 }
 
-// reusingBus connects the brokers of in-process nodes and reads every
-// delivery into one buffer, which it overwrites once the handler
-// returns, as the MessageBroker contract allows ("must not keep payload
-// after it returns unless it copies it"). It holds back the second
-// publication on the channel hold and delivers it right after the third,
-// out of order; delivered, if set, is called with each publication once
-// every handler has had it.
-type reusingBus struct {
-	mu        sync.Mutex
-	handlers  map[string]map[*reusingBroker]func([]byte) // guarded by mu
-	buf       []byte                                     // guarded by mu
+// holdingBroker is a node's broker on a bus. It holds back the second
+// publication on the channel hold, closing holding, and publishes it
+// right after the third, out of order; delivered, if set, is called with
+// each publication once every node's handler has had it. It has no
+// PublishCounted, so the hub publishes through it.
+type holdingBroker struct {
+	b         *busBroker
 	hold      string
-	holding   chan struct{} // closed when the publication is held back
-	n         int           // publications on hold; guarded by mu
-	held      []byte        // guarded by mu
+	holding   chan struct{}
 	delivered func(payload []byte)
+
+	mu   sync.Mutex
+	n    int    // publications on hold; guarded by mu
+	held []byte // guarded by mu
 }
 
-func newReusingBus(hold string) *reusingBus {
-	return &reusingBus{handlers: map[string]map[*reusingBroker]func([]byte){}, hold: hold, holding: make(chan struct{})}
+func (b *bus) holdingBroker(hold string) *holdingBroker {
+	return &holdingBroker{b: b.broker(), hold: hold, holding: make(chan struct{})}
 }
 
-func (bus *reusingBus) deliver(channel string, payload []byte) {
-	for _, h := range bus.handlers[channel] {
-		bus.buf = append(bus.buf[:0], payload...)
-		h(bus.buf)
-		for i := range bus.buf {
-			bus.buf[i] = 'X'
-		}
-	}
-	if bus.delivered != nil {
-		bus.delivered(payload)
-	}
-}
-
-// reusingBroker is one node's MessageBroker on a reusingBus.
-type reusingBroker struct{ bus *reusingBus }
-
-func (b *reusingBroker) Publish(ctx context.Context, channel string, payload []byte) error {
-	bus := b.bus
-	bus.mu.Lock()
-	defer bus.mu.Unlock()
-	if channel == bus.hold {
-		bus.n++
-		if bus.n == 2 {
-			bus.held = append([]byte(nil), payload...)
-			close(bus.holding)
+func (h *holdingBroker) Publish(ctx context.Context, channel string, payload []byte) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if channel == h.hold {
+		h.n++
+		if h.n == 2 {
+			h.held = append([]byte(nil), payload...)
+			close(h.holding)
 			return nil
 		}
 	}
-	bus.deliver(channel, payload)
-	if channel == bus.hold && bus.held != nil {
-		bus.deliver(channel, bus.held)
-		bus.held = nil
+	if err := h.publish(ctx, channel, payload); err != nil {
+		return err
+	}
+	if held := h.held; channel == h.hold && held != nil {
+		h.held = nil
+		return h.publish(ctx, channel, held)
 	}
 	return nil
 }
 
-func (b *reusingBroker) Subscribe(ctx context.Context, channel string, handler func([]byte)) error {
-	b.bus.mu.Lock()
-	defer b.bus.mu.Unlock()
-	if b.bus.handlers[channel] == nil {
-		b.bus.handlers[channel] = map[*reusingBroker]func([]byte){}
+func (h *holdingBroker) publish(ctx context.Context, channel string, payload []byte) error {
+	if err := h.b.Publish(ctx, channel, payload); err != nil {
+		return err
 	}
-	b.bus.handlers[channel][b] = handler
+	if h.delivered != nil {
+		h.delivered(payload)
+	}
 	return nil
 }
 
-func (b *reusingBroker) Unsubscribe(ctx context.Context, channel string) error {
-	b.bus.mu.Lock()
-	defer b.bus.mu.Unlock()
-	delete(b.bus.handlers[channel], b)
-	return nil
+func (h *holdingBroker) Subscribe(ctx context.Context, channel string, handler func([]byte)) error {
+	return h.b.Subscribe(ctx, channel, handler)
 }
 
-func (b *reusingBroker) Close() error { return nil }
+func (h *holdingBroker) Unsubscribe(ctx context.Context, channel string) error {
+	return h.b.Unsubscribe(ctx, channel)
+}
+
+func (h *holdingBroker) Close() error { return h.b.Close() }
 
 // infoOptions are userOptions with every member's info {"name":"Ms <id>"}.
 func infoOptions() *ws.Options {
@@ -183,14 +167,16 @@ func member(id string) map[string]any {
 // wrote over it.
 func TestPresenceKeepsCopiesOfWhatItHoldsBack(t *testing.T) {
 	const ch = "presence-order"
-	bus := newReusingBus(ch)
-	n := newNode(t, &reusingBroker{bus}, nil, ws.Config{}, infoOptions())
+	bus := newBus()
+	bus.reuse = true
+	b := bus.holdingBroker(ch)
+	n := newNode(t, b, nil, ws.Config{}, infoOptions())
 	alice := n.dial(t, "alice") // publication 1: alice's join
 	join(alice, ch)
 	require.Equal(t, "members", alice.next()["event"])
 	bob := n.dial(t, "bob") // publication 2, held back (bob's list waits for it)
 	join(bob, ch)
-	<-bus.holding               // bob's join is decided (version 2) before carol's
+	<-b.holding                 // bob's join is decided (version 2) before carol's
 	carol := n.dial(t, "carol") // publication 3, then 2
 	join(carol, ch)
 	for _, who := range []string{"bob", "carol"} {
@@ -228,15 +214,21 @@ func (s *heldRead) PresenceMembers(ctx context.Context, channel string) ([]ws.Pr
 func TestPresenceKeepsCopiesOfStrays(t *testing.T) {
 	const ch = "presence-stray"
 	storage := &heldRead{MemoryStorage: ws.NewMemoryStorage(), release: make(chan struct{}), holding: make(chan struct{})}
-	bus := newReusingBus("")
+	bus := newBus()
+	bus.reuse = true
 	var once sync.Once
-	bus.delivered = func(payload []byte) {
+	released := func(payload []byte) {
 		if bytes.Contains(payload, []byte("Ms bob")) {
 			once.Do(func() { close(storage.release) })
 		}
 	}
-	a := newNode(t, &reusingBroker{bus}, storage, ws.Config{}, infoOptions())
-	b := newNode(t, &reusingBroker{bus}, storage, ws.Config{}, infoOptions())
+	nodes := make([]*testNode, 2)
+	for i := range nodes {
+		hb := bus.holdingBroker("")
+		hb.delivered = released
+		nodes[i] = newNode(t, hb, storage, ws.Config{}, infoOptions())
+	}
+	a, b := nodes[0], nodes[1]
 	alice := a.dial(t, "alice") // the reads for her join and her list are held
 	join(alice, ch)
 	<-storage.holding       // alice's entry is stored (version 1) before bob's

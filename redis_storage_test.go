@@ -28,6 +28,18 @@ func newTestRedisStorage(t *testing.T, opts RedisOptions) *RedisStorage {
 	return s
 }
 
+// ownRedisStorage returns a storage on the test Redis under a key prefix
+// of t's own, emptied first, and that prefix; t checks for leaked
+// goroutines once the storage is closed.
+func ownRedisStorage(t *testing.T) (*RedisStorage, string) {
+	t.Helper()
+	addr := redistest.Addr(t)
+	noLeaks(t)
+	prefix := redistest.Prefix(t)
+	redistest.CleanupKeys(t, addr, prefix)
+	return newTestRedisStorage(t, RedisOptions{Addrs: []string{addr}, KeyPrefix: prefix}), prefix
+}
+
 func TestRedisStorageContract(t *testing.T) {
 	addr := redistest.Addr(t)
 	noLeaks(t)
@@ -43,11 +55,7 @@ func TestRedisStorageContract(t *testing.T) {
 // the reaper relies on: a channel is in it exactly while the node has
 // entries there.
 func TestRedisStorageIndexFollowsEntries(t *testing.T) {
-	addr := redistest.Addr(t)
-	noLeaks(t)
-	prefix := redistest.Prefix(t)
-	redistest.CleanupKeys(t, addr, prefix)
-	s := newTestRedisStorage(t, RedisOptions{Addrs: []string{addr}, KeyPrefix: prefix})
+	s, _ := ownRedisStorage(t)
 	ctx := testCtx(t)
 	index := func() []string {
 		ids, err := s.client.SMembers(ctx, s.keys.nodeChannels(s.NodeID())).Result()
@@ -77,11 +85,7 @@ func TestRedisStorageIndexFollowsEntries(t *testing.T) {
 // channel that is empty or has a brace is tagged by the hex FNV-64a of
 // its name, then spelled out.
 func TestRedisStorageKeyLayout(t *testing.T) {
-	addr := redistest.Addr(t)
-	noLeaks(t)
-	prefix := redistest.Prefix(t)
-	redistest.CleanupKeys(t, addr, prefix)
-	s := newTestRedisStorage(t, RedisOptions{Addrs: []string{addr}, KeyPrefix: prefix})
+	s, prefix := ownRedisStorage(t)
 	ctx := testCtx(t)
 	for ch, base := range map[string]string{
 		"presence-room": "presence:{presence-room}:",
@@ -227,11 +231,7 @@ func TestRedisStorageStalledNodeRestoresItsPresence(t *testing.T) {
 // connection in Redis; the next maintenance removes it and returns the
 // leave.
 func TestRedisStorageRetriesFailedRemoval(t *testing.T) {
-	addr := redistest.Addr(t)
-	noLeaks(t)
-	prefix := redistest.Prefix(t)
-	redistest.CleanupKeys(t, addr, prefix)
-	s := newTestRedisStorage(t, RedisOptions{Addrs: []string{addr}, KeyPrefix: prefix})
+	s, _ := ownRedisStorage(t)
 	join, _ := addConn(t, s, conn("presence-r", "c1", "alice"))
 	done, cancel := context.WithCancel(context.Background())
 	cancel()
