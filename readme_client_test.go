@@ -43,13 +43,11 @@ func TestReadmeClientInNode(t *testing.T) {
 	t.Run("node", func(t *testing.T) { readmeClientSession(t, node, dir, script, addr, "package") })
 	// The README says Node 22+ runs it on its own WebSocket: so it does on
 	// the Node releases of WS_NODES (scripts/node-matrix.sh; make test).
-	for _, n := range filepath.SplitList(os.Getenv("WS_NODES")) {
-		major, version, err := testenv.NodeVersion(n)
-		require.NoError(t, err)
-		if major >= 22 {
-			t.Run(version+"/global", func(t *testing.T) { readmeClientSession(t, n, dir, script, addr, "global") })
+	t.Run("global", func(t *testing.T) {
+		for _, n := range testenv.NodeReleases(t, 22) {
+			t.Run(n.Version, func(t *testing.T) { readmeClientSession(t, n.Path, dir, script, addr, "global") })
 		}
-	}
+	})
 }
 
 // readmeClientSession is alice and bob running the README's client in

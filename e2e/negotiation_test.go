@@ -146,13 +146,11 @@ func TestNegotiationInNode(t *testing.T) {
 			negotiateInNode(t, node, args, modules, impl)
 		})
 	}
-	for _, n := range filepath.SplitList(os.Getenv("WS_NODES")) {
-		major, version, err := testenv.NodeVersion(n)
-		require.NoError(t, err)
-		if major >= 22 {
-			t.Run("builtin/"+version, func(t *testing.T) { negotiateInNode(t, n, nil, modules, "builtin") })
+	t.Run("global", func(t *testing.T) {
+		for _, n := range testenv.NodeReleases(t, 22) {
+			t.Run(n.Version, func(t *testing.T) { negotiateInNode(t, n.Path, nil, modules, "builtin") })
 		}
-	}
+	})
 }
 
 // negotiateInNode runs testdata/negotiate.js in node (with args before

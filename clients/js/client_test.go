@@ -45,20 +45,12 @@ func TestJavaScriptClient(t *testing.T) {
 	// WS_NODES). From Node 22 on it runs on Node's own WebSocket, as a
 	// Node application without the "ws" package would.
 	t.Run("matrix", func(t *testing.T) {
-		nodes := filepath.SplitList(os.Getenv("WS_NODES"))
-		if len(nodes) == 0 {
-			testenv.Missing(t, testenv.RequireTools, "WS_NODES names no other Node release; `make test` fetches them with scripts/node-matrix.sh")
-		}
-		for _, n := range nodes {
-			major, version, err := testenv.NodeVersion(n)
-			if err != nil {
-				t.Fatal(err)
-			}
+		for _, n := range testenv.NodeReleases(t, 18) {
 			ws := "package"
-			if major >= 22 {
+			if n.Major >= 22 {
 				ws = "global"
 			}
-			t.Run(version+"/"+ws, func(t *testing.T) { runSuite(t, ctx, n, bin, ws) })
+			t.Run(n.Version+"/"+ws, func(t *testing.T) { runSuite(t, ctx, n.Path, bin, ws) })
 		}
 	})
 }
