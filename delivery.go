@@ -88,12 +88,22 @@ func (h *Hub) postAll(p post) {
 		}
 		if !encoded {
 			encoded = true
+			late := false
 			for pi, proto := range h.protocols[:h.nprotocols.Load()] {
-				if p.ch.speakers[pi].Load() > 0 {
-					if p.frames[pi] = encodeFrame(proto, p.ev); p.frames[pi] == nil {
-						p.frames[pi] = noFrame
-					}
+				if p.ch.speakers[pi].Load() == 0 {
+					late = true
+					continue
 				}
+				if p.frames[pi] = encodeFrame(proto, p.ev); p.frames[pi] == nil {
+					p.frames[pi] = noFrame
+				}
+			}
+			if late {
+				// A subscriber of a protocol not encoded here may join
+				// before a shard fans p out, and the shard then encodes
+				// ev for it (post.frame), after the broker's handler has
+				// returned: ev must not share the broker's payload.
+				p.ev = p.ev.Clone()
 			}
 		}
 		s.post(p)

@@ -1,7 +1,6 @@
 package ws
 
 import (
-	"bytes"
 	"context"
 	"sync"
 	"time"
@@ -150,18 +149,11 @@ func (p *presenceSeq) receive(ev *wire.Event, except string) {
 }
 
 // kept returns se with its own copy of the bytes its event shares with
-// the broker's payload (the member's info, the list), for an announcement
-// that waits past the return of the broker's handler: the broker may
-// reuse the payload by then (MessageBroker.Subscribe).
+// the broker's payload, for an announcement that waits past the return
+// of the broker's handler: the broker may reuse the payload by then
+// (MessageBroker.Subscribe).
 func (se seqEvent) kept() seqEvent {
-	ev := *se.ev
-	if ev.Member != nil {
-		m := *ev.Member
-		m.Info = bytes.Clone(m.Info)
-		ev.Member = &m
-	}
-	ev.MembersJSON = bytes.Clone(ev.MembersJSON)
-	se.ev = &ev
+	se.ev = se.ev.Clone()
 	return se
 }
 

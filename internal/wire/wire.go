@@ -11,7 +11,10 @@
 // connection that will receive them.
 package wire
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+)
 
 // ActionKind names what a client frame asks for.
 type ActionKind uint8
@@ -132,6 +135,28 @@ type Event struct {
 	// Error: Code (one of ws's error codes), Text for people, and the
 	// Action and Channel it answers.
 	Code, Text, Action string
+}
+
+// Clone returns a copy of ev with bytes of its own: an Event decoded
+// from a broker's payload shares its bytes (Data, the member's info, the
+// list) with that payload, which the broker may reuse once its handler
+// returns, so what outlives the handler is a clone.
+func (ev *Event) Clone() *Event {
+	c := *ev
+	c.Data = bytes.Clone(ev.Data)
+	if ev.Member != nil {
+		m := *ev.Member
+		m.Info = bytes.Clone(m.Info)
+		c.Member = &m
+	}
+	if ev.Members != nil {
+		c.Members = make([]Member, len(ev.Members))
+		for i, m := range ev.Members {
+			c.Members[i] = Member{ID: m.ID, Info: bytes.Clone(m.Info)}
+		}
+	}
+	c.MembersJSON = bytes.Clone(ev.MembersJSON)
+	return &c
 }
 
 // Protocol is one wire protocol.
