@@ -37,6 +37,22 @@ type chanPhase struct {
 	Publications int64
 	PubFailed    int64
 	PubElapsed   time.Duration // until node 3 had handed every publication to Publish
+	// CPU is the CPU time, in seconds, each part of the session used
+	// during the phase: nodes 1 and 2 together (the subscribers'), node 3
+	// (the publisher), the load generator's workers and Redis.
+	CPU struct{ Subscribers, Publisher, Load, Redis float64 }
+}
+
+// chanProcs are the processes of a session, by part, for the CPU meters.
+type chanProcs struct {
+	subscribers []int // nodes 1 and 2
+	publisher   int   // node 3
+	load        []int // the load generator's workers
+	redis       int
+}
+
+func (ps chanProcs) all() []int {
+	return append(append([]int{ps.publisher, ps.redis}, ps.subscribers...), ps.load...)
 }
 
 // pubRate is publications delivered per second, end to end: every
@@ -110,10 +126,8 @@ func chanSession(name string, cfg chanConfig, rs *redisProc, run int, prof profi
 	s.Conns = f.conns
 	time.Sleep(time.Second)
 	// Every process of the session is ours for the CPU meter.
-	pids := append(f.pids(), rs.cmd.Process.Pid)
-	for _, n := range nodes {
-		pids = append(pids, n.cmd.Process.Pid)
-	}
+	pids := chanProcs{subscribers: []int{nodes[0].cmd.Process.Pid, nodes[1].cmd.Process.Pid},
+		publisher: nodes[2].cmd.Process.Pid, load: f.pids(), redis: rs.cmd.Process.Pid}
 	if s.Steady, err = chanPhaseRun(f, nodes[2], pids, cfg, cfg.steadyPer, cfg.steadyRate); err != nil {
 		return s, fmt.Errorf("steady: %w", err)
 	}
@@ -123,13 +137,15 @@ func chanSession(name string, cfg chanConfig, rs *redisProc, run int, prof profi
 		return s, fmt.Errorf("max rate: %w", err)
 	}
 	logf("  %s: max rate %.0f pub/s delivered (publisher %.0f/s), %s", name, s.Max.pubRate(), s.Max.publisherRate(), s.Max.Round)
+	c := s.Max.CPU
+	logf("  %s: CPU during the max-rate phase: nodes 1+2 %.2fs, node 3 %.2fs, load generator %.2fs, Redis %.2fs", name, c.Subscribers, c.Publisher, c.Load, c.Redis)
 	return s, nil
 }
 
 // chanPhaseRun arms per publications on every connection and has pub
 // publish per to every channel at rate (0: as fast as possible); pids are
-// the session's processes, for the CPU meter.
-func chanPhaseRun(f *fleet, pub *serverProc, pids []int, cfg chanConfig, per int, rate float64) (*chanPhase, error) {
+// the session's processes, for the CPU meters.
+func chanPhaseRun(f *fleet, pub *serverProc, pids chanProcs, cfg chanConfig, per int, rate float64) (*chanPhase, error) {
 	start, err := armRound(f, int64(per))
 	if err != nil {
 		return nil, err
@@ -137,7 +153,11 @@ func chanPhaseRun(f *fleet, pub *serverProc, pids []int, cfg chanConfig, per int
 	q := url.Values{"prefix": {"room-"}, "channels": {strconv.Itoa(cfg.channels)}, "per": {strconv.Itoa(per)},
 		"goroutines": {strconv.Itoa(cfg.goroutines)}, "rate": {strconv.FormatFloat(rate, 'f', -1, 64)},
 		"size": {strconv.Itoa(cfg.size)}, "start": {strconv.FormatInt(start, 10)}}
-	meter := startCPUMeter(pids...)
+	meter := startCPUMeter(pids.all()...)
+	cpu := func() [4]float64 {
+		return [4]float64{cpuSeconds(pids.subscribers...), cpuSeconds(pids.publisher), cpuSeconds(pids.load...), cpuSeconds(pids.redis)}
+	}
+	cpu0 := cpu()
 	t0 := time.Now().UnixNano()
 	type answer struct {
 		a   *publishAnswer
@@ -158,8 +178,11 @@ func chanPhaseRun(f *fleet, pub *serverProc, pids []int, cfg chanConfig, per int
 	}
 	r := summarise(res, t0)
 	r.Foreign = meter.foreign()
-	return &chanPhase{Round: r, Publications: int64(per) * int64(cfg.channels), PubFailed: an.a.Failed,
-		PubElapsed: time.Duration(an.a.ElapsedNs)}, nil
+	cpu1 := cpu()
+	p := &chanPhase{Round: r, Publications: int64(per) * int64(cfg.channels), PubFailed: an.a.Failed,
+		PubElapsed: time.Duration(an.a.ElapsedNs)}
+	p.CPU.Subscribers, p.CPU.Publisher, p.CPU.Load, p.CPU.Redis = cpu1[0]-cpu0[0], cpu1[1]-cpu0[1], cpu1[2]-cpu0[2], cpu1[3]-cpu0[3]
+	return p, nil
 }
 
 // redisCeiling measures Redis alone in the same shape: two subscriber
@@ -363,6 +386,27 @@ func channelsMarkdown(b *strings.Builder, samples []*chanSample, runs int, cfg c
 	if w, h := chanMed(samples, "ws", maxRate), chanMed(samples, "ws"+historySuffix, maxRate); !math.IsNaN(w) && !math.IsNaN(h) {
 		fmt.Fprintf(b, "\nws-history against ws, max-rate publications/s: %s; steady p99: %s against %s ms.\n", ratio(h, w),
 			ms(chanMed(samples, "ws"+historySuffix, steadyP99)), ms(chanMed(samples, "ws", steadyP99)))
+	}
+	b.WriteString("\nCPU time during the max-rate phase, medians in seconds, and in brackets per 1,000 publications delivered: " +
+		"the subscribers' nodes 1 and 2 together, the publisher's node 3, the load generator's workers and Redis.\n\n" +
+		"| server | nodes 1+2 CPU s | node 3 CPU s | load generator CPU s | Redis CPU s | total CPU s |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, name := range chanRows {
+		if name == "redis" || math.IsNaN(chanMed(samples, name, maxRate)) {
+			continue
+		}
+		cell := func(f func(p *chanPhase) float64) string {
+			v := chanMed(samples, name, func(s *chanSample) float64 { return phaseField(s.Max, f) })
+			per := chanMed(samples, name, func(s *chanSample) float64 {
+				return phaseField(s.Max, func(p *chanPhase) float64 { return f(p) / float64(p.Publications-p.PubFailed) * 1000 })
+			})
+			return fmt.Sprintf("%.2f (%.3f)", v, per)
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", name,
+			cell(func(p *chanPhase) float64 { return p.CPU.Subscribers }),
+			cell(func(p *chanPhase) float64 { return p.CPU.Publisher }),
+			cell(func(p *chanPhase) float64 { return p.CPU.Load }),
+			cell(func(p *chanPhase) float64 { return p.CPU.Redis }),
+			cell(func(p *chanPhase) float64 { return p.CPU.Subscribers + p.CPU.Publisher + p.CPU.Load + p.CPU.Redis }))
 	}
 	b.WriteString("\nPer run (max-rate publications/s [CPU share other processes took meanwhile]; steady p99 ms):\n\n")
 	for _, name := range chanRows {

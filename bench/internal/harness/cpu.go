@@ -57,24 +57,41 @@ func (m *cpuMeter) sample() (busy, own int64) {
 		}
 	}
 	for _, pid := range m.pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		if i := strings.LastIndexByte(s, ')'); i >= 0 {
-			f := strings.Fields(s[i+1:])
-			if len(f) > 12 {
-				u, _ := strconv.ParseInt(f[11], 10, 64) // utime (field 14)
-				st, _ := strconv.ParseInt(f[12], 10, 64)
-				own += u + st
-				if m.children && pid == os.Getpid() && len(f) > 14 {
-					cu, _ := strconv.ParseInt(f[13], 10, 64) // cutime (field 16)
-					cs, _ := strconv.ParseInt(f[14], 10, 64)
-					own += cu + cs
-				}
-			}
-		}
+		own += procJiffies(pid, m.children && pid == os.Getpid())
 	}
 	return busy, own
+}
+
+// procJiffies is the CPU time (user and system) pid has used, in jiffies;
+// with children, also that of the children it has reaped.
+func procJiffies(pid int, children bool) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) <= 14 {
+		return 0
+	}
+	field := func(k int) int64 { n, _ := strconv.ParseInt(f[k], 10, 64); return n }
+	j := field(11) + field(12) // utime, stime (fields 14 and 15)
+	if children {
+		j += field(13) + field(14) // cutime, cstime
+	}
+	return j
+}
+
+// cpuSeconds is the CPU time pids have used so far, in seconds (the
+// kernel counts 100 jiffies a second, as the meter above assumes).
+func cpuSeconds(pids ...int) float64 {
+	var j int64
+	for _, pid := range pids {
+		j += procJiffies(pid, false)
+	}
+	return float64(j) / 100
 }

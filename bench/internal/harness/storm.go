@@ -62,6 +62,10 @@ type stormPhase struct {
 	ErrorCodes                              map[string]int64
 	Example, ErrorExample                   string
 	Foreign                                 float64
+	// CPU is the CPU time, in seconds, the processes of the session used
+	// during the phase: the server, the load generator's workers and
+	// Redis (zero for rows without it).
+	CPU struct{ Server, Load, Redis float64 }
 }
 
 // handshakes is WebSocket upgrades per second during the phase.
@@ -175,6 +179,14 @@ func stormSession(name string, cfg stormConfig, rs *redisProc, run int, prof pro
 		pids = append(pids, rs.cmd.Process.Pid)
 	}
 	meter := startCPUMeter(pids...)
+	cpu := func() (srvCPU, load, redis float64) {
+		srvCPU, load = cpuSeconds(srv.cmd.Process.Pid), cpuSeconds(f.pids()...)
+		if usesRedis(name) {
+			redis = cpuSeconds(rs.cmd.Process.Pid)
+		}
+		return srvCPU, load, redis
+	}
+	srv0, load0, redis0 := cpu()
 	for _, w := range f.workers {
 		if err := w.send(loadgen.Command{Cmd: "drop"}); err != nil {
 			return s, err
@@ -184,7 +196,10 @@ func stormSession(name string, cfg stormConfig, rs *redisProc, run int, prof pro
 		return s, fmt.Errorf("storm: %w", err)
 	}
 	s.Storm.Foreign = meter.foreign()
+	srv1, load1, redis1 := cpu()
+	s.Storm.CPU.Server, s.Storm.CPU.Load, s.Storm.CPU.Redis = srv1-srv0, load1-load0, redis1-redis0
 	logf("  %s: storm: %s", name, s.Storm)
+	logf("  %s: CPU during the storm: server %.2fs, load generator %.2fs, Redis %.2fs", name, s.Storm.CPU.Server, s.Storm.CPU.Load, s.Storm.CPU.Redis)
 	if hasPresence(name) {
 		s.CheckedRooms = (cfg.conns + cfg.room - 1) / cfg.room
 		if s.BadRooms, s.BadRoomsFirst, err = checkRooms(srv, cfg); err != nil {
@@ -393,6 +408,19 @@ func stormMarkdown(b *strings.Builder, samples []*stormSample, runs int, cfg sto
 			}
 		}
 		fmt.Fprintf(b, "- %s: %s\n", name, strings.Join(parts, " | "))
+	}
+	b.WriteString("\nCPU time during the storm (from the drop until everyone is settled, plus the quiet second), medians in seconds: " +
+		"what the server, the load generator's workers and Redis each used. Where they share the machine's cores, as here, " +
+		"the storm takes about as long as their total takes the cores, so a server's handshakes/s against another's " +
+		"follows the totals more than the servers' own shares.\n\n" +
+		"| server | server CPU s | load generator CPU s | Redis CPU s | total CPU s |\n|---|---:|---:|---:|---:|\n")
+	for _, name := range order(rows) {
+		c := func(f func(p *stormPhase) float64) string { return secs(stormMed(samples, name, f)) }
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", name,
+			c(func(p *stormPhase) float64 { return p.CPU.Server }),
+			c(func(p *stormPhase) float64 { return p.CPU.Load }),
+			c(func(p *stormPhase) float64 { return p.CPU.Redis }),
+			c(func(p *stormPhase) float64 { return p.CPU.Server + p.CPU.Load + p.CPU.Redis }))
 	}
 	b.WriteString("\n")
 }
