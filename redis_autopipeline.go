@@ -45,8 +45,8 @@ var errAutoPipelineStopped = fmt.Errorf("the storage is closing: %w", redis.ErrC
 // installAutoPipeline adds the hook to client and starts its workers
 // until done is closed; wg tracks them.
 func installAutoPipeline(client redis.UniversalClient, wg *sync.WaitGroup, done <-chan struct{}) *autoPipeline {
-	a := &autoPipeline{client: client, queue: newPipeQueue[redis.Cmder](pipeBatch)}
-	a.queue.start(wg, done, pipeWorkers, errAutoPipelineStopped, a.send)
+	a := &autoPipeline{client: client, queue: newPipeQueue[redis.Cmder](pipeBatch, 1)}
+	a.queue.start(wg, done, scriptWorkers, errAutoPipelineStopped, a.send)
 	client.AddHook(a)
 	return a
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // publishPipe lets concurrent Publish calls share round trips to Redis:
-// each call queues its command (pipeQueue) and pipeWorkers goroutines
+// each call queues its command (pipeQueue) and publishWorkers goroutines
 // send what is queued as one pipeline per Redis node.
 //
 // What a call's result means is unchanged (see RedisBroker.Publish).
@@ -37,11 +37,28 @@ type pubReq struct {
 }
 
 const (
-	// pipeWorkers is how many pipelines may be in flight at once: two,
-	// so that one gathers calls while the other waits for its replies.
-	// More make smaller pipelines and cost more than they save (measured
-	// with 16 publishing goroutines on a 2-core machine).
-	pipeWorkers = 2
+	// publishWorkers is how many publish pipelines may be in flight at
+	// once: two, but the second goes only once publishSpare calls wait
+	// (pipeQueue.spare). Fewer wait for the first pipeline's replies and
+	// go together in the next, so under load a pipeline carries many
+	// publishers' calls, and the publishing node, Redis and the
+	// subscribing nodes make fewer system calls per publication. With a
+	// second pipeline free to go at once, it took the calls that came
+	// while the first was out one or two at a time: on a 2-core machine
+	// BenchmarkRedisPublish/plain/16-publishers-5000-channels went from
+	// a median of 50k to 66k publications/s, 8-publishers from 26k to
+	// 31k (docs/benchmarks.md, "A second publish pipeline only when it
+	// is worth one"). One pipeline alone gained less and, in a reconnect
+	// storm, left presence announcements waiting past the storage
+	// deadline.
+	publishWorkers = 2
+	publishSpare   = 8
+	// scriptWorkers is how many pipelines of storage commands may be in
+	// flight at once (redis_autopipeline.go): two, so that Redis runs
+	// one gathering's scripts while the next is on its way. One made a
+	// reconnect storm's presence scripts wait past the storage deadline
+	// (thousands of "unavailable" errors per storm, where two gave none).
+	scriptWorkers = 2
 	// pipeBatch bounds the commands of one pipeline.
 	pipeBatch = 512
 )
@@ -50,12 +67,12 @@ const (
 var errPipeStopped = fmt.Errorf("the broker is closing: %w", redis.ErrClosed)
 
 func newPublishPipe(client redis.UniversalClient, sharded bool) *publishPipe {
-	return &publishPipe{client: client, sharded: sharded, queue: newPipeQueue[pubReq](pipeBatch)}
+	return &publishPipe{client: client, sharded: sharded, queue: newPipeQueue[pubReq](pipeBatch, publishSpare)}
 }
 
 // start runs the workers until done is closed; wg tracks them.
 func (p *publishPipe) start(wg *sync.WaitGroup, done <-chan struct{}) {
-	p.queue.start(wg, done, pipeWorkers, errPipeStopped, p.send)
+	p.queue.start(wg, done, publishWorkers, errPipeStopped, p.send)
 }
 
 // publish sends one (S)PUBLISH of payload on the Redis channel rch in the

@@ -5,7 +5,7 @@ import (
 	"sync"
 )
 
-// pipeQueue gathers requests made concurrently so that a few worker
+// pipeQueue gathers requests made concurrently so that one or a few worker
 // goroutines can send each gathering to Redis as one pipeline. It is
 // what the broker's publishes (redis_pipeline.go) and the storage's
 // commands (redis_autopipeline.go) share: a caller queues its request and
@@ -14,12 +14,18 @@ import (
 // its replies the requests made meanwhile gather into the next. A lone
 // request still costs one round trip.
 type pipeQueue[T any] struct {
-	max  int // requests per pipeline
-	wake chan struct{}
+	max int // requests per pipeline
+	// spare is how many requests must wait before a worker sends them
+	// while another pipeline is in flight; below it they wait for that
+	// pipeline to return and go with the next, so a second pipeline is
+	// not spent on a request or two. 1 sends whatever waits.
+	spare int
+	wake  chan struct{}
 
-	mu      sync.Mutex
-	items   []*pipeItem[T] // guarded by mu; not taken yet
-	stopped bool           // guarded by mu; the workers have returned
+	mu       sync.Mutex
+	items    []*pipeItem[T] // guarded by mu; not taken yet
+	inFlight int            // guarded by mu; pipelines sent and not yet answered
+	stopped  bool           // guarded by mu; the workers have returned
 }
 
 // pipeItem is one queued request and, once sent, its result.
@@ -31,8 +37,8 @@ type pipeItem[T any] struct {
 	dropped bool       // guarded by the queue's mu: the caller gave up first
 }
 
-func newPipeQueue[T any](max int) *pipeQueue[T] {
-	return &pipeQueue[T]{max: max, wake: make(chan struct{}, 1)}
+func newPipeQueue[T any](size, spare int) *pipeQueue[T] {
+	return &pipeQueue[T]{max: size, spare: max(spare, 1), wake: make(chan struct{}, 1)}
 }
 
 // start runs workers goroutines that hand each batch to send until done is
@@ -118,6 +124,9 @@ func (q *pipeQueue[T]) run(done <-chan struct{}, send func([]*pipeItem[T])) {
 		}
 		q.poke() // another worker may find more queued meanwhile
 		send(batch)
+		q.mu.Lock()
+		q.inFlight-- // this worker takes what waited for it next
+		q.mu.Unlock()
 	}
 }
 
@@ -126,6 +135,9 @@ func (q *pipeQueue[T]) run(done <-chan struct{}, send func([]*pipeItem[T])) {
 func (q *pipeQueue[T]) take() []*pipeItem[T] {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.inFlight > 0 && len(q.items) < q.spare {
+		return nil // they go with the next pipeline
+	}
 	var batch []*pipeItem[T]
 	i := 0
 	for ; i < len(q.items) && len(batch) < q.max; i++ {
@@ -137,6 +149,9 @@ func (q *pipeQueue[T]) take() []*pipeItem[T] {
 	rest := copy(q.items, q.items[i:])
 	clear(q.items[rest:])
 	q.items = q.items[:rest]
+	if len(batch) > 0 {
+		q.inFlight++
+	}
 	return batch
 }
 

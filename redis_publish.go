@@ -40,8 +40,9 @@ import (
 // ctx's deadline, or without one within about DialTimeout (when it must
 // open a connection) plus WriteTimeout plus ReadTimeout (one more for a
 // new connection's handshake), or PoolTimeout when all PoolSize
-// connections are busy; a call made while every pipeline is in flight
-// first waits for one of them to end, within the same bounds.
+// connections are busy; a call made while both pipelines are in flight
+// (or one, with fewer than eight calls waiting) first waits for one of
+// them to end, within the same bounds.
 func (b *RedisBroker) Publish(ctx context.Context, channel string, payload []byte) error {
 	if b.closed.Load() {
 		return ErrHubClosed
