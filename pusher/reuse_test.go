@@ -11,55 +11,26 @@ import (
 	ws "github.com/vortechron/go-ws"
 )
 
-// reusingBroker is an in-process MessageBroker that hands every handler
-// the payload in one buffer and overwrites it once the handler returns,
-// as a broker that reads into one buffer may: MessageBroker.Subscribe
-// says a handler "must not keep payload after it returns unless it
-// copies it".
+// reusingBroker is the in-memory broker handing every handler the
+// payload in one buffer, overwritten once the handlers return, as a
+// broker that reads into one buffer may: MessageBroker.Subscribe says a
+// handler "must not keep payload after it returns unless it copies it".
 type reusingBroker struct {
-	mu       sync.Mutex
-	handlers map[string]func([]byte) // guarded by mu
-	buf      []byte                  // guarded by mu
+	*ws.MemoryBroker
+	mu  sync.Mutex
+	buf []byte // guarded by mu
 }
 
-var _ ws.MessageBroker = (*reusingBroker)(nil)
-
 func (b *reusingBroker) Publish(ctx context.Context, channel string, payload []byte) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	h := b.handlers[channel]
-	if h == nil {
-		return nil
-	}
 	b.buf = append(b.buf[:0], payload...)
-	h(b.buf)
+	err := b.MemoryBroker.Publish(ctx, channel, b.buf)
 	for i := range b.buf {
 		b.buf[i] = 'X'
 	}
-	return nil
+	return err
 }
-
-func (b *reusingBroker) Subscribe(_ context.Context, channel string, handler func([]byte)) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.handlers == nil {
-		b.handlers = make(map[string]func([]byte))
-	}
-	b.handlers[channel] = handler
-	return nil
-}
-
-func (b *reusingBroker) Unsubscribe(_ context.Context, channel string) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.handlers, channel)
-	return nil
-}
-
-func (b *reusingBroker) Close() error { return nil }
 
 // TestPublicationsOutliveTheBrokersBuffer: a channel's publications are
 // encoded for a protocol when the delivery finds subscribers of it, and
@@ -76,7 +47,7 @@ func TestPublicationsOutliveTheBrokersBuffer(t *testing.T) {
 	const rounds, burst = 300, 40
 	// The native subscribers never read: their queues hold every round.
 	cfg := ws.Config{SendQueueSize: rounds * burst * 2, SendQueueBytes: 64 << 20}
-	n := newNode(t, &reusingBroker{}, nil, cfg, userOptions(), nil)
+	n := newNode(t, &reusingBroker{MemoryBroker: ws.NewMemoryBroker()}, nil, cfg, userOptions(), nil)
 	for range runtime.GOMAXPROCS(0) { // one per write shard (round robin)
 		c := n.dialNative(t, "")
 		c.send(map[string]any{"action": "subscribe", "channel": "news"})
