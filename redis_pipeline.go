@@ -57,7 +57,7 @@ const (
 	// flight at once (redis_autopipeline.go): two, so that Redis runs
 	// one gathering's scripts while the next is on its way. One made a
 	// reconnect storm's presence scripts wait past the storage deadline
-	// (thousands of "unavailable" errors per storm, where two gave none).
+	// (thousands of "unavailable" errors per storm, where two gave 0-10).
 	scriptWorkers = 2
 	// pipeBatch bounds the commands of one pipeline.
 	pipeBatch = 512
