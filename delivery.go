@@ -71,7 +71,8 @@ func (h *Hub) post(ch *channel, ev *wire.Event, except string, skip []*Client, o
 // post's place in the channel's local sequence, which decides which
 // subscribers take it (see historySub.admits).
 func (h *Hub) postHistory(ch *channel, ev *wire.Event, except string, seq uint64) {
-	p := post{ch: ch, ev: ev, except: except, seq: seq}
+	// The sequencer's events are its own: deliver copied what it kept.
+	p := post{ch: ch, ev: ev, except: except, seq: seq, owned: true}
 	if h.cfg.EnableCompression {
 		p.z = &deflated{}
 	}
@@ -98,7 +99,7 @@ func (h *Hub) postAll(p post) {
 					p.frames[pi] = noFrame
 				}
 			}
-			if late {
+			if late && !p.owned {
 				// A subscriber of a protocol not encoded here may join
 				// before a shard fans p out, and the shard then encodes
 				// ev for it (post.frame), after the broker's handler has

@@ -47,6 +47,7 @@ type post struct {
 	only    *Client              // if set, the one subscriber to queue ev on
 	whisper bool
 	seq     uint64 // history channels: the post's place in the channel's sequence (history_seq.go)
+	owned   bool   // ev shares no bytes with a broker's payload (see postAll)
 }
 
 // maxPosts bounds the publications waiting for one shard. A publisher

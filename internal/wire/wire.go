@@ -139,8 +139,9 @@ type Event struct {
 
 // Clone returns a copy of ev with bytes of its own: an Event decoded
 // from a broker's payload shares its bytes (Data, the member's info, the
-// list) with that payload, which the broker may reuse once its handler
-// returns, so what outlives the handler is a clone.
+// list in MembersJSON) with that payload, which the broker may reuse once
+// its handler returns, so what outlives the handler is a clone. Members,
+// which no payload is decoded into, stays shared.
 func (ev *Event) Clone() *Event {
 	c := *ev
 	c.Data = bytes.Clone(ev.Data)
@@ -148,12 +149,6 @@ func (ev *Event) Clone() *Event {
 		m := *ev.Member
 		m.Info = bytes.Clone(m.Info)
 		c.Member = &m
-	}
-	if ev.Members != nil {
-		c.Members = make([]Member, len(ev.Members))
-		for i, m := range ev.Members {
-			c.Members[i] = Member{ID: m.ID, Info: bytes.Clone(m.Info)}
-		}
 	}
 	c.MembersJSON = bytes.Clone(ev.MembersJSON)
 	return &c
