@@ -20,7 +20,7 @@ type Proxy struct {
 	wg     sync.WaitGroup // the accept loop and the copiers
 
 	mu      sync.Mutex
-	cut     bool                  // guarded by mu: new connections are closed at once
+	cut     bool                  // guarded by mu: new connections are closed at once (Cut or Refuse)
 	conns   map[net.Conn]struct{} // guarded by mu: both ends of every open pair
 	stalled chan struct{}         // guarded by mu: non-nil while stalled, closed by Resume
 }
@@ -51,6 +51,18 @@ func (p *Proxy) Cut() {
 	}
 }
 
+// Refuse closes each new connection as soon as it is accepted, until
+// Restore, and leaves the open ones alone: they forward everything
+// until either end closes. After the server is killed that is a node
+// whose way back comes later than the server's, without dropping what
+// the server sent before it died, which Cut would while those bytes
+// wait in the proxy.
+func (p *Proxy) Refuse() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+}
+
 // Stall stops forwarding bytes, in both directions and on every
 // connection, new ones included, until Resume; nothing is closed. What
 // is sent meanwhile waits in the proxy and the kernel's buffers.
@@ -79,7 +91,7 @@ func (p *Proxy) gate() chan struct{} {
 	return p.stalled
 }
 
-// Restore forwards new connections again.
+// Restore forwards new connections again, after Cut or Refuse.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
 	p.cut = false
