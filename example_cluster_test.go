@@ -37,8 +37,9 @@ func ExampleHub_Channels() {
 	}
 	defer conn.Close()
 	_ = conn.WriteJSON(map[string]string{"action": "subscribe", "channel": "presence-lobby"})
-	var ack map[string]any
-	_ = conn.ReadJSON(&ack) // subscribed
+	var frame map[string]any
+	_ = conn.ReadJSON(&frame) // subscribed
+	_ = conn.ReadJSON(&frame) // the member list, sent once alice is a member
 	fmt.Println(<-events)
 
 	channels, err := hub.Channels(ctx, "presence-")
