@@ -78,6 +78,24 @@ func (a *autoPipeline) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
+// processAll sends cmds one after the other in one pipeline where it has
+// room for them all (pipeQueue.submitAll), so that a caller with several
+// independent commands waits one round trip for all of them, and returns
+// the first error. Each cmd holds its own reply; one withdrawn because ctx
+// ended before a pipeline took it holds none (use the returned error).
+func (a *autoPipeline) processAll(ctx context.Context, cmds ...redis.Cmder) error {
+	err := a.queue.submitAll(ctx, cmds, errAutoPipelineStopped, nil)
+	if err != errAutoPipelineStopped {
+		return err
+	}
+	for _, cmd := range cmds { // the storage is closing: one by one, directly
+		if err := a.client.Process(ctx, cmd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // gathered reports whether the hook queues commands named name.
 func gathered(name string) bool {
 	switch name {

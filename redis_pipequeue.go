@@ -80,6 +80,40 @@ func (q *pipeQueue[T]) submit(ctx context.Context, v T, stopErr error, inFlight 
 	q.items = append(q.items, it)
 	q.mu.Unlock()
 	q.poke()
+	return q.wait(ctx, it, inFlight)
+}
+
+// submitAll queues vs together, in order, so that they go in one
+// pipeline when it has room for them all, and waits for every result
+// as submit does; it returns the first error. One caller thus pays one
+// round trip for several independent requests.
+func (q *pipeQueue[T]) submitAll(ctx context.Context, vs []T, stopErr error, inFlight func(error) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	its := make([]*pipeItem[T], len(vs))
+	for i, v := range vs {
+		its[i] = &pipeItem[T]{v: v, ctx: ctx, done: make(chan error, 1)}
+	}
+	q.mu.Lock()
+	if q.stopped {
+		q.mu.Unlock()
+		return stopErr
+	}
+	q.items = append(q.items, its...)
+	q.mu.Unlock()
+	q.poke()
+	var first error
+	for _, it := range its {
+		if err := q.wait(ctx, it, inFlight); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// wait returns its result; when ctx ends first, what submit's doc says.
+func (q *pipeQueue[T]) wait(ctx context.Context, it *pipeItem[T], inFlight func(error) error) error {
 	select {
 	case err := <-it.done:
 		return err

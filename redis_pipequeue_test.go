@@ -70,3 +70,62 @@ func TestPipeQueueSparesASecondPipeline(t *testing.T) {
 		require.NoError(t, <-results)
 	}
 }
+
+// TestPipeQueueSubmitAllSharesOnePipeline: requests submitted together go
+// in one pipeline, in order, and the caller gets the first error; one
+// whose caller gives up before a pipeline takes it is withdrawn.
+func TestPipeQueueSubmitAllSharesOnePipeline(t *testing.T) {
+	noLeaks(t)
+	q := newPipeQueue[int](16, 1)
+	batches := make(chan []int, 8)
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	hold := make(chan struct{}) // closed to let pipelines through
+	failed := errors.New("refused")
+	q.start(&wg, done, 2, errors.New("stopped"), func(batch []*pipeItem[int]) {
+		var vs []int
+		for _, it := range batch {
+			vs = append(vs, it.v)
+		}
+		batches <- vs
+		<-hold
+		for _, it := range batch {
+			var err error
+			if it.v%2 == 1 {
+				err = failed
+			}
+			it.done <- err
+		}
+	})
+	defer func() { close(done); wg.Wait() }()
+
+	close(hold)
+	require.NoError(t, q.submitAll(context.Background(), []int{2, 4, 6}, nil, nil))
+	require.Equal(t, []int{2, 4, 6}, <-batches)
+	require.ErrorIs(t, q.submitAll(context.Background(), []int{8, 3, 5}, nil, nil), failed)
+	require.Equal(t, []int{8, 3, 5}, <-batches)
+
+	// Both workers busy: what is queued meanwhile waits, and goes nowhere
+	// once its caller's ctx ends.
+	hold = make(chan struct{})
+	busy := make(chan error, 2)
+	go func() { busy <- q.submit(context.Background(), 10, nil, nil) }()
+	require.Equal(t, []int{10}, <-batches)
+	go func() { busy <- q.submit(context.Background(), 12, nil, nil) }()
+	require.Equal(t, []int{12}, <-batches)
+	ctx, cancel := context.WithCancel(context.Background())
+	gaveUp := make(chan error, 1)
+	go func() { gaveUp <- q.submitAll(ctx, []int{14, 16}, nil, nil) }()
+	require.Eventually(t, func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return len(q.items) == 2
+	}, 5*time.Second, time.Millisecond)
+	cancel()
+	require.ErrorIs(t, <-gaveUp, context.Canceled)
+	close(hold)
+	require.NoError(t, <-busy)
+	require.NoError(t, <-busy)
+	require.NoError(t, q.submitAll(context.Background(), []int{18}, nil, nil))
+	require.Equal(t, []int{18}, <-batches, "the withdrawn requests were never sent")
+}

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // presenceNode is one identity of a RedisStorage in Redis: a random ID
@@ -60,19 +62,7 @@ func (n *presenceNode) acquire(ctx context.Context, s *RedisStorage, ch string, 
 	first := n.refs[ch] == 0
 	n.mu.Unlock()
 	if first {
-		// Re-adding the node to the node set is a no-op normally; for a
-		// node that was reaped while stalled and has not yet noticed, it
-		// makes reapers look at it again, so the entry it is about to
-		// write is reaped too instead of outliving it.
-		// Two commands rather than a pipeline of its own: the storage's
-		// autoPipeline gathers them with every other node's joins, where
-		// a pipeline would take a pooled connection for itself (in a
-		// reconnect storm, thousands of channels at once ran the pool
-		// out).
-		if err := s.client.SAdd(ctx, s.keys.nodes(), n.id).Err(); err != nil {
-			return err
-		}
-		if err := s.client.SAdd(ctx, s.keys.nodeChannels(n.id), ch).Err(); err != nil {
+		if err := s.index(ctx, n.id, ch); err != nil {
 			return err
 		}
 	}
@@ -80,6 +70,31 @@ func (n *presenceNode) acquire(ctx context.Context, s *RedisStorage, ch string, 
 	n.refs[ch] += k
 	n.mu.Unlock()
 	return nil
+}
+
+// index adds node id to the node set and ch to the node's channel index.
+// Re-adding the node to the node set is a no-op normally; for a node that
+// was reaped while stalled and has not yet noticed, it makes reapers look
+// at it again, so the entry it is about to write is reaped too instead of
+// outliving it. The two SADDs do not depend on each other and both come
+// before the entry, so they share one round trip: the storage's
+// autoPipeline sends them together, with every other node's joins. (Not
+// a pipeline of their own, which would take a pooled connection for
+// itself: in a reconnect storm, thousands of channels at once ran the
+// pool out.) Every other joiner of ch on this node waits for them
+// (acquire's lock): one SADD after the other cost each of them one
+// more round trip, which in a reconnect storm on a 2-core machine was
+// up to a second.
+func (s *RedisStorage) index(ctx context.Context, id, ch string) error {
+	node := redis.NewIntCmd(ctx, "sadd", s.keys.nodes(), id)
+	channel := redis.NewIntCmd(ctx, "sadd", s.keys.nodeChannels(id), ch)
+	if s.scripts != nil {
+		return s.scripts.processAll(ctx, node, channel)
+	}
+	if err := s.client.Process(ctx, node); err != nil {
+		return err
+	}
+	return s.client.Process(ctx, channel)
 }
 
 // release counts k local entries of ch gone (or never written) and drops
