@@ -39,13 +39,20 @@ func (c *Client) member() PresenceMember { return PresenceMember{UserID: c.UserI
 // just subscribed to, announces the join to everyone else if this is the
 // user's first connection in the cluster, and sends the client the member
 // list. A client that subscribes again (again) gets the list again.
+//
+// The join and the list each get brokerTimeout: once the join is recorded
+// the connection is a member everywhere, and failing it for want of its
+// list would cost an error frame, the client's second subscribe and a
+// second read just when the storage is slow (a reconnect storm on a
+// 2-core machine spent up to 4 s on the join, and the list then ran into
+// one shared deadline).
 func (c *Client) joinPresence(channel string, member PresenceMember, again bool) {
 	h := c.hub
-	ctx, cancel := h.presenceCtx()
-	defer cancel()
 	var join *PresenceEvent
 	if !again {
+		ctx, cancel := h.presenceCtx()
 		ev, joined, err := h.storage.AddPresence(ctx, PresenceConn{Channel: channel, ConnID: c.ID, Member: member})
+		cancel()
 		if err != nil {
 			c.unavailable(actionSubscribe, channel, errKindStorage, storageError("presence join", channel, err))
 			c.handleUnsubscribe(channel)
@@ -55,6 +62,8 @@ func (c *Client) joinPresence(channel string, member PresenceMember, again bool)
 			join = &ev
 		}
 	}
+	ctx, cancel := h.presenceCtx()
+	defer cancel()
 	seq := c.presenceSeq(channel)
 	// The list is read after the join, so it includes it, and is read again
 	// while it is older than what this node's subscribers already have:

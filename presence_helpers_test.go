@@ -392,3 +392,36 @@ func (s *staleStorage) PresenceMembers(ctx context.Context, channel string) ([]w
 	}
 	return s.MemoryStorage.PresenceMembers(ctx, channel)
 }
+
+// slowJoinStorage wraps MemoryStorage as a storage that is slow under
+// load: AddPresence records the join and returns only listLeft before
+// its ctx's deadline, and PresenceMembers takes listTook (or until its
+// ctx ends, with its error).
+type slowJoinStorage struct {
+	*ws.MemoryStorage
+	listLeft, listTook time.Duration
+}
+
+func (s *slowJoinStorage) AddPresence(ctx context.Context, conn ws.PresenceConn) (ws.PresenceEvent, bool, error) {
+	ev, joined, err := s.MemoryStorage.AddPresence(ctx, conn)
+	if deadline, ok := ctx.Deadline(); ok {
+		t := time.NewTimer(time.Until(deadline) - s.listLeft)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return ev, joined, err
+}
+
+func (s *slowJoinStorage) PresenceMembers(ctx context.Context, channel string) ([]ws.PresenceMember, ws.PresenceVersion, error) {
+	t := time.NewTimer(s.listTook)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return nil, ws.PresenceVersion{}, ctx.Err()
+	}
+	return s.MemoryStorage.PresenceMembers(ctx, channel)
+}

@@ -453,3 +453,26 @@ func TestPresenceJoinOutlastsOverlappedReads(t *testing.T) {
 	carol.expectPresence(ch, "join", "dave", []string{"alice", "carol", "dave"}, 3)
 	require.Empty(t, log.all())
 }
+
+// TestPresenceListHasItsOwnDeadline: a join that the storage records
+// only just before the call's deadline (as under a reconnect storm,
+// where joins took up to 4 s) still gets its member list, read within a
+// deadline of its own, instead of an unavailable error that makes the
+// client subscribe again.
+func TestPresenceListHasItsOwnDeadline(t *testing.T) {
+	storage := &slowJoinStorage{MemoryStorage: ws.NewMemoryStorage(), listLeft: 300 * time.Millisecond, listTook: time.Second}
+	var log errorLog
+	n := newNode(t, nil, storage, ws.Config{}, presenceOptions(&log))
+	const ch = "presence-room-1"
+	alice := n.dial(t, "alice")
+	alice.subscribe(ch)
+	// The join's deadline is 5 s away and the list comes a second after
+	// it: longer than Next waits.
+	require.NoError(t, alice.Conn.SetReadDeadline(time.Now().Add(15*time.Second)))
+	var m map[string]any
+	require.NoError(t, alice.Conn.ReadJSON(&m))
+	require.Equal(t, "presence", m["type"], "the list, not %v", m)
+	require.Equal(t, "members", m["event"], "%v", m)
+	require.Equal(t, float64(1), m["count"], "%v", m)
+	require.Equal(t, int64(0), n.hub.Stats().Errors["storage"], `Stats.Errors["storage"]`)
+}
