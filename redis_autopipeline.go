@@ -84,7 +84,7 @@ func (a *autoPipeline) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // the first error. Each cmd holds its own reply; one withdrawn because ctx
 // ended before a pipeline took it holds none (use the returned error).
 func (a *autoPipeline) processAll(ctx context.Context, cmds ...redis.Cmder) error {
-	err := a.queue.submitAll(ctx, cmds, errAutoPipelineStopped, nil)
+	err := a.queue.submitAll(ctx, cmds, errAutoPipelineStopped)
 	if err != errAutoPipelineStopped {
 		return err
 	}

@@ -68,32 +68,41 @@ func (q *pipeQueue[T]) start(wg *sync.WaitGroup, done <-chan struct{}, workers i
 // once, or, with inFlight nil, keeps waiting for the result (for a request
 // whose result the pipeline writes into memory the caller reads).
 func (q *pipeQueue[T]) submit(ctx context.Context, v T, stopErr error, inFlight func(error) error) error {
-	if err := ctx.Err(); err != nil {
+	it := &pipeItem[T]{v: v, ctx: ctx, done: make(chan error, 1)}
+	if err := q.enqueue(ctx, stopErr, it); err != nil {
 		return err
 	}
-	it := &pipeItem[T]{v: v, ctx: ctx, done: make(chan error, 1)}
-	q.mu.Lock()
-	if q.stopped {
-		q.mu.Unlock()
-		return stopErr
-	}
-	q.items = append(q.items, it)
-	q.mu.Unlock()
-	q.poke()
 	return q.wait(ctx, it, inFlight)
 }
 
 // submitAll queues vs together, in order, so that they go in one
-// pipeline when it has room for them all, and waits for every result
-// as submit does; it returns the first error. One caller thus pays one
-// round trip for several independent requests.
-func (q *pipeQueue[T]) submitAll(ctx context.Context, vs []T, stopErr error, inFlight func(error) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+// pipeline when it has room for them all, and waits for every result as
+// submit does with inFlight nil; it returns the first error. One caller
+// thus pays one round trip for several independent requests.
+func (q *pipeQueue[T]) submitAll(ctx context.Context, vs []T, stopErr error) error {
 	its := make([]*pipeItem[T], len(vs))
 	for i, v := range vs {
 		its[i] = &pipeItem[T]{v: v, ctx: ctx, done: make(chan error, 1)}
+	}
+	if err := q.enqueue(ctx, stopErr, its...); err != nil {
+		return err
+	}
+	var first error
+	for _, it := range its {
+		if err := q.wait(ctx, it, nil); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// enqueue appends its to the queue in one step, so that no pipeline
+// takes some of them without the ones before, and wakes a worker. It
+// returns ctx's error if ctx has ended and stopErr once the workers have
+// stopped; then nothing is queued.
+func (q *pipeQueue[T]) enqueue(ctx context.Context, stopErr error, its ...*pipeItem[T]) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	q.mu.Lock()
 	if q.stopped {
@@ -103,13 +112,7 @@ func (q *pipeQueue[T]) submitAll(ctx context.Context, vs []T, stopErr error, inF
 	q.items = append(q.items, its...)
 	q.mu.Unlock()
 	q.poke()
-	var first error
-	for _, it := range its {
-		if err := q.wait(ctx, it, inFlight); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return nil
 }
 
 // wait returns its result; when ctx ends first, what submit's doc says.

@@ -78,9 +78,9 @@ func TestPipeQueueSubmitAllSharesOnePipeline(t *testing.T) {
 	noLeaks(t)
 	q := newPipeQueue[int](16, 1)
 	batches := make(chan []int, 8)
+	release := make(chan struct{}, 8) // one token lets one pipeline's replies through
 	var wg sync.WaitGroup
 	done := make(chan struct{})
-	hold := make(chan struct{}) // closed to let pipelines through
 	failed := errors.New("refused")
 	q.start(&wg, done, 2, errors.New("stopped"), func(batch []*pipeItem[int]) {
 		var vs []int
@@ -88,7 +88,7 @@ func TestPipeQueueSubmitAllSharesOnePipeline(t *testing.T) {
 			vs = append(vs, it.v)
 		}
 		batches <- vs
-		<-hold
+		<-release
 		for _, it := range batch {
 			var err error
 			if it.v%2 == 1 {
@@ -97,25 +97,39 @@ func TestPipeQueueSubmitAllSharesOnePipeline(t *testing.T) {
 			it.done <- err
 		}
 	})
-	defer func() { close(done); wg.Wait() }()
+	defer func() { close(release); close(done); wg.Wait() }() // a closed release frees a worker still holding replies
+	next := func() []int {
+		t.Helper()
+		select {
+		case b := <-batches:
+			return b
+		case <-time.After(5 * time.Second):
+			t.Fatal("no pipeline was sent")
+			return nil
+		}
+	}
+	together := func(vs ...int) error {
+		t.Helper()
+		res := make(chan error, 1)
+		go func() { res <- q.submitAll(context.Background(), vs, nil) }()
+		require.Equal(t, vs, next(), "one pipeline, in order")
+		release <- struct{}{}
+		return <-res
+	}
 
-	close(hold)
-	require.NoError(t, q.submitAll(context.Background(), []int{2, 4, 6}, nil, nil))
-	require.Equal(t, []int{2, 4, 6}, <-batches)
-	require.ErrorIs(t, q.submitAll(context.Background(), []int{8, 3, 5}, nil, nil), failed)
-	require.Equal(t, []int{8, 3, 5}, <-batches)
+	require.NoError(t, together(2, 4, 6))
+	require.ErrorIs(t, together(8, 3, 5), failed)
 
 	// Both workers busy: what is queued meanwhile waits, and goes nowhere
 	// once its caller's ctx ends.
-	hold = make(chan struct{})
 	busy := make(chan error, 2)
 	go func() { busy <- q.submit(context.Background(), 10, nil, nil) }()
-	require.Equal(t, []int{10}, <-batches)
+	require.Equal(t, []int{10}, next())
 	go func() { busy <- q.submit(context.Background(), 12, nil, nil) }()
-	require.Equal(t, []int{12}, <-batches)
+	require.Equal(t, []int{12}, next())
 	ctx, cancel := context.WithCancel(context.Background())
 	gaveUp := make(chan error, 1)
-	go func() { gaveUp <- q.submitAll(ctx, []int{14, 16}, nil, nil) }()
+	go func() { gaveUp <- q.submitAll(ctx, []int{14, 16}, nil) }()
 	require.Eventually(t, func() bool {
 		q.mu.Lock()
 		defer q.mu.Unlock()
@@ -123,9 +137,9 @@ func TestPipeQueueSubmitAllSharesOnePipeline(t *testing.T) {
 	}, 5*time.Second, time.Millisecond)
 	cancel()
 	require.ErrorIs(t, <-gaveUp, context.Canceled)
-	close(hold)
+	release <- struct{}{}
+	release <- struct{}{}
 	require.NoError(t, <-busy)
 	require.NoError(t, <-busy)
-	require.NoError(t, q.submitAll(context.Background(), []int{18}, nil, nil))
-	require.Equal(t, []int{18}, <-batches, "the withdrawn requests were never sent")
+	require.NoError(t, together(18), "the withdrawn requests were never sent: the next pipeline holds only 18")
 }

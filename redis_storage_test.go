@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/vortechron/go-ws/internal/redistest"
@@ -51,11 +52,53 @@ func TestRedisStorageContract(t *testing.T) {
 	testStorageMultiNode(t, newStorage)
 }
 
+// givenClientRedisStorage returns a storage on a client of t's own, as
+// an application that passes its client to NewRedisStorageFromClient
+// has: no autoPipeline (RedisStorage.scripts is nil), so every command
+// goes as it comes. t closes the storage, then the client.
+func givenClientRedisStorage(t *testing.T, addr, prefix string) *RedisStorage {
+	t.Helper()
+	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	t.Cleanup(func() { require.NoError(t, client.Close()) })
+	s, err := NewRedisStorageFromClient(client, RedisOptions{KeyPrefix: prefix})
+	require.NoError(t, err)
+	require.Nil(t, s.scripts, "no autoPipeline on a client the storage was given")
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	return s
+}
+
+// TestRedisStorageFromClientContract: a storage on the application's own
+// client keeps the same contract.
+func TestRedisStorageFromClientContract(t *testing.T) {
+	addr := redistest.Addr(t)
+	noLeaks(t)
+	newStorage := func(t *testing.T) StorageClient {
+		prefix := redistest.Prefix(t)
+		redistest.CleanupKeys(t, addr, prefix)
+		return givenClientRedisStorage(t, addr, prefix)
+	}
+	testStorageContract(t, newStorage)
+	testStorageMultiNode(t, newStorage)
+}
+
 // TestRedisStorageIndexFollowsEntries checks the per-node channel index
 // the reaper relies on: a channel is in it exactly while the node has
 // entries there.
 func TestRedisStorageIndexFollowsEntries(t *testing.T) {
-	s, _ := ownRedisStorage(t)
+	t.Run("own client", func(t *testing.T) {
+		s, _ := ownRedisStorage(t)
+		testIndexFollowsEntries(t, s)
+	})
+	t.Run("given client", func(t *testing.T) {
+		addr := redistest.Addr(t)
+		noLeaks(t)
+		prefix := redistest.Prefix(t)
+		redistest.CleanupKeys(t, addr, prefix)
+		testIndexFollowsEntries(t, givenClientRedisStorage(t, addr, prefix))
+	})
+}
+
+func testIndexFollowsEntries(t *testing.T, s *RedisStorage) {
 	ctx := testCtx(t)
 	index := func() []string {
 		ids, err := s.client.SMembers(ctx, s.keys.nodeChannels(s.NodeID())).Result()
