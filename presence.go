@@ -104,15 +104,19 @@ func (c *Client) presenceSeq(name string) *presenceSeq {
 
 // leavePresence removes the client from a presence channel and, if it was
 // the user's last connection in the cluster, announces the leave.
+//
+// As with a join, the removal and the announcement (with its list read)
+// get brokerTimeout each: once the leave is recorded it is announced with
+// the member list even when the removal took most of its time.
 func (c *Client) leavePresence(channel string) {
 	h := c.hub
-	ctx, cancel := h.presenceCtx()
-	defer cancel()
 	member := c.member()
 	if m, ok := c.ungrant(channel); ok && m.UserID != "" {
 		member = m
 	}
+	ctx, cancel := h.presenceCtx()
 	ev, left, err := h.storage.RemovePresence(ctx, PresenceConn{Channel: channel, ConnID: c.ID, Member: member})
+	cancel()
 	if err != nil {
 		h.stats.errors[errKindStorage].Add(1)
 		h.log.Warn("ws: presence remove failed", "channel", channel, "client", c.ID, "err", err)
@@ -120,6 +124,8 @@ func (c *Client) leavePresence(channel string) {
 		return
 	}
 	if left {
+		ctx, cancel := h.presenceCtx()
+		defer cancel()
 		h.announceChange(ctx, ev, c.ID)
 	}
 }

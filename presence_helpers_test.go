@@ -393,29 +393,44 @@ func (s *staleStorage) PresenceMembers(ctx context.Context, channel string) ([]w
 	return s.MemoryStorage.PresenceMembers(ctx, channel)
 }
 
-// slowJoinStorage wraps MemoryStorage as a storage that is slow under
-// load: AddPresence records the join and returns only listLeft before
-// its ctx's deadline, and PresenceMembers takes listTook (or until its
+// slowPresenceStorage wraps MemoryStorage as a storage that is slow under
+// load: AddPresence (when joinLeft is set) and RemovePresence (when
+// leaveLeft is set) record the change and return only that long before
+// their ctx's deadline, and PresenceMembers takes listTook (or until its
 // ctx ends, with its error).
-type slowJoinStorage struct {
+type slowPresenceStorage struct {
 	*ws.MemoryStorage
-	listLeft, listTook time.Duration
+	joinLeft, leaveLeft, listTook time.Duration
 }
 
-func (s *slowJoinStorage) AddPresence(ctx context.Context, conn ws.PresenceConn) (ws.PresenceEvent, bool, error) {
+func (s *slowPresenceStorage) AddPresence(ctx context.Context, conn ws.PresenceConn) (ws.PresenceEvent, bool, error) {
 	ev, joined, err := s.MemoryStorage.AddPresence(ctx, conn)
-	if deadline, ok := ctx.Deadline(); ok {
-		t := time.NewTimer(time.Until(deadline) - s.listLeft)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-		}
-	}
+	holdUntilLeft(ctx, s.joinLeft)
 	return ev, joined, err
 }
 
-func (s *slowJoinStorage) PresenceMembers(ctx context.Context, channel string) ([]ws.PresenceMember, ws.PresenceVersion, error) {
+func (s *slowPresenceStorage) RemovePresence(ctx context.Context, conn ws.PresenceConn) (ws.PresenceEvent, bool, error) {
+	ev, left, err := s.MemoryStorage.RemovePresence(ctx, conn)
+	holdUntilLeft(ctx, s.leaveLeft)
+	return ev, left, err
+}
+
+// holdUntilLeft returns when only left remains before ctx's deadline, or
+// at once when left is 0 or ctx has no deadline.
+func holdUntilLeft(ctx context.Context, left time.Duration) {
+	deadline, ok := ctx.Deadline()
+	if left == 0 || !ok {
+		return
+	}
+	t := time.NewTimer(time.Until(deadline) - left)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func (s *slowPresenceStorage) PresenceMembers(ctx context.Context, channel string) ([]ws.PresenceMember, ws.PresenceVersion, error) {
 	t := time.NewTimer(s.listTook)
 	defer t.Stop()
 	select {

@@ -460,7 +460,7 @@ func TestPresenceJoinOutlastsOverlappedReads(t *testing.T) {
 // deadline of its own, instead of an unavailable error that makes the
 // client subscribe again.
 func TestPresenceListHasItsOwnDeadline(t *testing.T) {
-	storage := &slowJoinStorage{MemoryStorage: ws.NewMemoryStorage(), listLeft: 300 * time.Millisecond, listTook: time.Second}
+	storage := &slowPresenceStorage{MemoryStorage: ws.NewMemoryStorage(), joinLeft: 300 * time.Millisecond, listTook: time.Second}
 	var log errorLog
 	n := newNode(t, nil, storage, ws.Config{}, presenceOptions(&log))
 	const ch = "presence-room-1"
@@ -475,4 +475,33 @@ func TestPresenceListHasItsOwnDeadline(t *testing.T) {
 	require.Equal(t, "members", m["event"], "%v", m)
 	require.Equal(t, float64(1), m["count"], "%v", m)
 	require.Equal(t, int64(0), n.hub.Stats().Errors["storage"], `Stats.Errors["storage"]`)
+}
+
+// TestPresenceLeaveListHasItsOwnDeadline: a leave that the storage
+// records only just before the call's deadline is still announced with
+// the member list, read within a deadline of its own (before, the list
+// read ran out of what was left, and the leave went out without it and
+// counted a storage error).
+func TestPresenceLeaveListHasItsOwnDeadline(t *testing.T) {
+	storage := &slowPresenceStorage{MemoryStorage: ws.NewMemoryStorage(), leaveLeft: 300 * time.Millisecond, listTook: time.Second}
+	var log errorLog
+	n := newNode(t, nil, storage, ws.Config{}, presenceOptions(&log))
+	const ch = "presence-room-1"
+	alice := n.dial(t, "alice")
+	alice.subscribePresence(ch, "alice")
+	bob := n.dial(t, "bob")
+	bob.subscribePresence(ch, "alice", "bob")
+	alice.expectPresence(ch, "join", "bob", []string{"alice", "bob"}, 2)
+	require.NoError(t, bob.Conn.Close())
+	// The leave's deadline is 5 s away and its list comes a second after
+	// it: longer than Next waits.
+	require.NoError(t, alice.Conn.SetReadDeadline(time.Now().Add(15*time.Second)))
+	var m map[string]any
+	require.NoError(t, alice.Conn.ReadJSON(&m))
+	require.Equal(t, "presence", m["type"], "the leave, not %v", m)
+	require.Equal(t, "leave", m["event"], "%v", m)
+	require.Equal(t, float64(1), m["count"], "%v", m)
+	require.Equal(t, []string{"alice"}, memberIDs(t, m), "users of %v", m)
+	require.Equal(t, int64(0), n.hub.Stats().Errors["storage"], `Stats.Errors["storage"]`)
+	require.Empty(t, log.all(), "errors reported")
 }
