@@ -246,8 +246,9 @@ func (s *RedisStorage) PresenceMembers(ctx context.Context, channel string) ([]P
 	}
 	var v PresenceVersion
 	v.Epoch, _ = res[0].(string)
-	seq, _ := res[1].(string)
-	v.Seq, _ = strconv.ParseUint(seq, 10, 64)
+	if seq, _ := res[1].(string); seq != "" { // none yet: a channel nobody joined since it emptied
+		v.Seq, _ = strconv.ParseUint(seq, 10, 64)
+	}
 	out := make([]PresenceMember, 0, len(res)/2-1)
 	for i := 2; i < len(res); i += 2 {
 		uid, _ := res[i].(string)
