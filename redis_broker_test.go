@@ -173,6 +173,54 @@ func TestRedisClusterBrokersCountEachOther(t *testing.T) {
 	require.Equal(t, []string{"hello"}, r.waitFor(t, 1))
 }
 
+// TestRedisClusterSlotMoveKeepsSubscriptions: when a resharding moves a
+// partition's slot to another master, the old owner drops the slot's
+// subscriptions (one sunsubscribe reply each) while the connection stays
+// up. Every broker subscribes its partition again on the new owner, and
+// publications made once they are back reach the subscribers, including
+// on channels subscribed after the move.
+func TestRedisClusterSlotMoveKeepsSubscriptions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster; skipped with -short")
+	}
+	noLeaks(t)
+	cluster := redistest.StartCluster(t)
+	prefix := redistest.Prefix(t)
+	o := RedisOptions{Addrs: cluster.Addrs, KeyPrefix: prefix, ClusterShards: 1}
+	a := newTestRedisBroker(t, o)
+	b := newTestRedisBroker(t, o)
+	waitCounted(t, a)
+	waitCounted(t, b)
+	ctx := testCtx(t)
+	var news recorder
+	require.NoError(t, b.Subscribe(ctx, "news", news.handle))
+	require.NoError(t, a.Publish(ctx, "news", []byte("before")))
+	require.Equal(t, []string{"before"}, news.waitFor(t, 1))
+
+	session := func(br *RedisBroker) uint64 {
+		sh := br.shards[0]
+		sh.mu.RLock()
+		defer sh.mu.RUnlock()
+		return sh.link.session
+	}
+	before := []uint64{session(a), session(b)}
+	slot := cluster.Slot(t, prefix+"{s0}:ctl")
+	cluster.MoveSlot(t, slot, (cluster.Owner(t, slot)+1)%len(cluster.Addrs))
+
+	require.Eventually(t, func() bool {
+		return session(a) > before[0] && session(b) > before[1] && a.Healthy() && b.Healthy()
+	}, contractWait, 5*time.Millisecond, "the brokers did not subscribe again on the slot's new owner (sessions %d, %d; healthy %v, %v)",
+		session(a), session(b), a.Healthy(), b.Healthy())
+	require.NoError(t, a.Publish(ctx, "news", []byte("after")))
+	// The subscription was restored: its handler is told publications
+	// may have been missed (an empty payload), then gets the new one.
+	require.Equal(t, []string{"before", "", "after"}, news.waitFor(t, 3))
+	var later recorder
+	require.NoError(t, b.Subscribe(ctx, "later", later.handle))
+	require.NoError(t, a.Publish(ctx, "later", []byte("hello")))
+	require.Equal(t, []string{"hello"}, later.waitFor(t, 1))
+}
+
 // TestRedisBrokerUnreachable needs no Redis: nothing listens on the port.
 func TestRedisBrokerUnreachable(t *testing.T) {
 	noLeaks(t)

@@ -30,10 +30,19 @@ import (
 // there the shard counts the replies of the channels it had confirmed
 // before and accepts publications again only once all of them are back
 // (and the other nodes too; see linkState in redis_link.go).
+//
+// Slot moves: on Redis Cluster a resharding can move the shard's slot to
+// another master. The old owner then drops every subscription of the slot,
+// sending an sunsubscribe reply for each, while the connection stays up,
+// and go-redis would keep it (and redial the same node). The shard takes
+// the sunsubscribe of its control channel, which it never unsubscribes
+// itself, as the sign: it replaces the PubSub with one on the slot's
+// owner and subscribes everything again, as after a reconnect (rehome).
 type pubsubShard struct {
-	ps      *redis.PubSub
-	sharded bool   // SSUBSCRIBE instead of SUBSCRIBE
-	ctl     string // Redis channel kept subscribed for the shard's lifetime
+	client  redis.UniversalClient
+	ps      *redis.PubSub // replaced only by the receive loop (rehome), under mu
+	sharded bool          // SSUBSCRIBE instead of SUBSCRIBE
+	ctl     string        // Redis channel kept subscribed for the shard's lifetime
 	every   time.Duration
 	wait    time.Duration // RedisOptions.ResubscribeWait
 	logger  *slog.Logger
@@ -78,7 +87,7 @@ type peers struct {
 
 func newPubsubShard(client redis.UniversalClient, sharded bool, ctl string, o RedisOptions, p peers, done <-chan struct{}) *pubsubShard {
 	sh := &pubsubShard{
-		sharded: sharded, ctl: ctl, every: o.HealthInterval, wait: o.ResubscribeWait, logger: o.Logger, done: done,
+		client: client, sharded: sharded, ctl: ctl, every: o.HealthInterval, wait: o.ResubscribeWait, logger: o.Logger, done: done,
 		countPeers: p.count, announce: p.announce, started: make(chan struct{}), wake: make(chan struct{}, 1),
 		subs: map[string]*redisSub{ctl: {confirmed: make(chan struct{})}},
 	}
@@ -118,14 +127,27 @@ func (sh *pubsubShard) receiveLoop() {
 			if !sh.sleep(backoff(failures)) {
 				return
 			}
+			if _, moved := redis.IsMovedError(err); moved && sh.sharded {
+				// A rehome dialed the slot's old owner (go-redis had not
+				// yet learnt the move), which refused the subscription;
+				// go-redis keeps that connection, so replace it again.
+				if !sh.rehome(err) {
+					return
+				}
+			}
 			continue
 		}
 		failures = 0
 		sh.lastSeen.Store(time.Now().UnixNano())
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" || m.Kind == "ssubscribe" {
+			switch {
+			case m.Kind == "subscribe" || m.Kind == "ssubscribe":
 				sh.subscribed(m.Channel, m.Count)
+			case m.Kind == "sunsubscribe" && m.Channel == sh.ctl:
+				if !sh.rehome(errSlotMoved) {
+					return
+				}
 			}
 		case *redis.Message:
 			sh.deliver(m.Channel, m.Payload)
@@ -182,6 +204,61 @@ func (sh *pubsubShard) deliver(channel, payload string) {
 	}
 }
 
+// errSlotMoved is the cause given when Redis Cluster dropped the shard's
+// subscriptions because its slot moved to another master.
+var errSlotMoved = errors.New("the partition's slot moved to another Redis Cluster master")
+
+// rehome replaces the shard's PubSub, whose node no longer owns the
+// shard's slot, with one on the slot's owner and subscribes there every
+// channel the shard has, the control channel first. The link goes down
+// until Redis confirms them all and the other brokers are back, as after
+// a reconnect; restored subscriptions' handlers are told that
+// publications may have been missed. It reports false if the broker is
+// closing. Only the receive loop calls it.
+func (sh *pubsubShard) rehome(cause error) bool {
+	sh.lost(cause)
+	if cc, ok := sh.client.(*redis.ClusterClient); ok {
+		cc.ReloadState(context.Background()) // go-redis reloads in the background; see receiveLoop
+	}
+	ps := sh.client.SSubscribe(context.Background()) // no channel: it dials on first use
+	sh.mu.Lock()
+	if sh.closing() {
+		sh.mu.Unlock()
+		_ = ps.Close()
+		return false
+	}
+	old := sh.ps
+	sh.ps = ps
+	rchs := make([]string, 1, len(sh.subs))
+	rchs[0] = sh.ctl
+	for rch := range sh.subs {
+		if rch != sh.ctl {
+			rchs = append(rchs, rch)
+		}
+	}
+	sh.mu.Unlock()
+	_ = old.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), sh.every)
+	defer cancel()
+	// A failure here is a dial error or a failed write: go-redis keeps the
+	// channels and subscribes them when Receive connects.
+	_ = ps.SSubscribe(ctx, rchs...)
+	// A channel unsubscribed meanwhile went to the new PubSub before the
+	// line above subscribed it again there: unsubscribe it once more.
+	sh.mu.RLock()
+	var gone []string
+	for _, rch := range rchs[1:] {
+		if _, ok := sh.subs[rch]; !ok {
+			gone = append(gone, rch)
+		}
+	}
+	sh.mu.RUnlock()
+	if len(gone) > 0 {
+		_ = ps.SUnsubscribe(ctx, gone...)
+	}
+	return true
+}
+
 // subscribe registers handler for rch, sends the subscription and waits
 // for Redis to confirm it.
 func (sh *pubsubShard) subscribe(ctx context.Context, rch string, handler func([]byte)) error {
@@ -203,13 +280,17 @@ func (sh *pubsubShard) subscribeMany(ctx context.Context, rchs []string, handler
 		sh.subs[rch] = s
 		subs[i] = s
 	}
+	ps := sh.ps
 	sh.mu.Unlock()
 
 	var err error
 	if sh.sharded {
-		err = sh.ps.SSubscribe(ctx, rchs...)
+		err = ps.SSubscribe(ctx, rchs...)
 	} else {
-		err = sh.ps.Subscribe(ctx, rchs...)
+		err = ps.Subscribe(ctx, rchs...)
+	}
+	if err != nil && sh.pubsub() != ps {
+		err = nil // a rehome replaced ps and subscribed rchs on the new one
 	}
 	errs := make([]error, len(rchs))
 	var failed []string
@@ -233,7 +314,7 @@ func (sh *pubsubShard) subscribeMany(ctx context.Context, rchs []string, handler
 	if len(failed) > 0 {
 		// ctx may be done, so use a short one of our own.
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sh.every)
-		_ = sh.sendUnsubscribe(uctx, failed)
+		_ = sh.sendUnsubscribe(uctx, sh.pubsub(), failed)
 		cancel()
 	}
 	return errs
@@ -269,21 +350,30 @@ func (sh *pubsubShard) unsubscribe(ctx context.Context, rchs []string) error {
 			known = append(known, rch)
 		}
 	}
+	ps := sh.ps
 	sh.mu.Unlock()
 	if len(known) == 0 {
 		return nil
 	}
-	return sh.sendUnsubscribe(ctx, known)
+	return sh.sendUnsubscribe(ctx, ps, known)
 }
 
-// sendUnsubscribe writes one (S)UNSUBSCRIBE for rchs, which must not be
-// empty (go-redis reads no channels as all of them). go-redis forgets
-// rchs even when the write fails, so they are not restored on reconnect.
-func (sh *pubsubShard) sendUnsubscribe(ctx context.Context, rchs []string) error {
+// pubsub returns the shard's current PubSub.
+func (sh *pubsubShard) pubsub() *redis.PubSub {
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return sh.ps
+}
+
+// sendUnsubscribe writes one (S)UNSUBSCRIBE for rchs on ps, which must
+// not be empty (go-redis reads no channels as all of them). go-redis
+// forgets rchs even when the write fails, so they are not restored on
+// reconnect.
+func (sh *pubsubShard) sendUnsubscribe(ctx context.Context, ps *redis.PubSub, rchs []string) error {
 	if sh.sharded {
-		return sh.ps.SUnsubscribe(ctx, rchs...)
+		return ps.SUnsubscribe(ctx, rchs...)
 	}
-	return sh.ps.Unsubscribe(ctx, rchs...)
+	return ps.Unsubscribe(ctx, rchs...)
 }
 
 func (sh *pubsubShard) closing() bool {
@@ -308,7 +398,7 @@ func (sh *pubsubShard) sleep(d time.Duration) bool {
 }
 
 func (sh *pubsubShard) close() error {
-	err := sh.ps.Close()
+	err := sh.pubsub().Close()
 	if errors.Is(err, redis.ErrClosed) {
 		return nil
 	}
