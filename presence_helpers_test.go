@@ -393,6 +393,16 @@ func (s *staleStorage) PresenceMembers(ctx context.Context, channel string) ([]w
 	return s.MemoryStorage.PresenceMembers(ctx, channel)
 }
 
+// nextSlow reads the next frame, waiting up to 15 s: longer than next
+// waits, for frames that come after a storage call's 5 s deadline.
+func (c *testClient) nextSlow() map[string]any {
+	c.TB.Helper()
+	require.NoError(c.TB, c.Conn.SetReadDeadline(time.Now().Add(15*time.Second)))
+	var m map[string]any
+	require.NoError(c.TB, c.Conn.ReadJSON(&m))
+	return m
+}
+
 // slowPresenceStorage wraps MemoryStorage as a storage that is slow under
 // load: AddPresence (when joinLeft is set) and RemovePresence (when
 // leaveLeft is set) record the change and return only that long before
