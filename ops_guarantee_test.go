@@ -117,6 +117,10 @@ func TestStalledRedisPathMakesTheNodeUnready(t *testing.T) {
 	require.NoError(t, a.hub.Publish(ctx, "news", "during"))
 	cb.expectQuiet() // connected, and the publication is held on the way
 
+	// The stall lasts 10 health intervals: long enough for the broker to
+	// have given the connection up had it taken a stall of its whole path
+	// for a dead connection (see TestSilentSubscriptionConnectionIsReplaced).
+	<-time.After(time.Until(stalled.Add(10 * every)))
 	proxy.Resume()
 	require.Eventually(t, func() bool {
 		code, _, _ := getHealth(t, b.hub.HealthHandler(), http.MethodGet)
@@ -126,6 +130,51 @@ func TestStalledRedisPathMakesTheNodeUnready(t *testing.T) {
 	require.NoError(t, b.hub.Publish(ctx, "news", "after"))
 	cb.expect(map[string]any{"type": "message", "channel": "news", "message": "after"})
 	require.Equal(t, int64(1), b.hub.Stats().ConnectionsTotal, "the client reconnected")
+}
+
+// TestSilentSubscriptionConnectionIsReplaced proves, in docs/redis.md
+// (Bounds): "a connection that is silent while Redis answers on another
+// one (a NAT or load balancer that forgot the flow, a half-open
+// connection) is replaced: the broker is live again within about
+// 4 × HealthInterval", where go-redis alone would wait for TCP to give
+// up on it.
+//
+// Node b reaches Redis through a proxy that freezes the connections open
+// at one moment and forwards new ones.
+func TestSilentSubscriptionConnectionIsReplaced(t *testing.T) {
+	leakCheck(t)
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t)
+	redistest.CleanupKeys(t, addr, prefix)
+	proxy := redistest.StartProxy(t, addr)
+	const every = 100 * time.Millisecond
+	o := ws.RedisOptions{KeyPrefix: prefix, HealthInterval: every}
+	a := newNode(t, newRedisBrokerAt(t, addr, o), nil, ws.Config{}, nil)
+	b := newNode(t, newRedisBrokerAt(t, proxy.Addr, o), nil, ws.Config{}, nil)
+	t.Cleanup(proxy.Resume) // before the nodes stop
+	awaitReady(t, a, b)
+	both := func() bool { return a.hub.Health().BrokerHealthy && b.hub.Health().BrokerHealthy }
+	require.Eventually(t, both, 10*time.Second, 5*time.Millisecond, "the brokers never became healthy")
+	cb := b.dial(t, "")
+	cb.subscribe("news")
+	ctx := context.Background()
+	require.NoError(t, a.hub.Publish(ctx, "news", "before"))
+	cb.expect(map[string]any{"type": "message", "channel": "news", "message": "before"})
+
+	proxy.Freeze()
+	frozen := time.Now()
+	require.Eventually(t, func() bool { return !b.hub.Health().BrokerHealthy }, 3*every+time.Second, time.Millisecond,
+		"the silent connection was not reported within 3 × HealthInterval")
+	// Live again without the frozen connection ever answering: a second
+	// more than the bound for a loaded machine under -race.
+	require.Eventually(t, func() bool { return b.hub.Health().BrokerHealthy }, 4*every+2*time.Second, time.Millisecond,
+		"the broker did not replace its silent subscription connection")
+	t.Logf("healthy again %v after the freeze", time.Since(frozen).Round(time.Millisecond))
+	require.NoError(t, a.hub.Publish(ctx, "news", "after"))
+	cb.expect(map[string]any{"type": "message", "channel": "news", "message": "after"})
+	require.NoError(t, b.hub.Publish(ctx, "news", "from b"))
+	cb.expect(map[string]any{"type": "message", "channel": "news", "message": "from b"})
+	require.Equal(t, int64(1), b.hub.Stats().ConnectionsTotal, "the client stayed connected")
 }
 
 // TestPublishIntoAStallEndsAtReadTimeout proves, in docs/redis.md

@@ -120,6 +120,7 @@ func newRedisBroker(client redis.UniversalClient, owns bool, o RedisOptions) *Re
 		p := peers{
 			count:    b.peerCounter(ctl),
 			announce: func(ctx context.Context) error { return b.publishOnce(ctx, ctl, []byte("hello")) },
+			probe:    b.prober(ctl),
 		}
 		sh := newPubsubShard(client, b.sharded, ctl, o, p, b.done)
 		b.shards = append(b.shards, sh)

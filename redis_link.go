@@ -253,6 +253,9 @@ func (sh *pubsubShard) monitor() {
 			_ = sh.pubsub().Ping(ctx) // a failure shows up as a read error or a stale lastSeen
 			cancel()
 		}
+		if state != linkDown && sh.lastSeen.Load() != 0 && !sh.fresh() {
+			sh.replaceIfSilent()
+		}
 		timer.Reset(next)
 	}
 }

@@ -150,6 +150,23 @@ type noConnError struct{ err error }
 func (e *noConnError) Error() string { return e.err.Error() }
 func (e *noConnError) Unwrap() error { return e.err }
 
+// prober returns a PING of the server that holds ctl's subscriptions (on
+// Redis Cluster with sharded pub/sub, the owner of ctl's slot; otherwise
+// whichever server the client sends a keyless command to), sent on a
+// connection of the client's pool.
+func (b *RedisBroker) prober(ctl string) func(context.Context) error {
+	if cc, ok := b.client.(*redis.ClusterClient); ok && b.sharded {
+		return func(ctx context.Context) error {
+			node, err := cc.MasterForKey(ctx, ctl)
+			if err != nil {
+				return err
+			}
+			return node.Ping(ctx).Err()
+		}
+	}
+	return func(ctx context.Context) error { return b.client.Ping(ctx).Err() }
+}
+
 // peerCounter returns a function counting the brokers subscribed to the
 // control channel ctl, or nil where Redis cannot tell: with classic
 // pub/sub on a cluster each node counts only its own subscribers.

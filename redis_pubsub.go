@@ -38,6 +38,18 @@ import (
 // the sunsubscribe of its control channel, which it never unsubscribes
 // itself, as the sign: it replaces the PubSub with one on the slot's
 // owner and subscribes everything again, as after a reconnect (rehome).
+//
+// Silent connections: a subscription connection can go silent while
+// Redis is fine (a NAT or load balancer that forgot the flow, a
+// half-open connection). go-redis waits for the operating system to
+// report it dead, which with the monitor's pings outstanding takes TCP's
+// retransmission timeout (about 15 minutes on Linux). Once the
+// connection is stale, the monitor asks Redis on another connection
+// (probe); if Redis answers there and the subscription connection is
+// still silent, it closes that connection and the receive loop rehomes.
+// If Redis answers nowhere (stopped, or this node's whole path to it
+// stalled) the connection is kept: it may still deliver what Redis owes
+// it once Redis answers again.
 type pubsubShard struct {
 	client  redis.UniversalClient
 	ps      *redis.PubSub // replaced only by the receive loop (rehome), under mu
@@ -52,6 +64,12 @@ type pubsubShard struct {
 	countPeers func(ctx context.Context) (int, error)
 	// announce publishes on ctl, which makes every broker count again.
 	announce func(ctx context.Context) error
+	// probe pings, on a connection of the client's pool, the server the
+	// shard's subscriptions live on.
+	probe func(ctx context.Context) error
+	// stuck is the PubSub the monitor closed as silent, for the receive
+	// loop to replace; nil otherwise.
+	stuck atomic.Pointer[redis.PubSub]
 
 	started  chan struct{} // closed when the link first goes live or fails
 	wake     chan struct{} // tells the monitor the link awaits peers
@@ -83,12 +101,13 @@ type redisSub struct {
 type peers struct {
 	count    func(ctx context.Context) (int, error)
 	announce func(ctx context.Context) error
+	probe    func(ctx context.Context) error
 }
 
 func newPubsubShard(client redis.UniversalClient, sharded bool, ctl string, o RedisOptions, p peers, done <-chan struct{}) *pubsubShard {
 	sh := &pubsubShard{
 		client: client, sharded: sharded, ctl: ctl, every: o.HealthInterval, wait: o.ResubscribeWait, logger: o.Logger, done: done,
-		countPeers: p.count, announce: p.announce, started: make(chan struct{}), wake: make(chan struct{}, 1),
+		countPeers: p.count, announce: p.announce, probe: p.probe, started: make(chan struct{}), wake: make(chan struct{}, 1),
 		subs: map[string]*redisSub{ctl: {confirmed: make(chan struct{})}},
 	}
 	// Subscribing to the control channel up front pins the connection to
@@ -122,15 +141,20 @@ func (sh *pubsubShard) receiveLoop() {
 			if sh.closing() {
 				return
 			}
+			stuck := sh.stuck.CompareAndSwap(sh.ps, nil)
+			if stuck {
+				err = errSilent
+			}
 			sh.lost(err)
 			failures++
 			if !sh.sleep(backoff(failures)) {
 				return
 			}
-			if _, moved := redis.IsMovedError(err); moved && sh.sharded {
-				// A rehome dialed the slot's old owner (go-redis had not
-				// yet learnt the move), which refused the subscription;
-				// go-redis keeps that connection, so replace it again.
+			// A rehome that dialed the slot's old owner (go-redis had not
+			// yet learnt the move) gets MOVED, and go-redis keeps that
+			// connection: replace it again.
+			_, moved := redis.IsMovedError(err)
+			if stuck || moved && sh.sharded {
 				if !sh.rehome(err) {
 					return
 				}
@@ -204,23 +228,38 @@ func (sh *pubsubShard) deliver(channel, payload string) {
 	}
 }
 
-// errSlotMoved is the cause given when Redis Cluster dropped the shard's
-// subscriptions because its slot moved to another master.
-var errSlotMoved = errors.New("the partition's slot moved to another Redis Cluster master")
+var (
+	// errSlotMoved is the cause given when Redis Cluster dropped the
+	// shard's subscriptions because its slot moved to another master.
+	errSlotMoved = errors.New("the partition's slot moved to another Redis Cluster master")
+	// errSilent is the cause given when the monitor closed a connection
+	// that stayed silent while Redis answered on another one.
+	errSilent = errors.New("the subscription connection stayed silent while Redis answered on another connection")
+)
 
-// rehome replaces the shard's PubSub, whose node no longer owns the
-// shard's slot, with one on the slot's owner and subscribes there every
-// channel the shard has, the control channel first. The link goes down
-// until Redis confirms them all and the other brokers are back, as after
-// a reconnect; restored subscriptions' handlers are told that
-// publications may have been missed. It reports false if the broker is
-// closing. Only the receive loop calls it.
+// rehome replaces the shard's PubSub (whose node no longer owns the
+// shard's slot, or whose connection went silent) with a new one, on the
+// slot's owner on Redis Cluster, and subscribes there every channel the
+// shard has, the control channel first. The link goes down until Redis
+// confirms them all and the other brokers are back, as after a
+// reconnect; restored subscriptions' handlers are told that publications
+// may have been missed. It reports false if the broker is closing. Only
+// the receive loop calls it.
 func (sh *pubsubShard) rehome(cause error) bool {
 	sh.lost(cause)
 	if cc, ok := sh.client.(*redis.ClusterClient); ok {
 		cc.ReloadState(context.Background()) // go-redis reloads in the background; see receiveLoop
 	}
-	ps := sh.client.SSubscribe(context.Background()) // no channel: it dials on first use
+	ctx, cancel := context.WithTimeout(context.Background(), sh.every)
+	defer cancel()
+	// A failure to subscribe is a dial error or a failed write: go-redis
+	// keeps the channels and subscribes them when Receive connects.
+	var ps *redis.PubSub
+	if sh.sharded {
+		ps = sh.client.SSubscribe(ctx, sh.ctl)
+	} else {
+		ps = sh.client.Subscribe(ctx, sh.ctl)
+	}
 	sh.mu.Lock()
 	if sh.closing() {
 		sh.mu.Unlock()
@@ -229,8 +268,7 @@ func (sh *pubsubShard) rehome(cause error) bool {
 	}
 	old := sh.ps
 	sh.ps = ps
-	rchs := make([]string, 1, len(sh.subs))
-	rchs[0] = sh.ctl
+	rchs := make([]string, 0, len(sh.subs))
 	for rch := range sh.subs {
 		if rch != sh.ctl {
 			rchs = append(rchs, rch)
@@ -238,25 +276,46 @@ func (sh *pubsubShard) rehome(cause error) bool {
 	}
 	sh.mu.Unlock()
 	_ = old.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), sh.every)
-	defer cancel()
-	// A failure here is a dial error or a failed write: go-redis keeps the
-	// channels and subscribes them when Receive connects.
-	_ = ps.SSubscribe(ctx, rchs...)
+	if len(rchs) == 0 {
+		return true
+	}
+	if sh.sharded {
+		_ = ps.SSubscribe(ctx, rchs...)
+	} else {
+		_ = ps.Subscribe(ctx, rchs...)
+	}
 	// A channel unsubscribed meanwhile went to the new PubSub before the
-	// line above subscribed it again there: unsubscribe it once more.
+	// lines above subscribed it again there: unsubscribe it once more.
 	sh.mu.RLock()
 	var gone []string
-	for _, rch := range rchs[1:] {
+	for _, rch := range rchs {
 		if _, ok := sh.subs[rch]; !ok {
 			gone = append(gone, rch)
 		}
 	}
 	sh.mu.RUnlock()
 	if len(gone) > 0 {
-		_ = ps.SUnsubscribe(ctx, gone...)
+		_ = sh.sendUnsubscribe(ctx, ps, gone)
 	}
 	return true
+}
+
+// replaceIfSilent closes the shard's connection, for the receive loop to
+// replace, if Redis answers the probe on another connection while this
+// one stays silent. The monitor calls it while the link is stale.
+func (sh *pubsubShard) replaceIfSilent() {
+	if sh.probe == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sh.every)
+	err := sh.probe(ctx)
+	cancel()
+	if err != nil || sh.fresh() {
+		return // Redis silent everywhere, or the connection answered meanwhile
+	}
+	ps := sh.pubsub()
+	sh.stuck.Store(ps)
+	_ = ps.Close() // the receive loop's Receive fails and it rehomes
 }
 
 // subscribe registers handler for rch, sends the subscription and waits

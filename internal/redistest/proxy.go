@@ -20,9 +20,10 @@ type Proxy struct {
 	wg     sync.WaitGroup // the accept loop and the copiers
 
 	mu      sync.Mutex
-	cut     bool                  // guarded by mu: new connections are closed at once (Cut or Refuse)
-	conns   map[net.Conn]struct{} // guarded by mu: both ends of every open pair
-	stalled chan struct{}         // guarded by mu: non-nil while stalled, closed by Resume
+	cut     bool                       // guarded by mu: new connections are closed at once (Cut or Refuse)
+	conns   map[net.Conn]struct{}      // guarded by mu: both ends of every open pair
+	stalled chan struct{}              // guarded by mu: non-nil while stalled, closed by Resume
+	frozen  map[net.Conn]chan struct{} // guarded by mu: connections Freeze stopped, each with what Resume closes
 }
 
 // StartProxy listens on a free loopback port and forwards every
@@ -33,7 +34,7 @@ func StartProxy(tb testing.TB, target string) *Proxy {
 	if err != nil {
 		tb.Fatalf("proxy listen: %v", err)
 	}
-	p := &Proxy{Addr: l.Addr().String(), target: target, l: l, conns: make(map[net.Conn]struct{})}
+	p := &Proxy{Addr: l.Addr().String(), target: target, l: l, conns: make(map[net.Conn]struct{}), frozen: make(map[net.Conn]chan struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	tb.Cleanup(p.close)
@@ -74,7 +75,24 @@ func (p *Proxy) Stall() {
 	}
 }
 
-// Resume forwards again what Stall held and everything after it.
+// Freeze stops forwarding bytes on the connections open now, in both
+// directions, until Resume; nothing is closed and new connections
+// forward as usual. That is one TCP connection going silent while the
+// path to the server works (a NAT or load balancer that forgot the flow,
+// a half-open connection).
+func (p *Proxy) Freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	thaw := make(chan struct{})
+	for c := range p.conns {
+		if _, ok := p.frozen[c]; !ok {
+			p.frozen[c] = thaw
+		}
+	}
+}
+
+// Resume forwards again what Stall or Freeze held and everything after
+// it.
 func (p *Proxy) Resume() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -82,13 +100,25 @@ func (p *Proxy) Resume() {
 		close(p.stalled)
 		p.stalled = nil
 	}
+	thawed := map[chan struct{}]bool{}
+	for c, thaw := range p.frozen {
+		if !thawed[thaw] {
+			close(thaw)
+			thawed[thaw] = true
+		}
+		delete(p.frozen, c)
+	}
 }
 
-// gate returns a channel to wait on while the proxy is stalled, or nil.
-func (p *Proxy) gate() chan struct{} {
+// gate returns a channel to wait on while src is stalled or frozen, or
+// nil.
+func (p *Proxy) gate(src net.Conn) chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.stalled
+	if p.stalled != nil {
+		return p.stalled
+	}
+	return p.frozen[src]
 }
 
 // Restore forwards new connections again, after Cut or Refuse.
@@ -139,7 +169,7 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			if g := p.gate(); g != nil {
+			if g := p.gate(src); g != nil {
 				<-g // Resume, or close, which resumes
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
