@@ -3,9 +3,11 @@ package frame
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -106,4 +108,31 @@ func TestReaderLimitAndFaults(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHeaderAloneCostsNoPayloadBuffer: a frame header declaring a 64 KiB
+// message, with none of the payload behind it, makes the reader allocate
+// what it reads as it arrives, not what the header claims (docs/security.md,
+// After the upgrade). 100 such headers allocated 6.5 MB when the buffer
+// was sized from the header.
+func TestHeaderAloneCostsNoPayloadBuffer(t *testing.T) {
+	const headers, declared = 100, 64 << 10
+	full := clientFrame(0x80|OpText, make([]byte, declared))
+	hdr := full[:HeaderLen(declared)+4] // the header and the mask key only
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range headers {
+		r := &Reader{R: bytes.NewReader(hdr), MaxSize: 1 << 20}
+		if _, _, err := r.Next(nil); !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+			t.Fatalf("got %v, want the payload missing", err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	got := after.TotalAlloc - before.TotalAlloc
+	// The first 4 KiB step per header, and the readers themselves.
+	if limit := uint64(headers * 8 << 10); got > limit {
+		t.Fatalf("%d headers declaring %d bytes each allocated %d bytes, want at most %d", headers, declared, got, limit)
+	}
+	t.Logf("%d headers declaring %d bytes each allocated %d bytes", headers, declared, got)
 }
