@@ -228,6 +228,9 @@ func (sh *pubsubShard) monitor() {
 		case <-sh.wake:
 		}
 		next := sh.every
+		if sh.moving.Swap(false) {
+			sh.replace(errElsewhere)
+		}
 		sh.mu.RLock()
 		state, session := sh.link.state, sh.link.session
 		sh.mu.RUnlock()
@@ -278,13 +281,29 @@ func (sh *pubsubShard) countLive(session uint64) {
 	if err != nil {
 		return
 	}
+	if sh.recount(session, n) {
+		// This broker's own subscription to the control channel is live,
+		// yet the server that counted (the one publications go to) does
+		// not have it: the subscriptions sit on another server. With
+		// Sentinel that is a failover (go-redis moves the pool to the new
+		// master and leaves the subscription connection on the old one,
+		// where publications no longer arrive): move them.
+		sh.replace(errElsewhere)
+	}
+}
+
+// recount records n, a count taken while live in session, and reports
+// whether it leaves out this broker's own subscription.
+func (sh *pubsubShard) recount(session uint64, n int) (elsewhere bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	l := &sh.link
 	if l.state != linkLive || l.session != session {
-		return
+		return false
 	}
 	switch {
+	case n == 0:
+		return true
 	case n >= l.peers:
 		l.peers, l.lower = n, 0
 	case n == l.lower:
@@ -292,6 +311,7 @@ func (sh *pubsubShard) countLive(session uint64) {
 	default:
 		l.lower = n
 	}
+	return false
 }
 
 // peersBack makes the link live, and reports true, once as many brokers

@@ -202,7 +202,12 @@ func (o RedisOptions) withDefaults() (RedisOptions, error) {
 // client, see RedisBroker.publishOnce.) Dial retries follow DialRetries;
 // the socket deadlines follow ReadTimeout and WriteTimeout, or ctx's
 // deadline when it is sooner.
-func (o RedisOptions) newClient() redis.UniversalClient {
+func (o RedisOptions) newClient() redis.UniversalClient { return o.newClientDialed(nil) }
+
+// newClientDialed is newClient calling dialed, when not nil, with the
+// address of every connection it opens (with Sentinel, the master's
+// address at the time).
+func (o RedisOptions) newClientDialed(dialed func(addr string)) redis.UniversalClient {
 	return redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs:                 o.Addrs,
 		IsClusterMode:         o.ClusterMode,
@@ -213,7 +218,7 @@ func (o RedisOptions) newClient() redis.UniversalClient {
 		SentinelPassword:      o.SentinelPassword,
 		DB:                    o.DB,
 		TLSConfig:             o.TLSConfig,
-		Dialer:                o.dialer(),
+		Dialer:                o.dialer(dialed),
 		DialTimeout:           o.DialTimeout,
 		DialerRetries:         o.DialRetries + 1, // go-redis counts attempts
 		DialerRetryTimeout:    o.DialRetryBackoff,
@@ -228,8 +233,9 @@ func (o RedisOptions) newClient() redis.UniversalClient {
 // dialer opens connections as go-redis's own dialer does (TCP keep-alive,
 // TLS when TLSConfig is set) and marks every failure as a noConnError,
 // so a publish that failed for want of a connection is known not to have
-// been sent.
-func (o RedisOptions) dialer() func(ctx context.Context, network, addr string) (net.Conn, error) {
+// been sent. It calls dialed, when not nil, with the address of each
+// connection it opened.
+func (o RedisOptions) dialer(dialed func(addr string)) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	nd := &net.Dialer{
 		Timeout: o.DialTimeout,
 		// go-redis's default: probe after 30s idle, dead after 3 probes 5s apart.
@@ -249,6 +255,9 @@ func (o RedisOptions) dialer() func(ctx context.Context, network, addr string) (
 		}
 		if err != nil {
 			return nil, &noConnError{err: err}
+		}
+		if dialed != nil {
+			dialed(addr)
 		}
 		return c, nil
 	}

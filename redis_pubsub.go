@@ -67,9 +67,12 @@ type pubsubShard struct {
 	// probe pings, on a connection of the client's pool, the server the
 	// shard's subscriptions live on.
 	probe func(ctx context.Context) error
-	// stuck is the PubSub the monitor closed as silent, for the receive
-	// loop to replace; nil otherwise.
-	stuck atomic.Pointer[redis.PubSub]
+	// replacing is the PubSub the monitor closed for the receive loop to
+	// replace, and why; nil otherwise.
+	replacing atomic.Pointer[replacement]
+	// moving asks the monitor to replace the connection: the Sentinel
+	// master moved (masterMoved).
+	moving atomic.Bool
 
 	started  chan struct{} // closed when the link first goes live or fails
 	wake     chan struct{} // tells the monitor the link awaits peers
@@ -141,9 +144,10 @@ func (sh *pubsubShard) receiveLoop() {
 			if sh.closing() {
 				return
 			}
-			stuck := sh.stuck.CompareAndSwap(sh.ps, nil)
-			if stuck {
-				err = errSilent
+			r := sh.replacing.Load()
+			replace := r != nil && r.ps == sh.ps && sh.replacing.CompareAndSwap(r, nil)
+			if replace {
+				err = r.cause
 			}
 			sh.lost(err)
 			failures++
@@ -154,7 +158,7 @@ func (sh *pubsubShard) receiveLoop() {
 			// yet learnt the move) gets MOVED, and go-redis keeps that
 			// connection: replace it again.
 			_, moved := redis.IsMovedError(err)
-			if stuck || moved && sh.sharded {
+			if replace || moved && sh.sharded {
 				if !sh.rehome(err) {
 					return
 				}
@@ -235,7 +239,17 @@ var (
 	// errSilent is the cause given when the monitor closed a connection
 	// that stayed silent while Redis answered on another one.
 	errSilent = errors.New("the subscription connection stayed silent while Redis answered on another connection")
+	// errElsewhere is the cause given when the monitor closed a connection
+	// whose server is not the one that takes this broker's publications.
+	errElsewhere = errors.New("the Redis server that takes this node's publications does not see its subscriptions (a failover moved the master)")
 )
+
+// replacement is a PubSub the monitor closed, for the receive loop to
+// replace, and why.
+type replacement struct {
+	ps    *redis.PubSub
+	cause error
+}
 
 // rehome replaces the shard's PubSub (whose node no longer owns the
 // shard's slot, or whose connection went silent) with a new one, on the
@@ -313,9 +327,25 @@ func (sh *pubsubShard) replaceIfSilent() {
 	if err != nil || sh.fresh() {
 		return // Redis silent everywhere, or the connection answered meanwhile
 	}
+	sh.replace(errSilent)
+}
+
+// masterMoved moves the link down at once, so a publish in flight on the
+// new master cannot return nil while this node's subscriptions are on the
+// old one, and has the monitor replace the connection. It must not wait
+// on go-redis: masterWatch calls it from inside go-redis's dial.
+func (sh *pubsubShard) masterMoved() {
+	sh.lost(errElsewhere)
+	sh.moving.Store(true)
+	sh.poke()
+}
+
+// replace closes the shard's connection for the receive loop to replace
+// (its Receive fails, and it rehomes), giving cause as the reason.
+func (sh *pubsubShard) replace(cause error) {
 	ps := sh.pubsub()
-	sh.stuck.Store(ps)
-	_ = ps.Close() // the receive loop's Receive fails and it rehomes
+	sh.replacing.Store(&replacement{ps: ps, cause: cause})
+	_ = ps.Close()
 }
 
 // subscribe registers handler for rch, sends the subscription and waits
