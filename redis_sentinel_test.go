@@ -102,7 +102,7 @@ func TestSentinelSwitchoverKeepsPublishing(t *testing.T) {
 			}
 			awaitReady(t, ns...)
 			return ns
-		}, 50},
+		}, 100},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,7 +155,7 @@ func switchoverLosses(t *testing.T, sen *redistest.Sentinel, a, b *testNode, mos
 	ok := <-published
 	require.NotEmpty(t, ok)
 	for _, c := range []*testClient{ca, cb} {
-		got := readMessages(t, c, len(ok))
+		got := readMessages(t, c, ok)
 		var lost []string
 		for _, p := range ok {
 			if !got[p] {
@@ -167,19 +167,28 @@ func switchoverLosses(t *testing.T, sen *redistest.Sentinel, a, b *testNode, mos
 	}
 }
 
-// readMessages reads c's publications until it has want or none comes
-// for 5 s, and returns their texts.
-func readMessages(t *testing.T, c *testClient, want int) map[string]bool {
+// readMessages reads c's publications until it has seen every text in
+// want or none comes for 5 s, and returns the texts it saw. Publications
+// that failed as uncertain may arrive too, so it does not stop at a count.
+func readMessages(t *testing.T, c *testClient, want []string) map[string]bool {
 	t.Helper()
-	got := make(map[string]bool, want)
-	for len(got) < want {
+	got := make(map[string]bool, len(want))
+	missing := len(want)
+	wanted := make(map[string]bool, len(want))
+	for _, w := range want {
+		wanted[w] = true
+	}
+	for missing > 0 {
 		require.NoError(t, c.Conn.SetReadDeadline(time.Now().Add(5*time.Second)))
 		var m map[string]any
 		if err := c.Conn.ReadJSON(&m); err != nil {
 			break
 		}
-		if text, ok := m["message"].(string); ok && m["type"] == "message" {
+		if text, ok := m["message"].(string); ok && m["type"] == "message" && !got[text] {
 			got[text] = true
+			if wanted[text] {
+				missing--
+			}
 		}
 	}
 	return got
