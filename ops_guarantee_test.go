@@ -68,24 +68,9 @@ func nextWithin(tb testing.TB, c *testClient, d time.Duration) map[string]any {
 // closed), as a lost network path would; node a keeps its own path.
 func TestStalledRedisPathMakesTheNodeUnready(t *testing.T) {
 	leakCheck(t)
-	addr := redistest.Addr(t)
-	prefix := redistest.Prefix(t)
-	redistest.CleanupKeys(t, addr, prefix)
-	proxy := redistest.StartProxy(t, addr)
 	const every = 100 * time.Millisecond
-	o := ws.RedisOptions{KeyPrefix: prefix, HealthInterval: every}
-	a := newNode(t, newRedisBrokerAt(t, addr, o), nil, ws.Config{}, nil)
-	b := newNode(t, newRedisBrokerAt(t, proxy.Addr, o), nil, ws.Config{}, nil)
-	t.Cleanup(proxy.Resume) // before the nodes stop, should the test end stalled
-	awaitReady(t, a, b)
-	both := func() bool { return a.hub.Health().BrokerHealthy && b.hub.Health().BrokerHealthy }
-	require.Eventually(t, both, 10*time.Second, 5*time.Millisecond, "the brokers never became healthy")
-
-	cb := b.dial(t, "")
-	cb.subscribe("news")
+	a, b, proxy, cb := proxiedNodes(t, every, nil)
 	ctx := context.Background()
-	require.NoError(t, a.hub.Publish(ctx, "news", "before"))
-	cb.expect(map[string]any{"type": "message", "channel": "news", "message": "before"})
 	code, hl, _ := getHealth(t, b.hub.HealthHandler(), http.MethodGet)
 	require.Equal(t, http.StatusOK, code, "health before the stall: got %d, want 200", code)
 
@@ -144,26 +129,10 @@ func TestStalledRedisPathMakesTheNodeUnready(t *testing.T) {
 // at one moment and forwards new ones.
 func TestSilentSubscriptionConnectionIsReplaced(t *testing.T) {
 	leakCheck(t)
-	addr := redistest.Addr(t)
-	prefix := redistest.Prefix(t)
-	redistest.CleanupKeys(t, addr, prefix)
-	proxy := redistest.StartProxy(t, addr)
 	const every = 100 * time.Millisecond
-	o := ws.RedisOptions{KeyPrefix: prefix, HealthInterval: every}
-	a := newNode(t, newRedisBrokerAt(t, addr, o), nil, ws.Config{}, nil)
 	logs := &recordHandler{}
-	ob := o
-	ob.Logger = slog.New(logs)
-	b := newNode(t, newRedisBrokerAt(t, proxy.Addr, ob), nil, ws.Config{}, nil)
-	t.Cleanup(proxy.Resume) // before the nodes stop
-	awaitReady(t, a, b)
-	both := func() bool { return a.hub.Health().BrokerHealthy && b.hub.Health().BrokerHealthy }
-	require.Eventually(t, both, 10*time.Second, 5*time.Millisecond, "the brokers never became healthy")
-	cb := b.dial(t, "")
-	cb.subscribe("news")
+	a, b, proxy, cb := proxiedNodes(t, every, slog.New(logs))
 	ctx := context.Background()
-	require.NoError(t, a.hub.Publish(ctx, "news", "before"))
-	cb.expect(map[string]any{"type": "message", "channel": "news", "message": "before"})
 
 	proxy.Freeze()
 	frozen := time.Now()
@@ -181,6 +150,33 @@ func TestSilentSubscriptionConnectionIsReplaced(t *testing.T) {
 	require.NoError(t, b.hub.Publish(ctx, "news", "from b"))
 	cb.expect(map[string]any{"type": "message", "channel": "news", "message": "from b"})
 	require.Equal(t, int64(1), b.hub.Stats().ConnectionsTotal, "the client stayed connected")
+}
+
+// proxiedNodes starts node a on Redis and node b through a proxy, their
+// brokers pinging every HealthInterval every (b's logging to bLog, when
+// not nil), waits until both are healthy, and returns them with the
+// proxy and a client of b subscribed to "news" that got a publication
+// from a. The proxy resumes before the nodes stop, should a test end
+// stalled or frozen.
+func proxiedNodes(t *testing.T, every time.Duration, bLog *slog.Logger) (a, b *testNode, proxy *redistest.Proxy, cb *testClient) {
+	t.Helper()
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t)
+	redistest.CleanupKeys(t, addr, prefix)
+	proxy = redistest.StartProxy(t, addr)
+	o := ws.RedisOptions{KeyPrefix: prefix, HealthInterval: every}
+	a = newNode(t, newRedisBrokerAt(t, addr, o), nil, ws.Config{}, nil)
+	o.Logger = bLog
+	b = newNode(t, newRedisBrokerAt(t, proxy.Addr, o), nil, ws.Config{}, nil)
+	t.Cleanup(proxy.Resume)
+	awaitReady(t, a, b)
+	both := func() bool { return a.hub.Health().BrokerHealthy && b.hub.Health().BrokerHealthy }
+	require.Eventually(t, both, 10*time.Second, 5*time.Millisecond, "the brokers never became healthy")
+	cb = b.dial(t, "")
+	cb.subscribe("news")
+	require.NoError(t, a.hub.Publish(context.Background(), "news", "before"))
+	cb.expect(map[string]any{"type": "message", "channel": "news", "message": "before"})
+	return a, b, proxy, cb
 }
 
 // TestPublishIntoAStallEndsAtReadTimeout proves, in docs/redis.md

@@ -88,8 +88,16 @@ func (a *autoPipeline) processAll(ctx context.Context, cmds ...redis.Cmder) erro
 	if err != errAutoPipelineStopped {
 		return err
 	}
-	for _, cmd := range cmds { // the storage is closing: one by one, directly
-		if err := a.client.Process(ctx, cmd); err != nil {
+	return processInTurn(ctx, a.client, cmds...) // the storage is closing: directly
+}
+
+// processInTurn sends cmds one after the other through c and returns the
+// first error, sending nothing after it.
+func processInTurn(ctx context.Context, c interface {
+	Process(context.Context, redis.Cmder) error
+}, cmds ...redis.Cmder) error {
+	for _, cmd := range cmds {
+		if err := c.Process(ctx, cmd); err != nil {
 			return err
 		}
 	}

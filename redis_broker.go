@@ -171,10 +171,11 @@ func newRedisBroker(client redis.UniversalClient, owns bool, o RedisOptions) *Re
 		if b.sharded {
 			ctl = b.prefix + "{s" + strconv.Itoa(i) + "}:ctl"
 		}
+		count := b.peerCounter(ctl)
 		p := peers{
-			count:    b.peerCounter(ctl),
+			count:    count,
 			announce: func(ctx context.Context) error { return b.publishOnce(ctx, ctl, []byte("hello")) },
-			probe:    b.prober(ctl),
+			probe:    b.prober(count),
 		}
 		sh := newPubsubShard(client, b.sharded, ctl, o, p, b.done)
 		b.shards = append(b.shards, sh)

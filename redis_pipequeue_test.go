@@ -44,16 +44,7 @@ func TestPipeQueueSparesASecondPipeline(t *testing.T) {
 	submit := func(v int) {
 		go func() { results <- q.submit(context.Background(), v, nil, nil) }()
 	}
-	next := func() []int {
-		t.Helper()
-		select {
-		case b := <-batches:
-			return b
-		case <-time.After(5 * time.Second):
-			t.Fatal("no pipeline was sent")
-			return nil
-		}
-	}
+	next := func() []int { t.Helper(); return nextBatch(t, batches) }
 	submit(0)
 	require.Equal(t, []int{0}, next(), "a lone request goes at once")
 	for v := 1; v <= spare; v++ {
@@ -98,16 +89,7 @@ func TestPipeQueueSubmitAllSharesOnePipeline(t *testing.T) {
 		}
 	})
 	defer func() { close(release); close(done); wg.Wait() }() // a closed release frees a worker still holding replies
-	next := func() []int {
-		t.Helper()
-		select {
-		case b := <-batches:
-			return b
-		case <-time.After(5 * time.Second):
-			t.Fatal("no pipeline was sent")
-			return nil
-		}
-	}
+	next := func() []int { t.Helper(); return nextBatch(t, batches) }
 	together := func(vs ...int) error {
 		t.Helper()
 		res := make(chan error, 1)
@@ -142,4 +124,17 @@ func TestPipeQueueSubmitAllSharesOnePipeline(t *testing.T) {
 	require.NoError(t, <-busy)
 	require.NoError(t, <-busy)
 	require.NoError(t, together(18), "the withdrawn requests were never sent: the next pipeline holds only 18")
+}
+
+// nextBatch returns the next pipeline's requests the test's send func
+// recorded, failing t when none comes within 5 s.
+func nextBatch(t *testing.T, batches <-chan []int) []int {
+	t.Helper()
+	select {
+	case b := <-batches:
+		return b
+	case <-time.After(5 * time.Second):
+		t.Fatal("no pipeline was sent")
+		return nil
+	}
 }

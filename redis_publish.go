@@ -150,19 +150,14 @@ type noConnError struct{ err error }
 func (e *noConnError) Error() string { return e.err.Error() }
 func (e *noConnError) Unwrap() error { return e.err }
 
-// prober returns a PING of the server that holds ctl's subscriptions (on
-// Redis Cluster with sharded pub/sub, the owner of ctl's slot; otherwise
-// whichever server the client sends a keyless command to), sent on a
-// connection of the client's pool.
-func (b *RedisBroker) prober(ctl string) func(context.Context) error {
-	if cc, ok := b.client.(*redis.ClusterClient); ok && b.sharded {
-		return func(ctx context.Context) error {
-			node, err := cc.MasterForKey(ctx, ctl)
-			if err != nil {
-				return err
-			}
-			return node.Ping(ctx).Err()
-		}
+// prober returns a request, on a connection of the client's pool, that
+// the server holding a control channel's subscriptions answers: its peer
+// count (count, from peerCounter, which asks that server), or where Redis
+// cannot count them (classic pub/sub on a cluster) a PING of whichever
+// node the client sends it to.
+func (b *RedisBroker) prober(count func(context.Context) (int, error)) func(context.Context) error {
+	if count != nil {
+		return func(ctx context.Context) error { _, err := count(ctx); return err }
 	}
 	return func(ctx context.Context) error { return b.client.Ping(ctx).Err() }
 }

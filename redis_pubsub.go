@@ -64,8 +64,8 @@ type pubsubShard struct {
 	countPeers func(ctx context.Context) (int, error)
 	// announce publishes on ctl, which makes every broker count again.
 	announce func(ctx context.Context) error
-	// probe pings, on a connection of the client's pool, the server the
-	// shard's subscriptions live on.
+	// probe asks, on a connection of the client's pool, the server the
+	// shard's subscriptions live on for an answer (RedisBroker.prober).
 	probe func(ctx context.Context) error
 	// replacing is the PubSub the monitor closed for the receive loop to
 	// replace, and why; nil otherwise.
@@ -113,19 +113,23 @@ func newPubsubShard(client redis.UniversalClient, sharded bool, ctl string, o Re
 		countPeers: p.count, announce: p.announce, probe: p.probe, started: make(chan struct{}), wake: make(chan struct{}, 1),
 		subs: map[string]*redisSub{ctl: {confirmed: make(chan struct{})}},
 	}
-	// Subscribing to the control channel up front pins the connection to
-	// the node owning the shard's slot on Redis Cluster, and means every
-	// new connection starts with a subscribe reply counting 1. An error
-	// here (Redis down) is not fatal: go-redis keeps the channel and
-	// subscribes it when the receive loop connects.
 	ctx, cancel := context.WithTimeout(context.Background(), sh.every)
 	defer cancel()
-	if sharded {
-		sh.ps = client.SSubscribe(ctx, ctl)
-	} else {
-		sh.ps = client.Subscribe(ctx, ctl)
-	}
+	sh.ps = sh.newPubSub(ctx)
 	return sh
+}
+
+// newPubSub returns a new PubSub subscribed to the control channel.
+// Subscribing to it up front pins the connection to the node owning the
+// shard's slot on Redis Cluster, and means every new connection starts
+// with a subscribe reply counting 1. An error here (Redis down) is not
+// fatal: go-redis keeps the channel and subscribes it when Receive
+// connects.
+func (sh *pubsubShard) newPubSub(ctx context.Context) *redis.PubSub {
+	if sh.sharded {
+		return sh.client.SSubscribe(ctx, sh.ctl)
+	}
+	return sh.client.Subscribe(ctx, sh.ctl)
 }
 
 // start runs the receive loop and the monitor; wg tracks both.
@@ -266,14 +270,7 @@ func (sh *pubsubShard) rehome(cause error) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sh.every)
 	defer cancel()
-	// A failure to subscribe is a dial error or a failed write: go-redis
-	// keeps the channels and subscribes them when Receive connects.
-	var ps *redis.PubSub
-	if sh.sharded {
-		ps = sh.client.SSubscribe(ctx, sh.ctl)
-	} else {
-		ps = sh.client.Subscribe(ctx, sh.ctl)
-	}
+	ps := sh.newPubSub(ctx)
 	sh.mu.Lock()
 	if sh.closing() {
 		sh.mu.Unlock()
@@ -293,11 +290,9 @@ func (sh *pubsubShard) rehome(cause error) bool {
 	if len(rchs) == 0 {
 		return true
 	}
-	if sh.sharded {
-		_ = ps.SSubscribe(ctx, rchs...)
-	} else {
-		_ = ps.Subscribe(ctx, rchs...)
-	}
+	// A failure to subscribe is a dial error or a failed write: go-redis
+	// keeps the channels and subscribes them when Receive connects.
+	_ = sh.sendSubscribe(ctx, ps, rchs)
 	// A channel unsubscribed meanwhile went to the new PubSub before the
 	// lines above subscribed it again there: unsubscribe it once more.
 	sh.mu.RLock()
@@ -318,9 +313,6 @@ func (sh *pubsubShard) rehome(cause error) bool {
 // replace, if Redis answers the probe on another connection while this
 // one stays silent. The monitor calls it while the link is stale.
 func (sh *pubsubShard) replaceIfSilent() {
-	if sh.probe == nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), sh.every)
 	err := sh.probe(ctx)
 	cancel()
@@ -372,12 +364,7 @@ func (sh *pubsubShard) subscribeMany(ctx context.Context, rchs []string, handler
 	ps := sh.ps
 	sh.mu.Unlock()
 
-	var err error
-	if sh.sharded {
-		err = ps.SSubscribe(ctx, rchs...)
-	} else {
-		err = ps.Subscribe(ctx, rchs...)
-	}
+	err := sh.sendSubscribe(ctx, ps, rchs)
 	if err != nil && sh.pubsub() != ps {
 		err = nil // a rehome replaced ps and subscribed rchs on the new one
 	}
@@ -452,6 +439,15 @@ func (sh *pubsubShard) pubsub() *redis.PubSub {
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	return sh.ps
+}
+
+// sendSubscribe writes one (S)SUBSCRIBE for rchs on ps; go-redis keeps
+// rchs even when the write fails, and subscribes them on reconnect.
+func (sh *pubsubShard) sendSubscribe(ctx context.Context, ps *redis.PubSub, rchs []string) error {
+	if sh.sharded {
+		return ps.SSubscribe(ctx, rchs...)
+	}
+	return ps.Subscribe(ctx, rchs...)
 }
 
 // sendUnsubscribe writes one (S)UNSUBSCRIBE for rchs on ps, which must

@@ -91,10 +91,7 @@ func (s *RedisStorage) index(ctx context.Context, id, ch string) error {
 	if s.scripts != nil {
 		return s.scripts.processAll(ctx, node, channel)
 	}
-	if err := s.client.Process(ctx, node); err != nil {
-		return err
-	}
-	return s.client.Process(ctx, channel)
+	return processInTurn(ctx, s.client, node, channel)
 }
 
 // release counts k local entries of ch gone (or never written) and drops

@@ -2,10 +2,7 @@ package redistest
 
 import (
 	"context"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,13 +27,8 @@ func StartCluster(tb testing.TB) *Cluster {
 	if _, err := exec.LookPath("redis-cli"); err != nil {
 		skip(tb, "redis-cli not installed (apt-get install redis-tools); skipping a Redis Cluster test")
 	}
-	root := tb.TempDir()
 	c := &Cluster{}
-	for i := range 3 {
-		dir := filepath.Join(root, strconv.Itoa(i))
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			tb.Fatal(err)
-		}
+	for _, dir := range subdirs(tb, 3) {
 		s := startServer(tb, dir, "--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
 		c.Servers = append(c.Servers, s)
@@ -49,14 +41,10 @@ func StartCluster(tb testing.TB) *Cluster {
 	if out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput(); err != nil {
 		tb.Fatalf("redis-cli --cluster create: %v: %s", err, out)
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
 	for _, addr := range c.Addrs {
-		for !clusterOK(ctx, addr) {
-			if time.Now().After(deadline) {
-				tb.Fatalf("cluster node %s not ok within 20s", addr)
-			}
-			time.Sleep(50 * time.Millisecond) // polling an external process; nothing to wait on
-		}
+		waitFor(wctx, tb, "cluster node "+addr+" to report cluster_state:ok", func() bool { return clusterOK(wctx, addr) })
 	}
 	return c
 }

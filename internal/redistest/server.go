@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -87,27 +88,42 @@ func (s *Server) Start() error {
 	logfile := filepath.Join(s.dir, "redis-"+strconv.Itoa(s.Port)+".log")
 	args := append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir, "--logfile", logfile}, s.extra...)
-	p := &process{cmd: exec.Command("redis-server", args...), done: make(chan struct{})}
-	if err := p.cmd.Start(); err != nil {
+	p, err := startProcess(args, s.Addr, logfile)
+	if err != nil {
 		return err
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for ping(s.Addr, 200*time.Millisecond) != nil {
-		select {
-		case <-p.done:
-			log, _ := os.ReadFile(logfile)
-			return fmt.Errorf("redis-server on %d exited (%v): %s", s.Port, p.err, log)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			_ = p.cmd.Process.Kill()
-			<-p.done
-			return fmt.Errorf("redis-server on %d did not answer PING within 5s", s.Port)
-		}
 	}
 	s.run = p
 	return nil
+}
+
+// startProcess runs redis-server with args and waits (at most 5s) until
+// it answers PING at addr; if it exits first, the error carries logfile.
+func startProcess(args []string, addr, logfile string) (*process, error) {
+	p := &process{cmd: exec.Command("redis-server", args...), done: make(chan struct{})}
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for ping(addr, 200*time.Millisecond) != nil {
+		select {
+		case <-p.done:
+			log, _ := os.ReadFile(logfile)
+			return nil, fmt.Errorf("redis-server %v on %s exited (%v): %s", args, addr, p.err, log)
+		case <-time.After(20 * time.Millisecond): // polling an external process; nothing to wait on
+		}
+		if time.Now().After(deadline) {
+			p.kill()
+			return nil, fmt.Errorf("redis-server %v on %s did not answer PING within 5s", args, addr)
+		}
+	}
+	return p, nil
+}
+
+// kill SIGKILLs the process and waits for it to exit.
+func (p *process) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
 }
 
 // Kill stops the server with SIGKILL, as a crash would, and waits for it
@@ -118,8 +134,7 @@ func (s *Server) Kill() {
 	if s.run == nil {
 		return
 	}
-	_ = s.run.cmd.Process.Kill()
-	<-s.run.done
+	s.run.kill()
 	s.run = nil
 }
 
@@ -136,7 +151,42 @@ func (s *Server) FlushAll(ctx context.Context) error {
 
 // CLI runs redis-cli against the server and returns its output.
 func (s *Server) CLI(ctx context.Context, args ...string) (string, error) {
-	full := append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(s.Port)}, args...)
+	return cli(ctx, s.Addr, args...)
+}
+
+// cli runs redis-cli against addr ("127.0.0.1:port") and returns its
+// output.
+func cli(ctx context.Context, addr string, args ...string) (string, error) {
+	host, port, _ := strings.Cut(addr, ":")
+	full := append([]string{"-h", host, "-p", port}, args...)
 	out, err := exec.CommandContext(ctx, "redis-cli", full...).CombinedOutput()
 	return string(out), err
+}
+
+// subdirs makes n numbered directories under a temporary directory of
+// tb's and returns their paths.
+func subdirs(tb testing.TB, n int) []string {
+	tb.Helper()
+	root := tb.TempDir()
+	dirs := make([]string, n)
+	for i := range dirs {
+		dirs[i] = filepath.Join(root, strconv.Itoa(i))
+		if err := os.Mkdir(dirs[i], 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return dirs
+}
+
+// waitFor polls cond (an external process's state: nothing to wait on)
+// until it holds, failing tb when ctx ends first.
+func waitFor(ctx context.Context, tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			tb.Fatalf("timed out waiting for %s", what)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
