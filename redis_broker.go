@@ -49,6 +49,7 @@ type RedisBroker struct {
 	closeOnce  sync.Once
 	closeErr   error          // written once under closeOnce
 	history    historyBatcher // groups concurrent history publications
+	watch      *masterWatch   // with Sentinel options, else nil
 }
 
 var (
@@ -79,58 +80,11 @@ func NewRedisBrokerWithOptions(opts RedisOptions) (*RedisBroker, error) {
 	if o.MasterName == "" {
 		return newRedisBroker(o.newClient(), true, o), nil
 	}
-	w := &masterWatch{sentinels: make(map[string]bool, len(o.Addrs))}
-	for _, a := range o.Addrs {
-		w.sentinels[a] = true
-	}
+	w := newMasterWatch(o)
 	b := newRedisBroker(o.newClientDialed(w.dialed), true, o)
+	b.watch = w
 	w.follow(b)
 	return b, nil
-}
-
-// masterWatch tells a broker on Redis Sentinel when its client starts
-// dialing another address, which with Sentinel is a new master: go-redis
-// moves its pool there at once (on Sentinel's +switch-master, or when a
-// dial asks Sentinel again) but leaves the subscription connections where
-// they are. A master that was switched over while still running keeps
-// them and receives nothing that is published on the new one until it
-// replicates from it, ten seconds and more later, so the broker moves its
-// subscriptions as soon as its client dials the new master.
-//
-// The client dials the Sentinels through the same dialer; dials to the
-// Sentinels in Addrs are not master moves. One to a Sentinel that go-redis
-// discovered and Addrs does not list (after the listed ones failed) looks
-// like one and costs a needless resubscribe: list every Sentinel.
-type masterWatch struct {
-	sentinels map[string]bool // RedisOptions.Addrs; read-only
-	mu        sync.Mutex
-	addr      string       // guarded by mu; the address of the last dial to a master
-	b         *RedisBroker // guarded by mu; nil until follow
-}
-
-func (w *masterWatch) follow(b *RedisBroker) {
-	w.mu.Lock()
-	w.b = b
-	w.mu.Unlock()
-}
-
-// dialed is called by the client's dialer with each new connection's
-// address, on go-redis's goroutine and, for a subscription connection,
-// with go-redis's PubSub locked.
-func (w *masterWatch) dialed(addr string) {
-	if w.sentinels[addr] {
-		return
-	}
-	w.mu.Lock()
-	prev, b := w.addr, w.b
-	w.addr = addr
-	w.mu.Unlock()
-	if prev == "" || prev == addr || b == nil {
-		return
-	}
-	for _, sh := range b.shards {
-		sh.masterMoved()
-	}
 }
 
 // NewRedisBrokerFromClient returns a broker that uses client, which it
@@ -281,6 +235,9 @@ func (b *RedisBroker) Close() error {
 			}
 		}
 		b.wg.Wait()
+		if b.watch != nil {
+			b.watch.stop()
+		}
 		if b.ownsClient {
 			if err := b.client.Close(); err != nil {
 				errs = append(errs, err)

@@ -3,6 +3,8 @@ package ws_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -204,4 +206,53 @@ func equalIDs(got []string, want ...string) bool {
 		}
 	}
 	return true
+}
+
+// TestSentinelDiscoveredSentinelIsNotAMasterMove proves, in
+// docs/redis.md (Redis Sentinel): a broker made from options with one of
+// two Sentinels in Addrs does not resubscribe when the listed Sentinel
+// dies and go-redis turns to the other, which it learnt from the listed
+// one. The broker watches its client's dials for master moves and the
+// Sentinels are dialed through the same dialer: before the broker asked
+// the Sentinels for the others too, the dial to the unlisted one looked
+// like a master move and dropped every subscription for a resubscribe.
+func TestSentinelDiscoveredSentinelIsNotAMasterMove(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Redis Sentinel; skipped with -short")
+	}
+	leakCheck(t)
+	sen := redistest.StartSentinel(t)
+	other := sen.AddSentinel(t)
+	logs := &recordHandler{}
+	o := ws.RedisOptions{Addrs: []string{sen.Addr}, MasterName: redistest.MasterName, KeyPrefix: redistest.Prefix(t), Logger: slog.New(logs)}
+	n := redisNodes(t, 1, o, ws.Config{}, nil)[0]
+	require.Eventually(t, func() bool { return n.hub.Health().BrokerHealthy }, 10*time.Second, 5*time.Millisecond, "the broker never became healthy")
+	logged := func(msg string) func() bool {
+		return func() bool {
+			return len(logs.where(func(r slog.Record) bool { return strings.Contains(recordLine(r), msg) })) > 0
+		}
+	}
+	require.Eventually(t, logged("sentinel discovered sentinel="+other), 10*time.Second, 5*time.Millisecond,
+		"the broker did not learn the unlisted Sentinel %s", other)
+	c := n.dial(t, "")
+	c.subscribe("news")
+
+	// go-redis asks a Sentinel for the master when it opens a connection:
+	// with the listed one dead and the pool's connections killed, the
+	// next publication's connection asks the unlisted one.
+	sen.KillSentinel(sen.Addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := sen.Master.CLI(ctx, "CLIENT", "KILL", "TYPE", "normal")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return n.hub.Publish(ctx, "news", "after") == nil }, 20*time.Second, 10*time.Millisecond,
+		"no publication went through after the listed Sentinel died")
+	c.expect(map[string]any{"type": "message", "channel": "news", "message": "after"})
+	out, err := redistest.CLI(ctx, other, "CLIENT", "LIST")
+	require.NoError(t, err)
+	require.Contains(t, out, "cmd=subscribe", "go-redis did not turn to the unlisted Sentinel:\n%s", out)
+	for _, r := range logs.where(func(r slog.Record) bool { return strings.Contains(recordLine(r), "connection lost") }) {
+		t.Errorf("the broker took the dial to the unlisted Sentinel for a master move: %s", recordLine(r))
+	}
+	require.True(t, n.hub.Health().BrokerHealthy)
 }

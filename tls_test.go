@@ -71,7 +71,10 @@ func TestTLSBurstIsCoalesced(t *testing.T) {
 			require.Equal(t, float64(seq), m["message"].(map[string]any)["seq"], "client %d, in order", i)
 		}
 		wire := c.n.Load() - before[i]
-		require.Less(t, wire, int64(frameBytes+burst*22/4),
+		// A record per frame would add burst*22 bytes. Alone under -race
+		// the test measured 33-75 records for the 300 frames, and 85 once
+		// beside the whole suite, so the bound is half that: 150.
+		require.Less(t, wire, int64(frameBytes+burst*22/2),
 			"client %d read %d bytes for %d bytes of frames: want far fewer than a record per frame", i, wire, frameBytes)
 		t.Logf("client %d: %d wire bytes for %d bytes of %d frames", i, wire, frameBytes, burst)
 	}

@@ -19,15 +19,18 @@ import (
 // master under.
 const MasterName = "mymaster"
 
-// Sentinel is a master, its replica and one Sentinel watching them,
-// owned by one test.
+// Sentinel is a master, its replica and the Sentinels watching them (one
+// until AddSentinel), owned by one test.
 type Sentinel struct {
 	// Master and Replica are the two redis-servers as started; after a
 	// failover the replica is the master.
 	Master, Replica *Server
-	// Addr is the Sentinel's address, for RedisOptions.Addrs with
+	// Addr is the first Sentinel's address, for RedisOptions.Addrs with
 	// MasterName.
 	Addr string
+
+	dir   string              // the Sentinels' directory
+	procs map[string]*process // by address
 }
 
 // StartSentinel starts a master, a replica of it and one Sentinel
@@ -49,20 +52,8 @@ func StartSentinel(tb testing.TB) *Sentinel {
 		info, err := replica.CLI(ctx, "INFO", "replication")
 		return err == nil && strings.Contains(info, "master_link_status:up")
 	})
-	s := &Sentinel{Master: master, Replica: replica}
-	var lastErr error
-	for range 20 {
-		port := 7000 + rand.IntN(1000)
-		if !free(port) {
-			continue
-		}
-		if lastErr = s.startSentinel(tb, dirs[2], port); lastErr == nil {
-			break
-		}
-	}
-	if s.Addr == "" {
-		tb.Fatalf("could not start redis-server --sentinel: %v", lastErr)
-	}
+	s := &Sentinel{Master: master, Replica: replica, dir: dirs[2], procs: map[string]*process{}}
+	s.Addr = s.startSentinel(tb)
 	waitFor(ctx, tb, "the Sentinel to see the replica", func() bool {
 		out, err := cli(ctx, s.Addr, "SENTINEL", "REPLICAS", MasterName)
 		return err == nil && strings.Contains(out, strconv.Itoa(replica.Port))
@@ -70,11 +61,51 @@ func StartSentinel(tb testing.TB) *Sentinel {
 	return s
 }
 
-// startSentinel writes the Sentinel's configuration (it must be
+// AddSentinel starts one more Sentinel of the master, waits (at most
+// 20 s; Sentinels announce themselves every 2 s) until the first
+// Sentinel names it in SENTINEL SENTINELS, and returns its address.
+func (s *Sentinel) AddSentinel(tb testing.TB) string {
+	tb.Helper()
+	addr := s.startSentinel(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, port, _ := strings.Cut(addr, ":")
+	waitFor(ctx, tb, "the first Sentinel to name the new one", func() bool {
+		out, err := cli(ctx, s.Addr, "SENTINEL", "SENTINELS", MasterName)
+		return err == nil && strings.Contains(out, "\n"+port+"\n")
+	})
+	return addr
+}
+
+// KillSentinel SIGKILLs the Sentinel at addr and waits for it to exit.
+func (s *Sentinel) KillSentinel(addr string) { s.procs[addr].kill() }
+
+// startSentinel starts a Sentinel on a spare port and returns its
+// address.
+func (s *Sentinel) startSentinel(tb testing.TB) string {
+	tb.Helper()
+	var lastErr error
+	for range 20 {
+		port := 7000 + rand.IntN(1000)
+		if !free(port) {
+			continue
+		}
+		addr, err := s.startSentinelOn(tb, port)
+		if err == nil {
+			return addr
+		}
+		lastErr = err
+	}
+	tb.Fatalf("could not start redis-server --sentinel: %v", lastErr)
+	return ""
+}
+
+// startSentinelOn writes a Sentinel's configuration (it must be
 // writable: Sentinel records its state there) and starts it on port.
-func (s *Sentinel) startSentinel(tb testing.TB, dir string, port int) error {
+func (s *Sentinel) startSentinelOn(tb testing.TB, port int) (string, error) {
+	dir := s.dir
 	conf := filepath.Join(dir, "sentinel-"+strconv.Itoa(port)+".conf")
-	logfile := filepath.Join(dir, "sentinel.log")
+	logfile := filepath.Join(dir, "sentinel-"+strconv.Itoa(port)+".log")
 	text := fmt.Sprintf(`port %d
 bind 127.0.0.1
 dir %s
@@ -84,16 +115,16 @@ sentinel down-after-milliseconds %s 1000
 sentinel failover-timeout %s 10000
 `, port, dir, logfile, MasterName, s.Master.Port, MasterName, MasterName)
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-		return err
+		return "", err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	p, err := startProcess([]string{conf, "--sentinel"}, addr, logfile)
 	if err != nil {
-		return err
+		return "", err
 	}
 	tb.Cleanup(p.kill)
-	s.Addr = addr
-	return nil
+	s.procs[addr] = p
+	return addr, nil
 }
 
 // MasterAddr returns the address the Sentinel names as the master's.

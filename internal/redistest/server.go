@@ -156,6 +156,12 @@ func (s *Server) CLI(ctx context.Context, args ...string) (string, error) {
 
 // cli runs redis-cli against addr ("127.0.0.1:port") and returns its
 // output.
+// CLI runs redis-cli with args against the server or Sentinel at addr
+// and returns what it printed.
+func CLI(ctx context.Context, addr string, args ...string) (string, error) {
+	return cli(ctx, addr, args...)
+}
+
 func cli(ctx context.Context, addr string, args ...string) (string, error) {
 	host, port, _ := strings.Cut(addr, ":")
 	full := append([]string{"-h", host, "-p", port}, args...)

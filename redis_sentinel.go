@@ -1,0 +1,146 @@
+package ws
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// masterWatch tells a broker on Redis Sentinel when its client starts
+// dialing another address, which with Sentinel is a new master: go-redis
+// moves its pool there at once (on Sentinel's +switch-master, or when a
+// dial asks Sentinel again) but leaves the subscription connections where
+// they are. A master that was switched over while still running keeps
+// them and receives nothing that is published on the new one until it
+// replicates from it, ten seconds and more later, so the broker moves its
+// subscriptions as soon as its client dials the new master.
+//
+// The client dials the Sentinels through the same dialer, and a dial to a
+// Sentinel is not a master move. The Sentinels are those in Addrs and
+// those the Sentinels name: go-redis asks a Sentinel for the others
+// (SENTINEL SENTINELS) each time it connects to one, and turns to them
+// when the listed ones fail, so the watch asks too, on each dial to a
+// Sentinel it knows. A Sentinel that no Sentinel had named when the watch
+// last asked still looks like a master and costs one needless resubscribe.
+type masterWatch struct {
+	ask    func(ctx context.Context, addr string) ([]string, error) // the Sentinels that addr names
+	logger *slog.Logger
+	ctx    context.Context // ends at stop
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the asking goroutine
+
+	mu        sync.Mutex
+	sentinels map[string]bool // guarded by mu; Addrs and the Sentinels they named
+	asking    bool            // guarded by mu; a question to a Sentinel in flight
+	stopped   bool            // guarded by mu
+	addr      string          // guarded by mu; the address of the last dial to a master
+	b         *RedisBroker    // guarded by mu; nil until follow
+}
+
+// newMasterWatch returns the watch for a broker made from o, which has
+// MasterName set.
+func newMasterWatch(o RedisOptions) *masterWatch {
+	w := &masterWatch{
+		logger:    o.Logger,
+		sentinels: make(map[string]bool, len(o.Addrs)),
+	}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	for _, a := range o.Addrs {
+		w.sentinels[a] = true
+	}
+	w.ask = func(ctx context.Context, addr string) ([]string, error) {
+		c := redis.NewSentinelClient(&redis.Options{
+			Addr:          addr,
+			Username:      o.SentinelUsername,
+			Password:      o.SentinelPassword,
+			TLSConfig:     o.TLSConfig,
+			Dialer:        o.dialer(nil),
+			DialTimeout:   o.DialTimeout,
+			ReadTimeout:   o.ReadTimeout,
+			WriteTimeout:  o.WriteTimeout,
+			PoolSize:      1,
+			MaxRetries:    -1,
+			DialerRetries: 1,
+		})
+		defer c.Close()
+		ss, err := c.Sentinels(ctx, o.MasterName).Result()
+		if err != nil {
+			return nil, err
+		}
+		// The address as go-redis makes it of the same reply.
+		addrs := make([]string, 0, len(ss))
+		for _, s := range ss {
+			if ip, port := s["ip"], s["port"]; ip != "" && port != "" {
+				addrs = append(addrs, net.JoinHostPort(ip, port))
+			}
+		}
+		return addrs, nil
+	}
+	return w
+}
+
+func (w *masterWatch) follow(b *RedisBroker) {
+	w.mu.Lock()
+	w.b = b
+	w.mu.Unlock()
+}
+
+// dialed is called by the client's dialer with each new connection's
+// address, on go-redis's goroutine and, for a subscription connection,
+// with go-redis's PubSub locked: it must not wait on the network.
+func (w *masterWatch) dialed(addr string) {
+	w.mu.Lock()
+	if w.sentinels[addr] {
+		if !w.asking && !w.stopped {
+			w.asking = true
+			w.wg.Add(1)
+			go w.learn(addr)
+		}
+		w.mu.Unlock()
+		return
+	}
+	prev, b := w.addr, w.b
+	w.addr = addr
+	w.mu.Unlock()
+	if prev == "" || prev == addr || b == nil {
+		return
+	}
+	for _, sh := range b.shards {
+		sh.masterMoved()
+	}
+}
+
+// learn asks the Sentinel at addr for the others and adds them to the
+// known Sentinels.
+func (w *masterWatch) learn(addr string) {
+	defer w.wg.Done()
+	addrs, err := w.ask(w.ctx, addr)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.asking = false
+	if err != nil {
+		if !w.stopped {
+			w.logger.Debug("ws: redis sentinel: could not ask for the other sentinels", "sentinel", addr, "error", err)
+		}
+		return
+	}
+	for _, a := range addrs {
+		if !w.sentinels[a] {
+			w.sentinels[a] = true
+			w.logger.Info("ws: redis sentinel discovered", "sentinel", a, "from", addr)
+		}
+	}
+}
+
+// stop ends a question in flight and waits for it. Dials after stop ask
+// nothing.
+func (w *masterWatch) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+	w.cancel()
+	w.wg.Wait()
+}
