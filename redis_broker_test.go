@@ -221,6 +221,56 @@ func TestRedisClusterSlotMoveKeepsSubscriptions(t *testing.T) {
 	require.Equal(t, []string{"hello"}, later.waitFor(t, 1))
 }
 
+// TestSentinelMasterCrashResubscribesOnce: when the master dies and
+// Sentinel promotes the replica, each broker's subscription connection
+// reconnects to the new master once, and its subscriptions are restored
+// once (one empty payload). The broker made from options watches its
+// client's dials for master moves; it took the reconnect's own dial to
+// the new master for one and replaced the connection: a second
+// resubscribe right after the first, or a second more unhealthy.
+func TestSentinelMasterCrashResubscribesOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Redis Sentinel; skipped with -short")
+	}
+	noLeaks(t)
+	sen := redistest.StartSentinel(t)
+	o := RedisOptions{Addrs: []string{sen.Addr}, MasterName: redistest.MasterName, KeyPrefix: redistest.Prefix(t)}
+	a := newTestRedisBroker(t, o)
+	b := newTestRedisBroker(t, o)
+	waitCounted(t, a)
+	waitCounted(t, b)
+	ctx := testCtx(t)
+	var news recorder
+	require.NoError(t, b.Subscribe(ctx, "news", news.handle))
+	require.NoError(t, a.Publish(ctx, "news", []byte("before")))
+	require.Equal(t, []string{"before"}, news.waitFor(t, 1))
+	session := func(br *RedisBroker) uint64 {
+		sh := br.shards[0]
+		sh.mu.RLock()
+		defer sh.mu.RUnlock()
+		return sh.link.session
+	}
+	before := []uint64{session(a), session(b)}
+	pubsubs := []*redis.PubSub{a.shards[0].pubsub(), b.shards[0].pubsub()}
+
+	sen.KillMaster(t)
+	// Healthy with no replacement asked for or pending: a second
+	// resubscribe, if any, has begun.
+	settled := func(br *RedisBroker) bool {
+		sh := br.shards[0]
+		return br.Healthy() && !sh.moving.Load() && sh.replacing.Load() == nil
+	}
+	require.Eventually(t, func() bool { return settled(a) && settled(b) }, 30*time.Second, 5*time.Millisecond,
+		"the brokers did not come back on the promoted replica")
+	require.NoError(t, a.Publish(ctx, "news", []byte("after")))
+	require.Equal(t, []string{"before", "", "after"}, news.waitFor(t, 3), "restored once, then the new publication")
+	require.Equal(t, []uint64{before[0] + 1, before[1] + 1}, []uint64{session(a), session(b)}, "connections since the crash")
+	// go-redis reconnected each PubSub in place; replacing one (as when a
+	// master moves) would have cost a second connection, or the
+	// receive loop's backoff before it (a second longer unhealthy).
+	require.True(t, a.shards[0].pubsub() == pubsubs[0] && b.shards[0].pubsub() == pubsubs[1], "a broker replaced its PubSub")
+}
+
 // TestRedisBrokerUnreachable needs no Redis: nothing listens on the port.
 func TestRedisBrokerUnreachable(t *testing.T) {
 	noLeaks(t)

@@ -253,7 +253,7 @@ func (sh *pubsubShard) monitor() {
 		if state != linkDown && !sh.recentlySeen() && time.Since(lastPing) >= sh.every {
 			lastPing = time.Now()
 			ctx, cancel := context.WithTimeout(context.Background(), sh.every)
-			_ = sh.pubsub().Ping(ctx) // a failure shows up as a read error or a stale lastSeen
+			_ = sh.pubsub().Ping(sh.own(ctx)) // a failure shows up as a read error or a stale lastSeen
 			cancel()
 		}
 		if state != linkDown && sh.lastSeen.Load() != 0 && !sh.fresh() {

@@ -205,9 +205,9 @@ func (o RedisOptions) withDefaults() (RedisOptions, error) {
 func (o RedisOptions) newClient() redis.UniversalClient { return o.newClientDialed(nil) }
 
 // newClientDialed is newClient calling dialed, when not nil, with the
-// address of every connection it opens (with Sentinel, the master's
-// address at the time).
-func (o RedisOptions) newClientDialed(dialed func(addr string)) redis.UniversalClient {
+// context and address of every connection it opens (with Sentinel, the
+// master's address at the time, or a Sentinel's).
+func (o RedisOptions) newClientDialed(dialed func(ctx context.Context, addr string)) redis.UniversalClient {
 	return redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs:                 o.Addrs,
 		IsClusterMode:         o.ClusterMode,
@@ -233,9 +233,9 @@ func (o RedisOptions) newClientDialed(dialed func(addr string)) redis.UniversalC
 // dialer opens connections as go-redis's own dialer does (TCP keep-alive,
 // TLS when TLSConfig is set) and marks every failure as a noConnError,
 // so a publish that failed for want of a connection is known not to have
-// been sent. It calls dialed, when not nil, with the address of each
-// connection it opened.
-func (o RedisOptions) dialer(dialed func(addr string)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// been sent. It calls dialed, when not nil, with the context and address
+// of each connection it opened.
+func (o RedisOptions) dialer(dialed func(ctx context.Context, addr string)) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	nd := &net.Dialer{
 		Timeout: o.DialTimeout,
 		// go-redis's default: probe after 30s idle, dead after 3 probes 5s apart.
@@ -257,7 +257,7 @@ func (o RedisOptions) dialer(dialed func(addr string)) func(ctx context.Context,
 			return nil, &noConnError{err: err}
 		}
 		if dialed != nil {
-			dialed(addr)
+			dialed(ctx, addr)
 		}
 		return c, nil
 	}

@@ -126,6 +126,7 @@ func newPubsubShard(client redis.UniversalClient, sharded bool, ctl string, o Re
 // fatal: go-redis keeps the channel and subscribes it when Receive
 // connects.
 func (sh *pubsubShard) newPubSub(ctx context.Context) *redis.PubSub {
+	ctx = sh.own(ctx)
 	if sh.sharded {
 		return sh.client.SSubscribe(ctx, sh.ctl)
 	}
@@ -140,7 +141,7 @@ func (sh *pubsubShard) start(wg *sync.WaitGroup) {
 }
 
 func (sh *pubsubShard) receiveLoop() {
-	ctx := context.Background()
+	ctx := sh.own(context.Background())
 	failures := 0
 	for {
 		msg, err := sh.ps.Receive(ctx)
@@ -441,9 +442,20 @@ func (sh *pubsubShard) pubsub() *redis.PubSub {
 	return sh.ps
 }
 
+// ownDial keys the shard a context of a call on its PubSub belongs to, so
+// that a dial go-redis makes for that call (a reconnect) is known as the
+// shard's subscription connection's (see masterWatch).
+type ownDial struct{}
+
+// own returns ctx marked as a call on the shard's PubSub.
+func (sh *pubsubShard) own(ctx context.Context) context.Context {
+	return context.WithValue(ctx, ownDial{}, sh)
+}
+
 // sendSubscribe writes one (S)SUBSCRIBE for rchs on ps; go-redis keeps
 // rchs even when the write fails, and subscribes them on reconnect.
 func (sh *pubsubShard) sendSubscribe(ctx context.Context, ps *redis.PubSub, rchs []string) error {
+	ctx = sh.own(ctx)
 	if sh.sharded {
 		return ps.SSubscribe(ctx, rchs...)
 	}
@@ -455,6 +467,7 @@ func (sh *pubsubShard) sendSubscribe(ctx context.Context, ps *redis.PubSub, rchs
 // forgets rchs even when the write fails, so they are not restored on
 // reconnect.
 func (sh *pubsubShard) sendUnsubscribe(ctx context.Context, ps *redis.PubSub, rchs []string) error {
+	ctx = sh.own(ctx)
 	if sh.sharded {
 		return ps.SUnsubscribe(ctx, rchs...)
 	}

@@ -18,6 +18,14 @@ import (
 // replicates from it, ten seconds and more later, so the broker moves its
 // subscriptions as soon as its client dials the new master.
 //
+// A dial for a shard's own subscription connection (go-redis reconnecting
+// it after the old master died) is not a move: the connection is already
+// where it should be. Such dials carry the shard in their context (see
+// pubsubShard.own); the watch records where each shard's connection went
+// and moves only the shards whose connection is elsewhere when the pool
+// dials a new master. Before, a master crash cost every node a second
+// resubscribe right after the first.
+//
 // The client dials the Sentinels through the same dialer, and a dial to a
 // Sentinel is not a master move. The Sentinels are those in Addrs and
 // those the Sentinels name: go-redis asks a Sentinel for the others
@@ -33,11 +41,12 @@ type masterWatch struct {
 	wg     sync.WaitGroup // the asking goroutine
 
 	mu        sync.Mutex
-	sentinels map[string]bool // guarded by mu; Addrs and the Sentinels they named
-	asking    bool            // guarded by mu; a question to a Sentinel in flight
-	stopped   bool            // guarded by mu
-	addr      string          // guarded by mu; the address of the last dial to a master
-	b         *RedisBroker    // guarded by mu; nil until follow
+	sentinels map[string]bool         // guarded by mu; Addrs and the Sentinels they named
+	asking    bool                    // guarded by mu; a question to a Sentinel in flight
+	stopped   bool                    // guarded by mu
+	addr      string                  // guarded by mu; the address of the pool's last dial to a master
+	subs      map[*pubsubShard]string // guarded by mu; where each shard's subscription connection was dialed
+	b         *RedisBroker            // guarded by mu; nil until follow
 }
 
 // newMasterWatch returns the watch for a broker made from o, which has
@@ -46,6 +55,7 @@ func newMasterWatch(o RedisOptions) *masterWatch {
 	w := &masterWatch{
 		logger:    o.Logger,
 		sentinels: make(map[string]bool, len(o.Addrs)),
+		subs:      map[*pubsubShard]string{},
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	for _, a := range o.Addrs {
@@ -89,9 +99,10 @@ func (w *masterWatch) follow(b *RedisBroker) {
 }
 
 // dialed is called by the client's dialer with each new connection's
-// address, on go-redis's goroutine and, for a subscription connection,
-// with go-redis's PubSub locked: it must not wait on the network.
-func (w *masterWatch) dialed(addr string) {
+// context and address, on go-redis's goroutine and, for a subscription
+// connection, with go-redis's PubSub locked: it must not wait on the
+// network.
+func (w *masterWatch) dialed(ctx context.Context, addr string) {
 	w.mu.Lock()
 	if w.sentinels[addr] {
 		if !w.asking && !w.stopped {
@@ -102,13 +113,27 @@ func (w *masterWatch) dialed(addr string) {
 		w.mu.Unlock()
 		return
 	}
-	prev, b := w.addr, w.b
-	w.addr = addr
-	w.mu.Unlock()
-	if prev == "" || prev == addr || b == nil {
+	if sh, ok := ctx.Value(ownDial{}).(*pubsubShard); ok {
+		w.subs[sh] = addr
+		atMaster := addr == w.addr
+		w.mu.Unlock()
+		if atMaster {
+			sh.moving.Store(false) // a move it was told of: this connection made it
+		}
 		return
 	}
-	for _, sh := range b.shards {
+	prev, b := w.addr, w.b
+	w.addr = addr
+	var move []*pubsubShard
+	if prev != "" && prev != addr && b != nil {
+		for _, sh := range b.shards {
+			if w.subs[sh] != addr {
+				move = append(move, sh)
+			}
+		}
+	}
+	w.mu.Unlock()
+	for _, sh := range move {
 		sh.masterMoved()
 	}
 }
