@@ -77,7 +77,12 @@ type scenario struct {
 // runScenario starts `node <script>` against the given nodes.
 func runScenario(t *testing.T, script string, nodes ...*node) *scenario {
 	t.Helper()
-	node := nodeBin(t)
+	return runScenarioOn(t, nodeBin(t), script, nodes...)
+}
+
+// runScenarioOn is runScenario on the node binary bin.
+func runScenarioOn(t *testing.T, bin, script string, nodes ...*node) *scenario {
+	t.Helper()
 	hosts := make([]string, len(nodes))
 	for i, n := range nodes {
 		u, err := url.Parse(n.base)
@@ -86,7 +91,7 @@ func runScenario(t *testing.T, script string, nodes ...*node) *scenario {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	cmd := exec.CommandContext(ctx, node, script)
+	cmd := exec.CommandContext(ctx, bin, script)
 	cmd.Dir = nodeDir
 	cmd.Env = append(os.Environ(),
 		"PUSHER_APP_ID="+testApp.ID, "PUSHER_KEY="+testApp.Key, "PUSHER_SECRET="+testApp.Secret,
@@ -159,11 +164,23 @@ func (s *scenario) output() string {
 // listenForWhisper(); the SDK's trigger (one and several channels, with
 // socket_id exclusion), triggerBatch, get of channels and users,
 // terminateUserConnections, a wrong secret, authenticateUser and signin,
-// authorizeChannel. testdata/node/echo.mjs checks each step.
+// authorizeChannel. testdata/node/echo.mjs checks each step. It runs on
+// the machine's node, then on each Node release listed in WS_NODES
+// (scripts/node-matrix.sh; make test sets it).
 func TestLaravelEchoAndServerSDK(t *testing.T) {
-	nodeBin(t)
-	n := newNode(t, nil, nil, wsConfig(), userOptions(), nil)
-	runScenario(t, "echo.mjs", n).finish()
+	bin := nodeBin(t)
+	t.Run("node", func(t *testing.T) {
+		n := newNode(t, nil, nil, wsConfig(), userOptions(), nil)
+		runScenarioOn(t, bin, "echo.mjs", n).finish()
+	})
+	t.Run("matrix", func(t *testing.T) {
+		for _, r := range testenv.NodeReleases(t, 18) {
+			t.Run(r.Version, func(t *testing.T) {
+				n := newNode(t, nil, nil, wsConfig(), userOptions(), nil)
+				runScenarioOn(t, r.Path, "echo.mjs", n).finish()
+			})
+		}
+	})
 }
 
 // TestPusherJSReconnectsAfterShutdown shuts a node down gracefully under a
