@@ -121,7 +121,7 @@ func (a *autoPipeline) send(batch []*pipeItem[redis.Cmder]) {
 		_ = pipe.Process(it.ctx, it.v) // queued, not sent: a Pipeline's Process only appends
 	}
 	a.sent.Add(1)
-	_, _ = pipe.Exec(context.Background()) // the sockets' Read/WriteTimeout bound it
+	_ = execPipe(context.Background(), pipe) // the sockets' Read/WriteTimeout bound it
 	for _, it := range batch {
 		it.done <- it.v.Err()
 	}

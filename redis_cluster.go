@@ -53,7 +53,7 @@ func (s *RedisStorage) presenceCounts(ctx context.Context, channels []string) ([
 	for i, ch := range channels {
 		cmds[i] = pipe.HLen(ctx, s.keys.channel(ch)[2])
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if err := execPipe(ctx, pipe); err != nil {
 		return nil, s.wrap("count", fmt.Sprintf("%d channels", len(channels)), err)
 	}
 	out := make([]int, len(channels))

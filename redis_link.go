@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -65,6 +66,10 @@ type link struct {
 	// count seen once: peers drops only when two counts in a row agree,
 	// so a count taken just as Redis restarted does not lower it.
 	peers, lower int
+	// cause is why the last connection was lost (go-redis's error: a
+	// refused dial, WRONGPASS, EOF), which Publish's error repeats while
+	// the link is not live; nil until a connection was lost.
+	cause error
 }
 
 // peerPoll is how often a shard awaiting peers counts them.
@@ -79,6 +84,7 @@ func (sh *pubsubShard) lost(err error) {
 	first := sh.link.state != linkDown
 	sh.link.state = linkDown
 	sh.link.failed = true
+	sh.link.cause = err
 	sh.live.Store(0)
 	sh.markStarted()
 	sh.mu.Unlock()
@@ -191,10 +197,13 @@ func (sh *pubsubShard) admit(ctx context.Context) (uint64, error) {
 		// Read again with the state, which changes with it under mu: the
 		// link may have gone live since.
 		sh.mu.RLock()
-		state := sh.link.state
+		state, cause := sh.link.state, sh.link.cause
 		session = sh.live.Load()
 		sh.mu.RUnlock()
 		if session == 0 {
+			if cause != nil {
+				return 0, fmt.Errorf("%s (connection lost: %v)", state, cause)
+			}
 			return 0, errors.New(state.String())
 		}
 	}

@@ -163,7 +163,7 @@ func (s *RedisStorage) VacateChannels(ctx context.Context, channels []string) ([
 	// A channel left in the index costs a reaper one empty look, so a
 	// failure here is not reported.
 	if pipe.Len() > 0 {
-		_, _ = pipe.Exec(ctx)
+		_ = execPipe(ctx, pipe)
 	}
 	return vacated, s.wrapOccupancy("vacate", err)
 }
@@ -315,7 +315,7 @@ func (s *RedisStorage) runIndexed(ctx context.Context, id string, script *redis.
 	if isCluster(s.client) {
 		pipe := s.client.Pipeline()
 		index(pipe)
-		if _, err := pipe.Exec(ctx); err != nil {
+		if err := execPipe(ctx, pipe); err != nil {
 			return nil, nil, err
 		}
 		index = nil
@@ -370,7 +370,7 @@ func (s *RedisStorage) runEach(ctx context.Context, script *redis.Script, channe
 				cmds[j] = script.EvalSha(ctx, pipe, keys, args(i)...)
 			}
 		}
-		_, _ = pipe.Exec(ctx)
+		_ = execPipe(ctx, pipe)
 		for _, c := range head {
 			if err := c.Err(); err != nil {
 				for i := range errs {

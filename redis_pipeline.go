@@ -134,7 +134,7 @@ func (p *publishPipe) exec(ctx context.Context, c redis.Cmdable, its []*pipeItem
 		}
 	}
 	p.sent.Add(1)
-	_, _ = pipe.Exec(ctx) // each command carries its own error
+	_ = execPipe(ctx, pipe) // each command carries its own error
 	for i, it := range its {
 		err := cmds[i].Err()
 		if _, m := redis.IsMovedError(err); m {

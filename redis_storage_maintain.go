@@ -321,7 +321,7 @@ func (s *RedisStorage) deadNodes(ctx context.Context, ids []string, keep map[str
 	if len(alive) == 0 {
 		return nil, nil
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if err := execPipe(ctx, pipe); err != nil {
 		return nil, err
 	}
 	var dead []string

@@ -110,3 +110,15 @@ func ping(addr string, timeout time.Duration) error {
 	defer c.Close()
 	return c.Ping(ctx).Err()
 }
+
+// pingWith sends one PING with the client options o (their address,
+// TLS and password), allowing 200 ms.
+func pingWith(o *redis.Options) error {
+	const timeout = 200 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	o.DialTimeout, o.MaxRetries = timeout, -1
+	c := redis.NewClient(o)
+	defer c.Close()
+	return c.Ping(ctx).Err()
+}

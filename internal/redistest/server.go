@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -24,8 +25,10 @@ type Server struct {
 	// Addr is "127.0.0.1:<Port>".
 	Addr string
 
-	dir   string
-	extra []string // extra redis-server arguments
+	dir      string
+	extra    []string    // extra redis-server arguments
+	tls      *tls.Config // for clients of a TLS-only server (StartTLSServer)
+	password string      // requirepass
 
 	mu  sync.Mutex
 	run *process // guarded by mu; nil while stopped
@@ -88,7 +91,7 @@ func (s *Server) Start() error {
 	logfile := filepath.Join(s.dir, "redis-"+strconv.Itoa(s.Port)+".log")
 	args := append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir, "--logfile", logfile}, s.extra...)
-	p, err := startProcess(args, s.Addr, logfile)
+	p, err := startProcess(args, s.Addr, logfile, s.ping)
 	if err != nil {
 		return err
 	}
@@ -96,16 +99,23 @@ func (s *Server) Start() error {
 	return nil
 }
 
+// ping sends PING as a client of the server would (over TLS, with the
+// password, when the server wants them).
+func (s *Server) ping() error {
+	return pingWith(&redis.Options{Addr: s.Addr, TLSConfig: s.tls, Password: s.password})
+}
+
 // startProcess runs redis-server with args and waits (at most 5s) until
-// it answers PING at addr; if it exits first, the error carries logfile.
-func startProcess(args []string, addr, logfile string) (*process, error) {
+// ping, which PINGs it at addr, succeeds; if it exits first, the error
+// carries logfile.
+func startProcess(args []string, addr, logfile string, ping func() error) (*process, error) {
 	p := &process{cmd: exec.Command("redis-server", args...), done: make(chan struct{})}
 	if err := p.cmd.Start(); err != nil {
 		return nil, err
 	}
 	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	deadline := time.Now().Add(5 * time.Second)
-	for ping(addr, 200*time.Millisecond) != nil {
+	for ping() != nil {
 		select {
 		case <-p.done:
 			log, _ := os.ReadFile(logfile)

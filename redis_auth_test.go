@@ -1,0 +1,157 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vortechron/go-ws/internal/redistest"
+)
+
+// TestRedisOverTLSWithPassword proves, in docs/redis.md (Options): a
+// broker and a storage made from options with TLSConfig and Password
+// keep their whole contracts on a redis-server that accepts only TLS and
+// requires the password, as managed Redis services do (TLS in transit,
+// AUTH). A wrong password, or no TLS, is an error that says so.
+func TestRedisOverTLSWithPassword(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts its own redis-server; skipped with -short")
+	}
+	const password = "s3cret-for-the-test"
+	srv, tlsConfig := redistest.StartTLSServer(t, password)
+	opts := func(t *testing.T) RedisOptions {
+		return RedisOptions{Addrs: []string{srv.Addr}, Password: password, TLSConfig: tlsConfig.Clone(), KeyPrefix: redistest.Prefix(t)}
+	}
+	t.Run("broker", func(t *testing.T) {
+		noLeaks(t)
+		newBroker := func(t *testing.T) MessageBroker { return newTestRedisBroker(t, opts(t)) }
+		testBrokerContract(t, newBroker)
+		testBrokerMultiNode(t, newBroker)
+	})
+	t.Run("storage", func(t *testing.T) {
+		noLeaks(t)
+		newStorage := func(t *testing.T) StorageClient { return newTestRedisStorage(t, opts(t)) }
+		testStorageContract(t, newStorage)
+		testStorageMultiNode(t, newStorage)
+	})
+	t.Run("wrong password", func(t *testing.T) {
+		noLeaks(t)
+		o := opts(t)
+		o.Password = "not-the-password"
+		b := newTestRedisBroker(t, o)
+		err := b.Publish(testCtx(t), "news", []byte("x"))
+		require.ErrorIs(t, err, ErrBrokerUnavailable)
+		require.ErrorContains(t, err, "WRONGPASS", "got %v, want the server's refusal in the error", err)
+		s, err := NewRedisStorageWithOptions(o)
+		require.NoError(t, err)
+		_, _, err = s.PresenceMembers(testCtx(t), "presence-room")
+		require.ErrorContains(t, err, "WRONGPASS", "got %v, want the server's refusal in the error", err)
+		require.ErrorContains(t, s.Close(), "WRONGPASS", "closing cannot take the node out of Redis")
+	})
+	t.Run("no TLS", func(t *testing.T) {
+		noLeaks(t)
+		o := opts(t)
+		o.TLSConfig = nil
+		b := newTestRedisBroker(t, o)
+		err := b.Publish(testCtx(t), "news", []byte("x"))
+		require.True(t, errors.Is(err, ErrBrokerUnavailable), "got %v, want ErrBrokerUnavailable", err)
+		t.Logf("plain connection to the TLS port: %v", err)
+	})
+}
+
+// TestRedisRefusedHandshakeIsAnError proves, in docs/redis.md (What
+// Publish returns): when Redis refuses a new connection's handshake with
+// an error reply, every publication and presence call that needed that
+// connection fails with Redis's reason, and none returns nil. go-redis
+// leaves a pipeline's commands without an error in that case, and the
+// publish pipeline read them as sent: after a password change, 21
+// publications in a row returned nil and none was delivered. The
+// subscription connections, opened before, stay up, so the brokers stay
+// healthy throughout.
+func TestRedisRefusedHandshakeIsAnError(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts its own redis-server; skipped with -short")
+	}
+	// Each refusal drops the clients' pool connections (not the
+	// subscription connections, nor admin's) and has Redis refuse new
+	// ones, in one transaction so that no pool connection comes back in
+	// between.
+	tests := []struct {
+		name   string
+		refuse func(ctx context.Context, admin *redis.Client, pipe redis.Pipeliner) error
+		want   string // in every error; "" for any error
+	}{
+		{"password changed", func(ctx context.Context, _ *redis.Client, pipe redis.Pipeliner) error {
+			return pipe.ConfigSet(ctx, "requirepass", "rotated").Err()
+		}, "WRONGPASS"},
+		{"max clients reached", func(ctx context.Context, admin *redis.Client, pipe redis.Pipeliner) error {
+			subs, err := admin.Do(ctx, "CLIENT", "LIST", "TYPE", "pubsub").Text()
+			if err != nil {
+				return err
+			}
+			return pipe.ConfigSet(ctx, "maxclients", strconv.Itoa(strings.Count(subs, "\n")+1)).Err() // and admin
+		}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			noLeaks(t)
+			srv := redistest.StartServer(t)
+			ctx := testCtx(t)
+			const password = "before"
+			first := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+			require.NoError(t, first.ConfigSet(ctx, "requirepass", password).Err())
+			require.NoError(t, first.Close())
+			admin := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: password, PoolSize: 1, MaxRetries: -1})
+			t.Cleanup(func() { _ = admin.Close() })
+			o := RedisOptions{Addrs: []string{srv.Addr}, Password: password, KeyPrefix: redistest.Prefix(t)}
+			a, b := newTestRedisBroker(t, o), newTestRedisBroker(t, o)
+			waitCounted(t, a)
+			waitCounted(t, b)
+			var news recorder
+			require.NoError(t, b.Subscribe(ctx, "news", news.handle))
+			require.NoError(t, a.Publish(ctx, "news", []byte("before")))
+			news.waitFor(t, 1)
+			s, err := NewRedisStorageWithOptions(o)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = s.Close() }) // it cannot take its node out of Redis any more
+			join := PresenceConn{Channel: "presence-room", ConnID: "c1", Member: PresenceMember{UserID: "alice"}}
+			_, _, err = s.AddPresence(ctx, join)
+			require.NoError(t, err)
+
+			_, err = admin.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+				pipe.ClientKillByFilter(ctx, "TYPE", "normal", "SKIPME", "yes")
+				return tt.refuse(ctx, admin, pipe)
+			})
+			require.NoError(t, err)
+
+			errs := make(chan error, 20)
+			for i := range cap(errs) {
+				go func() { errs <- a.Publish(ctx, "news", []byte("after "+strconv.Itoa(i))) }()
+			}
+			for range cap(errs) {
+				err := <-errs
+				require.Error(t, err, "a publication Redis never got returned nil")
+				if tt.want == "" {
+					// Redis closes the connection after its reply, and a
+					// write may fail first: outcome unknown, not nil.
+					require.True(t, errors.Is(err, ErrBrokerUnavailable) || errors.Is(err, ErrPublishUncertain), "got %v", err)
+					continue
+				}
+				require.ErrorIs(t, err, ErrBrokerUnavailable, "got %v, want ErrBrokerUnavailable: not sent", err)
+				require.ErrorContains(t, err, tt.want)
+			}
+			_, _, err = s.AddPresence(ctx, PresenceConn{Channel: "presence-room", ConnID: "c2", Member: PresenceMember{UserID: "bob"}})
+			require.Error(t, err)
+			require.ErrorContains(t, err, tt.want)
+			_, _, err = s.PresenceMembers(ctx, "presence-room")
+			require.Error(t, err)
+			require.ErrorContains(t, err, tt.want)
+			require.Equal(t, []string{"before"}, news.all(), "nothing was published after the refusal")
+		})
+	}
+}
