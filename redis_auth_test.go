@@ -145,6 +145,9 @@ func TestRedisRefusedHandshakeIsAnError(t *testing.T) {
 				require.ErrorIs(t, err, ErrBrokerUnavailable, "got %v, want ErrBrokerUnavailable: not sent", err)
 				require.ErrorContains(t, err, tt.want)
 			}
+			_, err = a.PublishHistory(ctx, "news", []byte("kept"), HistoryOptions{Size: 10})
+			require.Error(t, err, "a publication with history")
+			require.ErrorContains(t, err, tt.want)
 			_, _, err = s.AddPresence(ctx, PresenceConn{Channel: "presence-room", ConnID: "c2", Member: PresenceMember{UserID: "bob"}})
 			require.Error(t, err)
 			require.ErrorContains(t, err, tt.want)
