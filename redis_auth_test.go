@@ -109,13 +109,7 @@ func TestRedisRefusedHandshakeIsAnError(t *testing.T) {
 			admin := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: password, PoolSize: 1, MaxRetries: -1})
 			t.Cleanup(func() { _ = admin.Close() })
 			o := RedisOptions{Addrs: []string{srv.Addr}, Password: password, KeyPrefix: redistest.Prefix(t)}
-			a, b := newTestRedisBroker(t, o), newTestRedisBroker(t, o)
-			waitCounted(t, a)
-			waitCounted(t, b)
-			var news recorder
-			require.NoError(t, b.Subscribe(ctx, "news", news.handle))
-			require.NoError(t, a.Publish(ctx, "news", []byte("before")))
-			news.waitFor(t, 1)
+			a, _, news := brokerPair(t, o)
 			s, err := NewRedisStorageWithOptions(o)
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = s.Close() }) // it cannot take its node out of Redis any more

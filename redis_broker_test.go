@@ -187,22 +187,8 @@ func TestRedisClusterSlotMoveKeepsSubscriptions(t *testing.T) {
 	cluster := redistest.StartCluster(t)
 	prefix := redistest.Prefix(t)
 	o := RedisOptions{Addrs: cluster.Addrs, KeyPrefix: prefix, ClusterShards: 1}
-	a := newTestRedisBroker(t, o)
-	b := newTestRedisBroker(t, o)
-	waitCounted(t, a)
-	waitCounted(t, b)
+	a, b, news := brokerPair(t, o)
 	ctx := testCtx(t)
-	var news recorder
-	require.NoError(t, b.Subscribe(ctx, "news", news.handle))
-	require.NoError(t, a.Publish(ctx, "news", []byte("before")))
-	require.Equal(t, []string{"before"}, news.waitFor(t, 1))
-
-	session := func(br *RedisBroker) uint64 {
-		sh := br.shards[0]
-		sh.mu.RLock()
-		defer sh.mu.RUnlock()
-		return sh.link.session
-	}
 	before := []uint64{session(a), session(b)}
 	slot := cluster.Slot(t, prefix+"{s0}:ctl")
 	cluster.MoveSlot(t, slot, (cluster.Owner(t, slot)+1)%len(cluster.Addrs))
@@ -235,21 +221,8 @@ func TestSentinelMasterCrashResubscribesOnce(t *testing.T) {
 	noLeaks(t)
 	sen := redistest.StartSentinel(t)
 	o := RedisOptions{Addrs: []string{sen.Addr}, MasterName: redistest.MasterName, KeyPrefix: redistest.Prefix(t)}
-	a := newTestRedisBroker(t, o)
-	b := newTestRedisBroker(t, o)
-	waitCounted(t, a)
-	waitCounted(t, b)
+	a, b, news := brokerPair(t, o)
 	ctx := testCtx(t)
-	var news recorder
-	require.NoError(t, b.Subscribe(ctx, "news", news.handle))
-	require.NoError(t, a.Publish(ctx, "news", []byte("before")))
-	require.Equal(t, []string{"before"}, news.waitFor(t, 1))
-	session := func(br *RedisBroker) uint64 {
-		sh := br.shards[0]
-		sh.mu.RLock()
-		defer sh.mu.RUnlock()
-		return sh.link.session
-	}
 	before := []uint64{session(a), session(b)}
 	pubsubs := []*redis.PubSub{a.shards[0].pubsub(), b.shards[0].pubsub()}
 
@@ -269,6 +242,30 @@ func TestSentinelMasterCrashResubscribesOnce(t *testing.T) {
 	// master moves) would have cost a second connection, or the
 	// receive loop's backoff before it (a second longer unhealthy).
 	require.True(t, a.shards[0].pubsub() == pubsubs[0] && b.shards[0].pubsub() == pubsubs[1], "a broker replaced its PubSub")
+}
+
+// brokerPair returns two brokers made from o, each having counted the
+// brokers on its control channel, and the recorder b subscribed to
+// "news", which has had a's publication "before".
+func brokerPair(t *testing.T, o RedisOptions) (a, b *RedisBroker, news *recorder) {
+	t.Helper()
+	a, b = newTestRedisBroker(t, o), newTestRedisBroker(t, o)
+	waitCounted(t, a)
+	waitCounted(t, b)
+	ctx := testCtx(t)
+	news = &recorder{}
+	require.NoError(t, b.Subscribe(ctx, "news", news.handle))
+	require.NoError(t, a.Publish(ctx, "news", []byte("before")))
+	require.Equal(t, []string{"before"}, news.waitFor(t, 1))
+	return a, b, news
+}
+
+// session returns the number of br's first shard's current connection.
+func session(br *RedisBroker) uint64 {
+	sh := br.shards[0]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return sh.link.session
 }
 
 // TestRedisBrokerUnreachable needs no Redis: nothing listens on the port.
