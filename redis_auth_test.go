@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -82,20 +83,24 @@ func TestRedisRefusedHandshakeIsAnError(t *testing.T) {
 	// ones, in one transaction so that no pool connection comes back in
 	// between.
 	tests := []struct {
-		name   string
-		refuse func(ctx context.Context, admin *redis.Client, pipe redis.Pipeliner) error
-		want   string // in every error; "" for any error
+		name    string
+		refuse  func(ctx context.Context, admin *redis.Conn, pipe redis.Pipeliner) error
+		restore []any  // the CONFIG SET that ends the refusal
+		want    string // in every error; "" for any error
+		// unhealthy: the broker reports the refusal (an authentication
+		// error) as unhealthy until it ends.
+		unhealthy bool
 	}{
-		{"password changed", func(ctx context.Context, _ *redis.Client, pipe redis.Pipeliner) error {
+		{"password changed", func(ctx context.Context, _ *redis.Conn, pipe redis.Pipeliner) error {
 			return pipe.ConfigSet(ctx, "requirepass", "rotated").Err()
-		}, "WRONGPASS"},
-		{"max clients reached", func(ctx context.Context, admin *redis.Client, pipe redis.Pipeliner) error {
+		}, []any{"CONFIG", "SET", "requirepass", "before"}, "WRONGPASS", true},
+		{"max clients reached", func(ctx context.Context, admin *redis.Conn, pipe redis.Pipeliner) error {
 			subs, err := admin.Do(ctx, "CLIENT", "LIST", "TYPE", "pubsub").Text()
 			if err != nil {
 				return err
 			}
 			return pipe.ConfigSet(ctx, "maxclients", strconv.Itoa(strings.Count(subs, "\n")+1)).Err() // and admin
-		}, ""},
+		}, []any{"CONFIG", "SET", "maxclients", "10000"}, "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,9 +111,12 @@ func TestRedisRefusedHandshakeIsAnError(t *testing.T) {
 			first := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
 			require.NoError(t, first.ConfigSet(ctx, "requirepass", password).Err())
 			require.NoError(t, first.Close())
-			admin := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: password, PoolSize: 1, MaxRetries: -1})
+			// One connection, which CLIENT KILL ... SKIPME yes spares.
+			adminClient := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: password, MaxRetries: -1})
+			t.Cleanup(func() { _ = adminClient.Close() })
+			admin := adminClient.Conn()
 			t.Cleanup(func() { _ = admin.Close() })
-			o := RedisOptions{Addrs: []string{srv.Addr}, Password: password, KeyPrefix: redistest.Prefix(t)}
+			o := RedisOptions{Addrs: []string{srv.Addr}, Password: password, KeyPrefix: redistest.Prefix(t), HealthInterval: 100 * time.Millisecond}
 			a, _, news := brokerPair(t, o)
 			s, err := NewRedisStorageWithOptions(o)
 			require.NoError(t, err)
@@ -149,6 +157,15 @@ func TestRedisRefusedHandshakeIsAnError(t *testing.T) {
 			require.Error(t, err)
 			require.ErrorContains(t, err, tt.want)
 			require.Equal(t, []string{"before"}, news.all(), "nothing was published after the refusal")
+			if tt.unhealthy {
+				require.Eventually(t, func() bool { return !a.Healthy() }, 3*time.Second, 5*time.Millisecond,
+					"the broker stayed healthy while Redis refused its new connections")
+			}
+
+			require.NoError(t, admin.Do(ctx, tt.restore...).Err())
+			require.Eventually(t, a.Healthy, 3*time.Second, 5*time.Millisecond, "the broker did not become healthy again")
+			require.NoError(t, a.Publish(ctx, "news", []byte("restored")))
+			require.Equal(t, []string{"before", "restored"}, news.waitFor(t, 2))
 		})
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // linkState is where a pubsubShard's subscription connection stands. A
@@ -164,9 +166,10 @@ func (sh *pubsubShard) markStarted() {
 	}
 }
 
-// healthy reports whether the link is live and Redis answered recently.
+// healthy reports whether the link is live, Redis answered recently and
+// does not refuse the broker's new connections.
 func (sh *pubsubShard) healthy() bool {
-	return sh.live.Load() != 0 && sh.fresh()
+	return sh.live.Load() != 0 && sh.fresh() && !sh.refused.Load()
 }
 
 func (sh *pubsubShard) fresh() bool {
@@ -287,6 +290,7 @@ func (sh *pubsubShard) countLive(session uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), sh.every)
 	n, err := sh.countPeers(ctx)
 	cancel()
+	sh.noteRefusal(err)
 	if err != nil {
 		return
 	}
@@ -298,6 +302,22 @@ func (sh *pubsubShard) countLive(session uint64) {
 		// master and leaves the subscription connection on the old one,
 		// where publications no longer arrive): move them.
 		sh.replace(errElsewhere)
+	}
+}
+
+// noteRefusal records whether err, a count's result, is Redis refusing
+// the connection it needed: an authentication error reply (the password
+// or the user changed on Redis), which a new connection's handshake gets
+// before any command. It logs when that starts and ends.
+func (sh *pubsubShard) noteRefusal(err error) {
+	refused := redis.HasErrorPrefix(err, "WRONGPASS") || redis.HasErrorPrefix(err, "NOAUTH")
+	if sh.refused.Swap(refused) == refused {
+		return
+	}
+	if refused {
+		sh.logger.Warn("ws: redis refuses the broker's new connections; publications that need one fail", "error", err)
+	} else {
+		sh.logger.Info("ws: redis accepts the broker's new connections again")
 	}
 }
 

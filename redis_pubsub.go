@@ -73,6 +73,11 @@ type pubsubShard struct {
 	// moving asks the monitor to replace the connection: the Sentinel
 	// master moved (masterMoved).
 	moving atomic.Bool
+	// refused is set while Redis refuses the new connections the
+	// monitor's count needs (WRONGPASS after the password changed): the
+	// shard is unhealthy, since a publication that needs a new connection
+	// cannot be sent. Written by the monitor (noteRefusal).
+	refused atomic.Bool
 
 	started  chan struct{} // closed when the link first goes live or fails
 	wake     chan struct{} // tells the monitor the link awaits peers
