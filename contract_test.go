@@ -547,32 +547,10 @@ func TestRedisClusterContract(t *testing.T) {
 	opts := func(t *testing.T) RedisOptions {
 		return RedisOptions{Addrs: cluster.Addrs, KeyPrefix: redistest.Prefix(t), ClusterShards: 4}
 	}
-	newBroker := func(t *testing.T) MessageBroker {
-		b := newTestRedisBroker(t, opts(t))
-		require.True(t, b.sharded, "broker on Redis Cluster must use sharded pub/sub")
-		return b
-	}
+	newBroker := func(t *testing.T) MessageBroker { return newTestRedisBroker(t, opts(t)) }
 	newStorage := func(t *testing.T) StorageClient { return newTestRedisStorage(t, opts(t)) }
-	t.Run("broker", func(t *testing.T) {
-		testBrokerContract(t, newBroker)
-		testBrokerMultiNode(t, newBroker)
-	})
-	t.Run("storage", func(t *testing.T) {
-		testStorageContract(t, newStorage)
-		testStorageMultiNode(t, newStorage)
-	})
-	t.Run("occupancy", func(t *testing.T) {
-		testOccupancyContract(t, redisOccupancyNodes(opts))
-		testRedisOccupancyMaintenance(t, opts)
-	})
-	t.Run("history", func(t *testing.T) { // history_contract_test.go
-		newHistory := func(t *testing.T) HistoryBroker {
-			b := newBroker(t).(*RedisBroker)
-			require.Eventually(t, b.Healthy, contractWait, time.Millisecond)
-			return b
-		}
-		testHistoryContract(t, newHistory)
-		testHistoryMultiNode(t, newHistory)
+	testRedisContracts(t, opts, func(t *testing.T, b *RedisBroker) {
+		require.True(t, b.sharded, "broker on Redis Cluster must use sharded pub/sub")
 	})
 	t.Run("subscriptions are shard channels", func(t *testing.T) {
 		b := newBroker(t).(*RedisBroker)
@@ -615,4 +593,40 @@ func TestRedisClusterContract(t *testing.T) {
 		})
 	})
 	t.Logf("cluster test total %v", time.Since(started).Round(time.Millisecond))
+}
+
+// testRedisContracts runs the broker, storage, occupancy and history
+// contracts on brokers and storages made from opts. check, when not nil,
+// looks at each broker made.
+func testRedisContracts(t *testing.T, opts func(t *testing.T) RedisOptions, check func(t *testing.T, b *RedisBroker)) {
+	t.Helper()
+	newBroker := func(t *testing.T) MessageBroker {
+		b := newTestRedisBroker(t, opts(t))
+		if check != nil {
+			check(t, b)
+		}
+		return b
+	}
+	newStorage := func(t *testing.T) StorageClient { return newTestRedisStorage(t, opts(t)) }
+	t.Run("broker", func(t *testing.T) {
+		testBrokerContract(t, newBroker)
+		testBrokerMultiNode(t, newBroker)
+	})
+	t.Run("storage", func(t *testing.T) {
+		testStorageContract(t, newStorage)
+		testStorageMultiNode(t, newStorage)
+	})
+	t.Run("occupancy", func(t *testing.T) {
+		testOccupancyContract(t, redisOccupancyNodes(opts))
+		testRedisOccupancyMaintenance(t, opts)
+	})
+	t.Run("history", func(t *testing.T) { // history_contract_test.go
+		newHistory := func(t *testing.T) HistoryBroker {
+			b := newBroker(t).(*RedisBroker)
+			require.Eventually(t, b.Healthy, contractWait, time.Millisecond)
+			return b
+		}
+		testHistoryContract(t, newHistory)
+		testHistoryMultiNode(t, newHistory)
+	})
 }

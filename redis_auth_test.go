@@ -16,9 +16,10 @@ import (
 
 // TestRedisOverTLSWithPassword proves, in docs/redis.md (Options): a
 // broker and a storage made from options with TLSConfig and Password
-// keep their whole contracts on a redis-server that accepts only TLS and
-// requires the password, as managed Redis services do (TLS in transit,
-// AUTH). A wrong password, or no TLS, is an error that says so.
+// keep their whole contracts (broker, storage, occupancy, history) on a
+// redis-server that accepts only TLS and requires the password, as
+// managed Redis services do (TLS in transit, AUTH). A wrong password, or
+// no TLS, is an error that says so.
 func TestRedisOverTLSWithPassword(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts its own redis-server; skipped with -short")
@@ -28,17 +29,9 @@ func TestRedisOverTLSWithPassword(t *testing.T) {
 	opts := func(t *testing.T) RedisOptions {
 		return RedisOptions{Addrs: []string{srv.Addr}, Password: password, TLSConfig: tlsConfig.Clone(), KeyPrefix: redistest.Prefix(t)}
 	}
-	t.Run("broker", func(t *testing.T) {
+	t.Run("contracts", func(t *testing.T) {
 		noLeaks(t)
-		newBroker := func(t *testing.T) MessageBroker { return newTestRedisBroker(t, opts(t)) }
-		testBrokerContract(t, newBroker)
-		testBrokerMultiNode(t, newBroker)
-	})
-	t.Run("storage", func(t *testing.T) {
-		noLeaks(t)
-		newStorage := func(t *testing.T) StorageClient { return newTestRedisStorage(t, opts(t)) }
-		testStorageContract(t, newStorage)
-		testStorageMultiNode(t, newStorage)
+		testRedisContracts(t, opts, nil)
 	})
 	t.Run("wrong password", func(t *testing.T) {
 		noLeaks(t)
@@ -168,4 +161,57 @@ func TestRedisRefusedHandshakeIsAnError(t *testing.T) {
 			require.Equal(t, []string{"before", "restored"}, news.waitFor(t, 2))
 		})
 	}
+}
+
+// leastPrivilegeACL is the ACL rule docs/redis.md (Access control) gives
+// for the user ws connects as, with its key and channel pattern for the
+// tests' key prefixes ("wstest:..."): the commands the broker and the
+// storage send (their Lua scripts' included) and none other.
+const leastPrivilegeACL = "on >ws-password resetkeys ~wstest:* resetchannels &wstest:* -@all " +
+	"+hello +auth +ping +info " +
+	"+publish +spublish +subscribe +ssubscribe +unsubscribe +sunsubscribe +pubsub|numsub +pubsub|shardnumsub " +
+	"+evalsha +eval " +
+	"+get +set +del +exists +pexpire +pttl " +
+	"+hget +hset +hdel +hincrby +hlen +hmget +hgetall +hexists " +
+	"+sadd +srem +smembers +sismember +scard " +
+	"+rpush +lrange +ltrim +llen"
+
+// TestRedisLeastPrivilegeACLUser proves docs/redis.md (Access control):
+// a broker and a storage connecting as an ACL user that may run only the
+// commands of leastPrivilegeACL, on keys and channels under the key
+// prefix, keep their whole contracts (broker, storage, occupancy,
+// history).
+func TestRedisLeastPrivilegeACLUser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts its own redis-server; skipped with -short")
+	}
+	noLeaks(t)
+	srv := redistest.StartServer(t)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+	t.Cleanup(func() { _ = admin.Close() })
+	args := []any{"ACL", "SETUSER", "ws"}
+	for _, rule := range strings.Fields(leastPrivilegeACL) {
+		args = append(args, rule)
+	}
+	require.NoError(t, admin.Do(testCtx(t), args...).Err())
+	opts := func(t *testing.T) RedisOptions {
+		return RedisOptions{Addrs: []string{srv.Addr}, Username: "ws", Password: "ws-password", KeyPrefix: redistest.Prefix(t)}
+	}
+	testRedisContracts(t, opts, nil)
+
+	// A command missing from the rule is an error that names it. INFO
+	// is one the storage needs before its first presence call (it
+	// records each Redis process's run_id); such calls used to wait out
+	// their ctx and say only "context deadline exceeded".
+	t.Run("without info", func(t *testing.T) {
+		require.NoError(t, admin.Do(testCtx(t), "ACL", "SETUSER", "ws", "-info").Err())
+		t.Cleanup(func() { _ = admin.Do(context.Background(), "ACL", "SETUSER", "ws", "+info").Err() })
+		s := newTestRedisStorage(t, opts(t))
+		ctx, cancel := context.WithTimeout(testCtx(t), time.Second)
+		defer cancel()
+		_, _, err := s.AddPresence(ctx, PresenceConn{Channel: "presence-room", ConnID: "c1", Member: PresenceMember{UserID: "alice"}})
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.ErrorContains(t, err, "NOPERM", "got %v, want the refused command named", err)
+		require.ErrorContains(t, err, "info")
+	})
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,6 +34,10 @@ type presenceNode struct {
 	ops  keyLock
 	mu   sync.Mutex
 	refs map[string]int // guarded by mu; local entries (and adds in flight) per channel
+	// failed is why the last registration attempt failed (NOPERM, a
+	// refused connection), for the calls waiting on ready; nil before a
+	// failure and once registered. Written by the heartbeat goroutine.
+	failed atomic.Pointer[error]
 }
 
 func newPresenceNode() *presenceNode {
@@ -132,8 +138,10 @@ func (s *RedisStorage) heartbeat() {
 		if !n.registered() {
 			if err := s.register(n); err != nil {
 				s.logger.Warn("ws: redis presence node registration failed", "node", n.id, "error", err)
+				n.failed.Store(&err)
 				wait = min(wait, 500*time.Millisecond)
 			} else {
+				n.failed.Store(nil)
 				close(n.ready)
 			}
 		} else {
@@ -219,6 +227,10 @@ func (s *RedisStorage) session(ctx context.Context) (*presenceNode, error) {
 	case <-n.ready:
 		return n, nil
 	case <-ctx.Done():
+		if failed := n.failed.Load(); failed != nil {
+			// Say why the node is not registered, not only that ctx ended.
+			return nil, fmt.Errorf("presence node not registered (last attempt: %v): %w", *failed, ctx.Err())
+		}
 		return nil, ctx.Err()
 	case <-s.done:
 		return nil, ErrHubClosed
