@@ -36,14 +36,13 @@ import (
 type masterWatch struct {
 	ask    func(ctx context.Context, addr string) ([]string, error) // the Sentinels that addr names
 	logger *slog.Logger
-	ctx    context.Context // ends at stop
+	ctx    context.Context // ends at stop, which cancels it under mu
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the asking goroutine
 
 	mu        sync.Mutex
 	sentinels map[string]bool         // guarded by mu; Addrs and the Sentinels they named
 	asking    bool                    // guarded by mu; a question to a Sentinel in flight
-	stopped   bool                    // guarded by mu
 	addr      string                  // guarded by mu; the address of the pool's last dial to a master
 	subs      map[*pubsubShard]string // guarded by mu; where each shard's subscription connection was dialed
 	b         *RedisBroker            // guarded by mu; nil until follow
@@ -105,7 +104,7 @@ func (w *masterWatch) follow(b *RedisBroker) {
 func (w *masterWatch) dialed(ctx context.Context, addr string) {
 	w.mu.Lock()
 	if w.sentinels[addr] {
-		if !w.asking && !w.stopped {
+		if !w.asking && w.ctx.Err() == nil { // not stopped
 			w.asking = true
 			w.wg.Add(1)
 			go w.learn(addr)
@@ -147,7 +146,7 @@ func (w *masterWatch) learn(addr string) {
 	defer w.mu.Unlock()
 	w.asking = false
 	if err != nil {
-		if !w.stopped {
+		if w.ctx.Err() == nil { // not stopped
 			w.logger.Debug("ws: redis sentinel: could not ask for the other sentinels", "sentinel", addr, "error", err)
 		}
 		return
@@ -164,8 +163,7 @@ func (w *masterWatch) learn(addr string) {
 // nothing.
 func (w *masterWatch) stop() {
 	w.mu.Lock()
-	w.stopped = true
+	w.cancel() // under mu: no dial starts a question after this
 	w.mu.Unlock()
-	w.cancel()
 	w.wg.Wait()
 }

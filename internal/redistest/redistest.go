@@ -39,7 +39,7 @@ func Addr(tb testing.TB) string {
 	if addr == "" {
 		addr = DefaultAddr
 	}
-	if err := ping(addr, time.Second); err != nil {
+	if err := ping(&redis.Options{Addr: addr}, time.Second); err != nil {
 		skip(tb, "redis not reachable at %s (%v); start one with `redis-server --port 6379 --save '' --appendonly no` or run `make test`", addr, err)
 	}
 	return addr
@@ -103,18 +103,9 @@ func skip(tb testing.TB, format string, args ...any) {
 	testenv.Missing(tb, testenv.RequireRedis, format, args...)
 }
 
-func ping(addr string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: timeout, MaxRetries: -1})
-	defer c.Close()
-	return c.Ping(ctx).Err()
-}
-
-// pingWith sends one PING with the client options o (their address,
-// TLS and password), allowing 200 ms.
-func pingWith(o *redis.Options) error {
-	const timeout = 200 * time.Millisecond
+// ping sends one PING with the client options o (their address, and TLS
+// and password where the server wants them), allowing timeout.
+func ping(o *redis.Options, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	o.DialTimeout, o.MaxRetries = timeout, -1

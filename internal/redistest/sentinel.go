@@ -118,7 +118,7 @@ sentinel failover-timeout %s 10000
 		return "", err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	p, err := startProcess([]string{conf, "--sentinel"}, addr, logfile, func() error { return pingWith(&redis.Options{Addr: addr}) })
+	p, err := startProcess([]string{conf, "--sentinel"}, addr, logfile, func() error { return ping(&redis.Options{Addr: addr}, 200*time.Millisecond) })
 	if err != nil {
 		return "", err
 	}

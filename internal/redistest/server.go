@@ -102,7 +102,7 @@ func (s *Server) Start() error {
 // ping sends PING as a client of the server would (over TLS, with the
 // password, when the server wants them).
 func (s *Server) ping() error {
-	return pingWith(&redis.Options{Addr: s.Addr, TLSConfig: s.tls, Password: s.password})
+	return ping(&redis.Options{Addr: s.Addr, TLSConfig: s.tls, Password: s.password}, 200*time.Millisecond)
 }
 
 // startProcess runs redis-server with args and waits (at most 5s) until
