@@ -15,11 +15,11 @@ type Proxy struct {
 	// Addr is the address to connect to instead of the server's.
 	Addr string
 
-	target string
-	l      net.Listener
-	wg     sync.WaitGroup // the accept loop and the copiers
+	l  net.Listener
+	wg sync.WaitGroup // the accept loop and the copiers
 
 	mu      sync.Mutex
+	target  string                     // guarded by mu: where new connections go
 	cut     bool                       // guarded by mu: new connections are closed at once (Cut or Refuse)
 	conns   map[net.Conn]struct{}      // guarded by mu: both ends of every open pair
 	stalled chan struct{}              // guarded by mu: non-nil while stalled, closed by Resume
@@ -121,6 +121,15 @@ func (p *Proxy) gate(src net.Conn) chan struct{} {
 	return p.frozen[src]
 }
 
+// Retarget sends new connections to target from now on and leaves the
+// open ones where they are, as a DNS name or a virtual IP moved to
+// another server does for clients that keep their connections.
+func (p *Proxy) Retarget(target string) {
+	p.mu.Lock()
+	p.target = target
+	p.mu.Unlock()
+}
+
 // Restore forwards new connections again, after Cut or Refuse.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
@@ -142,7 +151,10 @@ func (p *Proxy) accept() {
 			_ = in.Close()
 			continue
 		}
-		out, err := net.Dial("tcp", p.target)
+		p.mu.Lock()
+		target := p.target
+		p.mu.Unlock()
+		out, err := net.Dial("tcp", target)
 		if err != nil {
 			_ = in.Close()
 			continue
