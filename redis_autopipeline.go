@@ -33,6 +33,7 @@ import (
 // other by one goroutine still reach Redis in that order.
 type autoPipeline struct {
 	client redis.UniversalClient
+	guard  string // the replica guard's key, "" for none (redis_replica.go)
 	queue  *pipeQueue[redis.Cmder]
 	sent   atomic.Int64 // pipelines sent, and so round trips
 }
@@ -43,9 +44,10 @@ var _ redis.Hook = (*autoPipeline)(nil)
 var errAutoPipelineStopped = fmt.Errorf("the storage is closing: %w", redis.ErrClosed)
 
 // installAutoPipeline adds the hook to client and starts its workers
-// until done is closed; wg tracks them.
-func installAutoPipeline(client redis.UniversalClient, wg *sync.WaitGroup, done <-chan struct{}) *autoPipeline {
-	a := &autoPipeline{client: client, queue: newPipeQueue[redis.Cmder](pipeBatch, 1)}
+// until done is closed; wg tracks them. guardKey is the replica guard's
+// key, "" for none.
+func installAutoPipeline(client redis.UniversalClient, guardKey string, wg *sync.WaitGroup, done <-chan struct{}) *autoPipeline {
+	a := &autoPipeline{client: client, guard: guardKey, queue: newPipeQueue[redis.Cmder](pipeBatch, 1)}
 	a.queue.start(wg, done, scriptWorkers, errAutoPipelineStopped, a.send)
 	client.AddHook(a)
 	return a
@@ -115,13 +117,40 @@ func gathered(name string) bool {
 
 // send runs batch as one pipeline (on Redis Cluster, go-redis splits it
 // by node) and hands every command its result.
+//
+// The pipeline starts with the replica guard (redis_replica.go). When the
+// server turns out to be a replica, the commands it refused with READONLY
+// go again in a new pipeline, on another connection (go-redis closed
+// that one), up to replicaAttempts pipelines in all: a replica refuses a
+// script at its first write, and the storage's scripts do nothing before
+// their first write that outlasts them, so a refused command did nothing
+// there, and the caller gets its answer from the new primary instead of
+// an error. Those it answered (scripts that only read) are not sent
+// again.
 func (a *autoPipeline) send(batch []*pipeItem[redis.Cmder]) {
-	pipe := a.client.Pipeline()
-	for _, it := range batch {
-		_ = pipe.Process(it.ctx, it.v) // queued, not sent: a Pipeline's Process only appends
+	ctx := context.Background() // the sockets' Read/WriteTimeout bound it
+	todo := make([]*pipeItem[redis.Cmder], len(batch))
+	copy(todo, batch)
+	for attempt := 1; len(todo) > 0; attempt++ {
+		pipe := a.client.Pipeline()
+		g := guard(ctx, pipe, a.guard)
+		for _, it := range todo {
+			_ = pipe.Process(it.ctx, it.v) // queued, not sent: a Pipeline's Process only appends
+		}
+		a.sent.Add(1)
+		_ = execPipe(ctx, pipe)
+		if !onReplica(g) || attempt == replicaAttempts {
+			break
+		}
+		again := todo[:0]
+		for _, it := range todo {
+			if redis.IsReadOnlyError(it.v.Err()) {
+				it.v.SetErr(nil)
+				again = append(again, it)
+			}
+		}
+		todo = again
 	}
-	a.sent.Add(1)
-	_ = execPipe(context.Background(), pipe) // the sockets' Read/WriteTimeout bound it
 	for _, it := range batch {
 		it.done <- it.v.Err()
 	}

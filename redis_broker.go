@@ -50,6 +50,7 @@ type RedisBroker struct {
 	closeErr   error          // written once under closeOnce
 	history    historyBatcher // groups concurrent history publications
 	watch      *masterWatch   // with Sentinel options, else nil
+	guardKey   string         // the key of the replica guard (redis_replica.go); "" on Redis Cluster
 }
 
 var (
@@ -113,8 +114,9 @@ func newRedisBroker(client redis.UniversalClient, owns bool, o RedisOptions) *Re
 		prefix:     o.KeyPrefix,
 		sharded:    isCluster(client) && !o.DisableShardedPubSub,
 		done:       make(chan struct{}),
+		guardKey:   guardKeyFor(client, o.KeyPrefix),
 	}
-	b.pipe = newPublishPipe(client, b.sharded)
+	b.pipe = newPublishPipe(client, b.sharded, b.guardKey)
 	b.pipe.start(&b.wg, b.done)
 	n := 1
 	if b.sharded {

@@ -231,7 +231,7 @@ func TestSentinelMasterCrashResubscribesOnce(t *testing.T) {
 	// resubscribe, if any, has begun.
 	settled := func(br *RedisBroker) bool {
 		sh := br.shards[0]
-		return br.Healthy() && !sh.moving.Load() && sh.replacing.Load() == nil
+		return br.Healthy() && sh.moving.Load() == nil && sh.replacing.Load() == nil
 	}
 	require.Eventually(t, func() bool { return settled(a) && settled(b) }, 30*time.Second, 5*time.Millisecond,
 		"the brokers did not come back on the promoted replica")

@@ -6,6 +6,7 @@ package ws
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
@@ -34,6 +35,9 @@ func (b *RedisBroker) PublishCounted(ctx context.Context, channel string, payloa
 	}
 	n, err := b.publishCountedOnce(ctx, b.redisChannel(i, channel), payload)
 	if err != nil {
+		if errors.Is(err, errReplica) {
+			sh.replicaSeen(session)
+		}
 		if publishNotSent(err) {
 			return 0, fmt.Errorf("%w: redis publish on %q: %w", ErrBrokerUnavailable, channel, err)
 		}

@@ -240,8 +240,8 @@ func (sh *pubsubShard) monitor() {
 		case <-sh.wake:
 		}
 		next := sh.every
-		if sh.moving.Swap(false) {
-			sh.replace(errElsewhere)
+		if cause := sh.moving.Swap(nil); cause != nil {
+			sh.replace(*cause)
 		}
 		sh.mu.RLock()
 		state, session := sh.link.state, sh.link.session
@@ -291,6 +291,10 @@ func (sh *pubsubShard) countLive(session uint64) {
 	n, err := sh.countPeers(ctx)
 	cancel()
 	sh.noteRefusal(err)
+	if errors.Is(err, errReplica) {
+		sh.replicaSeen(session)
+		return
+	}
 	if err != nil {
 		return
 	}
@@ -351,11 +355,14 @@ func (sh *pubsubShard) peersBack(session uint64) bool {
 	since, peers := sh.link.since, sh.link.peers
 	sh.mu.RUnlock()
 	back := time.Since(since) >= sh.wait
-	if !back && peers > 0 && sh.countPeers != nil {
+	if sh.countPeers != nil && (back || peers > 0) {
 		ctx, cancel := context.WithTimeout(context.Background(), sh.every)
 		n, err := sh.countPeers(ctx)
 		cancel()
-		back = err == nil && n >= peers
+		if errors.Is(err, errReplica) {
+			return false // publications would go to a replica: not even after the wait
+		}
+		back = back || err == nil && n >= peers
 	}
 	if !back {
 		return false

@@ -26,6 +26,7 @@ import (
 type publishPipe struct {
 	client  redis.UniversalClient
 	sharded bool
+	guard   string // the replica guard's key, "" for none (redis_replica.go)
 	queue   *pipeQueue[pubReq]
 	sent    atomic.Int64 // pipelines sent, and so round trips
 }
@@ -66,8 +67,8 @@ const (
 // errPipeStopped answers a publish queued as the broker closed.
 var errPipeStopped = fmt.Errorf("the broker is closing: %w", redis.ErrClosed)
 
-func newPublishPipe(client redis.UniversalClient, sharded bool) *publishPipe {
-	return &publishPipe{client: client, sharded: sharded, queue: newPipeQueue[pubReq](pipeBatch, publishSpare)}
+func newPublishPipe(client redis.UniversalClient, sharded bool, guardKey string) *publishPipe {
+	return &publishPipe{client: client, sharded: sharded, guard: guardKey, queue: newPipeQueue[pubReq](pipeBatch, publishSpare)}
 }
 
 // start runs the workers until done is closed; wg tracks them.
@@ -121,10 +122,11 @@ func (p *publishPipe) send(batch []*pipeItem[pubReq]) {
 	wg.Wait()
 }
 
-// exec sends its as one pipeline on c and reports whether Redis answered
-// any command with MOVED.
+// exec sends its as one pipeline on c, after the replica guard when there
+// is one, and reports whether Redis answered any command with MOVED.
 func (p *publishPipe) exec(ctx context.Context, c redis.Cmdable, its []*pipeItem[pubReq]) (moved bool) {
 	pipe := c.Pipeline()
+	g := guard(ctx, pipe, p.guard)
 	cmds := make([]*redis.IntCmd, len(its))
 	for i, it := range its {
 		if p.sharded {
@@ -135,8 +137,12 @@ func (p *publishPipe) exec(ctx context.Context, c redis.Cmdable, its []*pipeItem
 	}
 	p.sent.Add(1)
 	_ = execPipe(ctx, pipe) // each command carries its own error
+	replica := onReplica(g)
 	for i, it := range its {
 		err := cmds[i].Err()
+		if err == nil && replica {
+			err = errReplica
+		}
 		if _, m := redis.IsMovedError(err); m {
 			moved = true
 		}

@@ -54,6 +54,9 @@ func (b *RedisBroker) Publish(ctx context.Context, channel string, payload []byt
 		return fmt.Errorf("%w: redis publish on %q: %w", ErrBrokerUnavailable, channel, err)
 	}
 	if err := b.pipe.publish(ctx, b.redisChannel(i, channel), payload); err != nil {
+		if errors.Is(err, errReplica) {
+			sh.replicaSeen(session)
+		}
 		if publishNotSent(err) {
 			return fmt.Errorf("%w: redis publish on %q: %w", ErrBrokerUnavailable, channel, err)
 		}
@@ -76,7 +79,18 @@ func (b *RedisBroker) publishOnce(ctx context.Context, rch string, payload []byt
 // rch's slot through that node's own client, because the cluster client
 // would send a command again, maybe to another node, after a timeout or a
 // dropped connection, and a PUBLISH sent twice is delivered twice.
+// Elsewhere it goes after the replica guard (redis_replica.go).
 func (b *RedisBroker) publishCountedOnce(ctx context.Context, rch string, payload []byte) (int64, error) {
+	if b.guardKey != "" {
+		pipe := b.client.Pipeline()
+		g := guard(ctx, pipe, b.guardKey)
+		cmd := pipe.Publish(ctx, rch, payload)
+		_ = execPipe(ctx, pipe)
+		if cmd.Err() == nil && onReplica(g) {
+			return 0, errReplica
+		}
+		return cmd.Result()
+	}
 	var c redis.Cmdable = b.client
 	cc, cluster := b.client.(*redis.ClusterClient)
 	if cluster {
@@ -180,8 +194,17 @@ func (b *RedisBroker) peerCounter(ctl string) func(context.Context) (int, error)
 			return int(n[ctl]), err
 		}
 	default:
+		// After the replica guard: a count from a replica would be of
+		// its own subscribers (redis_replica.go).
 		return func(ctx context.Context) (int, error) {
-			n, err := b.client.PubSubNumSub(ctx, ctl).Result()
+			pipe := b.client.Pipeline()
+			g := guard(ctx, pipe, b.guardKey)
+			num := pipe.PubSubNumSub(ctx, ctl)
+			_ = execPipe(ctx, pipe)
+			if onReplica(g) {
+				return 0, errReplica
+			}
+			n, err := num.Result()
 			return int(n[ctl]), err
 		}
 	}

@@ -70,9 +70,10 @@ type pubsubShard struct {
 	// replacing is the PubSub the monitor closed for the receive loop to
 	// replace, and why; nil otherwise.
 	replacing atomic.Pointer[replacement]
-	// moving asks the monitor to replace the connection: the Sentinel
-	// master moved (masterMoved).
-	moving atomic.Bool
+	// moving asks the monitor to replace the connection, giving the
+	// cause: the Sentinel master moved (masterMoved), or the server the
+	// pool reaches is a replica (replicaSeen).
+	moving atomic.Pointer[error]
 	// refused is set while Redis refuses the new connections the
 	// monitor's count needs (WRONGPASS after the password changed): the
 	// shard is unhealthy, since a publication that needs a new connection
@@ -332,9 +333,13 @@ func (sh *pubsubShard) replaceIfSilent() {
 // new master cannot return nil while this node's subscriptions are on the
 // old one, and has the monitor replace the connection. It must not wait
 // on go-redis: masterWatch calls it from inside go-redis's dial.
-func (sh *pubsubShard) masterMoved() {
-	sh.lost(errElsewhere)
-	sh.moving.Store(true)
+func (sh *pubsubShard) masterMoved() { sh.moveOff(errElsewhere) }
+
+// moveOff moves the link down at once, giving cause, and has the monitor
+// replace the connection.
+func (sh *pubsubShard) moveOff(cause error) {
+	sh.lost(cause)
+	sh.moving.Store(&cause)
 	sh.poke()
 }
 

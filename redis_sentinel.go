@@ -117,7 +117,7 @@ func (w *masterWatch) dialed(ctx context.Context, addr string) {
 		atMaster := addr == w.addr
 		w.mu.Unlock()
 		if atMaster {
-			sh.moving.Store(false) // a move it was told of: this connection made it
+			sh.moving.Store(nil) // a move it was told of: this connection made it
 		}
 		return
 	}

@@ -137,7 +137,7 @@ func newRedisStorage(client redis.UniversalClient, owns bool, o RedisOptions) *R
 		done:          make(chan struct{}),
 	}
 	if owns {
-		s.scripts = installAutoPipeline(client, &s.wg, s.done) // redis_autopipeline.go
+		s.scripts = installAutoPipeline(client, guardKeyFor(client, o.KeyPrefix), &s.wg, s.done) // redis_autopipeline.go
 	}
 	s.wg.Add(1)
 	go s.heartbeat()

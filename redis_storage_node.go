@@ -171,10 +171,10 @@ func (s *RedisStorage) register(n *presenceNode) error {
 		return err
 	}
 	n.runs = runs
-	if err := s.client.Set(ctx, s.keys.alive(n.id), "1", s.ttl).Err(); err != nil {
+	if err := onPrimary(func() error { return s.client.Set(ctx, s.keys.alive(n.id), "1", s.ttl).Err() }); err != nil {
 		return err
 	}
-	return s.client.SAdd(ctx, s.keys.nodes(), n.id).Err()
+	return onPrimary(func() error { return s.client.SAdd(ctx, s.keys.nodes(), n.id).Err() })
 }
 
 // beat refreshes the heartbeat key. It refreshes only a key that still
@@ -184,7 +184,11 @@ func (s *RedisStorage) register(n *presenceNode) error {
 func (s *RedisStorage) beat(n *presenceNode) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.ttl/3)
 	defer cancel()
-	ok, err := s.client.SetXX(ctx, s.keys.alive(n.id), "1", s.ttl).Result()
+	var ok bool
+	err := onPrimary(func() (err error) {
+		ok, err = s.client.SetXX(ctx, s.keys.alive(n.id), "1", s.ttl).Result()
+		return err
+	})
 	switch {
 	case err != nil:
 		s.logger.Warn("ws: redis presence heartbeat failed", "node", n.id, "error", err)

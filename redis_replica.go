@@ -1,0 +1,90 @@
+package ws
+
+import (
+	"context"
+	"errors"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A primary behind one address that moves on failover (a managed
+// service's endpoint, a DNS name, a virtual IP) leaves the connections
+// opened before the failover on the old primary, which is now a replica
+// of the new one. A replica answers PUBLISH, and hands the publication
+// to its own subscribers only; a broker whose pool stayed there saw
+// every publish accepted while the nodes that had connected since (to
+// the new primary) got none of them. Nothing fails over there, and no
+// Sentinel tells anyone.
+//
+// So every pipeline the broker sends without Redis Cluster starts with
+// a write Redis refuses on a replica: DEL of a key ws never creates,
+// which costs the primary a lookup and sends nothing to replicas. A
+// READONLY reply to it means the publications after it went to a
+// replica: Publish fails with ErrPublishUncertain (they may have reached
+// that server's subscribers), go-redis closes the connection (it does
+// when a pipeline's first reply is READONLY, so the next dial reaches the
+// address's new server), and the shard's link goes down and its
+// subscription connection is replaced, as after a Sentinel failover. The
+// monitor's peer count carries the same write, so an idle broker finds
+// out within a HealthInterval, and a link waiting for its peers does not
+// go live while its pool still reaches a replica.
+//
+// Redis Cluster moves slots and masters itself (MOVED), and the broker
+// follows it there: no guard.
+
+// replicaAttempts bounds how many times the storage sends a command that
+// a replica refused (READONLY): each refusal closes a connection to the
+// old primary, and the pool may hold a few.
+const replicaAttempts = 4
+
+// onPrimary runs call, a command that a replica refuses with READONLY
+// having done nothing, up to replicaAttempts times while it is refused.
+func onPrimary(call func() error) error {
+	var err error
+	for range replicaAttempts {
+		if err = call(); !redis.IsReadOnlyError(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// errReplica is the cause given when a connection reached a replica.
+var errReplica = errors.New("the Redis server this node publishes to is a replica: the primary moved (a failover behind the same address), and a publication there reaches only that server's subscribers")
+
+// guardKeyFor returns the key the guard deletes for a broker of prefix,
+// or "" on Redis Cluster.
+func guardKeyFor(client redis.UniversalClient, prefix string) string {
+	if isCluster(client) {
+		return ""
+	}
+	return prefix + "primary"
+}
+
+// guard queues the write in pipe, which must hold nothing yet (go-redis
+// acts on the first reply), and returns it; nil when key is "".
+func guard(ctx context.Context, pipe redis.Pipeliner, key string) *redis.IntCmd {
+	if key == "" {
+		return nil
+	}
+	return pipe.Del(ctx, key)
+}
+
+// onReplica reports whether g, a sent guard or nil, says that the server
+// is a replica. Any other error of the guard (NOPERM for a user without
+// DEL on the prefix, say) says nothing and is ignored.
+func onReplica(g *redis.IntCmd) bool {
+	return g != nil && redis.IsReadOnlyError(g.Err())
+}
+
+// replicaSeen moves the link down and has the monitor replace the
+// subscription connection, if it is still live in session (0: whatever
+// session is live). Many publishes of one pipeline report one replica;
+// only the first moves the link.
+func (sh *pubsubShard) replicaSeen(session uint64) {
+	live := sh.live.Load()
+	if live == 0 || session != 0 && live != session {
+		return
+	}
+	sh.moveOff(errReplica)
+}

@@ -1,0 +1,188 @@
+package ws_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	ws "github.com/vortechron/go-ws"
+	"github.com/vortechron/go-ws/internal/redistest"
+)
+
+// TestFailoverBehindOneAddress proves, in docs/redis.md (Failover behind
+// one address): when the primary behind the nodes' one Redis address
+// fails over (Redis's own FAILOVER, then the address moves to the new
+// primary) the connections opened before stay on the old primary, now a
+// replica, and the nodes move off it by themselves:
+//
+//   - the cluster API asked on a node whose connections stayed counts
+//     every node's subscribers, new nodes included;
+//   - a publication that returned nil, from a node whose connections
+//     stayed or from a node started after, reaches every node; before
+//     the broker checked, all 120 publications of the old node returned
+//     nil and none reached the new node;
+//   - presence joins on every node succeed at once, with no error frame
+//     (the replica refused the first script of each node with READONLY);
+//   - every node's subscription connection ends on the new primary, even
+//     on a node that never publishes.
+func TestFailoverBehindOneAddress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two redis-servers; skipped with -short")
+	}
+	leakCheck(t)
+	rr := redistest.StartReplicated(t)
+	prefix := redistest.Prefix(t)
+	o := ws.RedisOptions{Addrs: []string{rr.Addr}, KeyPrefix: prefix}
+	var log errorLog
+	ns := redisNodes(t, 2, o, ws.Config{}, presenceOptions(&log))
+	a, b := ns[0], ns[1]
+	const room = "presence-room"
+	alice := a.dial(t, "alice")
+	alice.subscribePresence(room, "alice")
+	bob := b.dial(t, "bob")
+	bob.subscribePresence(room, "alice", "bob")
+	alice.expectPresence(room, "join", "bob", []string{"alice", "bob"}, 2)
+	na, nb := a.dial(t, ""), b.dial(t, "")
+	na.subscribe("news")
+	nb.subscribe("news")
+
+	rr.Failover(t)
+	c := redisNodes(t, 1, o, ws.Config{}, presenceOptions(&log))[0]
+	nc := c.dial(t, "")
+	nc.subscribe("news")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// The cluster API first: a count from the old primary would leave
+	// out node c, whose subscription is on the new one.
+	var info ws.ChannelInfo
+	require.Eventually(t, func() bool {
+		var err error
+		info, err = a.hub.Channel(ctx, "news")
+		require.True(t, err == nil || errors.Is(err, ws.ErrPublishUncertain) || errors.Is(err, ws.ErrBrokerUnavailable), "cluster API: %v", err)
+		return err == nil
+	}, 10*time.Second, 5*time.Millisecond, "the cluster API never answered after the failover")
+	require.Equal(t, 3, info.Subscriptions, "subscribers of news counted on node a after the failover: one per node")
+
+	var ok, failed []string
+	for i := range 120 {
+		for _, n := range []struct {
+			name string
+			node *testNode
+		}{{"a", a}, {"c", c}} {
+			p := fmt.Sprintf("%s%d", n.name, i)
+			if err := n.node.hub.Publish(ctx, "news", p); err == nil {
+				ok = append(ok, p)
+			} else {
+				require.True(t, errors.Is(err, ws.ErrPublishUncertain) || errors.Is(err, ws.ErrBrokerUnavailable), "publish %s: %v", p, err)
+				failed = append(failed, p)
+			}
+		}
+	}
+	t.Logf("%d publications returned nil; failed while the nodes moved: %v", len(ok), failed)
+	require.LessOrEqual(t, len(failed), 20, "publications failed after the failover")
+	for i, cl := range []*testClient{na, nb, nc} {
+		got := readMessages(t, cl, ok)
+		var lost []string
+		for _, p := range ok {
+			if !got[p] {
+				lost = append(lost, p)
+			}
+		}
+		require.Empty(t, lost, "node %c: publications that returned nil and never arrived (%d of %d)", 'a'+i, len(lost), len(ok))
+	}
+
+	carol := a.dial(t, "carol")
+	carol.subscribePresence(room, "alice", "bob", "carol")
+	dave := b.dial(t, "dave")
+	dave.subscribePresence(room, "alice", "bob", "carol", "dave")
+	erin := c.dial(t, "erin")
+	erin.subscribePresence(room, "alice", "bob", "carol", "dave", "erin")
+	for _, n := range []*testNode{a, b, c} {
+		require.Eventually(t, func() bool {
+			return equalIDs(n.members(t, room), "alice", "bob", "carol", "dave", "erin")
+		}, 10*time.Second, 10*time.Millisecond, "members on a node: %v", n.members(t, room))
+	}
+	require.Empty(t, log.all(), "errors on the nodes after the failover")
+
+	// Node b never published, and its subscription connection moved too.
+	numsub := func(s *redistest.Server) string {
+		out, err := s.CLI(ctx, "PUBSUB", "NUMSUB", prefix+"ctl")
+		require.NoError(t, err)
+		return strings.Join(strings.Fields(out), " ")
+	}
+	require.Eventually(t, func() bool {
+		return numsub(rr.Primary) == prefix+"ctl 3" && numsub(rr.Replica) == prefix+"ctl 0"
+	}, 10*time.Second, 10*time.Millisecond, "the brokers' subscriptions: %q on the new primary, %q on the old",
+		numsub(rr.Primary), numsub(rr.Replica))
+}
+
+// TestFailoverBehindOneAddressWithAGivenClient proves, in docs/redis.md
+// (Failover behind one address): the broker checks a client the
+// application gave it (NewRedisBrokerFromClient) as it checks its own,
+// and its first publication after the failover finds the replica: none
+// of those that returned nil misses a subscriber of the new primary.
+// The subscriber is a plain Redis client, so no other broker announces
+// itself and makes this one count its peers (which would find the
+// replica too), and the HealthInterval is longer than the test.
+func TestFailoverBehindOneAddressWithAGivenClient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two redis-servers; skipped with -short")
+	}
+	leakCheck(t)
+	rr := redistest.StartReplicated(t)
+	prefix := redistest.Prefix(t)
+	client := redis.NewClient(&redis.Options{Addr: rr.Addr, MaxRetries: -1})
+	t.Cleanup(func() { _ = client.Close() })
+	b, err := ws.NewRedisBrokerFromClient(client, ws.RedisOptions{KeyPrefix: prefix, HealthInterval: time.Hour})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() }) // before the client's
+	require.Eventually(t, b.Healthy, 10*time.Second, 5*time.Millisecond, "the broker never became healthy")
+
+	rr.Failover(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	other := redis.NewClient(&redis.Options{Addr: rr.Addr}) // connects after: to the new primary
+	t.Cleanup(func() { _ = other.Close() })
+	sub := other.Subscribe(ctx, prefix+"ch:news")
+	t.Cleanup(func() { _ = sub.Close() })
+	_, err = sub.Receive(ctx)
+	require.NoError(t, err)
+
+	var ok []string
+	failed := 0
+	for i := 0; len(ok) < 100 && ctx.Err() == nil; i++ {
+		p := fmt.Sprint(i)
+		if err := b.Publish(ctx, "news", []byte(p)); err == nil {
+			ok = append(ok, p)
+		} else {
+			require.True(t, errors.Is(err, ws.ErrPublishUncertain) || errors.Is(err, ws.ErrBrokerUnavailable), "publish %s: %v", p, err)
+			failed++
+		}
+	}
+	t.Logf("%d publications returned nil, %d failed while the broker moved", len(ok), failed)
+	got := map[string]bool{}
+	for missing := len(ok); missing > 0; {
+		m, err := sub.ReceiveTimeout(ctx, 5*time.Second)
+		if err != nil {
+			break
+		}
+		if msg, isMsg := m.(*redis.Message); isMsg && !got[msg.Payload] {
+			got[msg.Payload] = true
+			missing--
+		}
+	}
+	var lost []string
+	for _, p := range ok {
+		if !got[p] {
+			lost = append(lost, p)
+		}
+	}
+	require.Empty(t, lost, "publications that returned nil and never reached a subscriber of the new primary (%d of %d)", len(lost), len(ok))
+}
