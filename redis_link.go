@@ -77,6 +77,11 @@ type link struct {
 // peerPoll is how often a shard awaiting peers counts them.
 const peerPoll = 20 * time.Millisecond
 
+// replicaPoll is how often it counts while its pool reaches a replica
+// (redis_replica.go): each such count costs a connection, which go-redis
+// closes on the replica's READONLY, until the address names the primary.
+const replicaPoll = 250 * time.Millisecond
+
 // errStale is the cause given while the connection is up but silent.
 var errStale = errors.New("no reply from Redis within 3 health intervals")
 
@@ -258,8 +263,8 @@ func (sh *pubsubShard) monitor() {
 			}
 			sh.countLive(session)
 		case linkAwaitingPeers:
-			if !sh.peersBack(session) {
-				next = peerPoll
+			if wait := sh.peersBack(session); wait > 0 {
+				next = wait
 			}
 		}
 		if state != linkDown && !sh.recentlySeen() && time.Since(lastPing) >= sh.every {
@@ -347,10 +352,12 @@ func (sh *pubsubShard) recount(session uint64, n int) (elsewhere bool) {
 	return false
 }
 
-// peersBack makes the link live, and reports true, once as many brokers
+// peersBack makes the link live, and returns 0, once as many brokers
 // subscribe to the control channel as before the failure or the wait is
 // over. Without a count from before (or a way to count) it waits it out.
-func (sh *pubsubShard) peersBack(session uint64) bool {
+// Otherwise it returns when to look again: peerPoll, or replicaPoll
+// while the pool reaches a replica.
+func (sh *pubsubShard) peersBack(session uint64) time.Duration {
 	sh.mu.RLock()
 	since, peers := sh.link.since, sh.link.peers
 	sh.mu.RUnlock()
@@ -359,20 +366,29 @@ func (sh *pubsubShard) peersBack(session uint64) bool {
 		ctx, cancel := context.WithTimeout(context.Background(), sh.every)
 		n, err := sh.countPeers(ctx)
 		cancel()
-		if errors.Is(err, errReplica) {
-			return false // publications would go to a replica: not even after the wait
+		switch {
+		case errors.Is(err, errReplica):
+			sh.sawReplica = true
+			return replicaPoll // publications would go to a replica: not even after the wait
+		case err == nil && sh.sawReplica:
+			// The pool left the replica. This connection was dialled
+			// while the address still named it, and is probably there,
+			// where no other broker counts it: move it as well.
+			sh.sawReplica = false
+			sh.moveOff(errReplica)
+			return peerPoll
 		}
 		back = back || err == nil && n >= peers
 	}
 	if !back {
-		return false
+		return peerPoll
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.link.state != linkAwaitingPeers || sh.link.session != session {
-		return true // moved on meanwhile; the next round looks again
+		return 0 // moved on meanwhile; the next round looks again
 	}
 	sh.goLive()
 	sh.logger.Info("ws: redis subscription connection restored", "waited", time.Since(since).Round(time.Millisecond))
-	return true
+	return 0
 }

@@ -79,6 +79,9 @@ type pubsubShard struct {
 	// shard is unhealthy, since a publication that needs a new connection
 	// cannot be sent. Written by the monitor (noteRefusal).
 	refused atomic.Bool
+	// sawReplica is set while a link awaiting its peers found its pool on
+	// a replica (peersBack). The monitor's own.
+	sawReplica bool
 
 	started  chan struct{} // closed when the link first goes live or fails
 	wake     chan struct{} // tells the monitor the link awaits peers

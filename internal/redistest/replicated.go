@@ -38,16 +38,24 @@ func StartReplicated(tb testing.TB) *Replicated {
 	return &Replicated{Primary: primary, Replica: replica, Addr: p.Addr, proxy: p}
 }
 
-// Failover swaps the two servers' roles with Redis's own coordinated
-// failover (FAILOVER: the primary pauses writes until the replica has
-// them all, then replicates from it) and moves Addr to the new primary
-// for new connections only. Connections open before stay on the old
-// primary, now a replica: it answers reads and PUBLISH, refuses writes
-// with READONLY, and gets what is published on the new primary through
-// replication. That is what clients of a managed Redis see when its
-// endpoint moves. It waits (at most 20 s) until the old primary is in
-// sync with the new one, and returns with Primary and Replica swapped.
+// Failover is Promote, then MoveAddress: what clients of a managed Redis
+// see when its endpoint moves to the new primary. Connections opened
+// before stay on the old primary, now a replica: it answers reads and
+// PUBLISH, refuses writes with READONLY, and gets what is published on the
+// new primary through replication.
 func (r *Replicated) Failover(tb testing.TB) {
+	tb.Helper()
+	r.Promote(tb)
+	r.MoveAddress()
+}
+
+// Promote swaps the two servers' roles with Redis's own coordinated
+// failover (FAILOVER: the primary pauses writes until the replica has
+// them all, then replicates from it) and leaves Addr where it was, on
+// the old primary: an endpoint whose move is late (a DNS TTL). It waits
+// (at most 20 s) until the old primary is in sync with the new one, and
+// returns with Primary and Replica swapped.
+func (r *Replicated) Promote(tb testing.TB) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -58,9 +66,12 @@ func (r *Replicated) Failover(tb testing.TB) {
 		info, err := r.Replica.CLI(ctx, "INFO", "replication")
 		return err == nil && strings.Contains(info, "role:master") && linkUp(ctx, r.Primary)
 	})
-	r.proxy.Retarget(r.Replica.Addr)
 	r.Primary, r.Replica = r.Replica, r.Primary
 }
+
+// MoveAddress sends Addr's new connections to the primary; the open ones
+// stay where they are.
+func (r *Replicated) MoveAddress() { r.proxy.Retarget(r.Primary.Addr) }
 
 // linkUp reports whether s replicates from its primary with the link up.
 func linkUp(ctx context.Context, s *Server) bool {
