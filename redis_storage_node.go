@@ -38,12 +38,16 @@ type presenceNode struct {
 	// refused connection), for the calls waiting on ready; nil before a
 	// failure and once registered. Written by the heartbeat goroutine.
 	failed atomic.Pointer[error]
+	// attempt is closed, and replaced, after each failed registration
+	// attempt (failed is stored first), so the calls waiting on ready can
+	// look at why. Guarded by mu.
+	attempt chan struct{}
 }
 
 func newPresenceNode() *presenceNode {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
-	return &presenceNode{id: hex.EncodeToString(b[:]), ready: make(chan struct{}), refs: make(map[string]int)}
+	return &presenceNode{id: hex.EncodeToString(b[:]), ready: make(chan struct{}), refs: make(map[string]int), attempt: make(chan struct{})}
 }
 
 func (n *presenceNode) registered() bool {
@@ -139,6 +143,10 @@ func (s *RedisStorage) heartbeat() {
 			if err := s.register(n); err != nil {
 				s.logger.Warn("ws: redis presence node registration failed", "node", n.id, "error", err)
 				n.failed.Store(&err)
+				n.mu.Lock()
+				close(n.attempt)
+				n.attempt = make(chan struct{})
+				n.mu.Unlock()
 				wait = min(wait, 500*time.Millisecond)
 			} else {
 				n.failed.Store(nil)
@@ -227,16 +235,37 @@ func (s *RedisStorage) current() *presenceNode {
 // session returns the current identity once it is registered.
 func (s *RedisStorage) session(ctx context.Context) (*presenceNode, error) {
 	n := s.current()
-	select {
-	case <-n.ready:
-		return n, nil
-	case <-ctx.Done():
-		if failed := n.failed.Load(); failed != nil {
-			// Say why the node is not registered, not only that ctx ended.
-			return nil, fmt.Errorf("presence node not registered (last attempt: %v): %w", *failed, ctx.Err())
+	for {
+		n.mu.Lock()
+		attempt := n.attempt
+		n.mu.Unlock()
+		if n.registered() {
+			return n, nil
 		}
-		return nil, ctx.Err()
-	case <-s.done:
-		return nil, ErrHubClosed
+		if failed := n.failed.Load(); failed != nil && refusal(*failed) {
+			// Redis refuses what registering needs until an operator
+			// changes its ACL or password: waiting out ctx cannot help.
+			return nil, fmt.Errorf("presence node not registered: %w", *failed)
+		}
+		select {
+		case <-n.ready:
+			return n, nil
+		case <-attempt: // an attempt failed: look at why
+		case <-ctx.Done():
+			if failed := n.failed.Load(); failed != nil {
+				// Say why the node is not registered, not only that ctx ended.
+				return nil, fmt.Errorf("presence node not registered (last attempt: %v): %w", *failed, ctx.Err())
+			}
+			return nil, ctx.Err()
+		case <-s.done:
+			return nil, ErrHubClosed
+		}
 	}
+}
+
+// refusal reports whether err is Redis refusing a command or a connection
+// to this user (an ACL without the command, a wrong password): an
+// answer that stays the same until an operator changes Redis.
+func refusal(err error) bool {
+	return redis.HasErrorPrefix(err, "NOPERM") || redis.HasErrorPrefix(err, "WRONGPASS") || redis.HasErrorPrefix(err, "NOAUTH")
 }
