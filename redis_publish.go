@@ -82,11 +82,8 @@ func (b *RedisBroker) publishOnce(ctx context.Context, rch string, payload []byt
 // Elsewhere it goes after the replica guard (redis_replica.go).
 func (b *RedisBroker) publishCountedOnce(ctx context.Context, rch string, payload []byte) (int64, error) {
 	if b.guardKey != "" {
-		pipe := b.client.Pipeline()
-		g := guard(ctx, pipe, b.guardKey)
-		cmd := pipe.Publish(ctx, rch, payload)
-		_ = execPipe(ctx, pipe)
-		if cmd.Err() == nil && onReplica(g) {
+		var cmd *redis.IntCmd
+		if b.guarded(ctx, func(pipe redis.Pipeliner) { cmd = pipe.Publish(ctx, rch, payload) }) && cmd.Err() == nil {
 			return 0, errReplica
 		}
 		return cmd.Result()
@@ -197,11 +194,8 @@ func (b *RedisBroker) peerCounter(ctl string) func(context.Context) (int, error)
 		// After the replica guard: a count from a replica would be of
 		// its own subscribers (redis_replica.go).
 		return func(ctx context.Context) (int, error) {
-			pipe := b.client.Pipeline()
-			g := guard(ctx, pipe, b.guardKey)
-			num := pipe.PubSubNumSub(ctx, ctl)
-			_ = execPipe(ctx, pipe)
-			if onReplica(g) {
+			var num *redis.MapStringIntCmd
+			if b.guarded(ctx, func(pipe redis.Pipeliner) { num = pipe.PubSubNumSub(ctx, ctl) }) {
 				return 0, errReplica
 			}
 			n, err := num.Result()

@@ -77,6 +77,17 @@ func onReplica(g *redis.IntCmd) bool {
 	return g != nil && redis.IsReadOnlyError(g.Err())
 }
 
+// guarded sends, in one pipeline on the broker's client, the replica
+// guard and then what queue adds, and reports whether the server is a
+// replica. Each queued command holds its own result.
+func (b *RedisBroker) guarded(ctx context.Context, queue func(redis.Pipeliner)) bool {
+	pipe := b.client.Pipeline()
+	g := guard(ctx, pipe, b.guardKey)
+	queue(pipe)
+	_ = execPipe(ctx, pipe)
+	return onReplica(g)
+}
+
 // replicaSeen moves the link down and has the monitor replace the
 // subscription connection, if it is still live in session (0: whatever
 // session is live). Many publishes of one pipeline report one replica;

@@ -90,12 +90,7 @@ func TestFailoverBehindOneAddress(t *testing.T) {
 	require.LessOrEqual(t, len(failed), 20, "publications failed after the failover")
 	for i, cl := range []*testClient{na, nb, nc} {
 		got := readMessages(t, cl, ok)
-		var lost []string
-		for _, p := range ok {
-			if !got[p] {
-				lost = append(lost, p)
-			}
-		}
+		lost := notIn(ok, got)
 		require.Empty(t, lost, "node %c: publications that returned nil and never arrived (%d of %d)", 'a'+i, len(lost), len(ok))
 	}
 
@@ -213,11 +208,6 @@ func TestFailoverBehindOneAddressWithAGivenClient(t *testing.T) {
 			missing--
 		}
 	}
-	var lost []string
-	for _, p := range ok {
-		if !got[p] {
-			lost = append(lost, p)
-		}
-	}
+	lost := notIn(ok, got)
 	require.Empty(t, lost, "publications that returned nil and never reached a subscriber of the new primary (%d of %d)", len(lost), len(ok))
 }

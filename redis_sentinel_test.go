@@ -158,12 +158,7 @@ func switchoverLosses(t *testing.T, sen *redistest.Sentinel, a, b *testNode, mos
 	require.NotEmpty(t, ok)
 	for _, c := range []*testClient{ca, cb} {
 		got := readMessages(t, c, ok)
-		var lost []string
-		for _, p := range ok {
-			if !got[p] {
-				lost = append(lost, p)
-			}
-		}
+		lost := notIn(ok, got)
 		t.Logf("%d publications returned nil, %d failed; %d of the nil ones lost", len(ok), failed, len(lost))
 		require.LessOrEqual(t, len(lost), most, "publications that returned nil and never arrived: %v", lost)
 	}
@@ -194,6 +189,17 @@ func readMessages(t *testing.T, c *testClient, want []string) map[string]bool {
 		}
 	}
 	return got
+}
+
+// notIn returns the texts of want that got lacks, in want's order.
+func notIn(want []string, got map[string]bool) []string {
+	var lost []string
+	for _, w := range want {
+		if !got[w] {
+			lost = append(lost, w)
+		}
+	}
+	return lost
 }
 
 func equalIDs(got []string, want ...string) bool {
