@@ -92,8 +92,9 @@ func NewRedisBrokerWithOptions(opts RedisOptions) (*RedisBroker, error) {
 // does not close. Of opts only the broker's fields (HealthInterval,
 // ClusterShards, DisableShardedPubSub, ResubscribeWait, Logger) and
 // KeyPrefix apply; the connection settings are the client's own. Its
-// retries should be off (MaxRetries -1): a retried PUBLISH whose first
-// attempt reached Redis is delivered twice. With ContextTimeoutEnabled
+// retries (MaxRetries) apply to every command but PUBLISH and the history
+// scripts, which the broker sends at most once: a retried PUBLISH whose
+// first attempt reached Redis is delivered twice. With ContextTimeoutEnabled
 // a ctx deadline bounds Publish; DialerRetries 1 makes a refused dial
 // fail at once.
 func NewRedisBrokerFromClient(client redis.UniversalClient, opts RedisOptions) (*RedisBroker, error) {

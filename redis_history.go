@@ -195,7 +195,7 @@ func (b *RedisBroker) historyKeys(i int, channel string) []string {
 // scripter returns the client to run a script on key with: on Redis
 // Cluster the client of the node that owns key's slot, so a command is
 // never sent again to another node (see publishOnce).
-func (b *RedisBroker) scripter(ctx context.Context, key string) (redis.Scripter, error) {
+func (b *RedisBroker) scripter(ctx context.Context, key string) (processor, error) {
 	cc, cluster := b.client.(*redis.ClusterClient)
 	if !cluster {
 		return b.client, nil
@@ -315,8 +315,8 @@ func (b *RedisBroker) ReadHistory(ctx context.Context, channel string, r History
 
 // runScript runs s (EVALSHA, then EVAL if Redis does not have it yet) and
 // returns its array reply.
-func runScript(ctx context.Context, c redis.Scripter, s *redis.Script, keys []string, args ...any) ([]any, error) {
-	v, err := s.Run(ctx, c, keys, args...).Result()
+func runScript(ctx context.Context, c processor, s *redis.Script, keys []string, args ...any) ([]any, error) {
+	v, err := runOnPrimary(ctx, c, s, keys, args...).Result()
 	if err != nil {
 		return nil, err
 	}

@@ -365,9 +365,9 @@ func (s *RedisStorage) runEach(ctx context.Context, script *redis.Script, channe
 		for j, i := range pending {
 			keys := []string{s.keys.occupied(channels[i])}
 			if eval {
-				cmds[j] = script.Eval(ctx, pipe, keys, args(i)...)
+				cmds[j] = script.Eval(ctx, once(pipe), keys, args(i)...)
 			} else {
-				cmds[j] = script.EvalSha(ctx, pipe, keys, args(i)...)
+				cmds[j] = script.EvalSha(ctx, once(pipe), keys, args(i)...)
 			}
 		}
 		_ = execPipe(ctx, pipe)

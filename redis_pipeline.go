@@ -129,11 +129,7 @@ func (p *publishPipe) exec(ctx context.Context, c redis.Cmdable, its []*pipeItem
 	g := guard(ctx, pipe, p.guard)
 	cmds := make([]*redis.IntCmd, len(its))
 	for i, it := range its {
-		if p.sharded {
-			cmds[i] = pipe.SPublish(ctx, it.v.rch, it.v.payload)
-		} else {
-			cmds[i] = pipe.Publish(ctx, it.v.rch, it.v.payload)
-		}
+		cmds[i] = publishAtMostOnce(ctx, pipe, p.sharded, it.v.rch, it.v.payload) // redis_once.go
 	}
 	p.sent.Add(1)
 	_ = execPipe(ctx, pipe) // each command carries its own error

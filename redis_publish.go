@@ -83,12 +83,12 @@ func (b *RedisBroker) publishOnce(ctx context.Context, rch string, payload []byt
 func (b *RedisBroker) publishCountedOnce(ctx context.Context, rch string, payload []byte) (int64, error) {
 	if b.guardKey != "" {
 		var cmd *redis.IntCmd
-		if b.guarded(ctx, func(pipe redis.Pipeliner) { cmd = pipe.Publish(ctx, rch, payload) }) && cmd.Err() == nil {
+		if b.guarded(ctx, func(pipe redis.Pipeliner) { cmd = publishAtMostOnce(ctx, pipe, false, rch, payload) }) && cmd.Err() == nil {
 			return 0, errReplica
 		}
 		return cmd.Result()
 	}
-	var c redis.Cmdable = b.client
+	var c processor = b.client
 	cc, cluster := b.client.(*redis.ClusterClient)
 	if cluster {
 		node, err := cc.MasterForKey(ctx, rch)
@@ -97,12 +97,7 @@ func (b *RedisBroker) publishCountedOnce(ctx context.Context, rch string, payloa
 		}
 		c = node
 	}
-	var cmd *redis.IntCmd
-	if b.sharded {
-		cmd = c.SPublish(ctx, rch, payload)
-	} else {
-		cmd = c.Publish(ctx, rch, payload)
-	}
+	cmd := publishAtMostOnce(ctx, c, b.sharded, rch, payload)
 	if _, moved := redis.IsMovedError(cmd.Err()); moved && cluster {
 		cc.ReloadState(ctx) // the slot moved: learn where to
 	}

@@ -49,6 +49,20 @@ func onPrimary(call func() error) error {
 	return err
 }
 
+// runOnPrimary runs script on c (a client) once (redis_once.go), and
+// again while a replica refuses it, as onPrimary does: a replica refuses
+// a script at its first write, and none of ws's scripts does anything
+// before its first write that outlasts the refusal (reads, no PUBLISH),
+// so a refused run did nothing.
+func runOnPrimary(ctx context.Context, c processor, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	var cmd *redis.Cmd
+	_ = onPrimary(func() error {
+		cmd = script.Run(ctx, once(c), keys, args...)
+		return cmd.Err()
+	})
+	return cmd
+}
+
 // errReplica is the cause given when a connection reached a replica.
 var errReplica = errors.New("the Redis server this node publishes to is a replica: the primary moved (a failover behind the same address), and a publication there reaches only that server's subscribers")
 

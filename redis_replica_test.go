@@ -211,3 +211,60 @@ func TestFailoverBehindOneAddressWithAGivenClient(t *testing.T) {
 	lost := notIn(ok, got)
 	require.Empty(t, lost, "publications that returned nil and never reached a subscriber of the new primary (%d of %d)", len(lost), len(ok))
 }
+
+// TestFailoverBehindOneAddressWithAGivenStore proves, in docs/redis.md
+// (Failover behind one address): a presence store on the application's
+// own client joins, leaves and lists at once after the primary behind its
+// address failed over, whatever the client's retries: the replica refuses
+// each script at its first write, and the store sends it again on
+// another connection. Before, with the client's retries off (what the
+// docs asked for), the first call on each pooled connection to the old
+// primary failed with READONLY.
+func TestFailoverBehindOneAddressWithAGivenStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two redis-servers; skipped with -short")
+	}
+	leakCheck(t)
+	rr := redistest.StartReplicated(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stores := map[string]*ws.RedisStorage{}
+	for _, retries := range []int{-1, 0} { // off, and go-redis's default (3)
+		client := redis.NewClient(&redis.Options{Addr: rr.Addr, MaxRetries: retries})
+		t.Cleanup(func() { _ = client.Close() })
+		s, err := ws.NewRedisStorageFromClient(client, ws.RedisOptions{KeyPrefix: redistest.Prefix(t) + strconv.Itoa(retries) + ":"})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = s.Close() }) // before the client's
+		stores[fmt.Sprint("MaxRetries ", retries)] = s
+	}
+	conn := func(i int) ws.PresenceConn {
+		u := fmt.Sprint("user", i)
+		return ws.PresenceConn{Channel: "presence-room", ConnID: "conn" + u, Member: ws.PresenceMember{UserID: u}}
+	}
+	for name, s := range stores {
+		for i := range 3 {
+			_, joined, err := s.AddPresence(ctx, conn(i))
+			require.NoError(t, err, "%s: join %d before the failover", name, i)
+			require.True(t, joined, "%s: join %d", name, i)
+		}
+	}
+
+	rr.Failover(t)
+	for name, s := range stores {
+		for i := 3; i < 6; i++ {
+			_, joined, err := s.AddPresence(ctx, conn(i))
+			require.NoError(t, err, "%s: join %d after the failover", name, i)
+			require.True(t, joined, "%s: join %d", name, i)
+		}
+		_, left, err := s.RemovePresence(ctx, conn(0))
+		require.NoError(t, err, "%s: leave after the failover", name)
+		require.True(t, left, "%s: leave", name)
+		members, _, err := s.PresenceMembers(ctx, "presence-room")
+		require.NoError(t, err, "%s: list after the failover", name)
+		var ids []string
+		for _, m := range members {
+			ids = append(ids, m.UserID)
+		}
+		require.Equal(t, []string{"user1", "user2", "user3", "user4", "user5"}, ids, "%s: members on the new primary", name)
+	}
+}

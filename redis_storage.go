@@ -107,8 +107,10 @@ func NewRedisStorageWithOptions(opts RedisOptions) (*RedisStorage, error) {
 
 // NewRedisStorageFromClient returns a presence store that uses client,
 // which it does not close. Of opts only the storage's fields and
-// KeyPrefix apply. The client's retries should be off (MaxRetries -1): a
-// retried script loses its joined/left answer.
+// KeyPrefix apply. The client's retries (MaxRetries) apply to every
+// command but the Lua scripts, which the storage sends at most once: a
+// retried script loses its joined/left answer. A script that a replica
+// refused (READONLY) goes again, on another connection.
 func NewRedisStorageFromClient(client redis.UniversalClient, opts RedisOptions) (*RedisStorage, error) {
 	if client == nil {
 		return nil, &ConfigError{Field: "client", Reason: "is nil"}
@@ -167,7 +169,7 @@ func (s *RedisStorage) AddPresence(ctx context.Context, conn PresenceConn) (Pres
 		if err := n.acquire(ctx, s, conn.Channel, 1); err != nil {
 			return PresenceEvent{}, false, s.wrap("add", conn.Channel, err)
 		}
-		r := newScriptReply(addPresenceScript.Run(ctx, s.client, s.keys.channel(conn.Channel),
+		r := newScriptReply(runOnPrimary(ctx, s.client, addPresenceScript, s.keys.channel(conn.Channel),
 			conn.ConnID, n.id, conn.Member.UserID, string(conn.Member.Info), newEpoch()).Result())
 		code := r.int(0)
 		var ev PresenceEvent
@@ -214,7 +216,7 @@ func (s *RedisStorage) RemovePresence(ctx context.Context, conn PresenceConn) (P
 // remove runs the removal script for conn; the caller holds its connOps
 // lock.
 func (s *RedisStorage) remove(ctx context.Context, conn PresenceConn) (PresenceEvent, bool, error) {
-	r := newScriptReply(removePresenceScript.Run(ctx, s.client, s.keys.channel(conn.Channel), conn.ConnID, newEpoch()).Result())
+	r := newScriptReply(runOnPrimary(ctx, s.client, removePresenceScript, s.keys.channel(conn.Channel), conn.ConnID, newEpoch()).Result())
 	left, node := r.int(0), r.str(1)
 	var ev PresenceEvent
 	if left == 1 {
@@ -237,7 +239,7 @@ func (s *RedisStorage) remove(ctx context.Context, conn PresenceConn) (PresenceE
 // older file, an older one); only numbering new changes needs the check.
 func (s *RedisStorage) PresenceMembers(ctx context.Context, channel string) ([]PresenceMember, PresenceVersion, error) {
 	keys := s.keys.channel(channel)
-	res, err := membersScript.Run(ctx, s.client, []string{keys[2], keys[5]}).Slice()
+	res, err := runOnPrimary(ctx, s.client, membersScript, []string{keys[2], keys[5]}).Slice()
 	if err == nil && (len(res) < 2 || len(res)%2 != 0) {
 		err = fmt.Errorf("unexpected members reply of %d values", len(res))
 	}

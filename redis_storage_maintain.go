@@ -208,7 +208,7 @@ func (s *RedisStorage) claim(ctx context.Context, n *presenceNode, ch string, ba
 	for _, c := range held {
 		args = append(args, c.ConnID, c.Member.UserID, string(c.Member.Info))
 	}
-	r := newScriptReply(claimPresenceScript.Run(ctx, s.client, s.keys.channel(ch), args...).Result())
+	r := newScriptReply(runOnPrimary(ctx, s.client, claimPresenceScript, s.keys.channel(ch), args...).Result())
 	if r.int(0) == -1 && r.err == nil {
 		n.release(ctx, s, ch, len(held))
 		s.rotate(n, "reaped while stalled")
@@ -344,7 +344,7 @@ func (s *RedisStorage) reapNode(ctx context.Context, id string) ([]PresenceEvent
 	tombstone := max(10*s.ttl, time.Minute).Milliseconds()
 	var events []PresenceEvent
 	for _, ch := range channels {
-		r := newScriptReply(reapPresenceScript.Run(ctx, s.client, s.keys.channel(ch), id, tombstone, newEpoch()).Result())
+		r := newScriptReply(runOnPrimary(ctx, s.client, reapPresenceScript, s.keys.channel(ch), id, tombstone, newEpoch()).Result())
 		if r.len() == 0 && r.err == nil {
 			continue
 		}
