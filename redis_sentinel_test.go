@@ -21,12 +21,25 @@ import (
 // healthy again, publishing across nodes, and presence right on both
 // nodes and for a user who joins afterwards. Clients stay connected.
 func TestSentinelFailoverKeepsTheCluster(t *testing.T) {
+	sentinelFailoverKeepsTheCluster(t, redistest.SentinelAuth{})
+}
+
+// TestSentinelWithPasswordsFailoverKeepsTheCluster proves, in
+// docs/redis.md (Redis Sentinel): the same with passwords on the servers
+// (RedisOptions.Password) and on the Sentinels
+// (RedisOptions.SentinelPassword).
+func TestSentinelWithPasswordsFailoverKeepsTheCluster(t *testing.T) {
+	sentinelFailoverKeepsTheCluster(t, redistest.SentinelAuth{Password: "server-secret", SentinelPassword: "sentinel-secret"})
+}
+
+func sentinelFailoverKeepsTheCluster(t *testing.T, auth redistest.SentinelAuth) {
 	if testing.Short() {
 		t.Skip("starts Redis Sentinel; skipped with -short")
 	}
 	leakCheck(t)
-	sen := redistest.StartSentinel(t)
-	o := ws.RedisOptions{Addrs: []string{sen.Addr}, MasterName: redistest.MasterName, KeyPrefix: redistest.Prefix(t)}
+	sen := redistest.StartSentinelWithAuth(t, auth)
+	o := ws.RedisOptions{Addrs: []string{sen.Addr}, MasterName: redistest.MasterName, KeyPrefix: redistest.Prefix(t),
+		Password: auth.Password, SentinelPassword: auth.SentinelPassword}
 	var log errorLog
 	ns := redisNodes(t, 2, o, ws.Config{}, presenceOptions(&log))
 	a, b := ns[0], ns[1]
@@ -223,14 +236,27 @@ func equalIDs(got []string, want ...string) bool {
 // the Sentinels for the others too, the dial to the unlisted one looked
 // like a master move and dropped every subscription for a resubscribe.
 func TestSentinelDiscoveredSentinelIsNotAMasterMove(t *testing.T) {
+	sentinelDiscoveredIsNotAMasterMove(t, redistest.SentinelAuth{})
+}
+
+// TestSentinelWithPasswordsDiscoveredSentinelIsNotAMasterMove proves, in
+// docs/redis.md (Redis Sentinel): the same with passwords on the servers
+// and on the Sentinels, which the broker's own question to a Sentinel
+// (SENTINEL SENTINELS) needs too.
+func TestSentinelWithPasswordsDiscoveredSentinelIsNotAMasterMove(t *testing.T) {
+	sentinelDiscoveredIsNotAMasterMove(t, redistest.SentinelAuth{Password: "server-secret", SentinelPassword: "sentinel-secret"})
+}
+
+func sentinelDiscoveredIsNotAMasterMove(t *testing.T, auth redistest.SentinelAuth) {
 	if testing.Short() {
 		t.Skip("starts Redis Sentinel; skipped with -short")
 	}
 	leakCheck(t)
-	sen := redistest.StartSentinel(t)
+	sen := redistest.StartSentinelWithAuth(t, auth)
 	other := sen.AddSentinel(t)
 	logs := &recordHandler{}
-	o := ws.RedisOptions{Addrs: []string{sen.Addr}, MasterName: redistest.MasterName, KeyPrefix: redistest.Prefix(t), Logger: slog.New(logs)}
+	o := ws.RedisOptions{Addrs: []string{sen.Addr}, MasterName: redistest.MasterName, KeyPrefix: redistest.Prefix(t), Logger: slog.New(logs),
+		Password: auth.Password, SentinelPassword: auth.SentinelPassword}
 	n := redisNodes(t, 1, o, ws.Config{}, nil)[0]
 	require.Eventually(t, func() bool { return n.hub.Health().BrokerHealthy }, 10*time.Second, 5*time.Millisecond, "the broker never became healthy")
 	logged := func(msg string) func() bool {
@@ -254,7 +280,7 @@ func TestSentinelDiscoveredSentinelIsNotAMasterMove(t *testing.T) {
 	require.Eventually(t, func() bool { return n.hub.Publish(ctx, "news", "after") == nil }, 20*time.Second, 10*time.Millisecond,
 		"no publication went through after the listed Sentinel died")
 	c.expect(map[string]any{"type": "message", "channel": "news", "message": "after"})
-	out, err := redistest.CLI(ctx, other, "CLIENT", "LIST")
+	out, err := sen.CLI(ctx, other, "CLIENT", "LIST")
 	require.NoError(t, err)
 	require.Contains(t, out, "cmd=subscribe", "go-redis did not turn to the unlisted Sentinel:\n%s", out)
 	for _, r := range logs.where(func(r slog.Record) bool { return strings.Contains(recordLine(r), "connection lost") }) {

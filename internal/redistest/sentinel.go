@@ -29,8 +29,19 @@ type Sentinel struct {
 	// MasterName.
 	Addr string
 
-	dir   string              // the Sentinels' directory
-	procs map[string]*process // by address
+	dir      string              // the Sentinels' directory
+	procs    map[string]*process // by address
+	password string              // the Sentinels' own (requirepass), "" for none
+}
+
+// SentinelAuth is the passwords of StartSentinelWithAuth.
+type SentinelAuth struct {
+	// Password is the master's and the replica's (requirepass, and
+	// masterauth for replication); the Sentinels use it too (auth-pass).
+	Password string
+	// SentinelPassword is the Sentinels' own (requirepass, and
+	// sentinel-pass between them).
+	SentinelPassword string
 }
 
 // StartSentinel starts a master, a replica of it and one Sentinel
@@ -40,22 +51,29 @@ type Sentinel struct {
 // missing.
 func StartSentinel(tb testing.TB) *Sentinel {
 	tb.Helper()
+	return StartSentinelWithAuth(tb, SentinelAuth{})
+}
+
+// StartSentinelWithAuth is StartSentinel with passwords on the servers
+// and on the Sentinels (those of auth that are not "").
+func StartSentinelWithAuth(tb testing.TB, auth SentinelAuth) *Sentinel {
+	tb.Helper()
 	if _, err := exec.LookPath("redis-cli"); err != nil {
 		skip(tb, "redis-cli not installed (apt-get install redis-tools); skipping a Redis Sentinel test")
 	}
 	dirs := subdirs(tb, 3)
-	master := startServer(tb, dirs[0])
-	replica := startServer(tb, dirs[1], "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	master := startServerAuth(tb, dirs[0], auth.Password)
+	replica := startServerAuth(tb, dirs[1], auth.Password, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	waitFor(ctx, tb, "the replica in sync", func() bool {
 		info, err := replica.CLI(ctx, "INFO", "replication")
 		return err == nil && strings.Contains(info, "master_link_status:up")
 	})
-	s := &Sentinel{Master: master, Replica: replica, dir: dirs[2], procs: map[string]*process{}}
+	s := &Sentinel{Master: master, Replica: replica, dir: dirs[2], procs: map[string]*process{}, password: auth.SentinelPassword}
 	s.Addr = s.startSentinel(tb)
 	waitFor(ctx, tb, "the Sentinel to see the replica", func() bool {
-		out, err := cli(ctx, s.Addr, "SENTINEL", "REPLICAS", MasterName)
+		out, err := s.CLI(ctx, s.Addr, "SENTINEL", "REPLICAS", MasterName)
 		return err == nil && strings.Contains(out, strconv.Itoa(replica.Port))
 	})
 	return s
@@ -71,7 +89,7 @@ func (s *Sentinel) AddSentinel(tb testing.TB) string {
 	defer cancel()
 	_, port, _ := strings.Cut(addr, ":")
 	waitFor(ctx, tb, "the first Sentinel to name the new one", func() bool {
-		out, err := cli(ctx, s.Addr, "SENTINEL", "SENTINELS", MasterName)
+		out, err := s.CLI(ctx, s.Addr, "SENTINEL", "SENTINELS", MasterName)
 		return err == nil && strings.Contains(out, "\n"+port+"\n")
 	})
 	return addr
@@ -114,11 +132,17 @@ sentinel monitor %s 127.0.0.1 %d 1
 sentinel down-after-milliseconds %s 1000
 sentinel failover-timeout %s 10000
 `, port, dir, logfile, MasterName, s.Master.Port, MasterName, MasterName)
+	if s.Master.password != "" {
+		text += fmt.Sprintf("sentinel auth-pass %s %s\n", MasterName, s.Master.password)
+	}
+	if s.password != "" {
+		text += fmt.Sprintf("requirepass %s\nsentinel sentinel-pass %s\n", s.password, s.password)
+	}
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		return "", err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	p, err := startProcess([]string{conf, "--sentinel"}, addr, logfile, func() error { return ping(&redis.Options{Addr: addr}, 200*time.Millisecond) })
+	p, err := startProcess([]string{conf, "--sentinel"}, addr, logfile, func() error { return ping(&redis.Options{Addr: addr, Password: s.password}, 200*time.Millisecond) })
 	if err != nil {
 		return "", err
 	}
@@ -129,13 +153,19 @@ sentinel failover-timeout %s 10000
 
 // MasterAddr returns the address the Sentinel names as the master's.
 func (s *Sentinel) MasterAddr(ctx context.Context) (string, error) {
-	c := redis.NewSentinelClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
+	c := redis.NewSentinelClient(&redis.Options{Addr: s.Addr, Password: s.password, MaxRetries: -1})
 	defer c.Close()
 	hp, err := c.GetMasterAddrByName(ctx, MasterName).Result()
 	if err != nil {
 		return "", err
 	}
 	return strings.Join(hp, ":"), nil
+}
+
+// CLI runs redis-cli against the Sentinel at addr, with the Sentinels'
+// password if they have one, and returns its output.
+func (s *Sentinel) CLI(ctx context.Context, addr string, args ...string) (string, error) {
+	return cliAuth(ctx, addr, s.password, args...)
 }
 
 // KillMaster SIGKILLs the master and waits (at most 30 s) until the
@@ -163,7 +193,7 @@ func (s *Sentinel) Switchover(tb testing.TB) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if out, err := cli(ctx, s.Addr, "SENTINEL", "FAILOVER", MasterName); err != nil || !strings.Contains(out, "OK") {
+	if out, err := s.CLI(ctx, s.Addr, "SENTINEL", "FAILOVER", MasterName); err != nil || !strings.Contains(out, "OK") {
 		tb.Fatalf("SENTINEL FAILOVER: %v: %s", err, out)
 	}
 	waitFor(ctx, tb, "the switchover", func() bool {

@@ -51,6 +51,17 @@ func StartServer(tb testing.TB) *Server {
 
 func startServer(tb testing.TB, dir string, extra ...string) *Server {
 	tb.Helper()
+	return startServerAuth(tb, dir, "", extra...)
+}
+
+// startServerAuth is startServer with password for clients
+// (requirepass) and for its replication link to a master (masterauth),
+// unless password is "".
+func startServerAuth(tb testing.TB, dir, password string, extra ...string) *Server {
+	tb.Helper()
+	if password != "" {
+		extra = append([]string{"--requirepass", password, "--masterauth", password}, extra...)
+	}
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		skip(tb, "redis-server not installed (apt-get install redis-server); skipping a test that starts its own Redis")
 	}
@@ -60,7 +71,7 @@ func startServer(tb testing.TB, dir string, extra ...string) *Server {
 		if !free(port) || !free(port+10000) {
 			continue
 		}
-		s := &Server{Port: port, Addr: "127.0.0.1:" + strconv.Itoa(port), dir: dir, extra: extra}
+		s := &Server{Port: port, Addr: "127.0.0.1:" + strconv.Itoa(port), dir: dir, extra: extra, password: password}
 		if lastErr = s.Start(); lastErr == nil {
 			tb.Cleanup(s.Kill)
 			return s
@@ -154,18 +165,17 @@ func (s *Server) Restart() error { return s.Start() }
 // FlushAll deletes every key on the server, as FLUSHALL does (a Redis
 // that lost its data while the test's clients stay connected).
 func (s *Server) FlushAll(ctx context.Context) error {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.password, MaxRetries: -1})
 	defer c.Close()
 	return c.FlushAll(ctx).Err()
 }
 
-// CLI runs redis-cli against the server and returns its output.
+// CLI runs redis-cli against the server (with its password, if it has
+// one) and returns its output.
 func (s *Server) CLI(ctx context.Context, args ...string) (string, error) {
-	return cli(ctx, s.Addr, args...)
+	return cliAuth(ctx, s.Addr, s.password, args...)
 }
 
-// cli runs redis-cli against addr ("127.0.0.1:port") and returns its
-// output.
 // CLI runs redis-cli with args against the server or Sentinel at addr
 // and returns what it printed.
 func CLI(ctx context.Context, addr string, args ...string) (string, error) {
@@ -173,9 +183,19 @@ func CLI(ctx context.Context, addr string, args ...string) (string, error) {
 }
 
 func cli(ctx context.Context, addr string, args ...string) (string, error) {
+	return cliAuth(ctx, addr, "", args...)
+}
+
+// cliAuth is cli with password ("" for none), passed as redis-cli reads
+// it from its environment so that it does not warn about it.
+func cliAuth(ctx context.Context, addr, password string, args ...string) (string, error) {
 	host, port, _ := strings.Cut(addr, ":")
 	full := append([]string{"-h", host, "-p", port}, args...)
-	out, err := exec.CommandContext(ctx, "redis-cli", full...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, "redis-cli", full...)
+	if password != "" {
+		cmd.Env = append(os.Environ(), "REDISCLI_AUTH="+password)
+	}
+	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 
