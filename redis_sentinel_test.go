@@ -288,3 +288,46 @@ func sentinelDiscoveredIsNotAMasterMove(t *testing.T, auth redistest.SentinelAut
 	}
 	require.True(t, n.hub.Health().BrokerHealthy)
 }
+
+// TestSentinelWrongPasswordSaysSo proves, in docs/redis.md (Redis
+// Sentinel): a node on Sentinel with a password missing or wrong fails at
+// once, with Redis's own refusal in the error: Publish with
+// ErrBrokerUnavailable and a presence call with ErrStorageUnavailable.
+func TestSentinelWrongPasswordSaysSo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Redis Sentinel; skipped with -short")
+	}
+	leakCheck(t)
+	auth := redistest.SentinelAuth{Password: "server-secret", SentinelPassword: "sentinel-secret"}
+	sen := redistest.StartSentinelWithAuth(t, auth)
+	for _, c := range []struct {
+		name string
+		o    ws.RedisOptions
+		says string
+	}{
+		{"no Sentinel password", ws.RedisOptions{Password: auth.Password}, "NOAUTH"},
+		{"no server password", ws.RedisOptions{SentinelPassword: auth.SentinelPassword}, "NOAUTH"},
+		{"wrong server password", ws.RedisOptions{Password: "wrong", SentinelPassword: auth.SentinelPassword}, "WRONGPASS"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := c.o
+			o.Addrs, o.MasterName, o.KeyPrefix = []string{sen.Addr}, redistest.MasterName, redistest.Prefix(t)
+			b, err := ws.NewRedisBrokerWithOptions(o)
+			require.NoError(t, err)
+			defer func() { require.NoError(t, b.Close()) }()
+			s, err := ws.NewRedisStorageWithOptions(o)
+			require.NoError(t, err)
+			defer func() { _ = s.Close() }() // fails too: it cannot remove the node's keys
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			start := time.Now()
+			err = b.Publish(ctx, "news", []byte("x"))
+			require.ErrorIs(t, err, ws.ErrBrokerUnavailable)
+			require.ErrorContains(t, err, c.says)
+			_, _, err = s.PresenceMembers(ctx, "presence-room")
+			require.ErrorIs(t, err, ws.ErrStorageUnavailable)
+			require.ErrorContains(t, err, c.says)
+			require.Less(t, time.Since(start), 3*time.Second, "time to fail both")
+		})
+	}
+}
