@@ -96,7 +96,9 @@ func NewRedisBrokerWithOptions(opts RedisOptions) (*RedisBroker, error) {
 // scripts, which the broker sends at most once: a retried PUBLISH whose
 // first attempt reached Redis is delivered twice. With ContextTimeoutEnabled
 // a ctx deadline bounds Publish; DialerRetries 1 makes a refused dial
-// fail at once.
+// fail at once. On a Sentinel client (redis.NewFailoverClient) the broker
+// adds a dial hook to client, to move its subscriptions when the client
+// starts dialing a new master; the hook does nothing after Close.
 func NewRedisBrokerFromClient(client redis.UniversalClient, opts RedisOptions) (*RedisBroker, error) {
 	if client == nil {
 		return nil, &ConfigError{Field: "client", Reason: "is nil"}
@@ -105,7 +107,13 @@ func NewRedisBrokerFromClient(client redis.UniversalClient, opts RedisOptions) (
 	if err != nil {
 		return nil, err
 	}
-	return newRedisBroker(client, false, o), nil
+	w := watchFailoverClient(client, o) // redis_sentinel.go
+	b := newRedisBroker(client, false, o)
+	if w != nil {
+		b.watch = w
+		w.follow(b)
+	}
+	return b, nil
 }
 
 func newRedisBroker(client redis.UniversalClient, owns bool, o RedisOptions) *RedisBroker {

@@ -91,6 +91,51 @@ func newMasterWatch(o RedisOptions) *masterWatch {
 	return w
 }
 
+// failoverAddr is what go-redis puts in the options of a client made by
+// redis.NewFailoverClient, as the address of a server it finds through
+// the Sentinels.
+const failoverAddr = "FailoverClient"
+
+// watchFailoverClient returns a watch for a broker on client, the
+// application's own, when client is a Sentinel client
+// (redis.NewFailoverClient), and nil otherwise. The broker made from
+// options sees its client's dials through the dialer it gives it; on a
+// client it did not make, the watch sees them through a dial hook, which
+// it adds to client, and which does nothing once the broker closed (a
+// client cannot drop a hook). The hook sees only the client's own
+// dials, to a master, and not its Sentinel client's: there are no
+// Sentinels to tell apart. It learns the address from the connection,
+// since go-redis hands a Sentinel client's dial hooks failoverAddr.
+func watchFailoverClient(client redis.UniversalClient, o RedisOptions) *masterWatch {
+	c, ok := client.(*redis.Client)
+	if !ok || c.Options().Addr != failoverAddr {
+		return nil
+	}
+	w := &masterWatch{logger: o.Logger, sentinels: map[string]bool{}, subs: map[*pubsubShard]string{}}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	c.AddHook(dialWatch{w})
+	return w
+}
+
+// dialWatch is the dial hook of watchFailoverClient.
+type dialWatch struct{ w *masterWatch }
+
+func (h dialWatch) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := next(ctx, network, addr)
+		if err == nil {
+			h.w.dialed(ctx, c.RemoteAddr().String())
+		}
+		return c, err
+	}
+}
+
+func (dialWatch) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (dialWatch) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
 func (w *masterWatch) follow(b *RedisBroker) {
 	w.mu.Lock()
 	w.b = b
@@ -103,6 +148,10 @@ func (w *masterWatch) follow(b *RedisBroker) {
 // network.
 func (w *masterWatch) dialed(ctx context.Context, addr string) {
 	w.mu.Lock()
+	if w.ctx.Err() != nil { // stopped: the broker closed
+		w.mu.Unlock()
+		return
+	}
 	if w.sentinels[addr] {
 		if !w.asking && w.ctx.Err() == nil { // not stopped
 			w.asking = true
@@ -159,11 +208,12 @@ func (w *masterWatch) learn(addr string) {
 	}
 }
 
-// stop ends a question in flight and waits for it. Dials after stop ask
-// nothing.
+// stop ends a question in flight and waits for it. Dials after stop
+// change nothing, and the watch lets the broker go.
 func (w *masterWatch) stop() {
 	w.mu.Lock()
 	w.cancel() // under mu: no dial starts a question after this
+	w.b, w.subs = nil, nil
 	w.mu.Unlock()
 	w.wg.Wait()
 }
