@@ -64,6 +64,23 @@ func (c *lossyConn) Read(p []byte) (int, error) {
 	return 0, &net.OpError{Op: "read", Net: "tcp", Addr: c.RemoteAddr(), Err: os.ErrDeadlineExceeded}
 }
 
+// lossyClient returns the address of the tests' Redis, a fresh key
+// prefix there, and an application's client of that Redis with go-redis's
+// default settings (MaxRetries 3) that dials through the returned
+// lossyDialer. t closes the client after what it registered later (a
+// hub) has stopped, and checks for leaked goroutines.
+func lossyClient(t *testing.T) (addr, prefix string, d *lossyDialer, client *redis.Client) {
+	t.Helper()
+	leakCheck(t)
+	addr = redistest.Addr(t)
+	prefix = redistest.Prefix(t)
+	redistest.CleanupKeys(t, addr, prefix)
+	d = &lossyDialer{}
+	client = redis.NewClient(&redis.Options{Addr: addr, Dialer: d.dial})
+	t.Cleanup(func() { _ = client.Close() })
+	return addr, prefix, d, client
+}
+
 // TestGivenClientPublishesOnce proves, in docs/redis.md (Connection
 // settings): a broker on the application's own client sends a
 // publication once even though the client retries commands (go-redis's
@@ -73,13 +90,7 @@ func (c *lossyConn) Read(p []byte) (int, error) {
 // publication once and the history holds it once. Before, go-redis sent
 // it again: Publish returned nil and the subscriber got it twice.
 func TestGivenClientPublishesOnce(t *testing.T) {
-	leakCheck(t)
-	addr := redistest.Addr(t)
-	prefix := redistest.Prefix(t)
-	redistest.CleanupKeys(t, addr, prefix)
-	var d lossyDialer
-	client := redis.NewClient(&redis.Options{Addr: addr, Dialer: d.dial})
-	t.Cleanup(func() { _ = client.Close() }) // after the hub's
+	addr, prefix, d, client := lossyClient(t)
 	broker, err := ws.NewRedisBrokerFromClient(client, ws.RedisOptions{KeyPrefix: prefix})
 	require.NoError(t, err)
 	cfg := historyConfig(ws.Config{})
@@ -129,13 +140,7 @@ func TestGivenClientPublishesOnce(t *testing.T) {
 // member. Before, go-redis ran the script again, which answered "already
 // a member": the joiner got its list and nobody heard of the join.
 func TestGivenClientJoinsOnce(t *testing.T) {
-	leakCheck(t)
-	addr := redistest.Addr(t)
-	prefix := redistest.Prefix(t)
-	redistest.CleanupKeys(t, addr, prefix)
-	var d lossyDialer
-	client := redis.NewClient(&redis.Options{Addr: addr, Dialer: d.dial})
-	t.Cleanup(func() { _ = client.Close() }) // after the hub's
+	_, prefix, d, client := lossyClient(t)
 	storage, err := ws.NewRedisStorageFromClient(client, ws.RedisOptions{KeyPrefix: prefix})
 	require.NoError(t, err)
 	var log errorLog
