@@ -210,38 +210,55 @@ func TestRedisClusterSlotMoveKeepsSubscriptions(t *testing.T) {
 // TestSentinelMasterCrashResubscribesOnce: when the master dies and
 // Sentinel promotes the replica, each broker's subscription connection
 // reconnects to the new master once, and its subscriptions are restored
-// once (one empty payload). The broker made from options watches its
-// client's dials for master moves; it took the reconnect's own dial to
-// the new master for one and replaced the connection: a second
+// once (one empty payload). The broker watches its client's dials for
+// master moves (through the dialer it gives a client it makes, or a dial
+// hook on an application's Sentinel client); it took the reconnect's own
+// dial to the new master for one and replaced the connection: a second
 // resubscribe right after the first, or a second more unhealthy.
 func TestSentinelMasterCrashResubscribesOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Redis Sentinel; skipped with -short")
 	}
-	noLeaks(t)
-	sen := redistest.StartSentinel(t)
-	o := RedisOptions{Addrs: []string{sen.Addr}, MasterName: redistest.MasterName, KeyPrefix: redistest.Prefix(t)}
-	a, b, news := brokerPair(t, o)
-	ctx := testCtx(t)
-	before := []uint64{session(a), session(b)}
-	pubsubs := []*redis.PubSub{a.shards[0].pubsub(), b.shards[0].pubsub()}
+	for _, given := range []bool{false, true} {
+		t.Run(map[bool]string{false: "options", true: "given client"}[given], func(t *testing.T) {
+			noLeaks(t)
+			sen := redistest.StartSentinel(t)
+			o := RedisOptions{Addrs: []string{sen.Addr}, MasterName: redistest.MasterName, KeyPrefix: redistest.Prefix(t)}
+			newBroker := func() *RedisBroker { return newTestRedisBroker(t, o) }
+			if given {
+				newBroker = func() *RedisBroker {
+					client := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: redistest.MasterName, SentinelAddrs: []string{sen.Addr}})
+					t.Cleanup(func() { _ = client.Close() })
+					b, err := NewRedisBrokerFromClient(client, RedisOptions{KeyPrefix: o.KeyPrefix})
+					require.NoError(t, err)
+					t.Cleanup(func() { require.NoError(t, b.Close()) }) // before the client's
+					return b
+				}
+			}
+			a, b, news := brokerPairOf(t, newBroker(), newBroker())
+			ctx := testCtx(t)
+			before := []uint64{session(a), session(b)}
+			pubsubs := []*redis.PubSub{a.shards[0].pubsub(), b.shards[0].pubsub()}
 
-	sen.KillMaster(t)
-	// Healthy with no replacement asked for or pending: a second
-	// resubscribe, if any, has begun.
-	settled := func(br *RedisBroker) bool {
-		sh := br.shards[0]
-		return br.Healthy() && sh.moving.Load() == nil && sh.replacing.Load() == nil
+			sen.KillMaster(t)
+			// Healthy with no replacement asked for or pending: a second
+			// resubscribe, if any, has begun.
+			settled := func(br *RedisBroker) bool {
+				sh := br.shards[0]
+				return br.Healthy() && sh.moving.Load() == nil && sh.replacing.Load() == nil
+			}
+			require.Eventually(t, func() bool { return settled(a) && settled(b) }, 30*time.Second, 5*time.Millisecond,
+				"the brokers did not come back on the promoted replica")
+			require.NoError(t, a.Publish(ctx, "news", []byte("after")))
+			require.Equal(t, []string{"before", "", "after"}, news.waitFor(t, 3), "restored once, then the new publication")
+			require.Equal(t, []uint64{before[0] + 1, before[1] + 1}, []uint64{session(a), session(b)}, "connections since the crash")
+			// go-redis reconnected each PubSub in place; replacing one (as
+			// when a master moves) would have cost a second connection, or
+			// the receive loop's backoff before it (a second longer
+			// unhealthy).
+			require.True(t, a.shards[0].pubsub() == pubsubs[0] && b.shards[0].pubsub() == pubsubs[1], "a broker replaced its PubSub")
+		})
 	}
-	require.Eventually(t, func() bool { return settled(a) && settled(b) }, 30*time.Second, 5*time.Millisecond,
-		"the brokers did not come back on the promoted replica")
-	require.NoError(t, a.Publish(ctx, "news", []byte("after")))
-	require.Equal(t, []string{"before", "", "after"}, news.waitFor(t, 3), "restored once, then the new publication")
-	require.Equal(t, []uint64{before[0] + 1, before[1] + 1}, []uint64{session(a), session(b)}, "connections since the crash")
-	// go-redis reconnected each PubSub in place; replacing one (as when a
-	// master moves) would have cost a second connection, or the
-	// receive loop's backoff before it (a second longer unhealthy).
-	require.True(t, a.shards[0].pubsub() == pubsubs[0] && b.shards[0].pubsub() == pubsubs[1], "a broker replaced its PubSub")
 }
 
 // brokerPair returns two brokers made from o, each having counted the
@@ -249,11 +266,16 @@ func TestSentinelMasterCrashResubscribesOnce(t *testing.T) {
 // "news", which has had a's publication "before".
 func brokerPair(t *testing.T, o RedisOptions) (a, b *RedisBroker, news *recorder) {
 	t.Helper()
-	a, b = newTestRedisBroker(t, o), newTestRedisBroker(t, o)
+	return brokerPairOf(t, newTestRedisBroker(t, o), newTestRedisBroker(t, o))
+}
+
+// brokerPairOf is brokerPair of two brokers already made.
+func brokerPairOf(t *testing.T, a, b *RedisBroker) (*RedisBroker, *RedisBroker, *recorder) {
+	t.Helper()
 	waitCounted(t, a)
 	waitCounted(t, b)
 	ctx := testCtx(t)
-	news = &recorder{}
+	news := &recorder{}
 	require.NoError(t, b.Subscribe(ctx, "news", news.handle))
 	require.NoError(t, a.Publish(ctx, "news", []byte("before")))
 	require.Equal(t, []string{"before"}, news.waitFor(t, 1))
