@@ -124,7 +124,9 @@ func (h dialWatch) DialHook(next redis.DialHook) redis.DialHook {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := next(ctx, network, addr)
 		if err == nil {
-			h.w.dialed(ctx, c.RemoteAddr().String())
+			if a := c.RemoteAddr(); a != nil { // a wrapper of the application's may have none
+				h.w.dialed(ctx, a.String())
+			}
 		}
 		return c, err
 	}
@@ -153,7 +155,7 @@ func (w *masterWatch) dialed(ctx context.Context, addr string) {
 		return
 	}
 	if w.sentinels[addr] {
-		if !w.asking && w.ctx.Err() == nil { // not stopped
+		if !w.asking {
 			w.asking = true
 			w.wg.Add(1)
 			go w.learn(addr)
