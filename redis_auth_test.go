@@ -199,6 +199,7 @@ func TestRedisLeastPrivilegeACLUser(t *testing.T) {
 		return RedisOptions{Addrs: []string{srv.Addr}, Username: "ws", Password: "ws-password", KeyPrefix: redistest.Prefix(t)}
 	}
 	testRedisContracts(t, opts, nil)
+	require.Empty(t, deniedCommands(t, srv), "what Redis refused the user (ACL LOG)")
 
 	// A command missing from the rule is an error that names it. INFO
 	// is one the storage needs before its first presence call (it
@@ -223,4 +224,49 @@ func TestRedisLeastPrivilegeACLUser(t *testing.T) {
 			require.Less(t, took, time.Second, "call %d took %v", i, took)
 		}
 	})
+}
+
+// TestRedisClusterLeastPrivilegeACLUser proves docs/redis.md (Access
+// control) on Redis Cluster: a broker (on sharded pub/sub) and a storage
+// connecting as an ACL user with leastPrivilegeACL and what go-redis
+// reads the cluster's layout with (clusterACL), set on every node, keep
+// their whole contracts.
+func TestRedisClusterLeastPrivilegeACLUser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster; skipped with -short")
+	}
+	noLeaks(t)
+	cluster := redistest.StartCluster(t)
+	for _, s := range cluster.Servers {
+		args := []string{"ACL", "SETUSER", "ws"}
+		args = append(args, strings.Fields(leastPrivilegeACL+" "+clusterACL)...)
+		out, err := s.CLI(testCtx(t), args...)
+		require.NoError(t, err, "ACL SETUSER on %s: %s", s.Addr, out)
+		require.Contains(t, out, "OK", "ACL SETUSER on %s", s.Addr)
+	}
+	opts := func(t *testing.T) RedisOptions {
+		return RedisOptions{Addrs: cluster.Addrs, Username: "ws", Password: "ws-password", KeyPrefix: redistest.Prefix(t), ClusterShards: 4}
+	}
+	testRedisContracts(t, opts, func(t *testing.T, b *RedisBroker) {
+		require.True(t, b.sharded, "broker on Redis Cluster must use sharded pub/sub")
+	})
+	for _, s := range cluster.Servers {
+		require.Empty(t, deniedCommands(t, s), "what Redis refused the user on %s (ACL LOG)", s.Addr)
+	}
+}
+
+// clusterACL is what docs/redis.md (Access control) adds to the rule on
+// Redis Cluster: the commands go-redis reads the cluster's layout and its
+// commands' key positions with.
+const clusterACL = "+cluster|slots +cluster|shards +command"
+
+// deniedCommands returns what s's ACL LOG holds: the commands, keys and
+// channels it refused a user (NOPERM), and failed logins.
+func deniedCommands(t *testing.T, s *redistest.Server) []any {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
+	defer c.Close()
+	log, err := c.Do(testCtx(t), "ACL", "LOG").Slice()
+	require.NoError(t, err)
+	return log
 }
