@@ -2,8 +2,10 @@ package ws
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"slices"
@@ -611,4 +613,59 @@ func BenchmarkRedisStorageJoinLeave(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestRedisHeartbeatMovesOffAReplica proves, in docs/redis.md (Failover
+// behind one address): after the primary behind the storage's address
+// failed over, the heartbeat refreshes the node's key on the new primary
+// at its first try, though the pool still holds a connection to the old
+// one (now a replica, which refuses the write with READONLY): it sends the
+// write again on another connection. The client is the application's,
+// with retries off. Without the retry, that heartbeat failed and logged
+// so, and the node's key went a NodeTTL/3 without a refresh.
+func TestRedisHeartbeatMovesOffAReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two redis-servers; skipped with -short")
+	}
+	noLeaks(t)
+	rr := redistest.StartReplicated(t)
+	client := redis.NewClient(&redis.Options{Addr: rr.Addr, MaxRetries: -1})
+	t.Cleanup(func() { _ = client.Close() })
+	var logs lockedBuffer
+	// A NodeTTL of a minute: the test's own beat is the only one after
+	// the registration.
+	s, err := NewRedisStorageFromClient(client, RedisOptions{KeyPrefix: redistest.Prefix(t), NodeTTL: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) }) // before the client's
+	addConn(t, s, conn("presence-room", "c1", "alice")) // registered; the pool holds a connection
+	require.Positive(t, client.PoolStats().IdleConns, "idle connections before the failover")
+
+	rr.Failover(t)
+	n := s.current()
+	s.beat(n)
+	require.NotContains(t, logs.String(), "heartbeat failed")
+	primary := redis.NewClient(&redis.Options{Addr: rr.Primary.Addr})
+	defer primary.Close()
+	ttl, err := primary.PTTL(testCtx(t), s.keys.alive(n.id)).Result()
+	require.NoError(t, err)
+	require.Greater(t, ttl, 59*time.Second, "the node's key on the new primary, refreshed by the beat")
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
