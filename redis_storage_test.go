@@ -2,7 +2,6 @@ package ws
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vortechron/go-ws/internal/redistest"
+	"github.com/vortechron/go-ws/internal/testenv"
 )
 
 // newTestRedisStorage returns a storage on opts that t closes when it ends.
@@ -631,7 +631,7 @@ func TestRedisHeartbeatMovesOffAReplica(t *testing.T) {
 	rr := redistest.StartReplicated(t)
 	client := redis.NewClient(&redis.Options{Addr: rr.Addr, MaxRetries: -1})
 	t.Cleanup(func() { _ = client.Close() })
-	var logs lockedBuffer
+	var logs testenv.Buffer
 	// A NodeTTL of a minute: the test's own beat is the only one after
 	// the registration.
 	s, err := NewRedisStorageFromClient(client, RedisOptions{KeyPrefix: redistest.Prefix(t), NodeTTL: time.Minute,
@@ -650,22 +650,4 @@ func TestRedisHeartbeatMovesOffAReplica(t *testing.T) {
 	ttl, err := primary.PTTL(testCtx(t), s.keys.alive(n.id)).Result()
 	require.NoError(t, err)
 	require.Greater(t, ttl, 59*time.Second, "the node's key on the new primary, refreshed by the beat")
-}
-
-// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
