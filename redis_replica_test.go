@@ -214,7 +214,8 @@ func TestFailoverBehindOneAddressWithAGivenClient(t *testing.T) {
 
 // TestFailoverBehindOneAddressWithAGivenStore proves, in docs/redis.md
 // (Failover behind one address): a presence store on the application's
-// own client joins, leaves and lists at once after the primary behind its
+// own client joins (on a channel it had and on one new to it), leaves and
+// lists at once after the primary behind its
 // address failed over, whatever the client's retries: the replica refuses
 // each script at its first write, and the store sends it again on
 // another connection. Before, with the client's retries off (what the
@@ -251,6 +252,13 @@ func TestFailoverBehindOneAddressWithAGivenStore(t *testing.T) {
 
 	rr.Failover(t)
 	for name, s := range stores {
+		// First a channel new to the node, on a connection to the old
+		// primary: its first join also indexes the channel under the node
+		// (two SADDs, before the script).
+		other := ws.PresenceConn{Channel: "presence-other", ConnID: "conn-other", Member: ws.PresenceMember{UserID: "user0"}}
+		_, joined, err := s.AddPresence(ctx, other)
+		require.NoError(t, err, "%s: first join of a channel new to the node, after the failover", name)
+		require.True(t, joined, "%s: join of presence-other", name)
 		for i := 3; i < 6; i++ {
 			_, joined, err := s.AddPresence(ctx, conn(i))
 			require.NoError(t, err, "%s: join %d after the failover", name, i)

@@ -95,13 +95,18 @@ func (n *presenceNode) acquire(ctx context.Context, s *RedisStorage, ch string, 
 // (acquire's lock): one SADD after the other cost each of them one
 // more round trip, which in a reconnect storm on a 2-core machine was
 // up to a second.
+//
+// A replica refuses them (READONLY), and they go again on another
+// connection (onPrimary); adding again is a no-op.
 func (s *RedisStorage) index(ctx context.Context, id, ch string) error {
-	node := redis.NewIntCmd(ctx, "sadd", s.keys.nodes(), id)
-	channel := redis.NewIntCmd(ctx, "sadd", s.keys.nodeChannels(id), ch)
-	if s.scripts != nil {
-		return s.scripts.processAll(ctx, node, channel)
-	}
-	return processInTurn(ctx, s.client, node, channel)
+	return onPrimary(func() error {
+		node := redis.NewIntCmd(ctx, "sadd", s.keys.nodes(), id)
+		channel := redis.NewIntCmd(ctx, "sadd", s.keys.nodeChannels(id), ch)
+		if s.scripts != nil {
+			return s.scripts.processAll(ctx, node, channel)
+		}
+		return processInTurn(ctx, s.client, node, channel)
+	})
 }
 
 // release counts k local entries of ch gone (or never written) and drops
