@@ -47,11 +47,12 @@ type processor interface {
 // PUBLISH of payload on channel, SPUBLISH when sharded, that go-redis
 // sends at most once.
 func publishAtMostOnce(ctx context.Context, p processor, sharded bool, channel string, payload []byte) *redis.IntCmd {
-	name := "publish"
-	if sharded {
-		name = "spublish"
+	var cmd *redis.IntCmd
+	if sharded { // constant names: a string variable would cost an allocation per publication
+		cmd = redis.NewIntCmd(ctx, "spublish", channel, payload)
+	} else {
+		cmd = redis.NewIntCmd(ctx, "publish", channel, payload)
 	}
-	cmd := redis.NewIntCmd(ctx, name, channel, payload)
 	_ = p.Process(ctx, onceIntCmd{cmd}) // the error is cmd's own
 	return cmd
 }
