@@ -51,12 +51,7 @@ type masterWatch struct {
 // newMasterWatch returns the watch for a broker made from o, which has
 // MasterName set.
 func newMasterWatch(o RedisOptions) *masterWatch {
-	w := &masterWatch{
-		logger:    o.Logger,
-		sentinels: make(map[string]bool, len(o.Addrs)),
-		subs:      map[*pubsubShard]string{},
-	}
-	w.ctx, w.cancel = context.WithCancel(context.Background())
+	w := newWatch(o.Logger)
 	for _, a := range o.Addrs {
 		w.sentinels[a] = true
 	}
@@ -111,8 +106,7 @@ func watchFailoverClient(client redis.UniversalClient, o RedisOptions) *masterWa
 	if !ok || c.Options().Addr != failoverAddr {
 		return nil
 	}
-	w := &masterWatch{logger: o.Logger, sentinels: map[string]bool{}, subs: map[*pubsubShard]string{}}
-	w.ctx, w.cancel = context.WithCancel(context.Background())
+	w := newWatch(o.Logger)
 	c.AddHook(dialWatch{w})
 	return w
 }
@@ -136,6 +130,13 @@ func (dialWatch) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return 
 
 func (dialWatch) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
+}
+
+// newWatch returns a watch that knows no Sentinel yet and asks none.
+func newWatch(logger *slog.Logger) *masterWatch {
+	w := &masterWatch{logger: logger, sentinels: map[string]bool{}, subs: map[*pubsubShard]string{}}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	return w
 }
 
 func (w *masterWatch) follow(b *RedisBroker) {
