@@ -2,6 +2,8 @@ package ws
 
 import (
 	"fmt"
+	"math/bits"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"unicode/utf8"
@@ -163,55 +165,137 @@ func (ch *channel) remove(c *Client) {
 	}
 }
 
+// drop is remove for a client whose sender has closed: its member set
+// publishes at the end of the burst (Hub.publishDropped), and is appended
+// to unpublished when it starts waiting.
+func (ch *channel) drop(c *Client, unpublished []*memberSet) []*memberSet {
+	ms := ch.sets[c.out.shard.idx]
+	removed, first := ms.dropLater(c)
+	if removed {
+		ch.n--
+		ch.speakers[c.proto].Add(-1)
+	}
+	if first {
+		unpublished = append(unpublished, ms)
+	}
+	return unpublished
+}
+
 // memberSet is the subscribers of one channel served by one shard.
 //
 // Fan-out reads an immutable snapshot without a lock; the Run goroutine
-// publishes a new one after every change. A snapshot is n subscribers in
-// fixed-size chunks. Adding writes only where no published snapshot
-// looks (slot n of the last chunk, or a new chunk appended past the
-// published index), so it copies nothing and costs O(1) amortised.
-// Removing moves the last subscriber into the hole, which changes a slot
-// that readers may see, so it copies that chunk, the last one and the
-// chunk index: O(n/chunkSize + chunkSize).
+// publishes a new one after every change, except the departures of
+// closed connections, which wait for the end of a burst (dropLater). A
+// snapshot is n subscribers in chunks of chunkSize. The first chunk is a
+// slice that starts with room for one and doubles as it fills, because
+// most channels (a user's own, a document's) have a few subscribers and a
+// full chunk is 1 KiB; the rest are fixed arrays. Adding writes only
+// where no published snapshot looks (slot n of the last chunk, a new
+// chunk appended past the published index, or a grown first chunk, which
+// snapshots hold by value), so it costs O(1) amortised. Removing moves
+// the last subscriber into the hole, which changes a slot that readers
+// may see, so it copies that chunk, the last one and the index of the
+// rest: O(n/chunkSize + chunkSize), and O(n) while n fits in the first
+// chunk. Copies made since the last publish are seen by no reader, so the
+// removals of one burst copy each chunk once.
 type memberSet struct {
 	snap atomic.Pointer[memberSnap]
+	// size counts the subscribers at once, where the snapshot may still
+	// hold departed ones until the end of a burst; any goroutine reads it.
+	size atomic.Int32
 
 	// owned by the Hub.Run goroutine
-	index  map[*Client]int       // position of each subscriber
-	chunks []*[chunkSize]*Client // may run past the published index
-	n      int                   // subscribers
+	index map[*Client]int       // position of each subscriber
+	first []*Client             // chunk 0, as long as its room
+	rest  []*[chunkSize]*Client // chunks 1 on; may run past the published index
+	n     int                   // subscribers
+	// What was copied since the last publish, and so is seen by no
+	// reader and may be written in place.
+	ownFirst, ownRest bool
+	own               []*[chunkSize]*Client
+	unpublished       bool // a change waits for publish
 }
 
 // memberSnap is one published state of a memberSet.
 type memberSnap struct {
-	chunks []*[chunkSize]*Client
-	n      int
+	first []*Client
+	rest  []*[chunkSize]*Client
+	n     int
 }
 
 var emptySnap = &memberSnap{}
 
-// chunkLen is how many subscribers chunk ci of the snapshot holds.
-func (sn *memberSnap) chunkLen(ci int) int { return min(chunkSize, sn.n-ci*chunkSize) }
+// chunks is how many chunks hold the snapshot's subscribers.
+func (sn *memberSnap) chunks() int { return (sn.n + chunkSize - 1) / chunkSize }
 
-// add appends c and reports whether it was new.
+// chunk returns the subscribers in chunk ci < sn.chunks().
+func (sn *memberSnap) chunk(ci int) []*Client {
+	n := min(chunkSize, sn.n-ci*chunkSize)
+	if ci == 0 {
+		return sn.first[:n]
+	}
+	return sn.rest[ci-1][:n]
+}
+
+// add appends c and reports whether it was new. It publishes at once,
+// with any departure still waiting.
 func (ms *memberSet) add(c *Client) bool {
 	if _, ok := ms.index[c]; ok {
 		return false
 	}
 	ci, off := ms.n/chunkSize, ms.n%chunkSize
-	if off == 0 {
-		ms.chunks = append(ms.chunks[:ci], new([chunkSize]*Client))
+	switch {
+	case ci > 0:
+		if off == 0 {
+			ms.rest = append(ms.rest[:ci-1], new([chunkSize]*Client))
+		} else if ms.unpublished {
+			// Slot n may be below the published n: write into a copy.
+			ms.ownIndex()
+			ms.writable(ci - 1)
+		}
+		ms.rest[ci-1][off] = c
+	default:
+		if off == len(ms.first) || ms.unpublished && !ms.ownFirst {
+			// Full, or possibly seen: a copy, with room to grow into.
+			grown := make([]*Client, max(1, min(2*off, chunkSize), len(ms.first)))
+			copy(grown, ms.first[:off])
+			ms.first = grown
+		}
+		ms.first[off] = c
 	}
-	ms.chunks[ci][off] = c
 	ms.index[c] = ms.n
 	ms.n++
+	ms.size.Add(1)
 	ms.publish()
 	return true
 }
 
-// remove takes c out by moving the last subscriber into its place, and
-// reports whether c was there.
+// remove takes c out, publishing at once, and reports whether c was
+// there.
 func (ms *memberSet) remove(c *Client) bool {
+	if !ms.take(c) {
+		return false
+	}
+	ms.publish()
+	return true
+}
+
+// dropLater takes out c, whose sender has closed, without publishing,
+// and reports whether c was there and whether the set now waits for
+// publish (it did not before). Until then fan-out may still find c and
+// queues nothing for it, a closed sender refusing every frame.
+func (ms *memberSet) dropLater(c *Client) (removed, first bool) {
+	was := ms.unpublished
+	if !ms.take(c) {
+		return false, false
+	}
+	ms.unpublished = true
+	return true, !was
+}
+
+// take removes c by moving the last subscriber into its place, writing
+// only into copies made since the last publish.
+func (ms *memberSet) take(c *Client) bool {
 	i, ok := ms.index[c]
 	if !ok {
 		return false
@@ -219,33 +303,81 @@ func (ms *memberSet) remove(c *Client) bool {
 	delete(ms.index, c)
 	last := ms.n - 1
 	li, loff := last/chunkSize, last%chunkSize
-	chunks := make([]*[chunkSize]*Client, li+1, li+2)
-	copy(chunks, ms.chunks[:li+1])
-	lastChunk := *chunks[li] // a copy: readers of older snapshots keep theirs
-	moved := lastChunk[loff]
-	lastChunk[loff] = nil
-	chunks[li] = &lastChunk
-	if i != last {
-		ci, off := i/chunkSize, i%chunkSize
-		if ci != li {
-			chunk := *chunks[ci]
-			chunks[ci] = &chunk
+	ci, off := i/chunkSize, i%chunkSize
+	var moved *Client
+	switch {
+	case last == 0:
+		ms.first = nil
+	case li == 0:
+		moved = ms.first[loff]
+		if ms.ownFirst {
+			ms.first[loff] = nil
+		} else {
+			// Copied at the room it now needs, so a channel that
+			// shrank stops paying for its peak.
+			first := make([]*Client, 1<<bits.Len(uint(last-1)))
+			copy(first, ms.first[:last])
+			ms.first, ms.ownFirst = first, true
 		}
-		chunks[ci][off] = moved
+	default:
+		ms.ownIndex()
+		moved = ms.rest[li-1][loff]
+		if loff == 0 {
+			ms.rest = ms.rest[:li-1] // the last chunk held only moved
+		} else {
+			ms.writable(li - 1)[loff] = nil
+		}
+		if ci > 0 && ci != li {
+			ms.writable(ci - 1)
+		}
+		if ci == 0 && !ms.ownFirst {
+			ms.first, ms.ownFirst = slices.Clone(ms.first), true
+		}
+	}
+	if i != last {
+		if ci == 0 {
+			ms.first[off] = moved
+		} else {
+			ms.rest[ci-1][off] = moved
+		}
 		ms.index[moved] = i
 	}
-	if loff == 0 {
-		chunks = chunks[:li]
-	}
-	ms.chunks = chunks
 	ms.n = last
-	ms.publish()
+	ms.size.Add(-1)
 	return true
 }
 
+// ownIndex makes the index of the rest a copy of its own, unless it is
+// one already.
+func (ms *memberSet) ownIndex() {
+	if !ms.ownRest {
+		nr := (ms.n+chunkSize-1)/chunkSize - 1
+		rest := make([]*[chunkSize]*Client, nr, nr+1)
+		copy(rest, ms.rest[:nr])
+		ms.rest, ms.ownRest = rest, true
+	}
+}
+
+// writable makes chunk 1+k of the rest a copy of its own, unless it is
+// one already, and returns it. The index of the rest must be one.
+func (ms *memberSet) writable(k int) *[chunkSize]*Client {
+	chunk := ms.rest[k]
+	if slices.Contains(ms.own, chunk) {
+		return chunk
+	}
+	cp := *chunk
+	ms.rest[k] = &cp
+	ms.own = append(ms.own, &cp)
+	return &cp
+}
+
+// publish makes the set's state the snapshot fan-out reads.
 func (ms *memberSet) publish() {
-	nc := (ms.n + chunkSize - 1) / chunkSize
-	ms.snap.Store(&memberSnap{chunks: ms.chunks[:nc:nc], n: ms.n})
+	nr := max(0, (ms.n+chunkSize-1)/chunkSize-1)
+	ms.snap.Store(&memberSnap{first: ms.first, rest: ms.rest[:nr:nr], n: ms.n})
+	ms.ownFirst, ms.ownRest, ms.unpublished = false, false, false
+	clear(ms.own)
+	ms.own = ms.own[:0]
 }
 
 // load returns the current snapshot; safe from any goroutine.
@@ -258,4 +390,4 @@ func (ms *memberSet) load() *memberSnap {
 
 // empty reports whether the current snapshot has no subscriber; safe
 // from any goroutine.
-func (ms *memberSet) empty() bool { return ms.load().n == 0 }
+func (ms *memberSet) empty() bool { return ms.size.Load() == 0 }

@@ -129,12 +129,12 @@ func (h *Hub) localSubscriptions(name string) int {
 	return 0
 }
 
-// subscribers counts the channel's subscribers in the published
-// snapshots of its member sets; safe from any goroutine.
+// subscribers counts the channel's subscribers; safe from any
+// goroutine.
 func (ch *channel) subscribers() int {
 	n := 0
 	for _, s := range ch.sets {
-		n += s.load().n
+		n += int(s.size.Load())
 	}
 	return n
 }

@@ -107,6 +107,10 @@ type Hub struct {
 	clients  map[*Client]struct{}
 	channels map[string]*channel
 	inflight int // broker calls started and not yet reported back
+	// Member sets that closed connections left and that wait for
+	// publishDropped, and how many left them.
+	unpublished []*memberSet
+	dropped     int
 }
 
 // NewHub returns a Hub that uses broker to reach other nodes and storage
@@ -396,6 +400,26 @@ func (h *Hub) handle(op *hubOp) {
 	case opBrokerDone:
 		h.brokerDone(op.broker)
 	}
+	if h.dropped > 0 && (len(h.ops) == 0 || h.dropped >= maxDropped) {
+		h.publishDropped()
+	}
+}
+
+// maxDropped bounds how many departures of closed connections wait for
+// one publish of their member sets. They wait while more operations are
+// queued, as when thousands of connections drop at once: every removal
+// then copies the chunks it writes once per burst, not once per client.
+const maxDropped = 256
+
+// publishDropped publishes the member sets that closed connections left.
+func (h *Hub) publishDropped() {
+	for _, ms := range h.unpublished {
+		if ms.unpublished { // an add may have published it since
+			ms.publish()
+		}
+	}
+	clear(h.unpublished)
+	h.unpublished, h.dropped = h.unpublished[:0], 0
 }
 
 // newID returns 128 random bits in hex: a node's identity.

@@ -114,7 +114,10 @@ func (h *Hub) unregister(c *Client) []string {
 	c.mu.Unlock()
 	var presence []string
 	for _, ch := range subs {
-		ch.remove(c)
+		// c's sender has closed (Client.teardown), so fan-out may find it
+		// until the end of the burst.
+		h.unpublished = ch.drop(c, h.unpublished)
+		h.dropped++
 		if ch.pres != nil {
 			ch.pres.forget(c)
 		}

@@ -214,8 +214,8 @@ func (s *writeShard) fanOut(p post, dirty []*sender) []*sender {
 	var zf [maxProtocols][]byte // p.z's frames, fetched once per fan-out
 	snap := p.ch.sets[s.idx].load()
 	hist := p.ch.hist != nil
-	for ci, chunk := range snap.chunks {
-		for _, c := range chunk[:snap.chunkLen(ci)] {
+	for ci := range snap.chunks() {
+		for _, c := range snap.chunk(ci) {
 			if p.only != nil && c != p.only || p.except != "" && c.ID == p.except || len(p.skip) > 0 && slices.Contains(p.skip, c) {
 				continue
 			}
