@@ -61,15 +61,19 @@ func TestFailoverBehindOneAddress(t *testing.T) {
 	defer cancel()
 
 	// The cluster API first: a count from the old primary would leave
-	// out node c, whose subscription is on the new one.
+	// out node c, whose subscription is on the new one. Until every node
+	// has moved, an answer published on the old primary reaches nobody
+	// (the asker says ErrClusterIncomplete), and a node whose
+	// subscription is still there is out of the cluster's reach, its
+	// subscribers included, so the count leaves it out; a node that never
+	// publishes moves within a HealthInterval.
 	var info ws.ChannelInfo
 	require.Eventually(t, func() bool {
 		var err error
 		info, err = a.hub.Channel(ctx, "news")
-		require.True(t, err == nil || errors.Is(err, ws.ErrPublishUncertain) || errors.Is(err, ws.ErrBrokerUnavailable), "cluster API: %v", err)
-		return err == nil
-	}, 10*time.Second, 5*time.Millisecond, "the cluster API never answered after the failover")
-	require.Equal(t, 3, info.Subscriptions, "subscribers of news counted on node a after the failover: one per node")
+		require.True(t, err == nil || errors.Is(err, ws.ErrPublishUncertain) || errors.Is(err, ws.ErrBrokerUnavailable) || errors.Is(err, ws.ErrClusterIncomplete), "cluster API: %v", err)
+		return err == nil && info.Subscriptions == 3
+	}, 10*time.Second, 5*time.Millisecond, "node a never counted one subscriber of news per node after the failover")
 
 	var ok, failed []string
 	for i := range 120 {
