@@ -125,8 +125,9 @@ func gathered(name string) bool {
 // script at its first write, and the storage's scripts do nothing before
 // their first write that outlasts them, so a refused command did nothing
 // there, and the caller gets its answer from the new primary instead of
-// an error. Those it answered (scripts that only read) are not sent
-// again.
+// an error. The scripts that only read refuse a replica themselves
+// (replicaGuardLua), so they go again too, rather than answer from the
+// replica's older data.
 func (a *autoPipeline) send(batch []*pipeItem[redis.Cmder]) {
 	ctx := context.Background() // the sockets' Read/WriteTimeout bound it
 	todo := make([]*pipeItem[redis.Cmder], len(batch))

@@ -50,14 +50,25 @@ func (b *RedisBroker) PublishCounted(ctx context.Context, channel string, payloa
 }
 
 // presenceCounts returns the member count of each presence channel, with
-// one pipelined HLEN each: one round trip (per Redis Cluster node).
+// one pipelined HLEN each: one round trip (per Redis Cluster node). The
+// pipeline starts with the replica guard (redis_replica.go), and goes
+// again while a replica refuses it, as the scripts do: a replica would
+// count from older data.
 func (s *RedisStorage) presenceCounts(ctx context.Context, channels []string) ([]int, error) {
-	pipe := s.client.Pipeline()
 	cmds := make([]*redis.IntCmd, len(channels))
-	for i, ch := range channels {
-		cmds[i] = pipe.HLen(ctx, s.keys.channel(ch)[2])
-	}
-	if err := execPipe(ctx, pipe); err != nil {
+	err := onPrimary(func() error {
+		pipe := s.client.Pipeline()
+		g := guard(ctx, pipe, s.guard)
+		for i, ch := range channels {
+			cmds[i] = pipe.HLen(ctx, s.keys.channel(ch)[2])
+		}
+		err := execPipe(ctx, pipe)
+		if onReplica(g) {
+			return g.Err()
+		}
+		return err
+	})
+	if err != nil {
 		return nil, s.wrap("count", fmt.Sprintf("%d channels", len(channels)), err)
 	}
 	out := make([]int, len(channels))

@@ -140,9 +140,13 @@ return {string.format('%d', last - n + 1), epoch}
 
 // historyReadScript: KEYS list, meta, check marker, run marker; ARGV a
 // fresh epoch in case the channel has none, meta ttl (ms), after, until
-// (0: none), limit, "1" for newest first. It returns {epoch, latest, oldest, offset1,
+// (0: none), limit, "1" for newest first, the replica guard's key (it
+// writes only when the check marker has gone, so it refuses a replica
+// itself: replicaGuardLua). It returns {epoch, latest, oldest, offset1,
 // payload1, offset2, payload2, ...}, offsets as strings.
-var historyReadScript = redis.NewScript(historyEpochLua + `
+var historyReadScript = redis.NewScript(historyEpochLua + replicaGuardLua + `
+local refused = refuseOnReplica(ARGV[7])
+if refused then return refused end
 local epoch, checked = historyEpoch(ARGV[1], ARGV[2])
 local top = redis.call('hget', KEYS[2], 'o')
 if not top and not checked and historyLost(epoch) then
@@ -301,7 +305,7 @@ func (b *RedisBroker) ReadHistory(ctx context.Context, channel string, r History
 	var res []any
 	if err == nil {
 		res, err = runScript(ctx, c, historyReadScript, keys, newEpoch(), historyMetaTTL.Milliseconds(),
-			r.After, r.Until, max(r.Limit, 0), reverse)
+			r.After, r.Until, max(r.Limit, 0), reverse, b.guardKey)
 	}
 	if err != nil {
 		return HistoryPage{}, fmt.Errorf("%w: redis read history of %q: %w", ErrBrokerUnavailable, channel, err)

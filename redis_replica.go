@@ -32,6 +32,24 @@ import (
 // Redis Cluster moves slots and masters itself (MOVED), and the broker
 // follows it there: no guard.
 
+// replicaGuardLua defines refuseOnReplica(guard) for the scripts that
+// may only read: a replica would answer them from data that may be older
+// than the primary's (replication is asynchronous), so a member list
+// could lack the member who just joined, or a history read the latest
+// publications. It deletes guard, the replica guard's key, unless it is
+// "" (Redis Cluster), and returns the replica's READONLY refusal for the
+// script to return; the primary deletes nothing and sends nothing to its
+// replicas. Any other refusal of the DEL (NOPERM for a user without it)
+// is ignored, as the broker ignores it for its guard.
+const replicaGuardLua = `
+local function refuseOnReplica(guard)
+  if guard == '' then return nil end
+  local g = redis.pcall('DEL', guard)
+  if type(g) == 'table' and g.err and string.sub(g.err, 1, 8) == 'READONLY' then return g end
+  return nil
+end
+`
+
 // replicaAttempts bounds how many times the storage sends a command that
 // a replica refused (READONLY): each refusal closes a connection to the
 // old primary, and the pool may hold a few.

@@ -280,3 +280,166 @@ func TestFailoverBehindOneAddressWithAGivenStore(t *testing.T) {
 		require.Equal(t, []string{"user1", "user2", "user3", "user4", "user5"}, ids, "%s: members on the new primary", name)
 	}
 }
+
+// TestPresenceReadsRefuseAReplica proves, in docs/redis.md (Failover
+// behind one address): a member list or count that reaches a replica is
+// not answered from the replica's data, which may be older than the
+// primary's (replication is asynchronous). Here the replica's link is cut
+// after the failover, so it keeps the state of then; before, it answered
+// the list of three members with no error, where the primary held four,
+// and a joiner's own list could lack the joiner. Now the read is refused
+// (unavailable, naming READONLY) until the address names the primary, and
+// then holds the four. The storage's own client, and a client of the
+// application's with its retries off and on, behave alike.
+func TestPresenceReadsRefuseAReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two redis-servers; skipped with -short")
+	}
+	leakCheck(t)
+	rr := redistest.StartReplicated(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	prefix := redistest.Prefix(t)
+	own, err := ws.NewRedisStorageWithOptions(ws.RedisOptions{Addrs: []string{rr.Addr}, KeyPrefix: prefix})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = own.Close() })
+	stores := map[string]*ws.RedisStorage{"own client": own}
+	for _, retries := range []int{-1, 0} {
+		client := redis.NewClient(&redis.Options{Addr: rr.Addr, MaxRetries: retries})
+		t.Cleanup(func() { _ = client.Close() })
+		s, err := ws.NewRedisStorageFromClient(client, ws.RedisOptions{KeyPrefix: prefix})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = s.Close() }) // before the client's
+		stores[fmt.Sprint("given client, MaxRetries ", retries)] = s
+	}
+	conn := func(i int) ws.PresenceConn {
+		u := fmt.Sprint("user", i)
+		return ws.PresenceConn{Channel: "presence-room", ConnID: "conn" + u, Member: ws.PresenceMember{UserID: u}}
+	}
+	for i := range 3 {
+		_, _, err := own.AddPresence(ctx, conn(i))
+		require.NoError(t, err, "join %d before the failover", i)
+	}
+	for name, s := range stores {
+		members, _, err := s.PresenceMembers(ctx, "presence-room")
+		require.NoError(t, err, "%s: list before the failover", name)
+		require.Len(t, members, 3, "%s: list before the failover", name) // a pooled connection to the old primary
+	}
+
+	rr.Promote(t) // the address still names the old primary
+	out, err := rr.Replica.CLI(ctx, "REPLICAOF", "127.0.0.1", "1")
+	require.NoError(t, err, "cutting the replica's link: %s", out)
+	direct, err := ws.NewRedisStorageWithOptions(ws.RedisOptions{Addrs: []string{rr.Primary.Addr}, KeyPrefix: prefix})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = direct.Close() })
+	_, joined, err := direct.AddPresence(ctx, conn(3))
+	require.NoError(t, err, "join on the new primary")
+	require.True(t, joined)
+
+	for name, s := range stores {
+		members, _, err := s.PresenceMembers(ctx, "presence-room")
+		require.ErrorIs(t, err, ws.ErrStorageUnavailable, "%s: list while the address names a replica: got %d members", name, len(members))
+		require.ErrorContains(t, err, "READONLY", name)
+		n, err := s.PresenceCount(ctx, "presence-room")
+		require.ErrorIs(t, err, ws.ErrStorageUnavailable, "%s: count while the address names a replica: got %d", name, n)
+		require.ErrorContains(t, err, "READONLY", name)
+	}
+
+	rr.MoveAddress()
+	for name, s := range stores {
+		members, _, err := s.PresenceMembers(ctx, "presence-room")
+		require.NoError(t, err, "%s: list once the address moved", name)
+		require.Len(t, members, 4, "%s: list once the address moved", name)
+		n, err := s.PresenceCount(ctx, "presence-room")
+		require.NoError(t, err, "%s: count once the address moved", name)
+		require.Equal(t, 4, n, "%s: count once the address moved", name)
+	}
+}
+
+// TestHistoryReadsRefuseAReplica proves, in docs/redis.md (Failover
+// behind one address): a history read that reaches a replica is not
+// answered from the replica's data. The read script writes only when its
+// check marker has gone, so while the marker lived (10 ms after each use
+// of the channel) a replica answered it:
+// before, with the replica's link cut after the failover, the read
+// returned the 3 publications of before with no error, in the epoch of
+// before, where the primary had gone on, and a subscriber recovering from it would have been told it
+// missed nothing. Now it fails with ErrBrokerUnavailable, naming
+// READONLY, until the address names the primary, and then returns what
+// the primary holds (a new epoch: the history's Redis changed, see
+// docs/recovery.md).
+func TestHistoryReadsRefuseAReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two redis-servers; skipped with -short")
+	}
+	leakCheck(t)
+	rr := redistest.StartReplicated(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	prefix := redistest.Prefix(t)
+	opts := ws.HistoryOptions{Size: 10, TTL: time.Minute}
+	own, err := ws.NewRedisBrokerWithOptions(ws.RedisOptions{Addrs: []string{rr.Addr}, KeyPrefix: prefix})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = own.Close() })
+	brokers := map[string]*ws.RedisBroker{"own client": own}
+	for _, retries := range []int{-1, 0} {
+		client := redis.NewClient(&redis.Options{Addr: rr.Addr, MaxRetries: retries})
+		t.Cleanup(func() { _ = client.Close() })
+		b, err := ws.NewRedisBrokerFromClient(client, ws.RedisOptions{KeyPrefix: prefix})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = b.Close() }) // before the client's
+		brokers[fmt.Sprint("given client, MaxRetries ", retries)] = b
+	}
+	for _, b := range brokers {
+		require.Eventually(t, b.Healthy, 10*time.Second, 5*time.Millisecond, "a broker never became healthy")
+	}
+	for i := range 3 {
+		_, err := own.PublishHistory(ctx, "h", []byte(fmt.Sprint("p", i)), opts)
+		require.NoError(t, err, "publication %d before the failover", i)
+	}
+	for name, b := range brokers {
+		page, err := b.ReadHistory(ctx, "h", ws.HistoryRange{Limit: 10})
+		require.NoError(t, err, "%s: read before the failover", name) // a pooled connection to the old primary
+		require.Len(t, page.Entries, 3, "%s: read before the failover", name)
+	}
+
+	rr.Promote(t) // the address still names the old primary
+	out, err := rr.Replica.CLI(ctx, "REPLICAOF", "127.0.0.1", "1")
+	require.NoError(t, err, "cutting the replica's link: %s", out)
+	// The read script checks Redis's run_id only once its check marker,
+	// refreshed by every read and publication for 10 ms, has gone; on a
+	// channel used more often the replica always holds a live one. Here
+	// the marker is made to last on the replica.
+	epoch, err := rr.Replica.CLI(ctx, "HGET", prefix+"hmeta:{h}", "e")
+	require.NoError(t, err)
+	for _, args := range [][]string{
+		{"CONFIG", "SET", "replica-read-only", "no"},
+		{"SET", prefix + "hchk:{h}", strings.TrimSpace(epoch), "PX", "60000"},
+		{"CONFIG", "SET", "replica-read-only", "yes"},
+	} {
+		out, err := rr.Replica.CLI(ctx, args...)
+		require.NoError(t, err, "%v: %s", args, out)
+	}
+	direct, err := ws.NewRedisBrokerWithOptions(ws.RedisOptions{Addrs: []string{rr.Primary.Addr}, KeyPrefix: prefix})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = direct.Close() })
+	require.Eventually(t, direct.Healthy, 10*time.Second, 5*time.Millisecond, "the broker on the new primary never became healthy")
+	_, err = direct.PublishHistory(ctx, "h", []byte("p3"), opts)
+	require.NoError(t, err, "publication on the new primary")
+	want, err := direct.ReadHistory(ctx, "h", ws.HistoryRange{Limit: 10})
+	require.NoError(t, err, "read on the new primary")
+	require.NotEmpty(t, want.Entries, "read on the new primary")
+
+	for name, b := range brokers {
+		page, err := b.ReadHistory(ctx, "h", ws.HistoryRange{Limit: 10})
+		require.ErrorIs(t, err, ws.ErrBrokerUnavailable, "%s: read while the address names a replica: got %d publications", name, len(page.Entries))
+		require.ErrorContains(t, err, "READONLY", name)
+	}
+
+	rr.MoveAddress()
+	for name, b := range brokers {
+		page, err := b.ReadHistory(ctx, "h", ws.HistoryRange{Limit: 10})
+		require.NoError(t, err, "%s: read once the address moved", name)
+		require.Equal(t, want, page, "%s: read once the address moved", name)
+	}
+}

@@ -51,6 +51,7 @@ type RedisStorage struct {
 	client        redis.UniversalClient
 	ownsClient    bool
 	keys          presenceKeys
+	guard         string // the replica guard's key, "" on Redis Cluster (redis_replica.go)
 	ttl           time.Duration
 	maintainEvery time.Duration
 	logger        *slog.Logger
@@ -138,8 +139,9 @@ func newRedisStorage(client redis.UniversalClient, owns bool, o RedisOptions) *R
 		kick:          make(chan struct{}, 1),
 		done:          make(chan struct{}),
 	}
+	s.guard = guardKeyFor(client, o.KeyPrefix)
 	if owns {
-		s.scripts = installAutoPipeline(client, guardKeyFor(client, o.KeyPrefix), &s.wg, s.done) // redis_autopipeline.go
+		s.scripts = installAutoPipeline(client, s.guard, &s.wg, s.done) // redis_autopipeline.go
 	}
 	s.wg.Add(1)
 	go s.heartbeat()
@@ -239,7 +241,7 @@ func (s *RedisStorage) remove(ctx context.Context, conn PresenceConn) (PresenceE
 // older file, an older one); only numbering new changes needs the check.
 func (s *RedisStorage) PresenceMembers(ctx context.Context, channel string) ([]PresenceMember, PresenceVersion, error) {
 	keys := s.keys.channel(channel)
-	res, err := runOnPrimary(ctx, s.client, membersScript, []string{keys[2], keys[5]}).Slice()
+	res, err := runOnPrimary(ctx, s.client, membersScript, []string{keys[2], keys[5]}, s.guard).Slice()
 	if err == nil && (len(res) < 2 || len(res)%2 != 0) {
 		err = fmt.Errorf("unexpected members reply of %d values", len(res))
 	}
@@ -262,9 +264,10 @@ func (s *RedisStorage) PresenceMembers(ctx context.Context, channel string) ([]P
 }
 
 // PresenceCount returns the number of members of channel with one HLEN,
-// so join and leave frames of large channels cost O(1).
+// so join and leave frames of large channels cost O(1). Like
+// PresenceMembers it reads on the primary: a replica refuses it.
 func (s *RedisStorage) PresenceCount(ctx context.Context, channel string) (int, error) {
-	n, err := s.client.HLen(ctx, s.keys.channel(channel)[2]).Result()
+	n, err := runOnPrimary(ctx, s.client, countScript, s.keys.channel(channel)[2:3], s.guard).Int()
 	if err != nil {
 		return 0, s.wrap("count", channel, err)
 	}
@@ -289,10 +292,12 @@ func (s *RedisStorage) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		var errs []error
-		if err := s.deregister(ctx); err != nil {
+		// Each is a few DELs and SREMs, safe to send again off a
+		// replica (redis_replica.go).
+		if err := onPrimary(func() error { return s.deregister(ctx) }); err != nil {
 			errs = append(errs, err)
 		}
-		if err := s.deregisterOccupancy(ctx); err != nil {
+		if err := onPrimary(func() error { return s.deregisterOccupancy(ctx) }); err != nil {
 			errs = append(errs, err)
 		}
 		if s.ownsClient {

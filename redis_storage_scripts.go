@@ -229,13 +229,25 @@ return out
 // membersScript reads a channel's members and version together, as a
 // script rather than MULTI/EXEC so that the member-list reads of a
 // reconnect storm share round trips with the other scripts
-// (redis_autopipeline.go). KEYS: info, version. It returns {epoch or
-// false, seq or false, user, info, user, info, ...}.
-var membersScript = redis.NewScript(`
+// (redis_autopipeline.go). KEYS: info, version; ARGV: the replica guard's
+// key. It returns {epoch or false, seq or false, user, info, user, info,
+// ...}.
+var membersScript = redis.NewScript(replicaGuardLua + `
+local refused = refuseOnReplica(ARGV[1])
+if refused then return refused end
 local out = redis.call('HMGET', KEYS[2], 'epoch', 'seq')
 local info = redis.call('HGETALL', KEYS[1])
 for i = 1, #info do out[#out + 1] = info[i] end
 return out
+`)
+
+// countScript counts a channel's members, on the primary
+// (replicaGuardLua).
+// KEYS: info; ARGV: the replica guard's key.
+var countScript = redis.NewScript(replicaGuardLua + `
+local refused = refuseOnReplica(ARGV[1])
+if refused then return refused end
+return redis.call('HLEN', KEYS[1])
 `)
 
 // scriptReply reads a script's reply: a flat list of integers and

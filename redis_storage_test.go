@@ -651,3 +651,45 @@ func TestRedisHeartbeatMovesOffAReplica(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, ttl, 59*time.Second, "the node's key on the new primary, refreshed by the beat")
 }
+
+// TestPresenceCountsRefuseAReplica proves, in docs/redis.md (Failover
+// behind one address): the member counts of many presence channels at
+// once, the cluster API's, are not read from a replica's older data.
+// The replica's link is cut after the failover, and the primary gets
+// one more member; before, the counts came from the replica (2, where
+// the primary held 3) with no error. Now they fail, naming READONLY,
+// until the address names the primary, and then read 3.
+func TestPresenceCountsRefuseAReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two redis-servers; skipped with -short")
+	}
+	noLeaks(t)
+	rr := redistest.StartReplicated(t)
+	ctx := testCtx(t)
+	prefix := redistest.Prefix(t)
+	s, err := NewRedisStorageWithOptions(RedisOptions{Addrs: []string{rr.Addr}, KeyPrefix: prefix})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	addConn(t, s, conn("presence-room", "c1", "alice"))
+	addConn(t, s, conn("presence-room", "c2", "bob"))
+	counts, err := s.presenceCounts(ctx, []string{"presence-room", "presence-empty"})
+	require.NoError(t, err)
+	require.Equal(t, []int{2, 0}, counts, "before the failover") // a pooled connection to the old primary
+
+	rr.Promote(t) // the address still names the old primary
+	out, err := rr.Replica.CLI(ctx, "REPLICAOF", "127.0.0.1", "1")
+	require.NoError(t, err, "cutting the replica's link: %s", out)
+	direct, err := NewRedisStorageWithOptions(RedisOptions{Addrs: []string{rr.Primary.Addr}, KeyPrefix: prefix})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, direct.Close()) })
+	addConn(t, direct, conn("presence-room", "c3", "carol"))
+
+	counts, err = s.presenceCounts(ctx, []string{"presence-room", "presence-empty"})
+	require.ErrorIs(t, err, ErrStorageUnavailable, "counts while the address names a replica: got %v", counts)
+	require.ErrorContains(t, err, "READONLY")
+
+	rr.MoveAddress()
+	counts, err = s.presenceCounts(ctx, []string{"presence-room", "presence-empty"})
+	require.NoError(t, err, "once the address moved")
+	require.Equal(t, []int{3, 0}, counts, "once the address moved")
+}
