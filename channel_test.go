@@ -1,11 +1,19 @@
 package ws
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vortechron/go-ws/internal/wstest"
 )
 
 // members lists what snapshot sn holds, in order.
@@ -87,6 +95,51 @@ func TestMemberSetSnapshotsStayWhole(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestDroppedConnectionsLeaveFanOut: the departures of closed
+// connections, which wait for the end of a burst of the hub's work
+// (memberSet.dropLater), do reach the snapshot fan-out reads once the
+// hub has nothing more queued, so a mass disconnect leaves no dead
+// subscriber behind for every later publication to skip. The channel's
+// count is right at once.
+func TestDroppedConnectionsLeaveFanOut(t *testing.T) {
+	noLeaks(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	h := NewHub(ctx, nil, nil, Config{})
+	go h.Run()
+	srv := httptest.NewServer(Handler(h, nil))
+	t.Cleanup(func() { cancel(); <-h.Done(); srv.Close() })
+	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+
+	stay := wstest.Dial(t, url, nil)
+	stay.Subscribe("news")
+	var gone []*wstest.Client
+	for range 40 {
+		c := wstest.Dial(t, url, nil)
+		c.Subscribe("news")
+		gone = append(gone, c)
+	}
+	v, ok := h.chanByName.Load("news")
+	require.True(t, ok)
+	ch := v.(*channel)
+	inSnapshots := func() int {
+		n := 0
+		for _, s := range ch.sets {
+			n += s.load().n
+		}
+		return n
+	}
+	require.Equal(t, 41, inSnapshots())
+	for _, c := range gone {
+		require.NoError(t, c.Conn.NetConn().Close()) // dropped, no close frame
+	}
+	require.Eventually(t, func() bool { return h.Stats().Connections == 1 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, 1, ch.subscribers(), "the channel's count once the connections have gone")
+	require.Eventually(t, func() bool { return inSnapshots() == 1 }, 10*time.Second, time.Millisecond,
+		"subscribers in the snapshots fan-out reads: %d, want the one left", inSnapshots())
+	require.NoError(t, h.Publish(ctx, "news", 1))
+	stay.Expect(map[string]any{"type": "message", "channel": "news", "message": float64(1)})
 }
 
 func sameMembers(got, want []*Client) bool {
