@@ -300,18 +300,8 @@ func TestPresenceReadsRefuseAReplica(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	prefix := redistest.Prefix(t)
-	own, err := ws.NewRedisStorageWithOptions(ws.RedisOptions{Addrs: []string{rr.Addr}, KeyPrefix: prefix})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = own.Close() })
-	stores := map[string]*ws.RedisStorage{"own client": own}
-	for _, retries := range []int{-1, 0} {
-		client := redis.NewClient(&redis.Options{Addr: rr.Addr, MaxRetries: retries})
-		t.Cleanup(func() { _ = client.Close() })
-		s, err := ws.NewRedisStorageFromClient(client, ws.RedisOptions{KeyPrefix: prefix})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = s.Close() }) // before the client's
-		stores[fmt.Sprint("given client, MaxRetries ", retries)] = s
-	}
+	stores := eachClient(t, rr, prefix, ws.NewRedisStorageWithOptions, ws.NewRedisStorageFromClient)
+	own := stores["own client"]
 	conn := func(i int) ws.PresenceConn {
 		u := fmt.Sprint("user", i)
 		return ws.PresenceConn{Channel: "presence-room", ConnID: "conn" + u, Member: ws.PresenceMember{UserID: u}}
@@ -327,8 +317,7 @@ func TestPresenceReadsRefuseAReplica(t *testing.T) {
 	}
 
 	rr.Promote(t) // the address still names the old primary
-	out, err := rr.Replica.CLI(ctx, "REPLICAOF", "127.0.0.1", "1")
-	require.NoError(t, err, "cutting the replica's link: %s", out)
+	cutReplicaLink(ctx, t, rr)
 	direct, err := ws.NewRedisStorageWithOptions(ws.RedisOptions{Addrs: []string{rr.Primary.Addr}, KeyPrefix: prefix})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = direct.Close() })
@@ -360,14 +349,13 @@ func TestPresenceReadsRefuseAReplica(t *testing.T) {
 // behind one address): a history read that reaches a replica is not
 // answered from the replica's data. The read script writes only when its
 // check marker has gone, so while the marker lived (10 ms after each use
-// of the channel) a replica answered it:
-// before, with the replica's link cut after the failover, the read
-// returned the 3 publications of before with no error, in the epoch of
-// before, where the primary had gone on, and a subscriber recovering from it would have been told it
-// missed nothing. Now it fails with ErrBrokerUnavailable, naming
-// READONLY, until the address names the primary, and then returns what
-// the primary holds (a new epoch: the history's Redis changed, see
-// docs/recovery.md).
+// of the channel) a replica answered it: before, with the replica's link
+// cut after the failover, the read returned the 3 publications of before
+// with no error, in the epoch of before, where the primary had gone on,
+// and a subscriber recovering from it would have been told it missed
+// nothing. Now it fails with ErrBrokerUnavailable, naming READONLY, until
+// the address names the primary, and then returns what the primary holds
+// (a new epoch: the history's Redis changed, see docs/recovery.md).
 func TestHistoryReadsRefuseAReplica(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two redis-servers; skipped with -short")
@@ -378,18 +366,8 @@ func TestHistoryReadsRefuseAReplica(t *testing.T) {
 	defer cancel()
 	prefix := redistest.Prefix(t)
 	opts := ws.HistoryOptions{Size: 10, TTL: time.Minute}
-	own, err := ws.NewRedisBrokerWithOptions(ws.RedisOptions{Addrs: []string{rr.Addr}, KeyPrefix: prefix})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = own.Close() })
-	brokers := map[string]*ws.RedisBroker{"own client": own}
-	for _, retries := range []int{-1, 0} {
-		client := redis.NewClient(&redis.Options{Addr: rr.Addr, MaxRetries: retries})
-		t.Cleanup(func() { _ = client.Close() })
-		b, err := ws.NewRedisBrokerFromClient(client, ws.RedisOptions{KeyPrefix: prefix})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = b.Close() }) // before the client's
-		brokers[fmt.Sprint("given client, MaxRetries ", retries)] = b
-	}
+	brokers := eachClient(t, rr, prefix, ws.NewRedisBrokerWithOptions, ws.NewRedisBrokerFromClient)
+	own := brokers["own client"]
 	for _, b := range brokers {
 		require.Eventually(t, b.Healthy, 10*time.Second, 5*time.Millisecond, "a broker never became healthy")
 	}
@@ -404,8 +382,7 @@ func TestHistoryReadsRefuseAReplica(t *testing.T) {
 	}
 
 	rr.Promote(t) // the address still names the old primary
-	out, err := rr.Replica.CLI(ctx, "REPLICAOF", "127.0.0.1", "1")
-	require.NoError(t, err, "cutting the replica's link: %s", out)
+	cutReplicaLink(ctx, t, rr)
 	// The read script checks Redis's run_id only once its check marker,
 	// refreshed by every read and publication for 10 ms, has gone; on a
 	// channel used more often the replica always holds a live one. Here
@@ -442,4 +419,34 @@ func TestHistoryReadsRefuseAReplica(t *testing.T) {
 		require.NoError(t, err, "%s: read once the address moved", name)
 		require.Equal(t, want, page, "%s: read once the address moved", name)
 	}
+}
+
+// eachClient makes one T, a storage or a broker, on rr's address for
+// each kind of client: its own (own), and a client of the application's
+// (given) with go-redis's retries off and at their default. Each is
+// closed at t's cleanup, before its client.
+func eachClient[T interface{ Close() error }](t *testing.T, rr *redistest.Replicated, prefix string,
+	own func(ws.RedisOptions) (T, error), given func(redis.UniversalClient, ws.RedisOptions) (T, error)) map[string]T {
+	t.Helper()
+	v, err := own(ws.RedisOptions{Addrs: []string{rr.Addr}, KeyPrefix: prefix})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = v.Close() })
+	out := map[string]T{"own client": v}
+	for _, retries := range []int{-1, 0} {
+		client := redis.NewClient(&redis.Options{Addr: rr.Addr, MaxRetries: retries})
+		t.Cleanup(func() { _ = client.Close() })
+		v, err := given(client, ws.RedisOptions{KeyPrefix: prefix})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = v.Close() })
+		out[fmt.Sprint("given client, MaxRetries ", retries)] = v
+	}
+	return out
+}
+
+// cutReplicaLink has rr's replica replicate from an address where
+// nothing listens: it stays a read-only replica holding the data of now.
+func cutReplicaLink(ctx context.Context, t *testing.T, rr *redistest.Replicated) {
+	t.Helper()
+	out, err := rr.Replica.CLI(ctx, "REPLICAOF", "127.0.0.1", "1")
+	require.NoError(t, err, "cutting the replica's link: %s", out)
 }
