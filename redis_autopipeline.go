@@ -121,7 +121,8 @@ func gathered(name string) bool {
 // The pipeline starts with the replica guard (redis_replica.go). When the
 // server turns out to be a replica, the commands it refused with READONLY
 // go again in a new pipeline, on another connection (go-redis closed
-// that one), up to replicaAttempts pipelines in all: a replica refuses a
+// that one), while the pool may still hold connections to the old
+// primary (replicaRetry): a replica refuses a
 // script at its first write, and the storage's scripts do nothing before
 // their first write that outlasts them, so a refused command did nothing
 // there, and the caller gets its answer from the new primary instead of
@@ -133,6 +134,7 @@ func (a *autoPipeline) send(batch []*pipeItem[redis.Cmder]) {
 	todo := make([]*pipeItem[redis.Cmder], len(batch))
 	copy(todo, batch)
 	for attempt := 1; len(todo) > 0; attempt++ {
+		idle := idleConns(a.client)
 		pipe := a.client.Pipeline()
 		g := guard(ctx, pipe, a.guard)
 		for _, it := range todo {
@@ -140,7 +142,7 @@ func (a *autoPipeline) send(batch []*pipeItem[redis.Cmder]) {
 		}
 		a.sent.Add(1)
 		_ = execPipe(ctx, pipe)
-		if !onReplica(g) || attempt == replicaAttempts {
+		if !onReplica(g) || !replicaRetry(attempt, idle) {
 			break
 		}
 		again := todo[:0]

@@ -56,7 +56,7 @@ func (b *RedisBroker) PublishCounted(ctx context.Context, channel string, payloa
 // count from older data.
 func (s *RedisStorage) presenceCounts(ctx context.Context, channels []string) ([]int, error) {
 	cmds := make([]*redis.IntCmd, len(channels))
-	err := onPrimary(func() error {
+	err := onPrimary(s.client, func() error {
 		pipe := s.client.Pipeline()
 		g := guard(ctx, pipe, s.guard)
 		for i, ch := range channels {

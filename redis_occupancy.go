@@ -346,8 +346,10 @@ func (s *RedisStorage) deregisterOccupancy(ctx context.Context) error {
 // set with args(i), in one pipeline (EVALSHA, then EVAL for the servers
 // that do not have the script cached yet). prelude, if not nil, queues
 // commands at the head of the first pipeline; if one of them fails,
-// nothing else counts. It returns each reply, each error, and the first
-// error.
+// nothing else counts. What a replica refused (READONLY: the scripts and
+// the prelude write first, so it did nothing) goes again while the pool
+// may hold connections to the old primary (replicaRetry). It returns each
+// reply, each error, and the first error.
 func (s *RedisStorage) runEach(ctx context.Context, script *redis.Script, channels []string, args func(i int) []any, prelude func(redis.Pipeliner) []redis.Cmder) ([]int64, []error, error) {
 	vals := make([]int64, len(channels))
 	errs := make([]error, len(channels))
@@ -355,6 +357,39 @@ func (s *RedisStorage) runEach(ctx context.Context, script *redis.Script, channe
 	for i := range pending {
 		pending[i] = i
 	}
+	for attempt := 1; len(pending) > 0; attempt++ {
+		idle := idleConns(s.client)
+		s.runPending(ctx, script, channels, pending, args, prelude, vals, errs)
+		var refused []int
+		for _, i := range pending {
+			if redis.IsReadOnlyError(errs[i]) {
+				refused = append(refused, i)
+			}
+		}
+		if len(refused) == 0 || !replicaRetry(attempt, idle) {
+			break
+		}
+		pending = refused
+	}
+	var first error
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			failed++
+		}
+	}
+	if failed > 1 {
+		first = fmt.Errorf("%d of %d channels failed, the first: %w", failed, len(channels), first)
+	}
+	return vals, errs, first
+}
+
+// runPending is one attempt of runEach for the channels pending holds,
+// writing their replies and errors into vals and errs.
+func (s *RedisStorage) runPending(ctx context.Context, script *redis.Script, channels []string, pending []int, args func(i int) []any, prelude func(redis.Pipeliner) []redis.Cmder, vals []int64, errs []error) {
 	for _, eval := range []bool{false, true} {
 		pipe := s.client.Pipeline()
 		var head []redis.Cmder
@@ -373,10 +408,10 @@ func (s *RedisStorage) runEach(ctx context.Context, script *redis.Script, channe
 		_ = execPipe(ctx, pipe)
 		for _, c := range head {
 			if err := c.Err(); err != nil {
-				for i := range errs {
+				for _, i := range pending {
 					errs[i] = err
 				}
-				return vals, errs, err
+				return
 			}
 		}
 		var again []int
@@ -389,23 +424,9 @@ func (s *RedisStorage) runEach(ctx context.Context, script *redis.Script, channe
 			vals[i], errs[i] = v, err
 		}
 		if pending = again; len(pending) == 0 {
-			break
+			return
 		}
 	}
-	var first error
-	failed := 0
-	for _, err := range errs {
-		if err != nil {
-			if first == nil {
-				first = err
-			}
-			failed++
-		}
-	}
-	if failed > 1 {
-		first = fmt.Errorf("%d of %d channels failed, the first: %w", failed, len(channels), first)
-	}
-	return vals, errs, first
 }
 
 // wrapOccupancy makes err a storage failure, like wrap.

@@ -50,21 +50,55 @@ local function refuseOnReplica(guard)
 end
 `
 
-// replicaAttempts bounds how many times the storage sends a command that
-// a replica refused (READONLY): each refusal closes a connection to the
-// old primary, and the pool may hold a few.
-const replicaAttempts = 4
+// A command a replica refused (READONLY) goes again, on another
+// connection: go-redis closes a connection whose reply is READONLY, and
+// the pool may hold as many to the old primary as it had connections, a
+// busy node's PoolSize (10 per CPU by default). So it goes again while
+// the pool had an idle connection when it was sent, which may have been
+// one of those; a refusal on a fresh dial (no idle connection) means
+// the address still names the replica, and the command fails. A client
+// without pool statistics gets replicaAttempts sends, and none gets more
+// than maxReplicaAttempts.
+const (
+	replicaAttempts    = 4
+	maxReplicaAttempts = 64
+)
 
-// onPrimary runs call, a command that a replica refuses with READONLY
-// having done nothing, up to replicaAttempts times while it is refused.
-func onPrimary(call func() error) error {
-	var err error
-	for range replicaAttempts {
-		if err = call(); !redis.IsReadOnlyError(err) {
+// pooled is a client whose pool onPrimary can look at.
+type pooled interface{ PoolStats() *redis.PoolStats }
+
+// replicaRetry reports whether a command that a replica refused on
+// attempt (from 1) goes again; idle is the pool's idle connections when
+// it was sent, or -1 for a client without pool statistics.
+func replicaRetry(attempt int, idle int) bool {
+	switch {
+	case attempt >= maxReplicaAttempts:
+		return false
+	case idle < 0:
+		return attempt < replicaAttempts
+	}
+	return idle > 0
+}
+
+// idleConns returns c's idle connections, or -1 for a client without
+// pool statistics.
+func idleConns(c any) int {
+	if p, ok := c.(pooled); ok {
+		return int(p.PoolStats().IdleConns)
+	}
+	return -1
+}
+
+// onPrimary runs call, a command on c that a replica refuses with
+// READONLY having done nothing, and again while it is refused on a
+// connection that may have been pooled (replicaRetry).
+func onPrimary(c any, call func() error) error {
+	for attempt := 1; ; attempt++ {
+		idle := idleConns(c)
+		if err := call(); !redis.IsReadOnlyError(err) || !replicaRetry(attempt, idle) {
 			return err
 		}
 	}
-	return err
 }
 
 // runOnPrimary runs script on c (a client) once (redis_once.go), and
@@ -74,7 +108,7 @@ func onPrimary(call func() error) error {
 // so a refused run did nothing.
 func runOnPrimary(ctx context.Context, c processor, script *redis.Script, keys []string, args ...any) *redis.Cmd {
 	var cmd *redis.Cmd
-	_ = onPrimary(func() error {
+	_ = onPrimary(c, func() error {
 		cmd = script.Run(ctx, once(c), keys, args...)
 		return cmd.Err()
 	})

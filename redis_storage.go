@@ -294,10 +294,10 @@ func (s *RedisStorage) Close() error {
 		var errs []error
 		// Each is a few DELs and SREMs, safe to send again off a
 		// replica (redis_replica.go).
-		if err := onPrimary(func() error { return s.deregister(ctx) }); err != nil {
+		if err := onPrimary(s.client, func() error { return s.deregister(ctx) }); err != nil {
 			errs = append(errs, err)
 		}
-		if err := onPrimary(func() error { return s.deregisterOccupancy(ctx) }); err != nil {
+		if err := onPrimary(s.client, func() error { return s.deregisterOccupancy(ctx) }); err != nil {
 			errs = append(errs, err)
 		}
 		if s.ownsClient {

@@ -99,7 +99,7 @@ func (n *presenceNode) acquire(ctx context.Context, s *RedisStorage, ch string, 
 // A replica refuses them (READONLY), and they go again on another
 // connection (onPrimary); adding again is a no-op.
 func (s *RedisStorage) index(ctx context.Context, id, ch string) error {
-	return onPrimary(func() error {
+	return onPrimary(s.client, func() error {
 		node := redis.NewIntCmd(ctx, "sadd", s.keys.nodes(), id)
 		channel := redis.NewIntCmd(ctx, "sadd", s.keys.nodeChannels(id), ch)
 		if s.scripts != nil {
@@ -184,10 +184,10 @@ func (s *RedisStorage) register(n *presenceNode) error {
 		return err
 	}
 	n.runs = runs
-	if err := onPrimary(func() error { return s.client.Set(ctx, s.keys.alive(n.id), "1", s.ttl).Err() }); err != nil {
+	if err := onPrimary(s.client, func() error { return s.client.Set(ctx, s.keys.alive(n.id), "1", s.ttl).Err() }); err != nil {
 		return err
 	}
-	return onPrimary(func() error { return s.client.SAdd(ctx, s.keys.nodes(), n.id).Err() })
+	return onPrimary(s.client, func() error { return s.client.SAdd(ctx, s.keys.nodes(), n.id).Err() })
 }
 
 // beat refreshes the heartbeat key. It refreshes only a key that still
@@ -198,7 +198,7 @@ func (s *RedisStorage) beat(n *presenceNode) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.ttl/3)
 	defer cancel()
 	var ok bool
-	err := onPrimary(func() (err error) {
+	err := onPrimary(s.client, func() (err error) {
 		ok, err = s.client.SetXX(ctx, s.keys.alive(n.id), "1", s.ttl).Result()
 		return err
 	})
