@@ -133,8 +133,8 @@ func (a *autoPipeline) send(batch []*pipeItem[redis.Cmder]) {
 	ctx := context.Background() // the sockets' Read/WriteTimeout bound it
 	todo := make([]*pipeItem[redis.Cmder], len(batch))
 	copy(todo, batch)
-	for attempt := 1; len(todo) > 0; attempt++ {
-		idle := idleConns(a.client)
+	var retry replicaRetry
+	for len(todo) > 0 {
 		pipe := a.client.Pipeline()
 		g := guard(ctx, pipe, a.guard)
 		for _, it := range todo {
@@ -142,7 +142,7 @@ func (a *autoPipeline) send(batch []*pipeItem[redis.Cmder]) {
 		}
 		a.sent.Add(1)
 		_ = execPipe(ctx, pipe)
-		if !onReplica(g) || !replicaRetry(attempt, idle) {
+		if !onReplica(g) || !retry.again(a.client) {
 			break
 		}
 		again := todo[:0]

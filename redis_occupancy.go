@@ -357,8 +357,8 @@ func (s *RedisStorage) runEach(ctx context.Context, script *redis.Script, channe
 	for i := range pending {
 		pending[i] = i
 	}
-	for attempt := 1; len(pending) > 0; attempt++ {
-		idle := idleConns(s.client)
+	var retry replicaRetry
+	for len(pending) > 0 {
 		s.runPending(ctx, script, channels, pending, args, prelude, vals, errs)
 		var refused []int
 		for _, i := range pending {
@@ -366,7 +366,7 @@ func (s *RedisStorage) runEach(ctx context.Context, script *redis.Script, channe
 				refused = append(refused, i)
 			}
 		}
-		if len(refused) == 0 || !replicaRetry(attempt, idle) {
+		if len(refused) == 0 || !retry.again(s.client) {
 			break
 		}
 		pending = refused

@@ -53,49 +53,52 @@ end
 // A command a replica refused (READONLY) goes again, on another
 // connection: go-redis closes a connection whose reply is READONLY, and
 // the pool may hold as many to the old primary as it had connections, a
-// busy node's PoolSize (10 per CPU by default). So it goes again while
-// the pool had an idle connection when it was sent, which may have been
-// one of those; a refusal on a fresh dial (no idle connection) means
-// the address still names the replica, and the command fails. A client
-// without pool statistics gets replicaAttempts sends, and none gets more
-// than maxReplicaAttempts.
+// busy node's PoolSize (10 per CPU by default). So it goes again until a
+// refused send is one that dialled (the pools' count of dials, Misses,
+// grew since the refusal before it): the address still names the
+// replica, and the command fails. The pools are looked at only after a
+// refusal; go-redis may keep pipelines in a pool of their own, counted
+// too. A client without pool statistics gets replicaAttempts sends, and
+// none gets more than maxReplicaAttempts.
 const (
 	replicaAttempts    = 4
 	maxReplicaAttempts = 64
 )
 
-// pooled is a client whose pool onPrimary can look at.
-type pooled interface{ PoolStats() *redis.PoolStats }
-
-// replicaRetry reports whether a command that a replica refused on
-// attempt (from 1) goes again; idle is the pool's idle connections when
-// it was sent, or -1 for a client without pool statistics.
-func replicaRetry(attempt int, idle int) bool {
-	switch {
-	case attempt >= maxReplicaAttempts:
-		return false
-	case idle < 0:
-		return attempt < replicaAttempts
-	}
-	return idle > 0
+// replicaRetry follows a replica's refusals of one command (see above).
+type replicaRetry struct {
+	attempt int    // sends refused so far
+	misses  uint64 // the pools' dials when the last refusal came
 }
 
-// idleConns returns c's idle connections, or -1 for a client without
-// pool statistics.
-func idleConns(c any) int {
-	if p, ok := c.(pooled); ok {
-		return int(p.PoolStats().IdleConns)
+// again counts a refused send of a command on client c and reports
+// whether the command goes again.
+func (r *replicaRetry) again(c any) bool {
+	r.attempt++
+	p, stats := c.(interface{ PoolStats() *redis.PoolStats })
+	switch {
+	case r.attempt >= maxReplicaAttempts:
+		return false
+	case !stats:
+		return r.attempt < replicaAttempts
 	}
-	return -1
+	st := p.PoolStats()
+	m := uint64(st.Misses)
+	if st.PipelineStats != nil {
+		m += uint64(st.PipelineStats.Misses)
+	}
+	dialled := r.attempt > 1 && m > r.misses
+	r.misses = m
+	return !dialled
 }
 
 // onPrimary runs call, a command on c that a replica refuses with
 // READONLY having done nothing, and again while it is refused on a
 // connection that may have been pooled (replicaRetry).
 func onPrimary(c any, call func() error) error {
-	for attempt := 1; ; attempt++ {
-		idle := idleConns(c)
-		if err := call(); !redis.IsReadOnlyError(err) || !replicaRetry(attempt, idle) {
+	var r replicaRetry
+	for {
+		if err := call(); !redis.IsReadOnlyError(err) || !r.again(c) {
 			return err
 		}
 	}

@@ -169,18 +169,7 @@ func TestFailoverBehindOneAddressWithAGivenClient(t *testing.T) {
 		require.True(t, err == nil || errors.Is(err, ws.ErrPublishUncertain) || errors.Is(err, ws.ErrBrokerUnavailable), "publish %s: %v", p, err)
 		return err == nil
 	}
-	dials := func() int {
-		info, err := rr.Replica.CLI(ctx, "INFO", "stats")
-		require.NoError(t, err)
-		var n int
-		for _, l := range strings.Fields(info) {
-			if v, ok := strings.CutPrefix(l, "total_connections_received:"); ok {
-				n, err = strconv.Atoi(v)
-				require.NoError(t, err)
-			}
-		}
-		return n
-	}
+	dials := func() int { return connectionsReceived(ctx, t, rr.Replica) }
 	before, start := dials(), time.Now()
 	for i := range 200 {
 		require.False(t, publish(fmt.Sprint("early", i)), "publication %d returned nil while the address named a replica", i)
@@ -348,6 +337,7 @@ func TestPresenceReadsRefuseAReplica(t *testing.T) {
 	require.NoError(t, err, "join on the new primary")
 	require.True(t, joined)
 
+	before := connectionsReceived(ctx, t, rr.Replica)
 	for name, s := range stores {
 		members, _, err := s.PresenceMembers(ctx, "presence-room")
 		require.ErrorIs(t, err, ws.ErrStorageUnavailable, "%s: list while the address names a replica: got %d members", name, len(members))
@@ -356,6 +346,15 @@ func TestPresenceReadsRefuseAReplica(t *testing.T) {
 		require.ErrorIs(t, err, ws.ErrStorageUnavailable, "%s: count while the address names a replica: got %d", name, n)
 		require.ErrorContains(t, err, "READONLY", name)
 	}
+	// A refused call stops once a send that dialled is refused: at most
+	// two dials per layer that retries (on the storage's own client its
+	// pipelines retry, and the call around them), where it used to dial
+	// up to 64 times 64. Less the second count's own connection, with
+	// room for a heartbeat.
+	calls := 2 * len(stores)
+	opened := connectionsReceived(ctx, t, rr.Replica) - before - 1
+	t.Logf("%d refused calls opened %d connections to the replica", calls, opened)
+	require.LessOrEqual(t, opened, 4*calls+2, "connections opened to the replica by %d refused calls", calls)
 
 	rr.MoveAddress()
 	for name, s := range stores {
@@ -472,4 +471,21 @@ func cutReplicaLink(ctx context.Context, t *testing.T, rr *redistest.Replicated)
 	t.Helper()
 	out, err := rr.Replica.CLI(ctx, "REPLICAOF", "127.0.0.1", "1")
 	require.NoError(t, err, "cutting the replica's link: %s", out)
+}
+
+// connectionsReceived returns how many connections s has accepted, its
+// INFO's own included.
+func connectionsReceived(ctx context.Context, t *testing.T, s *redistest.Server) int {
+	t.Helper()
+	info, err := s.CLI(ctx, "INFO", "stats")
+	require.NoError(t, err)
+	for _, l := range strings.Fields(info) {
+		if v, ok := strings.CutPrefix(l, "total_connections_received:"); ok {
+			n, err := strconv.Atoi(v)
+			require.NoError(t, err)
+			return n
+		}
+	}
+	t.Fatalf("no total_connections_received in INFO stats: %s", info)
+	return 0
 }
