@@ -388,6 +388,6 @@ func (ms *memberSet) load() *memberSnap {
 	return emptySnap
 }
 
-// empty reports whether the current snapshot has no subscriber; safe
-// from any goroutine.
+// empty reports whether the set has no subscriber (a snapshot may still
+// hold departed ones); safe from any goroutine.
 func (ms *memberSet) empty() bool { return ms.size.Load() == 0 }
