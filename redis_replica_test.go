@@ -34,11 +34,7 @@ import (
 //   - every node's subscription connection ends on the new primary, even
 //     on a node that never publishes.
 func TestFailoverBehindOneAddress(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts two redis-servers; skipped with -short")
-	}
-	leakCheck(t)
-	rr := redistest.StartReplicated(t)
+	rr := startReplicated(t)
 	prefix := redistest.Prefix(t)
 	o := ws.RedisOptions{Addrs: []string{rr.Addr}, KeyPrefix: prefix}
 	var log errorLog
@@ -138,11 +134,7 @@ func TestFailoverBehindOneAddress(t *testing.T) {
 // itself and makes this one count its peers, and the HealthInterval is
 // longer than the test: only the broker's publications can tell it.
 func TestFailoverBehindOneAddressWithAGivenClient(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts two redis-servers; skipped with -short")
-	}
-	leakCheck(t)
-	rr := redistest.StartReplicated(t)
+	rr := startReplicated(t)
 	prefix := redistest.Prefix(t)
 	client := redis.NewClient(&redis.Options{Addr: rr.Addr, MaxRetries: -1})
 	t.Cleanup(func() { _ = client.Close() })
@@ -219,11 +211,7 @@ func TestFailoverBehindOneAddressWithAGivenClient(t *testing.T) {
 // node, and at most 4 sends, the first join of a channel new to the node
 // still failed.
 func TestFailoverBehindOneAddressWithAGivenStore(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts two redis-servers; skipped with -short")
-	}
-	leakCheck(t)
-	rr := redistest.StartReplicated(t)
+	rr := startReplicated(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	stores := map[string]*ws.RedisStorage{}
@@ -304,11 +292,7 @@ func TestFailoverBehindOneAddressWithAGivenStore(t *testing.T) {
 // then holds the four. The storage's own client, and a client of the
 // application's with its retries off and on, behave alike.
 func TestPresenceReadsRefuseAReplica(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts two redis-servers; skipped with -short")
-	}
-	leakCheck(t)
-	rr := redistest.StartReplicated(t)
+	rr := startReplicated(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	prefix := redistest.Prefix(t)
@@ -379,11 +363,7 @@ func TestPresenceReadsRefuseAReplica(t *testing.T) {
 // the address names the primary, and then returns what the primary holds
 // (a new epoch: the history's Redis changed, see docs/recovery.md).
 func TestHistoryReadsRefuseAReplica(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts two redis-servers; skipped with -short")
-	}
-	leakCheck(t)
-	rr := redistest.StartReplicated(t)
+	rr := startReplicated(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	prefix := redistest.Prefix(t)
@@ -488,4 +468,16 @@ func connectionsReceived(ctx context.Context, t *testing.T, s *redistest.Server)
 	}
 	t.Fatalf("no total_connections_received in INFO stats: %s", info)
 	return 0
+}
+
+// startReplicated skips t under -short, has it checked for leaked
+// goroutines, and starts a primary, its replica and the one address in
+// front of them (redistest.StartReplicated).
+func startReplicated(t *testing.T) *redistest.Replicated {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts two redis-servers; skipped with -short")
+	}
+	leakCheck(t)
+	return redistest.StartReplicated(t)
 }
