@@ -357,12 +357,19 @@ func (sh *pubsubShard) recount(session uint64, n int) (elsewhere bool) {
 // over. Without a count from before (or a way to count) it waits it out.
 // Otherwise it returns when to look again: peerPoll, or replicaPoll
 // while the pool reaches a replica.
+//
+// It counts even without a count from before: the count is also how a
+// link finds that publications would go to a replica, and a link lost
+// before its first count (a node started or failing over while the
+// address named a replica) would otherwise go live after the wait with
+// its subscriptions on the replica, where publications that returned nil
+// never arrive.
 func (sh *pubsubShard) peersBack(session uint64) time.Duration {
 	sh.mu.RLock()
 	since, peers := sh.link.since, sh.link.peers
 	sh.mu.RUnlock()
 	back := time.Since(since) >= sh.wait
-	if sh.countPeers != nil && (back || peers > 0) {
+	if sh.countPeers != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), sh.every)
 		n, err := sh.countPeers(ctx)
 		cancel()
@@ -378,7 +385,7 @@ func (sh *pubsubShard) peersBack(session uint64) time.Duration {
 			sh.moveOff(errReplica)
 			return peerPoll
 		}
-		back = back || err == nil && n >= peers
+		back = back || peers > 0 && err == nil && n >= peers
 	}
 	if !back {
 		return peerPoll

@@ -142,6 +142,10 @@ func TestFailoverBehindOneAddressWithAGivenClient(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() }) // before the client's
 	require.Eventually(t, b.Healthy, 10*time.Second, 5*time.Millisecond, "the broker never became healthy")
+	// Fail over only once the broker has counted the brokers: without a
+	// count from before it waits ResubscribeWait once the address moved
+	// (TestBrokerStartedOnAReplica), and the test would measure that.
+	ws.WaitCounted(t, b)
 
 	rr.Promote(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -196,6 +200,83 @@ func TestFailoverBehindOneAddressWithAGivenClient(t *testing.T) {
 	}
 	lost := notIn(ok, got)
 	require.Empty(t, lost, "publications that returned nil and never reached a subscriber of the new primary (%d of %d)", len(lost), len(ok))
+}
+
+// TestBrokerStartedOnAReplica proves, in docs/redis.md (Failover behind
+// one address): a broker started while its address names a replica (a
+// node starting during a failover) accepts no publication until the
+// address names the primary, and then delivers every publication that
+// returned nil to its own subscribers. Such a broker has no count of the
+// brokers from before, and it used not to count while it waited for
+// them: when the address moved during the wait, it went live after
+// ResubscribeWait with its subscription connection still on the old
+// primary, and its publications returned nil and never reached its own
+// subscribers (100 of 100 lost, until a count a HealthInterval later
+// would have moved the connection). The old primary here is cut off from
+// the new one, as a failed primary is: a replica still linked gets its
+// primary's publications.
+func TestBrokerStartedOnAReplica(t *testing.T) {
+	rr := startReplicated(t)
+	rr.Promote(t) // the address names the old primary, now a replica
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// A replica gets its primary's publications: cut it off, as a failed
+	// primary is, so that a subscription left there shows.
+	cutReplicaLink(ctx, t, rr)
+	// The address moves while the broker waits for the brokers it never
+	// counted: a second into the wait.
+	const wait = 3 * time.Second
+	b, err := ws.NewRedisBrokerWithOptions(ws.RedisOptions{Addrs: []string{rr.Addr}, KeyPrefix: redistest.Prefix(t),
+		HealthInterval: time.Hour, ResubscribeWait: wait})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	got := make(chan string, 1000)
+	require.NoError(t, b.Subscribe(ctx, "news", func(p []byte) { got <- string(p) }))
+
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	publish := func(p string) bool {
+		<-tick.C
+		err := b.Publish(ctx, "news", []byte(p))
+		require.True(t, err == nil || errors.Is(err, ws.ErrPublishUncertain) || errors.Is(err, ws.ErrBrokerUnavailable), "publish %s: %v", p, err)
+		return err == nil
+	}
+	for i, end := 0, time.Now().Add(time.Second); time.Now().Before(end); i++ {
+		require.False(t, publish(fmt.Sprint("early", i)), "publication %d returned nil while the address named a replica", i)
+		require.False(t, b.Healthy(), "the broker became healthy while the address named a replica")
+	}
+
+	rr.MoveAddress()
+	var ok []string
+	failed := 0
+	for i := 0; len(ok) < 100 && ctx.Err() == nil; i++ {
+		p := fmt.Sprint(i)
+		if publish(p) {
+			ok = append(ok, p)
+		} else {
+			failed++
+		}
+	}
+	t.Logf("after the address moved: %d publications returned nil, %d failed first", len(ok), failed)
+	received := map[string]bool{}
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
+wait:
+	for missing := len(ok); missing > 0; {
+		select {
+		case p := <-got:
+			// An empty payload says the subscription was restored on a
+			// new connection; early ones were refused.
+			if p != "" && !received[p] && !strings.HasPrefix(p, "early") {
+				received[p] = true
+				missing--
+			}
+		case <-timeout.C:
+			break wait
+		}
+	}
+	lost := notIn(ok, received)
+	require.Empty(t, lost, "publications that returned nil and never reached the broker's own subscriber (%d of %d)", len(lost), len(ok))
 }
 
 // TestFailoverBehindOneAddressWithAGivenStore proves, in docs/redis.md
