@@ -70,6 +70,10 @@ type pubsubShard struct {
 	// replacing is the PubSub the monitor closed for the receive loop to
 	// replace, and why; nil otherwise.
 	replacing atomic.Pointer[replacement]
+	// retired is the PubSub replace last closed, until rehome replaced
+	// it: a subscription written to it failed only because the broker is
+	// moving, and the next PubSub subscribes it.
+	retired atomic.Pointer[redis.PubSub]
 	// moving asks the monitor to replace the connection, giving the
 	// cause: the Sentinel master moved (masterMoved), or the server the
 	// pool reaches is a replica (replicaSeen).
@@ -296,6 +300,7 @@ func (sh *pubsubShard) rehome(cause error) bool {
 		}
 	}
 	sh.mu.Unlock()
+	sh.retired.CompareAndSwap(old, nil)
 	_ = old.Close()
 	if len(rchs) == 0 {
 		return true
@@ -351,6 +356,7 @@ func (sh *pubsubShard) moveOff(cause error) {
 func (sh *pubsubShard) replace(cause error) {
 	ps := sh.pubsub()
 	sh.replacing.Store(&replacement{ps: ps, cause: cause})
+	sh.retired.Store(ps)
 	_ = ps.Close()
 }
 
@@ -379,8 +385,11 @@ func (sh *pubsubShard) subscribeMany(ctx context.Context, rchs []string, handler
 	sh.mu.Unlock()
 
 	err := sh.sendSubscribe(ctx, ps, rchs)
-	if err != nil && sh.pubsub() != ps {
-		err = nil // a rehome replaced ps and subscribed rchs on the new one
+	if err != nil && (sh.pubsub() != ps || sh.retired.Load() == ps) {
+		// A rehome replaced ps, or is about to (the monitor closed ps for
+		// it): it subscribes rchs on the new PubSub, since they were in
+		// subs before ps was read.
+		err = nil
 	}
 	errs := make([]error, len(rchs))
 	var failed []string

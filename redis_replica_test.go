@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -277,6 +278,59 @@ wait:
 	}
 	lost := notIn(ok, received)
 	require.Empty(t, lost, "publications that returned nil and never reached the broker's own subscriber (%d of %d)", len(lost), len(ok))
+}
+
+// TestSubscribeWhileTheConnectionMoves proves, in docs/redis.md
+// (Subscriptions): Subscribe returns nil, the channel confirmed, while the
+// broker moves its subscription connection, here off a replica, the first
+// thing a broker started on one does. Before, a Subscribe that wrote to
+// the connection the broker had just closed failed with "redis: client
+// is closed" though the next connection subscribed the channel.
+func TestSubscribeWhileTheConnectionMoves(t *testing.T) {
+	rr := startReplicated(t)
+	rr.Promote(t) // the address names a replica: the broker moves at once
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	logs := &recordHandler{}
+	b, err := ws.NewRedisBrokerWithOptions(ws.RedisOptions{Addrs: []string{rr.Addr}, KeyPrefix: redistest.Prefix(t),
+		HealthInterval: time.Hour, Logger: slog.New(logs)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	moved := func() bool {
+		return len(logs.where(func(r slog.Record) bool { return strings.Contains(r.Message, "connection lost") })) > 0
+	}
+	// Start a Subscribe every millisecond until the broker has logged the
+	// move, then for 200 ms more: four times the 50 ms it waits before the
+	// new connection. (A Subscribe written just before the old connection
+	// closed waits out the move; those started meanwhile must not fail.)
+	var (
+		mu     sync.Mutex
+		n      int
+		failed []string
+		wg     sync.WaitGroup
+	)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	var end time.Time
+	for ; (end.IsZero() || time.Now().Before(end)) && ctx.Err() == nil; n++ {
+		<-tick.C
+		if end.IsZero() && moved() {
+			end = time.Now().Add(200 * time.Millisecond)
+		}
+		wg.Add(1)
+		go func(ch string) {
+			defer wg.Done()
+			if err := b.Subscribe(ctx, ch, func([]byte) {}); err != nil {
+				mu.Lock()
+				failed = append(failed, fmt.Sprintf("%s: %v", ch, err))
+				mu.Unlock()
+			}
+		}(fmt.Sprint("room", n))
+	}
+	wg.Wait()
+	require.True(t, moved(), "the broker never moved its connection off the replica")
+	require.Empty(t, failed[:min(len(failed), 3)], "subscriptions that failed while the broker moved its connection: %d of %d", len(failed), n)
+	t.Logf("%d subscriptions, none failed", n)
 }
 
 // TestFailoverBehindOneAddressWithAGivenStore proves, in docs/redis.md
