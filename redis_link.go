@@ -366,7 +366,7 @@ func (sh *pubsubShard) recount(session uint64, n int) (elsewhere bool) {
 // never arrive.
 func (sh *pubsubShard) peersBack(session uint64) time.Duration {
 	sh.mu.RLock()
-	since, peers := sh.link.since, sh.link.peers
+	since, peers, cause := sh.link.since, sh.link.peers, sh.link.cause
 	sh.mu.RUnlock()
 	back := time.Since(since) >= sh.wait
 	if sh.countPeers != nil {
@@ -377,12 +377,15 @@ func (sh *pubsubShard) peersBack(session uint64) time.Duration {
 		case errors.Is(err, errReplica):
 			sh.sawReplica = true
 			return replicaPoll // publications would go to a replica: not even after the wait
-		case err == nil && sh.sawReplica:
+		case err == nil && (sh.sawReplica || cause == errReplica):
 			// The pool left the replica. This connection was dialled
 			// while the address still named it, and is probably there,
-			// where no other broker counts it: move it as well.
+			// where no other broker counts it: move it as well. So was
+			// a connection that replaced one lost to a replica, unless
+			// the address moved between its dial and this count: move
+			// it too, at the cost of a move when it was already right.
 			sh.sawReplica = false
-			sh.moveOff(errReplica)
+			sh.moveOff(errLeftReplica)
 			return peerPoll
 		}
 		back = back || peers > 0 && err == nil && n >= peers

@@ -260,6 +260,10 @@ var (
 	// errElsewhere is the cause given when the monitor closed a connection
 	// whose server is not the one that takes this broker's publications.
 	errElsewhere = errors.New("the Redis server that takes this node's publications does not see its subscriptions (a failover moved the master)")
+	// errLeftReplica is the cause given when the monitor moves a
+	// connection that may have been dialled while the address named a
+	// replica, once the pool reaches the primary (peersBack).
+	errLeftReplica = errors.New("moving the subscription connection to the primary: it was dialled while the address may have named a replica")
 )
 
 // replacement is a PubSub the monitor closed, for the receive loop to

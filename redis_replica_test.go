@@ -280,6 +280,93 @@ wait:
 	require.Empty(t, lost, "publications that returned nil and never reached the broker's own subscriber (%d of %d)", len(lost), len(ok))
 }
 
+// TestBrokerLeavesTheReplicaWhenTheAddressMovesMidMove proves, in
+// docs/redis.md (Failover behind one address): a broker that found its
+// pool on a replica, and whose new subscription connection reached that
+// replica just before the address moved, moves that connection again
+// once its pool reaches the primary. Before, its first count found the
+// primary, so it took the connection for one dialled there and went live
+// with its subscriptions on the old primary: with that server cut off
+// from the new one, every publication returned nil and none reached the
+// broker's own subscriber (and with other brokers on the new primary, no
+// count would ever have found it out). The address's bytes are held from
+// the moment the broker finds the replica until the address has moved,
+// so the new connection reaches the old primary and the first count the
+// new one.
+func TestBrokerLeavesTheReplicaWhenTheAddressMovesMidMove(t *testing.T) {
+	rr := startReplicated(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Pooled connections idle for 50 ms are dropped, so the first count
+	// after the move dials rather than reuse one to the old primary.
+	client := redis.NewClient(&redis.Options{Addr: rr.Addr, MaxRetries: -1, ConnMaxIdleTime: 50 * time.Millisecond})
+	t.Cleanup(func() { _ = client.Close() })
+	logs := &recordHandler{notify: make(chan slog.Record, 64)}
+	b, err := ws.NewRedisBrokerFromClient(client, ws.RedisOptions{KeyPrefix: redistest.Prefix(t),
+		HealthInterval: time.Hour, ResubscribeWait: 200 * time.Millisecond, Logger: slog.New(logs)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() }) // before the client's
+	got := make(chan string, 1000)
+	require.NoError(t, b.Subscribe(ctx, "news", func(p []byte) { got <- string(p) }))
+	require.Eventually(t, b.Healthy, 10*time.Second, 5*time.Millisecond, "the broker never became healthy")
+	ws.WaitCounted(t, b)
+
+	rr.Promote(t)
+	// The old primary keeps nothing published on the new one; the test
+	// watches it directly, not through the address.
+	cutReplicaLink(ctx, t, rr)
+	old := redis.NewClient(&redis.Options{Addr: rr.Replica.Addr})
+	t.Cleanup(func() { _ = old.Close() })
+	require.Error(t, b.Publish(ctx, "news", []byte("refused")), "a publication to a replica")
+	for r := range logs.notify {
+		if strings.Contains(r.Message, "connection lost") {
+			break
+		}
+	}
+	rr.Stall() // 50 ms before the broker dials its new subscription connection
+	// That connection reaches the old primary and sends nothing yet.
+	require.Eventually(t, func() bool {
+		list, err := old.ClientList(ctx).Result()
+		return err == nil && strings.Contains(list, "cmd=NULL")
+	}, 10*time.Second, time.Millisecond, "the new subscription connection never reached the old primary")
+	rr.MoveAddress()
+	rr.Resume()
+
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	var ok []string
+	failed := 0
+	for i := 0; len(ok) < 100 && ctx.Err() == nil; i++ {
+		<-tick.C
+		p := fmt.Sprint(i)
+		err := b.Publish(ctx, "news", []byte(p))
+		require.True(t, err == nil || errors.Is(err, ws.ErrPublishUncertain) || errors.Is(err, ws.ErrBrokerUnavailable), "publish %s: %v", p, err)
+		if err == nil {
+			ok = append(ok, p)
+		} else {
+			failed++
+		}
+	}
+	t.Logf("after the address moved: %d publications returned nil, %d failed first", len(ok), failed)
+	received := map[string]bool{}
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
+wait:
+	for missing := len(ok); missing > 0; {
+		select {
+		case p := <-got:
+			if p != "" && p != "refused" && !received[p] { // "" says a subscription was restored
+				received[p] = true
+				missing--
+			}
+		case <-timeout.C:
+			break wait
+		}
+	}
+	lost := notIn(ok, received)
+	require.Empty(t, lost, "publications that returned nil and never reached the broker's own subscriber (%d of %d)", len(lost), len(ok))
+}
+
 // TestSubscribeWhileTheConnectionMoves proves, in docs/redis.md
 // (Subscriptions): Subscribe returns nil, the channel confirmed, while the
 // broker moves its subscription connection, here off a replica, the first

@@ -73,6 +73,14 @@ func (r *Replicated) Promote(tb testing.TB) {
 // stay where they are.
 func (r *Replicated) MoveAddress() { r.proxy.Retarget(r.Primary.Addr) }
 
+// Stall holds every byte through Addr, on the open connections and on
+// new ones (which still reach the server Addr names when they connect),
+// until Resume.
+func (r *Replicated) Stall() { r.proxy.Stall() }
+
+// Resume forwards what Stall held, and everything after it.
+func (r *Replicated) Resume() { r.proxy.Resume() }
+
 // linkUp reports whether s replicates from its primary with the link up.
 func linkUp(ctx context.Context, s *Server) bool {
 	info, err := s.CLI(ctx, "INFO", "replication")
