@@ -361,7 +361,7 @@ func (r faultReport) check(t *testing.T) {
 // call it first so it runs after every other cleanup.
 func leakCheck(t *testing.T) {
 	opt := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
+	t.Cleanup(func() { ws.VerifyNoLeaks(t, opt) })
 }
 
 // TestRedisKillAndRestartUnderLoad: Redis is SIGKILLed for about 3 s and
