@@ -234,50 +234,16 @@ func TestBrokerStartedOnAReplica(t *testing.T) {
 	got := make(chan string, 1000)
 	require.NoError(t, b.Subscribe(ctx, "news", func(p []byte) { got <- string(p) }))
 
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	publish := func(p string) bool {
-		<-tick.C
-		err := b.Publish(ctx, "news", []byte(p))
-		require.True(t, err == nil || errors.Is(err, ws.ErrPublishUncertain) || errors.Is(err, ws.ErrBrokerUnavailable), "publish %s: %v", p, err)
-		return err == nil
-	}
+	publish := publishEvery5ms(ctx, t, b)
 	for i, end := 0, time.Now().Add(time.Second); time.Now().Before(end); i++ {
 		require.False(t, publish(fmt.Sprint("early", i)), "publication %d returned nil while the address named a replica", i)
 		require.False(t, b.Healthy(), "the broker became healthy while the address named a replica")
 	}
 
 	rr.MoveAddress()
-	var ok []string
-	failed := 0
-	for i := 0; len(ok) < 100 && ctx.Err() == nil; i++ {
-		p := fmt.Sprint(i)
-		if publish(p) {
-			ok = append(ok, p)
-		} else {
-			failed++
-		}
-	}
+	ok, failed := publishHundred(ctx, publish)
 	t.Logf("after the address moved: %d publications returned nil, %d failed first", len(ok), failed)
-	received := map[string]bool{}
-	timeout := time.NewTimer(5 * time.Second)
-	defer timeout.Stop()
-wait:
-	for missing := len(ok); missing > 0; {
-		select {
-		case p := <-got:
-			// An empty payload says the subscription was restored on a
-			// new connection; early ones were refused.
-			if p != "" && !received[p] && !strings.HasPrefix(p, "early") {
-				received[p] = true
-				missing--
-			}
-		case <-timeout.C:
-			break wait
-		}
-	}
-	lost := notIn(ok, received)
-	require.Empty(t, lost, "publications that returned nil and never reached the broker's own subscriber (%d of %d)", len(lost), len(ok))
+	requireReceived(t, got, ok)
 }
 
 // TestBrokerLeavesTheReplicaWhenTheAddressMovesMidMove proves, in
@@ -332,39 +298,62 @@ func TestBrokerLeavesTheReplicaWhenTheAddressMovesMidMove(t *testing.T) {
 	rr.MoveAddress()
 	rr.Resume()
 
+	ok, failed := publishHundred(ctx, publishEvery5ms(ctx, t, b))
+	t.Logf("after the address moved: %d publications returned nil, %d failed first", len(ok), failed)
+	requireReceived(t, got, ok)
+}
+
+// publishEvery5ms returns a publish of payload p on b's channel "news",
+// one every 5 ms, that reports whether it returned nil and fails t on an
+// error that is neither unavailable nor uncertain.
+func publishEvery5ms(ctx context.Context, t *testing.T, b *ws.RedisBroker) func(p string) bool {
 	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	var ok []string
-	failed := 0
-	for i := 0; len(ok) < 100 && ctx.Err() == nil; i++ {
+	t.Cleanup(tick.Stop)
+	return func(p string) bool {
 		<-tick.C
-		p := fmt.Sprint(i)
 		err := b.Publish(ctx, "news", []byte(p))
 		require.True(t, err == nil || errors.Is(err, ws.ErrPublishUncertain) || errors.Is(err, ws.ErrBrokerUnavailable), "publish %s: %v", p, err)
-		if err == nil {
+		return err == nil
+	}
+}
+
+// publishHundred publishes "0", "1", ... with publish until 100 returned
+// nil, and returns those and how many failed first.
+func publishHundred(ctx context.Context, publish func(string) bool) (ok []string, failed int) {
+	for i := 0; len(ok) < 100 && ctx.Err() == nil; i++ {
+		if p := fmt.Sprint(i); publish(p) {
 			ok = append(ok, p)
 		} else {
 			failed++
 		}
 	}
-	t.Logf("after the address moved: %d publications returned nil, %d failed first", len(ok), failed)
+	return ok, failed
+}
+
+// requireReceived fails t unless every payload of ok comes on got, the
+// broker's own subscriber, within 5 s. Other payloads are ignored: an
+// empty one says a subscription was restored on a new connection, and
+// the tests' refused publications may have reached a replica's.
+func requireReceived(t *testing.T, got <-chan string, ok []string) {
+	t.Helper()
+	want := map[string]bool{}
+	for _, p := range ok {
+		want[p] = true
+	}
 	received := map[string]bool{}
 	timeout := time.NewTimer(5 * time.Second)
 	defer timeout.Stop()
-wait:
-	for missing := len(ok); missing > 0; {
+	for len(received) < len(want) {
 		select {
 		case p := <-got:
-			if p != "" && p != "refused" && !received[p] { // "" says a subscription was restored
+			if want[p] {
 				received[p] = true
-				missing--
 			}
 		case <-timeout.C:
-			break wait
+			lost := notIn(ok, received)
+			require.Empty(t, lost, "publications that returned nil and never reached the broker's own subscriber (%d of %d)", len(lost), len(ok))
 		}
 	}
-	lost := notIn(ok, received)
-	require.Empty(t, lost, "publications that returned nil and never reached the broker's own subscriber (%d of %d)", len(lost), len(ok))
 }
 
 // TestSubscribeWhileTheConnectionMoves proves, in docs/redis.md
