@@ -169,7 +169,10 @@ func (b *RedisBroker) redisChannel(i int, channel string) string {
 
 // Subscribe sends SUBSCRIBE (SSUBSCRIBE on Redis Cluster) and returns
 // once Redis confirmed it, or with an error wrapping ErrBrokerUnavailable
-// when ctx ends first. Calling it again for a subscribed channel replaces
+// when ctx ends first or the command cannot be written (Redis
+// unreachable: it does not wait for Redis to come back). While the broker
+// moves its own subscription connection it waits for the next one to
+// confirm the channel. Calling it again for a subscribed channel replaces
 // the handler.
 func (b *RedisBroker) Subscribe(ctx context.Context, channel string, handler func([]byte)) error {
 	if handler == nil {
