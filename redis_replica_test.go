@@ -357,9 +357,9 @@ func requireReceived(t *testing.T, got <-chan string, ok []string) {
 }
 
 // TestSubscribeWhileTheConnectionMoves proves, in docs/redis.md
-// (Subscriptions): Subscribe returns nil, the channel confirmed, while the
-// broker moves its subscription connection, here off a replica, the first
-// thing a broker started on one does. Before, a Subscribe that wrote to
+// (Subscribe confirmation): Subscribe returns nil, the channel
+// confirmed, while the broker moves its subscription connection, here
+// off a replica, the first thing a broker started on one does. Before, a Subscribe that wrote to
 // the connection the broker had just closed failed with "redis: client
 // is closed" though the next connection subscribed the channel.
 func TestSubscribeWhileTheConnectionMoves(t *testing.T) {
@@ -372,18 +372,80 @@ func TestSubscribeWhileTheConnectionMoves(t *testing.T) {
 		HealthInterval: time.Hour, Logger: slog.New(logs)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
+	// (A Subscribe written just before the old connection closed waits out
+	// the move; those started meanwhile must not fail.)
+	n, failed := duringMove(ctx, t, logs, func(i int) error {
+		return b.Subscribe(ctx, fmt.Sprint("room", i), func([]byte) {})
+	})
+	require.Empty(t, failed[:min(len(failed), 3)], "subscriptions that failed while the broker moved its connection: %d of %d", len(failed), n)
+	t.Logf("%d subscriptions, none failed", n)
+}
+
+// TestUnsubscribeWhileTheConnectionMoves proves, in docs/redis.md
+// (Subscribe confirmation): Unsubscribe returns nil while the broker
+// moves its subscription connection (here off a replica, after a
+// failover behind one address), since the next connection subscribes
+// only the channels still subscribed. Before, one written to the
+// connection the broker had just closed failed with "redis: client is
+// closed", which the Hub logs as a failed unsubscribe.
+func TestUnsubscribeWhileTheConnectionMoves(t *testing.T) {
+	rr := startReplicated(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	logs := &recordHandler{}
+	prefix := redistest.Prefix(t)
+	b, err := ws.NewRedisBrokerWithOptions(ws.RedisOptions{Addrs: []string{rr.Addr}, KeyPrefix: prefix,
+		HealthInterval: time.Hour, Logger: slog.New(logs)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	subs := make([]ws.BrokerSubscription, 1000)
+	for i := range subs {
+		subs[i] = ws.BrokerSubscription{Channel: fmt.Sprint("room", i), Handler: func([]byte) {}}
+	}
+	for i, err := range b.SubscribeBatch(ctx, subs) {
+		require.NoError(t, err, "subscription %d", i)
+	}
+	rr.Promote(t) // the address still names the old primary
+	// The publication finds the replica, and the broker moves.
+	require.Error(t, b.Publish(ctx, "news", []byte("refused")), "a publication to a replica")
+	n, failed := duringMove(ctx, t, logs, func(i int) error {
+		if i >= len(subs) {
+			return errors.New("more unsubscriptions than subscriptions")
+		}
+		return b.Unsubscribe(ctx, subs[i].Channel)
+	})
+	require.Empty(t, failed[:min(len(failed), 3)], "unsubscriptions that failed while the broker moved its connection: %d of %d", len(failed), n)
+	t.Logf("%d unsubscriptions, none failed", n)
+
+	// The next connection (on the old primary, which the address still
+	// names) holds the channels left and none of those unsubscribed.
+	old := redis.NewClient(&redis.Options{Addr: rr.Replica.Addr})
+	t.Cleanup(func() { _ = old.Close() })
+	numsub := func(i int) int64 {
+		m, err := old.PubSubNumSub(ctx, prefix+"ch:"+subs[i].Channel).Result()
+		require.NoError(t, err)
+		return m[prefix+"ch:"+subs[i].Channel]
+	}
+	require.Eventually(t, func() bool { return numsub(len(subs)-1) == 1 }, 10*time.Second, time.Millisecond,
+		"the channels left were never subscribed on the next connection")
+	for i := range n {
+		require.Zero(t, numsub(i), "unsubscribed channel %d still subscribed", i)
+	}
+}
+
+// duringMove starts call(0), call(1), ... each in a goroutine of its
+// own, one every millisecond, until 200 ms after the broker logged to
+// logs that its subscription connection was lost (four times the 50 ms
+// it waits before it dials the next one), waits for them, and returns
+// how many it started and the errors of those that failed.
+func duringMove(ctx context.Context, t *testing.T, logs *recordHandler, call func(i int) error) (n int, failed []string) {
+	t.Helper()
 	moved := func() bool {
 		return len(logs.where(func(r slog.Record) bool { return strings.Contains(r.Message, "connection lost") })) > 0
 	}
-	// Start a Subscribe every millisecond until the broker has logged the
-	// move, then for 200 ms more: four times the 50 ms it waits before the
-	// new connection. (A Subscribe written just before the old connection
-	// closed waits out the move; those started meanwhile must not fail.)
 	var (
-		mu     sync.Mutex
-		n      int
-		failed []string
-		wg     sync.WaitGroup
+		mu sync.Mutex
+		wg sync.WaitGroup
 	)
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
@@ -394,19 +456,18 @@ func TestSubscribeWhileTheConnectionMoves(t *testing.T) {
 			end = time.Now().Add(200 * time.Millisecond)
 		}
 		wg.Add(1)
-		go func(ch string) {
+		go func(i int) {
 			defer wg.Done()
-			if err := b.Subscribe(ctx, ch, func([]byte) {}); err != nil {
+			if err := call(i); err != nil {
 				mu.Lock()
-				failed = append(failed, fmt.Sprintf("%s: %v", ch, err))
+				failed = append(failed, fmt.Sprintf("%d: %v", i, err))
 				mu.Unlock()
 			}
-		}(fmt.Sprint("room", n))
+		}(n)
 	}
 	wg.Wait()
-	require.True(t, moved(), "the broker never moved its connection off the replica")
-	require.Empty(t, failed[:min(len(failed), 3)], "subscriptions that failed while the broker moved its connection: %d of %d", len(failed), n)
-	t.Logf("%d subscriptions, none failed", n)
+	require.True(t, moved(), "the broker never moved its connection")
+	return n, failed
 }
 
 // TestFailoverBehindOneAddressWithAGivenStore proves, in docs/redis.md
