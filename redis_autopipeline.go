@@ -135,14 +135,13 @@ func (a *autoPipeline) send(batch []*pipeItem[redis.Cmder]) {
 	copy(todo, batch)
 	var retry replicaRetry
 	for len(todo) > 0 {
-		pipe := a.client.Pipeline()
-		g := guard(ctx, pipe, a.guard)
-		for _, it := range todo {
-			_ = pipe.Process(it.ctx, it.v) // queued, not sent: a Pipeline's Process only appends
-		}
 		a.sent.Add(1)
-		_ = execPipe(ctx, pipe)
-		if !onReplica(g) || !retry.again(a.client) {
+		replica, _ := sendGuarded(ctx, a.client, a.guard, func(pipe redis.Pipeliner) {
+			for _, it := range todo {
+				_ = pipe.Process(it.ctx, it.v) // queued, not sent: a Pipeline's Process only appends
+			}
+		})
+		if !replica || !retry.again(a.client) {
 			break
 		}
 		again := todo[:0]

@@ -57,15 +57,11 @@ func (b *RedisBroker) PublishCounted(ctx context.Context, channel string, payloa
 func (s *RedisStorage) presenceCounts(ctx context.Context, channels []string) ([]int, error) {
 	cmds := make([]*redis.IntCmd, len(channels))
 	err := onPrimary(s.client, func() error {
-		pipe := s.client.Pipeline()
-		g := guard(ctx, pipe, s.guard)
-		for i, ch := range channels {
-			cmds[i] = pipe.HLen(ctx, s.keys.channel(ch)[2])
-		}
-		err := execPipe(ctx, pipe)
-		if onReplica(g) {
-			return g.Err()
-		}
+		_, err := sendGuarded(ctx, s.client, s.guard, func(pipe redis.Pipeliner) {
+			for i, ch := range channels {
+				cmds[i] = pipe.HLen(ctx, s.keys.channel(ch)[2])
+			}
+		})
 		return err
 	})
 	if err != nil {

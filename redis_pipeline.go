@@ -125,15 +125,14 @@ func (p *publishPipe) send(batch []*pipeItem[pubReq]) {
 // exec sends its as one pipeline on c, after the replica guard when there
 // is one, and reports whether Redis answered any command with MOVED.
 func (p *publishPipe) exec(ctx context.Context, c redis.Cmdable, its []*pipeItem[pubReq]) (moved bool) {
-	pipe := c.Pipeline()
-	g := guard(ctx, pipe, p.guard)
 	cmds := make([]*redis.IntCmd, len(its))
-	for i, it := range its {
-		cmds[i] = publishAtMostOnce(ctx, pipe, p.sharded, it.v.rch, it.v.payload) // redis_once.go
-	}
 	p.sent.Add(1)
-	_ = execPipe(ctx, pipe) // each command carries its own error
-	replica := onReplica(g)
+	// Each command carries its own error.
+	replica, _ := sendGuarded(ctx, c, p.guard, func(pipe redis.Pipeliner) {
+		for i, it := range its {
+			cmds[i] = publishAtMostOnce(ctx, pipe, p.sharded, it.v.rch, it.v.payload) // redis_once.go
+		}
+	})
 	for i, it := range its {
 		err := cmds[i].Err()
 		if err == nil && replica {

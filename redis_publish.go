@@ -83,7 +83,8 @@ func (b *RedisBroker) publishOnce(ctx context.Context, rch string, payload []byt
 func (b *RedisBroker) publishCountedOnce(ctx context.Context, rch string, payload []byte) (int64, error) {
 	if b.guardKey != "" {
 		var cmd *redis.IntCmd
-		if b.guarded(ctx, func(pipe redis.Pipeliner) { cmd = publishAtMostOnce(ctx, pipe, false, rch, payload) }) && cmd.Err() == nil {
+		replica, _ := sendGuarded(ctx, b.client, b.guardKey, func(pipe redis.Pipeliner) { cmd = publishAtMostOnce(ctx, pipe, false, rch, payload) })
+		if replica && cmd.Err() == nil {
 			return 0, errReplica
 		}
 		return cmd.Result()
@@ -190,7 +191,7 @@ func (b *RedisBroker) peerCounter(ctl string) func(context.Context) (int, error)
 		// its own subscribers (redis_replica.go).
 		return func(ctx context.Context) (int, error) {
 			var num *redis.MapStringIntCmd
-			if b.guarded(ctx, func(pipe redis.Pipeliner) { num = pipe.PubSubNumSub(ctx, ctl) }) {
+			if replica, _ := sendGuarded(ctx, b.client, b.guardKey, func(pipe redis.Pipeliner) { num = pipe.PubSubNumSub(ctx, ctl) }); replica {
 				return 0, errReplica
 			}
 			n, err := num.Result()

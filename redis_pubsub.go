@@ -389,10 +389,9 @@ func (sh *pubsubShard) subscribeMany(ctx context.Context, rchs []string, handler
 	sh.mu.Unlock()
 
 	err := sh.sendSubscribe(ctx, ps, rchs)
-	if err != nil && (sh.pubsub() != ps || sh.retired.Load() == ps) {
-		// A rehome replaced ps, or is about to (the monitor closed ps for
-		// it): it subscribes rchs on the new PubSub, since they were in
-		// subs before ps was read.
+	if err != nil && sh.replaced(ps) {
+		// The new PubSub subscribes rchs: they were in subs before ps was
+		// read.
 		err = nil
 	}
 	errs := make([]error, len(rchs))
@@ -459,12 +458,20 @@ func (sh *pubsubShard) unsubscribe(ctx context.Context, rchs []string) error {
 		return nil
 	}
 	err := sh.sendUnsubscribe(ctx, ps, known)
-	if err != nil && (sh.pubsub() != ps || sh.retired.Load() == ps) {
-		// ps is closed for a rehome, which subscribes the new PubSub to
-		// what subs holds: known had left it before ps was read.
+	if err != nil && sh.replaced(ps) {
+		// The new PubSub subscribes what subs holds: known had left it
+		// before ps was read.
 		return nil
 	}
 	return err
+}
+
+// replaced reports whether a rehome replaced ps, or is about to (the
+// monitor closed ps for one): a command that failed on ps failed only
+// because the broker is moving, and the new PubSub subscribes what subs
+// holds when it replaces ps.
+func (sh *pubsubShard) replaced(ps *redis.PubSub) bool {
+	return sh.pubsub() != ps || sh.retired.Load() == ps
 }
 
 // pubsub returns the shard's current PubSub.

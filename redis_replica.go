@@ -130,31 +130,26 @@ func guardKeyFor(client redis.UniversalClient, prefix string) string {
 	return prefix + "primary"
 }
 
-// guard queues the write in pipe, which must hold nothing yet (go-redis
-// acts on the first reply), and returns it; nil when key is "".
-func guard(ctx context.Context, pipe redis.Pipeliner, key string) *redis.IntCmd {
-	if key == "" {
-		return nil
+// sendGuarded sends, in one pipeline on c, the replica guard of key ("":
+// none) and then what queue adds; each queued command holds its own
+// result. The guard goes first because go-redis acts on a pipeline's
+// first reply (it closes the connection on READONLY). It reports whether
+// the server is a replica, with the guard's refusal as err, and otherwise
+// returns the pipeline's first error; any other error of the guard
+// (NOPERM for a user without DEL on the prefix, say) says nothing and is
+// ignored.
+func sendGuarded(ctx context.Context, c redis.Cmdable, key string, queue func(redis.Pipeliner)) (replica bool, err error) {
+	pipe := c.Pipeline()
+	var g *redis.IntCmd
+	if key != "" {
+		g = pipe.Del(ctx, key)
 	}
-	return pipe.Del(ctx, key)
-}
-
-// onReplica reports whether g, a sent guard or nil, says that the server
-// is a replica. Any other error of the guard (NOPERM for a user without
-// DEL on the prefix, say) says nothing and is ignored.
-func onReplica(g *redis.IntCmd) bool {
-	return g != nil && redis.IsReadOnlyError(g.Err())
-}
-
-// guarded sends, in one pipeline on the broker's client, the replica
-// guard and then what queue adds, and reports whether the server is a
-// replica. Each queued command holds its own result.
-func (b *RedisBroker) guarded(ctx context.Context, queue func(redis.Pipeliner)) bool {
-	pipe := b.client.Pipeline()
-	g := guard(ctx, pipe, b.guardKey)
 	queue(pipe)
-	_ = execPipe(ctx, pipe)
-	return onReplica(g)
+	err = execPipe(ctx, pipe)
+	if g != nil && redis.IsReadOnlyError(g.Err()) {
+		return true, g.Err()
+	}
+	return false, err
 }
 
 // replicaSeen moves the link down and has the monitor replace the

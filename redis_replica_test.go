@@ -158,14 +158,7 @@ func TestFailoverBehindOneAddressWithAGivenClient(t *testing.T) {
 	_, err = sub.Receive(ctx)
 	require.NoError(t, err)
 
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	publish := func(p string) bool {
-		<-tick.C
-		err := b.Publish(ctx, "news", []byte(p))
-		require.True(t, err == nil || errors.Is(err, ws.ErrPublishUncertain) || errors.Is(err, ws.ErrBrokerUnavailable), "publish %s: %v", p, err)
-		return err == nil
-	}
+	publish := publishEvery5ms(ctx, t, b)
 	dials := func() int { return connectionsReceived(ctx, t, rr.Replica) }
 	before, start := dials(), time.Now()
 	for i := range 200 {
@@ -176,16 +169,7 @@ func TestFailoverBehindOneAddressWithAGivenClient(t *testing.T) {
 	require.LessOrEqual(t, opened, int(time.Since(start)/(250*time.Millisecond))+3, "connections opened to the replica")
 
 	rr.MoveAddress()
-	var ok []string
-	failed := 0
-	for i := 0; len(ok) < 100 && ctx.Err() == nil; i++ {
-		p := fmt.Sprint(i)
-		if publish(p) {
-			ok = append(ok, p)
-		} else {
-			failed++
-		}
-	}
+	ok, failed := publishHundred(ctx, publish)
 	t.Logf("after the address moved: %d publications returned nil, %d failed first", len(ok), failed)
 	require.Less(t, failed, 200, "publications failed after the address moved (one every 5 ms)")
 	got := map[string]bool{}
@@ -223,7 +207,7 @@ func TestBrokerStartedOnAReplica(t *testing.T) {
 	defer cancel()
 	// A replica gets its primary's publications: cut it off, as a failed
 	// primary is, so that a subscription left there shows.
-	cutReplicaLink(ctx, t, rr)
+	rr.CutReplicaLink(t)
 	// The address moves while the broker waits for the brokers it never
 	// counted: a second into the wait.
 	const wait = 3 * time.Second
@@ -280,7 +264,7 @@ func TestBrokerLeavesTheReplicaWhenTheAddressMovesMidMove(t *testing.T) {
 	rr.Promote(t)
 	// The old primary keeps nothing published on the new one; the test
 	// watches it directly, not through the address.
-	cutReplicaLink(ctx, t, rr)
+	rr.CutReplicaLink(t)
 	old := redis.NewClient(&redis.Options{Addr: rr.Replica.Addr})
 	t.Cleanup(func() { _ = old.Close() })
 	require.Error(t, b.Publish(ctx, "news", []byte("refused")), "a publication to a replica")
@@ -585,7 +569,7 @@ func TestPresenceReadsRefuseAReplica(t *testing.T) {
 	}
 
 	rr.Promote(t) // the address still names the old primary
-	cutReplicaLink(ctx, t, rr)
+	rr.CutReplicaLink(t)
 	direct, err := ws.NewRedisStorageWithOptions(ws.RedisOptions{Addrs: []string{rr.Primary.Addr}, KeyPrefix: prefix})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = direct.Close() })
@@ -656,7 +640,7 @@ func TestHistoryReadsRefuseAReplica(t *testing.T) {
 	}
 
 	rr.Promote(t) // the address still names the old primary
-	cutReplicaLink(ctx, t, rr)
+	rr.CutReplicaLink(t)
 	// The read script checks Redis's run_id only once its check marker,
 	// refreshed by every read and publication for 10 ms, has gone; on a
 	// channel used more often the replica always holds a live one. Here
@@ -715,14 +699,6 @@ func eachClient[T interface{ Close() error }](t *testing.T, rr *redistest.Replic
 		out[fmt.Sprint("given client, MaxRetries ", retries)] = v
 	}
 	return out
-}
-
-// cutReplicaLink has rr's replica replicate from an address where
-// nothing listens: it stays a read-only replica holding the data of now.
-func cutReplicaLink(ctx context.Context, t *testing.T, rr *redistest.Replicated) {
-	t.Helper()
-	out, err := rr.Replica.CLI(ctx, "REPLICAOF", "127.0.0.1", "1")
-	require.NoError(t, err, "cutting the replica's link: %s", out)
 }
 
 // connectionsReceived returns how many connections s has accepted, its

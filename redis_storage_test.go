@@ -677,8 +677,7 @@ func TestPresenceCountsRefuseAReplica(t *testing.T) {
 	require.Equal(t, []int{2, 0}, counts, "before the failover") // a pooled connection to the old primary
 
 	rr.Promote(t) // the address still names the old primary
-	out, err := rr.Replica.CLI(ctx, "REPLICAOF", "127.0.0.1", "1")
-	require.NoError(t, err, "cutting the replica's link: %s", out)
+	rr.CutReplicaLink(t)
 	direct, err := NewRedisStorageWithOptions(RedisOptions{Addrs: []string{rr.Primary.Addr}, KeyPrefix: prefix})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, direct.Close()) })

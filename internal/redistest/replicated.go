@@ -73,6 +73,19 @@ func (r *Replicated) Promote(tb testing.TB) {
 // stay where they are.
 func (r *Replicated) MoveAddress() { r.proxy.Retarget(r.Primary.Addr) }
 
+// CutReplicaLink has the replica replicate from an address where nothing
+// listens: it stays a read-only replica holding the data of now, and gets
+// nothing published on the primary, as a failed primary that was cut off
+// does.
+func (r *Replicated) CutReplicaLink(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if out, err := r.Replica.CLI(ctx, "REPLICAOF", "127.0.0.1", "1"); err != nil {
+		tb.Fatalf("cutting the replica's link: %v: %s", err, out)
+	}
+}
+
 // Stall holds every byte through Addr, on the open connections and on
 // new ones (which still reach the server Addr names when they connect),
 // until Resume.
