@@ -122,7 +122,8 @@ func gathered(name string) bool {
 // server turns out to be a replica, the commands it refused with READONLY
 // go again in a new pipeline, on another connection (go-redis closed
 // that one), while the pool may still hold connections to the old
-// primary (replicaRetry): a replica refuses a
+// primary (replicaRetry), until a send that dialled is refused too,
+// which is then final (replicaFollowed): a replica refuses a
 // script at its first write, and the storage's scripts do nothing before
 // their first write that outlasts them, so a refused command did nothing
 // there, and the caller gets its answer from the new primary instead of
@@ -141,7 +142,15 @@ func (a *autoPipeline) send(batch []*pipeItem[redis.Cmder]) {
 				_ = pipe.Process(it.ctx, it.v) // queued, not sent: a Pipeline's Process only appends
 			}
 		})
-		if !replica || !retry.again(a.client) {
+		if !replica {
+			break
+		}
+		if !retry.again(a.client) {
+			for _, it := range todo {
+				if err := it.v.Err(); redis.IsReadOnlyError(err) {
+					it.v.SetErr(replicaFollowed{err}) // final for onPrimary around the call
+				}
+			}
 			break
 		}
 		again := todo[:0]

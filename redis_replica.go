@@ -94,15 +94,28 @@ func (r *replicaRetry) again(c any) bool {
 
 // onPrimary runs call, a command on c that a replica refuses with
 // READONLY having done nothing, and again while it is refused on a
-// connection that may have been pooled (replicaRetry).
+// connection that may have been pooled (replicaRetry). A refusal that the
+// storage's pipelines already followed (replicaFollowed) is final: the
+// address still names the replica.
 func onPrimary(c any, call func() error) error {
 	var r replicaRetry
 	for {
-		if err := call(); !redis.IsReadOnlyError(err) || !r.again(c) {
+		err := call()
+		var followed replicaFollowed
+		if !redis.IsReadOnlyError(err) || errors.As(err, &followed) || !r.again(c) {
 			return err
 		}
 	}
 }
+
+// replicaFollowed is a replica's refusal (READONLY) that the storage's
+// pipelines sent again until a send that dialled was refused too
+// (autoPipeline.send): the command around it, which reads the same pool's
+// statistics, does not follow it once more. It is the refusal itself to
+// everything else (redis.IsReadOnlyError, the error's text).
+type replicaFollowed struct{ error }
+
+func (e replicaFollowed) Unwrap() error { return e.error }
 
 // runOnPrimary runs script on c (a client) once (redis_once.go), and
 // again while a replica refuses it, as onPrimary does: a replica refuses
