@@ -318,7 +318,12 @@ func (p *presenceSeq) applyLocked(members []PresenceMember, v PresenceVersion, c
 	// floor) keeps it; every other floor is behind v now. Pending
 	// subscribers get their own list from attach.
 	if v.Epoch != p.epoch {
+		// Floors and the announcements waiting for a gap to fill are of
+		// the old epoch: their versions say nothing in v's. An early one
+		// kept would go out once v's epoch reached its number, as if it
+		// were of v's (TestPresenceEarlyAnnouncementsDieWithTheirEpoch).
 		clear(p.floors)
+		clear(p.early)
 	}
 	p.h.post(p.ch, membersEvent(p.ch.name, members, v), "", p.skipLocked(v.Seq+1), nil)
 	p.epoch, p.seq, p.synced = v.Epoch, v.Seq, true
