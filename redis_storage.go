@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -41,7 +42,7 @@ import (
 //	ws:presence:{C}:users       HASH   userID -> number of connections
 //	ws:presence:{C}:info        HASH   userID -> info JSON
 //	ws:presence:{C}:nodes       HASH   nodeID -> number of connections
-//	ws:presence:{C}:dead        SET    nodes reaped here (tombstones)
+//	ws:presence:{C}:dead        SET    nodes reaped here and fenced adds (tombstones)
 //	ws:presence:{C}:version     HASH   epoch, seq, run (Redis run_id)
 //
 // The braces are Redis Cluster hash tags: one channel's keys share a slot,
@@ -62,6 +63,8 @@ type RedisStorage struct {
 	heal    bool                                 // guarded by mu; live connections must be claimed under node
 	live    map[string]map[string]PresenceMember // guarded by mu; channel -> connID -> member, added and not removed
 	orphans map[string]map[string]PresenceMember // guarded by mu; channel -> connID -> member whose removal failed
+	fences  map[string]map[string][]string       // guarded by mu; channel -> connID -> tokens of adds whose outcome is unknown
+	adds    atomic.Uint64                        // add scripts run, numbering their tokens
 
 	// connOps orders the add, removal, claim and retried removal of one
 	// connection in one channel (key: channel, NUL, connID).
@@ -134,6 +137,7 @@ func newRedisStorage(client redis.UniversalClient, owns bool, o RedisOptions) *R
 		node:          newPresenceNode(),
 		live:          make(map[string]map[string]PresenceMember),
 		orphans:       make(map[string]map[string]PresenceMember),
+		fences:        make(map[string]map[string][]string),
 		maintaining:   make(chan struct{}, 1),
 		occ:           redisOccupancy{sem: make(chan struct{}, 1)},
 		kick:          make(chan struct{}, 1),
@@ -171,8 +175,9 @@ func (s *RedisStorage) AddPresence(ctx context.Context, conn PresenceConn) (Pres
 		if err := n.acquire(ctx, s, conn.Channel, 1); err != nil {
 			return PresenceEvent{}, false, s.wrap("add", conn.Channel, err)
 		}
+		token := fenceToken(conn.ConnID, s.adds.Add(1))
 		r := newScriptReply(runOnPrimary(ctx, s.client, addPresenceScript, s.keys.channel(conn.Channel),
-			conn.ConnID, n.id, conn.Member.UserID, string(conn.Member.Info), newEpoch()).Result())
+			conn.ConnID, n.id, conn.Member.UserID, string(conn.Member.Info), newEpoch(), token).Result())
 		code := r.int(0)
 		var ev PresenceEvent
 		if code == 1 {
@@ -180,9 +185,15 @@ func (s *RedisStorage) AddPresence(ctx context.Context, conn PresenceConn) (Pres
 		}
 		switch {
 		case r.err != nil:
-			// The entry may or may not be written; keeping the index
+			// The entry may or may not be written, or be written later:
+			// a script that timed out here may still reach Redis, or
+			// wait in a stopped Redis, and run after the caller removed
+			// the connection. Its removal fences it. Keeping the index
 			// entry is the safe side.
+			s.fence(conn, token)
 			return PresenceEvent{}, false, s.wrap("add", conn.Channel, r.err)
+		case code == -2:
+			return PresenceEvent{}, false, s.wrap("add", conn.Channel, errFenced)
 		case code == -1:
 			s.rotate(n, "reaped while stalled")
 			continue
@@ -218,7 +229,15 @@ func (s *RedisStorage) RemovePresence(ctx context.Context, conn PresenceConn) (P
 // remove runs the removal script for conn; the caller holds its connOps
 // lock.
 func (s *RedisStorage) remove(ctx context.Context, conn PresenceConn) (PresenceEvent, bool, error) {
-	r := newScriptReply(runOnPrimary(ctx, s.client, removePresenceScript, s.keys.channel(conn.Channel), conn.ConnID, newEpoch()).Result())
+	args := []any{conn.ConnID, newEpoch(), fenceTTL.Milliseconds()}
+	tokens := s.fenceTokens(conn)
+	for _, t := range tokens {
+		args = append(args, t)
+	}
+	r := newScriptReply(runOnPrimary(ctx, s.client, removePresenceScript, s.keys.channel(conn.Channel), args...).Result())
+	if r.err == nil {
+		s.unfence(conn, tokens)
+	}
 	left, node := r.int(0), r.str(1)
 	var ev PresenceEvent
 	if left == 1 {

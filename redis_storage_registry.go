@@ -1,9 +1,12 @@
 package ws
 
 import (
+	"errors"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // The storage's own record of its connections: the ones it added and has
@@ -84,4 +87,68 @@ func dropConn(m map[string]map[string]PresenceMember, conn PresenceConn) {
 // sortedChannels returns the keys of a snapshot in order.
 func sortedChannels(m map[string][]PresenceConn) []string {
 	return slices.SortedFunc(maps.Keys(m), strings.Compare)
+}
+
+// An add whose outcome the storage never learnt (its script failed: a
+// timeout, a dropped connection) may still run in Redis after the caller
+// gave it up and removed the connection: its bytes wait in a kernel's
+// buffer while the path to Redis is silent, or in a stopped Redis. Run
+// then, it would leave an entry that no removal ever comes for, and a
+// member who is not there for as long as the node lives. So every add
+// script carries a token (fenceToken), the storage remembers the tokens of
+// the adds whose outcome it does not know (fences), and the connection's
+// removal adds them to the channel's tombstones (the dead set) in the
+// same script, before it removes anything; an add finds its token there
+// and does nothing. The tombstones are kept fenceTTL: longer than Linux
+// keeps retransmitting unacknowledged data (about 15 minutes), so a late
+// add that comes after them has been waiting in a Redis stopped that
+// long.
+const fenceTTL = 30 * time.Minute
+
+// errFenced is what an add script says when its token was fenced; only a
+// script run after its caller gave up should meet it.
+var errFenced = errors.New("the add was fenced: its connection was removed before it ran")
+
+// fenceToken names add number n of connection connID.
+func fenceToken(connID string, n uint64) string {
+	return connID + "#" + strconv.FormatUint(n, 10)
+}
+
+// fence records token, an add of conn whose outcome is unknown, for the
+// connection's removal to fence.
+func (s *RedisStorage) fence(conn PresenceConn, token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conns := s.fences[conn.Channel]
+	if conns == nil {
+		conns = make(map[string][]string)
+		s.fences[conn.Channel] = conns
+	}
+	conns[conn.ConnID] = append(conns[conn.ConnID], token)
+}
+
+// fenceTokens returns the tokens conn's removal fences.
+func (s *RedisStorage) fenceTokens(conn PresenceConn) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.fences[conn.Channel][conn.ConnID])
+}
+
+// unfence forgets tokens of conn, which a removal fenced.
+func (s *RedisStorage) unfence(conn PresenceConn, tokens []string) {
+	if len(tokens) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conns := s.fences[conn.Channel]
+	rest := slices.DeleteFunc(conns[conn.ConnID], func(t string) bool { return slices.Contains(tokens, t) })
+	if len(rest) > 0 {
+		conns[conn.ConnID] = rest
+		return
+	}
+	delete(conns, conn.ConnID)
+	if len(conns) == 0 {
+		delete(s.fences, conn.Channel)
+	}
 }

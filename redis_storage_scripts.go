@@ -104,13 +104,25 @@ local function forget()
 end
 `
 
+// fenceLua defines keepTombstones(ms), which keeps the channel's
+// tombstones (reaped nodes, fenced adds) for at least ms milliseconds:
+// it lengthens their expiry, never shortens it.
+const fenceLua = `
+local function keepTombstones(ms)
+  if redis.call('PTTL', KEYS[5]) < tonumber(ms) then redis.call('PEXPIRE', KEYS[5], ms) end
+end
+`
+
 // addPresenceScript records a connection.
-// KEYS: the channel's. ARGV: connID nodeID userID info newEpoch.
+// KEYS: the channel's. ARGV: connID nodeID userID info newEpoch token.
 // Returns {-1} if the node was reaped here (it must rejoin as a new node),
-// {0} if connID is already present, {2} if the user was already present
-// through another connection, {1, epoch, seq} if the user joined.
+// {-2} if the add was fenced (its caller gave it up and removed the
+// connection: RedisStorage.fences), {0} if connID is already present, {2}
+// if the user was already present through another connection, {1, epoch,
+// seq} if the user joined.
 var addPresenceScript = redis.NewScript(versionLua + `
 if redis.call('SISMEMBER', KEYS[5], ARGV[2]) == 1 then return {-1} end
+if redis.call('SISMEMBER', KEYS[5], ARGV[6]) == 1 then return {-2} end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {0} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|' .. ARGV[3])
 redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
@@ -120,12 +132,17 @@ local e, s = bump(ARGV[5])
 return {1, e, s, redis.call('HLEN', KEYS[2])}
 `)
 
-// removePresenceScript removes a connection.
-// KEYS: the channel's. ARGV: connID newEpoch.
+// removePresenceScript removes a connection, first fencing the adds of
+// it whose outcome its caller never learnt.
+// KEYS: the channel's. ARGV: connID newEpoch fenceMillis token...
 // Returns {0, nodeID} if the user is still present or {1, nodeID, userID,
 // info, epoch, seq} if the user left; nodeID is the node that had added
 // the connection ("" if it was not present).
-var removePresenceScript = redis.NewScript(versionLua + `
+var removePresenceScript = redis.NewScript(versionLua + fenceLua + `
+if #ARGV > 3 then
+  for i = 4, #ARGV do redis.call('SADD', KEYS[5], ARGV[i]) end
+  keepTombstones(ARGV[3])
+end
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return {0, ''} end
 local sep = string.find(v, '|', 1, true)
@@ -149,9 +166,9 @@ return {1, node, user, info, e, s, n}
 // Returns {epoch, userID, connID, info, seq, count, ...}: five entries for
 // each user who left (count: the members left right after), {} if the
 // node had nothing here.
-var reapPresenceScript = redis.NewScript(versionLua + `
+var reapPresenceScript = redis.NewScript(versionLua + fenceLua + `
 redis.call('SADD', KEYS[5], ARGV[1])
-redis.call('PEXPIRE', KEYS[5], ARGV[2])
+keepTombstones(ARGV[2])
 if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 0 then return {} end
 redis.call('HDEL', KEYS[4], ARGV[1])
 local prefix = ARGV[1] .. '|'
