@@ -79,7 +79,13 @@ type reloadSoak struct {
 	users     []*soakUser
 	failures  failures
 
-	opened, reloads, drops, departures atomic.Int64
+	// The chaos soak's settings (presence_chaos_test.go); zero for the
+	// reload soak.
+	retry  bool                   // tabs subscribe again after an unavailable error frame
+	settle time.Duration          // the observers' bound at a quiet point (zero: reloadSettle)
+	fault  func(phase int) string // run beside each phase's churn; says what it did
+
+	opened, reloads, drops, departures, retries atomic.Int64
 }
 
 func newReloadSoak(t *testing.T, nodes []*testNode) *reloadSoak {
@@ -113,13 +119,25 @@ func (s *reloadSoak) run(d time.Duration) {
 		}
 	}
 	// d counts churn only, not the quiet points between phases.
+	var faults []string
 	for i, left := 0, d; left > 0; i++ {
 		phase := min(reloadPhase, left)
 		start := time.Now()
+		fault := make(chan string, 1)
+		if s.fault != nil {
+			go func() { fault <- s.fault(i) }()
+		} else {
+			fault <- ""
+		}
 		s.churn(phase)
+		label := fmt.Sprintf("quiet point %d", i+1)
+		if f := <-fault; f != "" {
+			faults = append(faults, f)
+			label += " (after " + f + ")"
+		}
 		churned += time.Since(start)
 		left -= phase
-		check(fmt.Sprintf("quiet point %d", i+1))
+		check(label)
 	}
 	for _, u := range s.users {
 		for _, tb := range u.tabs {
@@ -133,10 +151,13 @@ func (s *reloadSoak) run(d time.Duration) {
 	}
 	check("after every tab closed")
 	require.Empty(t, s.failures.all(), "client-side failures")
-	t.Logf("%d nodes, %v churn: %d quiet points, %d with wrong lists, %d wrong observer lists of %d (%d wrong entries); tabs opened %d, reloads %d, TCP drops %d, departures %d; churning took %v, quiet points %v",
+	t.Logf("%d nodes, %v churn: %d quiet points, %d with wrong lists, %d wrong observer lists of %d (%d wrong entries); tabs opened %d, reloads %d, TCP drops %d, departures %d, subscribes repeated after unavailable %d; churning took %v, quiet points %v",
 		len(s.nodes), d, points, wrongPoints, wrongLists, points*len(s.observers), wrongEntries,
-		s.opened.Load(), s.reloads.Load(), s.drops.Load(), s.departures.Load(),
+		s.opened.Load(), s.reloads.Load(), s.drops.Load(), s.departures.Load(), s.retries.Load(),
 		churned.Round(time.Millisecond), settling.Round(time.Millisecond))
+	if len(faults) > 0 {
+		t.Logf("faults: %s", strings.Join(faults, "; "))
+	}
 	require.Zero(t, wrongLists, "got %d wrong observer lists at %d of %d quiet points, want 0", wrongLists, wrongPoints, points)
 }
 
@@ -205,11 +226,33 @@ func (s *reloadSoak) quietPoint(label string) (lists, entries int) {
 		}
 		return true
 	}, 10*time.Second, 2*time.Millisecond, "%s: nodes did not settle at %v connections", label, want)
-	for i, n := range s.nodes {
-		require.Equal(t, truth, n.members(t, reloadChannel), "%s: node %d's PresenceMembers", label, i)
+	settle := reloadSettle
+	if s.settle > 0 {
+		settle = s.settle
 	}
-	// The observers get the same reloadSettle together.
-	settles(reloadSettle, func() bool {
+	if s.fault == nil {
+		for i, n := range s.nodes {
+			require.Equal(t, truth, n.members(t, reloadChannel), "%s: node %d's PresenceMembers", label, i)
+		}
+	} else {
+		// After a fault the storage may still be putting back what Redis
+		// lost, or reaping what a node could not remove.
+		for i, n := range s.nodes {
+			var got []string
+			ok := settles(settle, func() bool {
+				ms, err := n.hub.PresenceMembers(context.Background(), reloadChannel)
+				got = got[:0]
+				for _, m := range ms {
+					got = append(got, m.UserID)
+				}
+				slices.Sort(got)
+				return err == nil && slices.Equal(got, truth)
+			})
+			require.True(t, ok, "%s: node %d's PresenceMembers %v, want %v", label, i, got, truth)
+		}
+	}
+	// The observers get the same bound together.
+	settles(settle, func() bool {
 		for _, o := range s.observers {
 			if !slices.Equal(o.list(), truth) {
 				return false
@@ -316,7 +359,11 @@ func (u *soakUser) act(s *reloadSoak) {
 // open dials node as u and subscribes to the channel without waiting for
 // the answer; the tab's reader notes the members frame.
 func (u *soakUser) open(s *reloadSoak, node int) {
-	tb, err := dialTab(s.nodes[node], node, u.id)
+	var retries *atomic.Int64
+	if s.retry {
+		retries = &s.retries
+	}
+	tb, err := dialTab(s.nodes[node], node, u.id, retries)
 	if err != nil {
 		s.failures.add(fmt.Sprintf("%s: dial node %d: %v", u.id, node, err))
 		return
@@ -346,17 +393,20 @@ type soakTab struct {
 	ready   chan struct{} // closed by the reader when the members frame came
 	done    chan struct{} // closed when the reader returned
 	dropped atomic.Bool   // the test ended the connection
+	retries *atomic.Int64 // non-nil: subscribe again after an unavailable error frame, counted here
+	wmu     sync.Mutex    // held by those subscribes again, which may follow each other on different goroutines
 	mu      sync.Mutex
 	fail    string   // guarded by mu; an error frame the tab got
 	frames  []string // guarded by mu; type/event of every frame read
 }
 
-func dialTab(n *testNode, node int, user string) (*soakTab, error) {
+// dialTab opens a tab of user on n (node n); retries: see soakTab.
+func dialTab(n *testNode, node int, user string, retries *atomic.Int64) (*soakTab, error) {
 	conn, err := dialAs(n, user)
 	if err != nil {
 		return nil, err
 	}
-	tb := &soakTab{user: user, node: node, conn: conn, ready: make(chan struct{}), done: make(chan struct{})}
+	tb := &soakTab{user: user, node: node, conn: conn, ready: make(chan struct{}), done: make(chan struct{}), retries: retries}
 	if err := conn.WriteJSON(map[string]any{"action": "subscribe", "channel": reloadChannel}); err != nil {
 		conn.Close()
 		return nil, err
@@ -387,6 +437,7 @@ type soakFrame struct {
 	Users   []ws.PresenceMember `json:"users"`
 	Version *uint64             `json:"version"`
 	Error   string              `json:"error"`
+	Code    string              `json:"code"`
 }
 
 func (tb *soakTab) read() {
@@ -412,6 +463,15 @@ func (tb *soakTab) read() {
 		case f.Type == "presence" && f.Event == "members" && !subscribed:
 			subscribed = true
 			close(tb.ready)
+		case f.Type == "error" && f.Code == "unavailable" && tb.retries != nil && !subscribed:
+			// As docs/presence.md tells clients to: the same subscribe
+			// after a short backoff (the frame's action is subscribe).
+			tb.retries.Add(1)
+			time.AfterFunc(time.Duration(50+rand.IntN(200))*time.Millisecond, func() {
+				tb.wmu.Lock()
+				defer tb.wmu.Unlock()
+				_ = tb.conn.WriteJSON(map[string]any{"action": "subscribe", "channel": reloadChannel})
+			})
 		case f.Type == "error":
 			tb.setFailure(string(b))
 		}
