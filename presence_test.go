@@ -336,7 +336,8 @@ func TestPresenceMembersAPI(t *testing.T) {
 // storage fails: a failed add refuses the subscription (error, then
 // unsubscribed) and nobody hears of a join; a failed list still announces
 // the join, without a users list that would claim the channel is empty,
-// and tells the joiner its list is unavailable. The error frames say only
+// and tells the joiner its list is unavailable (she is subscribed, and
+// subscribing again brings the list). The error frames say only
 // that the service is unavailable; ErrorHandler gets an
 // *UnavailableError that matches ErrStorageUnavailable and carries the
 // storage's own error, and Stats count it under "storage".
@@ -370,6 +371,10 @@ func TestPresenceStorageFailures(t *testing.T) {
 	bob.expectPresence(ch, "join", "alice", nil, 2) // the count comes with the join, the list could not be read
 	storage.failList.Store(false)
 	require.Equal(t, []string{"alice", "bob"}, n.members(t, ch))
+	// alice is subscribed and a member already; subscribing again, as the
+	// error frame asks, brings her the list and tells nobody anything.
+	alice.subscribePresence(ch, "alice", "bob")
+	bob.expectQuiet()
 
 	alice.Conn.Close()
 	bob.expectPresence(ch, "leave", "alice", []string{"bob"}, 1)
