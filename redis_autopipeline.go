@@ -145,22 +145,22 @@ func (a *autoPipeline) send(batch []*pipeItem[redis.Cmder]) {
 		if !replica {
 			break
 		}
+		refused := todo[:0]
+		for _, it := range todo {
+			if redis.IsReadOnlyError(it.v.Err()) {
+				refused = append(refused, it)
+			}
+		}
 		if !retry.again(a.client) {
-			for _, it := range todo {
-				if err := it.v.Err(); redis.IsReadOnlyError(err) {
-					it.v.SetErr(replicaFollowed{err}) // final for onPrimary around the call
-				}
+			for _, it := range refused {
+				it.v.SetErr(replicaFollowed{it.v.Err()}) // final for onPrimary around the call
 			}
 			break
 		}
-		again := todo[:0]
-		for _, it := range todo {
-			if redis.IsReadOnlyError(it.v.Err()) {
-				it.v.SetErr(nil)
-				again = append(again, it)
-			}
+		for _, it := range refused {
+			it.v.SetErr(nil)
 		}
-		todo = again
+		todo = refused
 	}
 	for _, it := range batch {
 		it.done <- it.v.Err()

@@ -229,14 +229,16 @@ func (s *RedisStorage) RemovePresence(ctx context.Context, conn PresenceConn) (P
 // remove runs the removal script for conn; the caller holds its connOps
 // lock.
 func (s *RedisStorage) remove(ctx context.Context, conn PresenceConn) (PresenceEvent, bool, error) {
-	args := []any{conn.ConnID, newEpoch(), fenceTTL.Milliseconds()}
-	tokens := s.fenceTokens(conn)
-	for _, t := range tokens {
-		args = append(args, t)
+	args := []any{conn.ConnID, newEpoch()}
+	if tokens := s.fenceTokens(conn); len(tokens) > 0 {
+		args = append(args, fenceTTL.Milliseconds())
+		for _, t := range tokens {
+			args = append(args, t)
+		}
 	}
 	r := newScriptReply(runOnPrimary(ctx, s.client, removePresenceScript, s.keys.channel(conn.Channel), args...).Result())
-	if r.err == nil {
-		s.unfence(conn, tokens)
+	if r.err == nil && len(args) > 2 {
+		s.unfence(conn)
 	}
 	left, node := r.int(0), r.str(1)
 	var ev PresenceEvent

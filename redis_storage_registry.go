@@ -66,16 +66,20 @@ func (s *RedisStorage) snapshot(m map[string]map[string]PresenceMember) map[stri
 	return out
 }
 
-func putConn(m map[string]map[string]PresenceMember, conn PresenceConn) {
+func putConn(m map[string]map[string]PresenceMember, conn PresenceConn) { putIn(m, conn, conn.Member) }
+
+// putIn sets v as conn's value in m, a map by channel and ConnID.
+func putIn[V any](m map[string]map[string]V, conn PresenceConn, v V) {
 	conns := m[conn.Channel]
 	if conns == nil {
-		conns = make(map[string]PresenceMember)
+		conns = make(map[string]V)
 		m[conn.Channel] = conns
 	}
-	conns[conn.ConnID] = conn.Member
+	conns[conn.ConnID] = v
 }
 
-func dropConn(m map[string]map[string]PresenceMember, conn PresenceConn) {
+// dropConn deletes conn from m, a map by channel and ConnID.
+func dropConn[V any](m map[string]map[string]V, conn PresenceConn) {
 	if conns := m[conn.Channel]; conns != nil {
 		delete(conns, conn.ConnID)
 		if len(conns) == 0 {
@@ -115,40 +119,25 @@ func fenceToken(connID string, n uint64) string {
 }
 
 // fence records token, an add of conn whose outcome is unknown, for the
-// connection's removal to fence.
+// connection's removal to fence. Like the removal, it runs under conn's
+// connOps lock.
 func (s *RedisStorage) fence(conn PresenceConn, token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	conns := s.fences[conn.Channel]
-	if conns == nil {
-		conns = make(map[string][]string)
-		s.fences[conn.Channel] = conns
-	}
-	conns[conn.ConnID] = append(conns[conn.ConnID], token)
+	putIn(s.fences, conn, append(s.fences[conn.Channel][conn.ConnID], token))
 }
 
 // fenceTokens returns the tokens conn's removal fences.
 func (s *RedisStorage) fenceTokens(conn PresenceConn) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.fences[conn.Channel][conn.ConnID])
+	return s.fences[conn.Channel][conn.ConnID]
 }
 
-// unfence forgets tokens of conn, which a removal fenced.
-func (s *RedisStorage) unfence(conn PresenceConn, tokens []string) {
-	if len(tokens) == 0 {
-		return
-	}
+// unfence forgets conn's tokens once a removal fenced them: none can have
+// come since, as both hold conn's connOps lock.
+func (s *RedisStorage) unfence(conn PresenceConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	conns := s.fences[conn.Channel]
-	rest := slices.DeleteFunc(conns[conn.ConnID], func(t string) bool { return slices.Contains(tokens, t) })
-	if len(rest) > 0 {
-		conns[conn.ConnID] = rest
-		return
-	}
-	delete(conns, conn.ConnID)
-	if len(conns) == 0 {
-		delete(s.fences, conn.Channel)
-	}
+	dropConn(s.fences, conn)
 }

@@ -104,10 +104,10 @@ local function forget()
 end
 `
 
-// fenceLua defines keepTombstones(ms), which keeps the channel's
+// tombstoneLua defines keepTombstones(ms), which keeps the channel's
 // tombstones (reaped nodes, fenced adds) for at least ms milliseconds:
 // it lengthens their expiry, never shortens it.
-const fenceLua = `
+const tombstoneLua = `
 local function keepTombstones(ms)
   if redis.call('PTTL', KEYS[5]) < tonumber(ms) then redis.call('PEXPIRE', KEYS[5], ms) end
 end
@@ -134,12 +134,13 @@ return {1, e, s, redis.call('HLEN', KEYS[2])}
 
 // removePresenceScript removes a connection, first fencing the adds of
 // it whose outcome its caller never learnt.
-// KEYS: the channel's. ARGV: connID newEpoch fenceMillis token...
+// KEYS: the channel's. ARGV: connID newEpoch, then, when there are adds
+// to fence, fenceMillis token...
 // Returns {0, nodeID} if the user is still present or {1, nodeID, userID,
 // info, epoch, seq} if the user left; nodeID is the node that had added
 // the connection ("" if it was not present).
-var removePresenceScript = redis.NewScript(versionLua + fenceLua + `
-if #ARGV > 3 then
+var removePresenceScript = redis.NewScript(versionLua + tombstoneLua + `
+if #ARGV > 2 then
   for i = 4, #ARGV do redis.call('SADD', KEYS[5], ARGV[i]) end
   keepTombstones(ARGV[3])
 end
@@ -166,7 +167,7 @@ return {1, node, user, info, e, s, n}
 // Returns {epoch, userID, connID, info, seq, count, ...}: five entries for
 // each user who left (count: the members left right after), {} if the
 // node had nothing here.
-var reapPresenceScript = redis.NewScript(versionLua + fenceLua + `
+var reapPresenceScript = redis.NewScript(versionLua + tombstoneLua + `
 redis.call('SADD', KEYS[5], ARGV[1])
 keepTombstones(ARGV[2])
 if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 0 then return {} end
